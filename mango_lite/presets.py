@@ -1,0 +1,98 @@
+"""Run-size presets: one switch, ``MANGO_LITE_PRESET``, shrinks or grows every experiment.
+
+``quick``  CI and smoke runs: tiny data, small images, 1-2 blocks, a few epochs (about a minute a notebook
+           on 2 CPU cores). On by default when the ``CI`` environment variable is set.
+``cpu``    default without a GPU: minutes per experiment, enough to see real learning.
+``gpu``    default when CUDA is available: larger images and the paper's 12 blocks where it fits.
+``paper``  the real datasets at the paper's configuration (256x256, 12 blocks); needs a GPU and the data.
+
+Notebooks and the CLI call :func:`get_preset` and read sizes from the returned :class:`Preset`; nothing
+else decides how big a run is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+PRESET_NAMES = ("quick", "cpu", "gpu", "paper")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes for one run. Task-specific knobs live in ``tasks[task]`` (plain dicts, JSON-friendly)."""
+
+    name: str
+    image_size: int  # side of the square images fed to the task models
+    n_train: int  # generated training samples per dataset (ignored for real data)
+    n_val: int  # generated validation samples per dataset
+    epochs: int
+    batch_size: int
+    blocks: int  # MANGO blocks per scale in the task models (paper: 12)
+    scales: int  # scales of the multiscale flow
+    width: int  # channel width of the encoders / flow tokens
+    lr: float
+    flow_weight: float  # lambda in  loss = task loss + lambda * flow NLL (bits/dim)
+    # density-model notebook (04): image side, blocks per scale, optimisation steps
+    density_size: int = 16
+    density_blocks: int = 1
+    density_steps: int = 100
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, **kw: Any) -> "Preset":
+        return replace(self, **kw)
+
+
+_PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        name="quick", image_size=32, n_train=64, n_val=32, epochs=2, batch_size=16, blocks=1, scales=2,
+        width=16, lr=2e-3, flow_weight=0.01, density_size=8, density_blocks=1, density_steps=40,
+    ),
+    "cpu": Preset(
+        name="cpu", image_size=64, n_train=600, n_val=150, epochs=12, batch_size=16, blocks=2, scales=2,
+        width=32, lr=1e-3, flow_weight=0.01, density_size=16, density_blocks=2, density_steps=600,
+    ),
+    "gpu": Preset(
+        name="gpu", image_size=128, n_train=2000, n_val=500, epochs=40, batch_size=32, blocks=4, scales=3,
+        width=64, lr=5e-4, flow_weight=0.01, density_size=32, density_blocks=4, density_steps=3000,
+    ),
+    "paper": Preset(
+        name="paper", image_size=256, n_train=0, n_val=0, epochs=100, batch_size=8, blocks=12, scales=3,
+        width=64, lr=6e-5, flow_weight=0.01, density_size=64, density_blocks=12, density_steps=20000,
+    ),
+}
+
+
+def default_preset_name() -> str:
+    """``MANGO_LITE_PRESET`` if set, else ``quick`` under CI, ``gpu`` with CUDA, otherwise ``cpu``."""
+    env = os.environ.get("MANGO_LITE_PRESET", "").strip().lower()
+    if env:
+        if env not in _PRESETS:
+            raise ValueError(f"MANGO_LITE_PRESET must be one of {PRESET_NAMES}, got {env!r}")
+        return env
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return "quick"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "gpu"
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return "cpu"
+
+
+def get_preset(name: str | None = None) -> Preset:
+    """Return the named preset, or the default one (see :func:`default_preset_name`)."""
+    key = (name or default_preset_name()).lower()
+    if key not in _PRESETS:
+        raise ValueError(f"preset must be one of {PRESET_NAMES}, got {name!r}")
+    return _PRESETS[key]
+
+
+def is_quick() -> bool:
+    return default_preset_name() == "quick"
