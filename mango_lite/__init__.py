@@ -1,0 +1,34 @@
+"""mango_lite: MANGO (multimodal attention-based normalizing flow fusion), derived, verified, reproduced.
+
+Public API (stable)::
+
+    from mango_lite import ICA, MangoBlock, MangoFlow, MultiscaleMango
+    ICA(dim=64, tokens=128, partition="imca", variant=2, heads=1)
+    MangoBlock(dim=64, tokens=128)
+    MangoFlow(dim=64, tokens=128, blocks=12)
+
+Convention: ``z, logdet = module(x)`` (data -> latent, logdet of shape (B,)) and
+``x, logdet_inv = module.inverse(z)`` with ``logdet_inv == -logdet``.
+"""
+
+from .flows import (
+    ICA,
+    ActNorm,
+    Coupling,
+    InvertibleCrossAttention,
+    InvertibleLinearLU,
+    MangoBlock,
+    MangoFlow,
+    MultiscaleMango,
+    Split,
+    Squeeze,
+)
+from .presets import Preset, get_preset
+from .utils import seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ICA", "ActNorm", "Coupling", "InvertibleCrossAttention", "InvertibleLinearLU", "MangoBlock", "MangoFlow",
+    "MultiscaleMango", "Preset", "Split", "Squeeze", "get_preset", "seed_everything", "__version__",
+]

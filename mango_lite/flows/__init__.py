@@ -1,0 +1,27 @@
+"""Invertible building blocks of MANGO. Convention: ``z, logdet = m(x)``; ``x, -logdet = m.inverse(z)``."""
+
+from .actnorm import ActNorm
+from .base import FlowSequence, InvertibleModule, standard_normal_log_prob
+from .block import DEFAULT_LAYERS, MangoBlock, layers_for
+from .coupling import Coupling
+from .flow import MangoFlow
+from .ica import ICA, InvertibleCrossAttention, record_attention
+from .lu import InvertibleLinearLU
+from .multiscale import MultiscaleEncoding, MultiscaleMango, from_tokens, to_tokens
+from .partition import (
+    PARTITIONS,
+    IMCAPartition,
+    LICAPartition,
+    MMCAPartition,
+    Partition,
+    make_partition,
+)
+from .reshape import Split, Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
+
+__all__ = [
+    "ActNorm", "Coupling", "DEFAULT_LAYERS", "FlowSequence", "ICA", "IMCAPartition", "InvertibleCrossAttention",
+    "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
+    "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",
+    "from_tokens", "layers_for", "make_partition", "record_attention", "squeeze2d", "standard_normal_log_prob",
+    "to_tokens", "unsqueeze2d",
+]

@@ -1,0 +1,72 @@
+"""MangoFlow: a stack of MANGO blocks on two-modality tokens with a standard-normal prior."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..utils import check_tokens
+from .base import InvertibleModule, silence_children, standard_normal_log_prob
+from .block import MangoBlock
+
+
+class MangoFlow(InvertibleModule):
+    """``blocks`` MANGO blocks mapping tokens x (B, 2T, D) to z ~ N(0, I) of the same shape.
+
+    log p(x) = log N(z; 0, I) + log|det dz/dx|  (nats). The paper uses 12 blocks (96 ICA layers).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        tokens: int,
+        blocks: int = 12,
+        heads: int = 1,
+        hidden: int | None = None,
+        layers: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
+        super().__init__()
+        if blocks < 1:
+            raise ValueError(f"MangoFlow: expected blocks >= 1, got {blocks}")
+        self.dim, self.tokens = dim, tokens
+        self.blocks = nn.ModuleList(
+            MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2)) for i in range(blocks)
+        )
+        silence_children(self)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.check_inputs:
+            check_tokens(x, self.tokens, self.dim)
+        logdet = x.new_zeros(x.shape[0])
+        for block in self.blocks:
+            x, ld = block(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.check_inputs:
+            check_tokens(z, self.tokens, self.dim, name="z")
+        logdet = z.new_zeros(z.shape[0])
+        for block in reversed(self.blocks):
+            z, ld = block.inverse(z)
+            logdet = logdet + ld
+        return z, logdet
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log-density of x in nats, shape (B,)."""
+        z, logdet = self(x)
+        return standard_normal_log_prob(z) + logdet
+
+    def bits_per_dim(self, x: Tensor) -> Tensor:
+        """Negative log-likelihood in bits per dimension, shape (B,)."""
+        return -self.log_prob(x) / (x[0].numel() * math.log(2.0))
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """Draw n samples (n, 2T, D); ``temperature`` scales the prior's standard deviation."""
+        p = next(self.parameters())
+        z = torch.randn(n, 2 * self.tokens, self.dim, dtype=p.dtype, device=p.device) * temperature
+        return self.inverse(z)[0]

@@ -1,0 +1,141 @@
+"""Invertible cross-attention (ICA), the layer MANGO is built from.
+
+Given a partition x -> (X1, X2) of the 2T tokens (T each), queries and keys come from X1 only:
+
+    Q = LN(X1 Wq),  K = LN(X1 Wk),  S = softmax(mask(Q K^T / (tau sqrt(d))))   (per head)
+    A = S + I,      Y1 = X1,        Y2 = A X2,          y = merge(Y1, Y2)
+
+The mask keeps the upper triangle including the diagonal (row i attends to j >= i), so S is upper
+triangular with a positive diagonal and A = S + I has diagonal 1 + s_ii in (1, 2]: A is always
+invertible. Because A depends on X1 only and X1 passes through unchanged, the Jacobian is block
+triangular, with identity on the X1 block and (A (x) I_d) on the X2 block (d channels per head):
+
+    log|det J| = d * sum_i log(1 + s_ii)   summed over heads       (exact, O(T) per head)
+
+Inverse: recompute A from Y1 (= X1) and solve A X2 = Y2 with a triangular solve: O(T^2 d), no
+pseudo-inverse. (The published code multiplies slogdet(A) by L/2 instead of d; that is only right
+when d = L/2 - see ``mango_lite.flows.reference`` and notebook 02.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..utils import check_tokens
+from .base import InvertibleModule
+from .partition import PARTITIONS, make_partition
+
+
+class InvertibleCrossAttention(InvertibleModule):
+    """One MANGO layer: partition -> invertible cross-attention -> merge.
+
+    Args:
+        dim: channels D of every token.
+        tokens: tokens T per modality (the input has 2T tokens).
+        partition: "mmca", "imca" or "lica".
+        variant: which MMCA (0-1) / IMCA (0-3) configuration; for LICA only a label.
+        heads: channel groups; head h re-mixes channels [h*D/heads, (h+1)*D/heads) of X2 with its own A_h.
+
+    Shapes: forward(x: (B, 2T, D)) -> (y: (B, 2T, D), logdet: (B,)).
+    """
+
+    def __init__(self, dim: int, tokens: int, partition: str = "mmca", variant: int = 0, heads: int = 1) -> None:
+        super().__init__()
+        if dim < 1 or tokens < 1:
+            raise ValueError(f"ICA: expected dim >= 1 and tokens >= 1, got dim={dim}, tokens={tokens}")
+        if heads < 1 or dim % heads:
+            raise ValueError(f"ICA: dim ({dim}) must be divisible by heads ({heads})")
+        key = str(partition).lower()
+        if key not in PARTITIONS:
+            raise ValueError(f"ICA: partition must be one of {tuple(PARTITIONS)}, got {partition!r}")
+        self.dim, self.tokens, self.heads = dim, tokens, heads
+        self.head_dim = dim // heads
+        self.partition_name, self.variant = key, variant
+        self.partition = make_partition(key, tokens, dim, variant)
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.query_norm = nn.LayerNorm(self.head_dim)
+        self.key_norm = nn.LayerNorm(self.head_dim)
+        # log of the learnable positive temperature tau, one per head
+        self.log_temperature = nn.Parameter(torch.zeros(heads))
+        self.register_buffer("mask", torch.ones(tokens, tokens, dtype=torch.bool).triu())
+        self.record_attention = False
+        self.last_attention: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, heads={self.heads}"
+
+    # -- attention ----------------------------------------------------------------------------------
+    def attention(self, x1: Tensor) -> Tensor:
+        """Masked softmax S of shape (B, heads, T, T) from the conditioning tokens x1 (B, T, D);
+        upper triangular with positive diagonal. The layer's matrix is A = S + I."""
+        b, t, _ = x1.shape
+        q = self.query_norm(self.query(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
+        k = self.key_norm(self.key(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
+        scale = torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.head_dim)
+        logits = (q @ k.transpose(-1, -2)) * scale
+        logits = logits.masked_fill(~self.mask, float("-inf"))
+        return torch.softmax(logits, dim=-1)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, h, T, d)
+
+    def _unheads(self, x: Tensor) -> Tensor:
+        b, _, t, _ = x.shape
+        return x.transpose(1, 2).reshape(b, t, self.dim)
+
+    def _logdet(self, s: Tensor) -> Tensor:
+        return self.head_dim * torch.log1p(torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
+
+    def _record(self, s: Tensor) -> None:
+        if self.record_attention:
+            eye = torch.eye(self.tokens, dtype=s.dtype, device=s.device)
+            self.last_attention = (s + eye).detach()
+
+    @property
+    def last_partition(self) -> str:
+        return self.partition_name
+
+    @property
+    def last_index(self) -> Tensor | None:
+        return self.partition.token_index()
+
+    # -- bijection ----------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.check_inputs:
+            check_tokens(x, self.tokens, self.dim)
+        x1, x2, ld_part = self.partition.partition(x)
+        s = self.attention(x1)
+        v = self._heads(x2)
+        y2 = self._unheads(s @ v + v)  # (S + I) X2 without materialising I
+        self._record(s)
+        y, ld_merge = self.partition.merge(x1, y2)
+        return y, ld_part + self._logdet(s) + ld_merge
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.check_inputs:
+            check_tokens(z, self.tokens, self.dim, name="z")
+        y1, y2, ld_part = self.partition.partition(z)
+        s = self.attention(y1)
+        a = s + torch.eye(self.tokens, dtype=s.dtype, device=s.device)
+        x2 = torch.linalg.solve_triangular(a, self._heads(y2), upper=True)
+        self._record(s)
+        x, ld_merge = self.partition.merge(y1, self._unheads(x2))
+        return x, ld_part - self._logdet(s) + ld_merge
+
+
+ICA = InvertibleCrossAttention
+
+
+def record_attention(module: nn.Module, enabled: bool = True) -> list[InvertibleCrossAttention]:
+    """Switch attention recording on/off for every ICA inside ``module``; returns those layers."""
+    layers = [m for m in module.modules() if isinstance(m, InvertibleCrossAttention)]
+    for m in layers:
+        m.record_attention = enabled
+        if not enabled:
+            m.last_attention = None
+    return layers
