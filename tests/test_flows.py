@@ -206,14 +206,38 @@ def test_ica_gradcheck_forward_and_inverse():
     assert torch.autograd.gradcheck(lambda v: m.inverse(v)[0], (x,))
 
 
-def test_ica_attention_is_upper_triangular_with_diagonal_in_1_2():
-    m = ICA(dim=4, tokens=5, partition="mmca").double()
+@pytest.mark.parametrize("gamma", [None, 0.1, 0.7])
+def test_ica_attention_is_upper_triangular_with_positive_diagonal(gamma):
+    m = ICA(dim=4, tokens=5, partition="mmca", gamma=gamma).double()
+    g = 1.0 if gamma is None else gamma
     x = torch.randn(2, 10, 4, dtype=D64)
     a = reference.attention_matrix(m, x)
     assert torch.equal(torch.tril(a[..., :, :], -1), torch.zeros_like(a))
     d = torch.diagonal(a, dim1=-2, dim2=-1)
-    assert (d > 1).all() and (d <= 2).all()
-    assert torch.allclose(a.sum(-1), torch.full_like(a.sum(-1), 2.0))  # softmax rows + identity
+    assert (d > 1).all() and (d <= 1 + g + 1e-12).all()
+    assert torch.allclose(a.sum(-1), torch.full_like(a.sum(-1), 1 + g))  # identity + gamma * softmax rows
+
+
+@pytest.mark.parametrize("gamma", [-0.95, -0.5, 0.3, 0.95])
+def test_ica_inverse_norm_bound(gamma):
+    """Strict row diagonal dominance: ||A^-1||_inf <= 1 / (1 - |gamma|), even for peaked attention."""
+    m = ICA(dim=4, tokens=16, partition="imca", gamma=gamma).double()
+    with torch.no_grad():
+        m.log_temperature.fill_(-3.0)  # sharp, arbitrary attention
+    a = reference.attention_matrix(m, torch.randn(3, 32, 4, dtype=D64))
+    inv_norm = torch.linalg.matrix_norm(torch.linalg.inv(a), ord=float("inf"))
+    assert (inv_norm <= (1 / (1 - abs(gamma))) * (1 + 1e-9)).all()  # attained for gamma < 0 (last row)
+    # gamma is learnable and stays inside (-1, 1) whatever the raw parameter does
+    with torch.no_grad():
+        m.gate.fill_(50.0)
+    assert m.gamma.item() <= 1.0 and "gate" in dict(m.named_parameters())
+
+
+def test_paper_form_has_fixed_gamma_one():
+    m = ICA(dim=2, tokens=2, gamma=None)
+    assert m.gamma.item() == 1.0 and "gate" not in dict(m.named_parameters())
+    with pytest.raises(ValueError, match="gamma must lie in"):
+        ICA(dim=2, tokens=2, gamma=1.0)
 
 
 def test_ica_jacobian_is_block_triangular_with_kron_structure():
@@ -230,9 +254,10 @@ def test_ica_jacobian_is_block_triangular_with_kron_structure():
 
 
 @pytest.mark.parametrize("dim,tokens", [(3, 4), (8, 2), (4, 4)])
-def test_published_factor_disagrees_with_jacobian_unless_d_equals_t(dim, tokens):
+@pytest.mark.parametrize("gamma", [None, 0.1])
+def test_published_factor_disagrees_with_jacobian_unless_d_equals_t(dim, tokens, gamma):
     """The official code scales slogdet(A) by (total tokens)/2 = T; the Jacobian says D."""
-    m = ICA(dim=dim, tokens=tokens, partition="mmca").double()
+    m = ICA(dim=dim, tokens=tokens, partition="mmca", gamma=gamma).double()
     x = torch.randn(1, 2 * tokens, dim, dtype=D64)
     exact = jacobian_logdet(lambda v: m(v)[0], x)
     published = reference.published_logdet(m, x)

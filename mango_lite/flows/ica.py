@@ -3,14 +3,27 @@
 Given a partition x -> (X1, X2) of the 2T tokens (T each), queries and keys come from X1 only:
 
     Q = LN(X1 Wq),  K = LN(X1 Wk),  S = softmax(mask(Q K^T / (tau sqrt(d))))   (per head)
-    A = S + I,      Y1 = X1,        Y2 = A X2,          y = merge(Y1, Y2)
+    A = I + gamma S,  Y1 = X1,      Y2 = A X2,          y = merge(Y1, Y2)
 
 The mask keeps the upper triangle including the diagonal (row i attends to j >= i), so S is upper
-triangular with a positive diagonal and A = S + I has diagonal 1 + s_ii in (1, 2]: A is always
-invertible. Because A depends on X1 only and X1 passes through unchanged, the Jacobian is block
-triangular, with identity on the X1 block and (A (x) I_d) on the X2 block (d channels per head):
+triangular with positive diagonal and rows summing to 1, and A has diagonal 1 + gamma s_ii > 0:
+A is always invertible. Because A depends on X1 only and X1 passes through unchanged, the Jacobian is
+block triangular, with identity on the X1 block and (A (x) I_d) on the X2 block (d channels per head):
 
-    log|det J| = d * sum_i log(1 + s_ii)   summed over heads       (exact, O(T) per head)
+    log|det J| = d * sum_i log(1 + gamma s_ii)   summed over heads      (exact, O(T) per head)
+
+gamma. The official code uses A = S + I (gamma = 1). Each row of A then has diagonal 1 + s_ii and
+off-diagonal mass 1 - s_ii, so A is only weakly diagonally dominant and ||A^-1|| can reach
+1 / (2 min_i s_ii). Worse, every layer doubles the smooth (token-mean) direction relative to the rest,
+ActNorm rescales, and after 96 layers the composite is too ill-conditioned to invert in float32.
+With gamma = tanh(g) in (-1, 1), learnable per head, every row is strictly diagonally dominant:
+(1 + gamma s_ii) - |gamma| (1 - s_ii) >= 1 - |gamma|, hence ||A^-1||_inf <= 1 / (1 - |gamma|) and
+cond_inf(A) <= (1 + |gamma|) / (1 - |gamma|), whatever the attention does. ``gamma=None`` restores
+the paper's fixed gamma = 1.
+
+gamma starts at 0.1: like Glow's zero-initialised couplings, each layer begins close to the identity, so
+a 96-layer stack stays invertible in float32 after ActNorm's data init (benchmarks/bench_ica.py (c));
+gamma, Q and K all receive gradients and gamma grows where mixing pays off.
 
 Inverse: recompute A from Y1 (= X1) and solve A X2 = Y2 with a triangular solve: O(T^2 d), no
 pseudo-inverse. (The published code multiplies slogdet(A) by L/2 instead of d; that is only right
@@ -38,11 +51,21 @@ class InvertibleCrossAttention(InvertibleModule):
         partition: "mmca", "imca" or "lica".
         variant: which MMCA (0-1) / IMCA (0-3) configuration; for LICA only a label.
         heads: channel groups; head h re-mixes channels [h*D/heads, (h+1)*D/heads) of X2 with its own A_h.
+        gamma: initial weight of the attention in A = I + gamma S, in (-1, 1), learnable; ``None`` = the
+            paper's fixed A = S + I.
 
     Shapes: forward(x: (B, 2T, D)) -> (y: (B, 2T, D), logdet: (B,)).
     """
 
-    def __init__(self, dim: int, tokens: int, partition: str = "mmca", variant: int = 0, heads: int = 1) -> None:
+    def __init__(
+        self,
+        dim: int,
+        tokens: int,
+        partition: str = "mmca",
+        variant: int = 0,
+        heads: int = 1,
+        gamma: float | None = 0.1,
+    ) -> None:
         super().__init__()
         if dim < 1 or tokens < 1:
             raise ValueError(f"ICA: expected dim >= 1 and tokens >= 1, got dim={dim}, tokens={tokens}")
@@ -62,6 +85,14 @@ class InvertibleCrossAttention(InvertibleModule):
         # log of the learnable positive temperature tau, one per head
         self.log_temperature = nn.Parameter(torch.zeros(heads))
         self.register_buffer("mask", torch.ones(tokens, tokens, dtype=torch.bool).triu())
+        # gamma = tanh(g) in (-1, 1) weighs the attention against the identity (A = I + gamma S);
+        # gamma=None fixes it at the paper's 1 (A = S + I). See the module docstring for why.
+        if gamma is None:
+            self.register_buffer("gate", torch.full((heads,), float("inf")))
+        else:
+            if not -1.0 < gamma < 1.0:
+                raise ValueError(f"ICA: gamma must lie in (-1, 1) (or be None for the paper's 1), got {gamma}")
+            self.gate = nn.Parameter(torch.full((heads,), math.atanh(gamma)))
         self.record_attention = False
         self.last_attention: Tensor | None = None
 
@@ -69,16 +100,21 @@ class InvertibleCrossAttention(InvertibleModule):
         return f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, heads={self.heads}"
 
     # -- attention ----------------------------------------------------------------------------------
+    @property
+    def gamma(self) -> Tensor:
+        """The attention weight gamma per head, in (-1, 1) (exactly 1 for the paper's form)."""
+        return torch.tanh(self.gate)
+
     def attention(self, x1: Tensor) -> Tensor:
-        """Masked softmax S of shape (B, heads, T, T) from the conditioning tokens x1 (B, T, D);
-        upper triangular with positive diagonal. The layer's matrix is A = S + I."""
+        """gamma * S of shape (B, heads, T, T), S the masked softmax of the conditioning tokens
+        x1 (B, T, D): upper triangular, rows summing to 1. The layer's matrix is A = I + gamma S."""
         b, t, _ = x1.shape
         q = self.query_norm(self.query(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
         k = self.key_norm(self.key(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
         scale = torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.head_dim)
         logits = (q @ k.transpose(-1, -2)) * scale
         logits = logits.masked_fill(~self.mask, float("-inf"))
-        return torch.softmax(logits, dim=-1)
+        return torch.softmax(logits, dim=-1) * self.gamma.view(1, self.heads, 1, 1)
 
     def _heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -94,7 +130,7 @@ class InvertibleCrossAttention(InvertibleModule):
     def _record(self, s: Tensor) -> None:
         if self.record_attention:
             eye = torch.eye(self.tokens, dtype=s.dtype, device=s.device)
-            self.last_attention = (s + eye).detach()
+            self.last_attention = (s + eye).detach()  # A = I + gamma S
 
     @property
     def last_partition(self) -> str:

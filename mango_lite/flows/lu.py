@@ -28,7 +28,9 @@ class InvertibleLinearLU(InvertibleModule):
     (``init="orthogonal"``, volume-preserving) or the identity.
     """
 
-    def __init__(self, size: int, axis: Axis = "channels", init: Literal["orthogonal", "identity"] = "orthogonal") -> None:
+    def __init__(
+        self, size: int, axis: Axis = "channels", init: Literal["orthogonal", "permutation", "identity"] = "orthogonal"
+    ) -> None:
         super().__init__()
         if axis not in ("channels", "tokens"):
             raise ValueError(f"InvertibleLinearLU: axis must be 'channels' or 'tokens', got {axis!r}")
@@ -40,8 +42,10 @@ class InvertibleLinearLU(InvertibleModule):
             w0, _ = torch.linalg.qr(torch.randn(size, size, dtype=torch.float64))
         elif init == "identity":
             w0 = torch.eye(size, dtype=torch.float64)
+        elif init == "permutation":
+            w0 = torch.eye(size, dtype=torch.float64)[torch.randperm(size)]
         else:
-            raise ValueError(f"InvertibleLinearLU: init must be 'orthogonal' or 'identity', got {init!r}")
+            raise ValueError(f"InvertibleLinearLU: init must be 'orthogonal', 'permutation' or 'identity', got {init!r}")
         p, lower, upper = torch.linalg.lu(w0)
         s = torch.diagonal(upper)
         perm = p.argmax(0)  # W = P L U with P[perm[j], j] = 1  ->  (P v)[i] = v[inv[i]]

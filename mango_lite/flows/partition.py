@@ -11,6 +11,8 @@ inverse, so a partition -> ICA -> merge layer leaves each token at its original 
   ``0: (A1,B1 | A2,B2)``, ``1: (A1,B2 | A2,B1)``, ``2: (A2,B1 | A1,B2)``, ``3: (A2,B2 | A1,B1)``.
 * LICA (learnable inter-modality): a learnable invertible token-mixing matrix W (LU form) acts on
   all 2T tokens, then X1 = first T rows, X2 = last T rows; merge concatenates and applies W^-1.
+  W starts as a random permutation (a random cross-modal partition, as the paper's "learnable
+  permutation matrix") and learns to mix tokens from there.
   Partition log|det| = +D sum log|s|, merge -D sum log|s|: they cancel over the layer, but each
   bijection reports its own.
 """
@@ -107,7 +109,9 @@ class IMCAPartition(PermutationPartition):
 class LICAPartition(Partition):
     name = "lica"
 
-    def __init__(self, tokens: int, dim: int, variant: int = 0, init: Literal["orthogonal", "identity"] = "orthogonal") -> None:
+    def __init__(
+        self, tokens: int, dim: int, variant: int = 0, init: Literal["orthogonal", "permutation", "identity"] = "permutation"
+    ) -> None:
         super().__init__(tokens, dim)
         self.variant = variant  # only labels the layer: each LICA layer owns an independent W
         self.mixer = InvertibleLinearLU(2 * tokens, axis="tokens", init=init)

@@ -1,0 +1,320 @@
+"""The three task models - encoders -> fusion -> head - and their losses.
+
+=================  =========================================  ===============================  ===================
+task               inputs (batch_a, batch_b)                   prediction                        task loss
+=================  =========================================  ===============================  ===================
+``segmentation``   RGB (B,3,H,W), depth (B,1 or 3,H,W) float   logits (B, classes, H, W)         cross-entropy,
+                                                                                                 ignore_index 255
+``translation``    two Taskonomy domains (B,C_a,H,W),(B,C_b,…)  image (B, out, H, W) in [-1,1]   L1
+``genre``          poster (B,3,H,W) float; plot: list[str],     logits (B, 23)                    BCE with logits
+                   word ids (B,L) int64, or a vector (B,F)
+=================  =========================================  ===============================  ===================
+
+Total loss = task loss + ``flow_weight`` * flow bits/dim (MANGO; the NLL term of the paper's objective)
++ ``sparsity_weight`` * score L1 (TokenFusion). Translation uses the L1 reconstruction loss only: the
+pix2pix recipe of TokenFusion adds an adversarial loss (L1 weight 100 vs GAN 1); a discriminator is left
+out here to keep CPU runs small and stable, so FID/KID of these models are not comparable to GAN-trained
+ones (documented in the reproduction tables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .encoders import ConvEncoder
+from .fusion import (
+    ConcatFusion,
+    CrossAttentionFusion,
+    FusionOutput,
+    MangoFusion,
+    TokenFusion,
+    UnimodalFusion,
+    layers_for_partitions,
+    scale_channels,
+)
+from .heads import GenreHead, SegformerHead, TranslationHead
+from .text import HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder
+
+__all__ = ["TASKS", "FUSIONS", "ModelOutput", "TaskModel", "build_model", "count_parameters", "IGNORE_INDEX"]
+
+TASKS = ("segmentation", "translation", "genre")
+FUSIONS = ("mango", "concat", "tokenfusion", "crossattn", "a", "b")
+IGNORE_INDEX = 255
+
+
+@dataclass
+class ModelOutput:
+    """``pred``: task prediction (see module table); ``aux``: the fusion's scalar terms (``flow_bpd`` etc.)."""
+
+    pred: Tensor
+    aux: dict[str, Tensor] = field(default_factory=dict)
+
+
+class TaskModel(nn.Module):
+    """Encoders (one per used modality) -> fusion -> head.
+
+    ``forward(batch_a, batch_b) -> ModelOutput``. For a unimodal model the unused input may be ``None``
+    and is never read (its encoder is not even built). ``loss(output, target) -> (loss, parts)``.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        fusion_name: str,
+        encoder_a: nn.Module | None,
+        encoder_b: nn.Module | None,
+        fusion: nn.Module,
+        head: nn.Module,
+        *,
+        flow_weight: float = 0.01,
+        sparsity_weight: float = 1e-4,
+        tokenizer: HashTokenizer | None = None,
+        pos_weight: Tensor | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.task = task
+        self.fusion_name = fusion_name
+        self.encoder_a = encoder_a
+        self.encoder_b = encoder_b
+        self.fusion = fusion
+        self.head = head
+        self.flow_weight = float(flow_weight)
+        self.sparsity_weight = float(sparsity_weight)
+        self.tokenizer = tokenizer
+        self.config = dict(config or {})
+        if pos_weight is not None:
+            self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
+        else:
+            self.pos_weight = None
+
+    # -- pieces, also used by mango_lite.models.interpret ------------------------------------------
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the model reads: ("a", "b"), ("a",) or ("b",)."""
+        return tuple(m for m, e in (("a", self.encoder_a), ("b", self.encoder_b)) if e is not None)
+
+    def _text_input(self, batch_b: Any) -> Any:
+        if isinstance(self.encoder_b, TextEncoder):
+            if isinstance(batch_b, str) or (isinstance(batch_b, Sequence) and not isinstance(batch_b, Tensor)):
+                if self.tokenizer is None:
+                    raise ValueError("TaskModel: got raw text but the model has no tokenizer")
+                batch_b = self.tokenizer(batch_b)
+            return batch_b.to(self.encoder_b.embed.weight.device)
+        return batch_b
+
+    def encode(self, batch_a: Any, batch_b: Any) -> tuple[Tensor | None, Tensor | None]:
+        """Encoder feature maps ``(fa, fb)``, each (B, width, h, w) standardised float, or None if unused."""
+        fa = self.encoder_a(batch_a) if self.encoder_a is not None else None
+        fb = self.encoder_b(self._text_input(batch_b)) if self.encoder_b is not None else None
+        return fa, fb
+
+    def decode(self, fa: Tensor | None, fb: Tensor | None, out_size: tuple[int, int] | None) -> ModelOutput:
+        """Fusion + head on encoder features; ``out_size`` = (H, W) of the prediction (ignored for genre)."""
+        fo: FusionOutput = self.fusion(fa, fb)
+        return ModelOutput(self.head(fo.features, out_size), fo.aux)
+
+    def out_size(self, batch_a: Any, batch_b: Any) -> tuple[int, int] | None:
+        if self.task == "genre":
+            return None
+        ref = batch_a if self.encoder_a is not None else batch_b
+        return int(ref.shape[-2]), int(ref.shape[-1])
+
+    def forward(self, batch_a: Any, batch_b: Any = None) -> ModelOutput:
+        fa, fb = self.encode(batch_a, batch_b)
+        return self.decode(fa, fb, self.out_size(batch_a, batch_b))
+
+    # -- loss ------------------------------------------------------------------------------------
+    def task_loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy (ignore 255) / L1 / BCE-with-logits, mean over valid elements."""
+        if self.task == "segmentation":
+            if target.dim() == 4 and target.shape[1] == 1:
+                target = target[:, 0]
+            if target.shape != (pred.shape[0], *pred.shape[2:]):
+                raise ValueError(
+                    f"segmentation target should be (B, H, W) = {(pred.shape[0], *pred.shape[2:])}, got {tuple(target.shape)}"
+                )
+            target = target.long()
+            valid = target != IGNORE_INDEX
+            bad = valid & ((target < 0) | (target >= pred.shape[1]))
+            if bool(bad.any()):
+                raise ValueError(
+                    f"segmentation labels must be in [0, {pred.shape[1]}) or {IGNORE_INDEX}, "
+                    f"got values {torch.unique(target[bad])[:10].tolist()}"
+                )
+            if not bool(valid.any()):  # every pixel ignored: zero loss that still has a graph
+                return pred.sum() * 0.0
+            return F.cross_entropy(pred, target, ignore_index=IGNORE_INDEX)
+        if self.task == "translation":
+            if target.shape != pred.shape:
+                raise ValueError(f"translation target should have shape {tuple(pred.shape)}, got {tuple(target.shape)}")
+            if target.numel() and float(target.detach().abs().max()) > 1.0 + 1e-4:
+                raise ValueError(
+                    f"translation targets must be scaled to [-1, 1] (the head ends with tanh), got max |value| "
+                    f"{float(target.detach().abs().max()):.3g}"
+                )
+            return F.l1_loss(pred, target.to(pred.dtype))
+        if target.shape != pred.shape:
+            raise ValueError(f"genre target should be multi-hot (B, {pred.shape[1]}), got {tuple(target.shape)}")
+        return F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype), pos_weight=self.pos_weight)
+
+    def loss(self, output: ModelOutput, target: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """``(total, parts)``: total = task + flow_weight * flow_bpd + sparsity_weight * score_l1 (terms
+        present for the fusion), a scalar tensor with graph; ``parts`` = floats for logging:
+        ``task``, ``flow_bpd`` / ``score_l1`` where present, ``total``. Note the flow bits/dim of
+        continuous features can be negative, so the total can be too."""
+        task = self.task_loss(output.pred, target)
+        total = task
+        parts: dict[str, float] = {"task": float(task.detach())}
+        if "flow_bpd" in output.aux:
+            total = total + self.flow_weight * output.aux["flow_bpd"]
+            parts["flow_bpd"] = float(output.aux["flow_bpd"].detach())
+        if "score_l1" in output.aux:
+            total = total + self.sparsity_weight * output.aux["score_l1"]
+            parts["score_l1"] = float(output.aux["score_l1"].detach())
+        parts["total"] = float(total.detach())
+        return total, parts
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameter counts: ``total`` and, for a :class:`TaskModel`, ``encoders``, ``fusion``,
+    ``head`` (so a comparison table can show that baselines and MANGO differ only in the fusion)."""
+
+    def n(m: nn.Module | None) -> int:
+        return 0 if m is None else sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+    out = {"total": n(model)}
+    if isinstance(model, TaskModel):
+        out.update(
+            encoders=n(model.encoder_a) + n(model.encoder_b), fusion=n(model.fusion), head=n(model.head)
+        )
+    return out
+
+
+def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return image_size, image_size
+    h, w = image_size
+    return int(h), int(w)
+
+
+def build_model(
+    task: str,
+    fusion: str,
+    *,
+    in_channels: tuple[int, int] = (3, 1),
+    num_outputs: int,
+    image_size: int | tuple[int, int],
+    width: int = 16,
+    blocks: int = 1,
+    scales: int = 2,
+    heads: int = 1,
+    flow_weight: float = 0.01,
+    partitions: Sequence[str] | None = None,
+    layers: Sequence[tuple[str, int]] | None = None,
+    encoder_stride: int = 4,
+    encoder_depth: int = 1,
+    embed: int | None = None,
+    flow_noise: float = 0.05,
+    sparsity_weight: float = 1e-4,
+    exchange_threshold: float = 0.02,
+    text_encoder: str = "hash",
+    vocab_size: int = 4096,
+    max_text_len: int = 64,
+    text_dim: int = 300,
+    pos_weight: Tensor | None = None,
+) -> TaskModel:
+    """Build a task model.
+
+    task: "segmentation" | "translation" | "genre"; fusion: "mango" | "concat" | "tokenfusion" |
+    "crossattn" | "a" | "b" (unimodal). ``in_channels`` = (C_a, C_b) image channels; for genre C_b is
+    ignored (the plot is text). ``num_outputs`` = classes / output image channels / genres.
+    ``image_size`` = H (square) or (H, W); the encoders reduce it by ``encoder_stride`` to (h, w), which
+    must be divisible by ``2**scales``. ``width`` = encoder channels C (= flow channels);
+    ``blocks`` = MANGO blocks / baseline blocks per scale. ``partitions``: MANGO ablation, a subset of
+    ("mmca", "imca", "lica") (see :func:`layers_for_partitions`); ``layers`` overrides it with an explicit
+    ``[(partition, variant), ...]`` block. ``text_encoder`` (genre): "hash" (word ids / raw strings ->
+    :class:`TextEncoder`), "vector" (a (B, text_dim) feature vector, e.g. MM-IMDb's 300-d word2vec mean),
+    "sentence" (frozen all-MiniLM-L6-v2, optional dependency). ``embed`` = head width (default 4*width).
+    """
+    task = task.lower()
+    fusion = fusion.lower()
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    if num_outputs < 1:
+        raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
+    H, W = _hw(image_size)
+    if H % encoder_stride or W % encoder_stride:
+        raise ValueError(f"image_size {(H, W)} must be divisible by encoder_stride {encoder_stride}")
+    h, w = H // encoder_stride, W // encoder_stride
+    if h % 2**scales or w % 2**scales:
+        raise ValueError(
+            f"the encoder feature map {(h, w)} (image {(H, W)} / stride {encoder_stride}) must be divisible by "
+            f"2**scales = {2**scales}; use a larger image, a smaller encoder_stride or fewer scales"
+        )
+    if partitions is not None and fusion != "mango":
+        raise ValueError(f"partitions is a MANGO ablation; fusion is {fusion!r}")
+    use_a = fusion != "b"
+    use_b = fusion != "a"
+
+    enc_a = ConvEncoder(in_channels[0], width, encoder_stride, encoder_depth) if use_a else None
+    tokenizer: HashTokenizer | None = None
+    enc_b: nn.Module | None = None
+    if use_b:
+        if task == "genre":
+            if text_encoder == "hash":
+                tokenizer = HashTokenizer(vocab_size, max_text_len)
+                enc_b = TextEncoder(vocab_size, width, h * w, grid=(h, w), max_len=max_text_len, heads=heads)
+            elif text_encoder == "vector":
+                enc_b = VectorEncoder(text_dim, width, h * w, grid=(h, w))
+            elif text_encoder == "sentence":
+                enc_b = SentenceEncoder(width, h * w, grid=(h, w))
+            else:
+                raise ValueError(f"text_encoder must be 'hash', 'vector' or 'sentence', got {text_encoder!r}")
+        else:
+            enc_b = ConvEncoder(in_channels[1], width, encoder_stride, encoder_depth)
+
+    outs = scale_channels(width, scales)
+    if fusion == "mango":
+        if layers is None:
+            layers = layers_for_partitions(partitions)
+        fuse: nn.Module = MangoFusion(width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise)
+    elif fusion == "concat":
+        fuse = ConcatFusion(width, (h, w), scales, blocks, outs)
+    elif fusion == "tokenfusion":
+        fuse = TokenFusion(width, (h, w), scales, blocks, heads, outs, threshold=exchange_threshold)
+    elif fusion == "crossattn":
+        fuse = CrossAttentionFusion(width, (h, w), scales, blocks, heads, outs)
+    else:
+        fuse = UnimodalFusion(fusion, width, (h, w), scales, blocks, outs)
+
+    embed = embed or 4 * width
+    if task == "segmentation":
+        head: nn.Module = SegformerHead(outs, embed, num_outputs)
+    elif task == "translation":
+        head = TranslationHead(outs, embed, num_outputs, stride=encoder_stride * 2)
+    else:
+        head = GenreHead(outs, num_outputs, hidden=max(embed, 64))
+
+    config = dict(
+        task=task, fusion=fusion, in_channels=tuple(in_channels), num_outputs=num_outputs, image_size=(H, W),
+        width=width, blocks=blocks, scales=scales, heads=heads, flow_weight=flow_weight,
+        partitions=None if partitions is None else tuple(partitions),
+        layers=None if layers is None else [tuple(x) for x in layers], encoder_stride=encoder_stride,
+        encoder_depth=encoder_depth, embed=embed, flow_noise=flow_noise, sparsity_weight=sparsity_weight,
+        exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
+        max_text_len=max_text_len, text_dim=text_dim,
+    )
+    return TaskModel(
+        task, fusion, enc_a, enc_b, fuse, head, flow_weight=flow_weight, sparsity_weight=sparsity_weight,
+        tokenizer=tokenizer, pos_weight=pos_weight, config=config,
+    )
