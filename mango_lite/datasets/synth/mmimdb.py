@@ -275,7 +275,7 @@ def _bokeh_genre_lists(db_path: str | Path | None = None) -> tuple[list[list[str
 
 
 def compute_genre_stats(db_path: str | Path | None = None, calibrate: bool = True,
-                        n_sim: int = 200_000, iters: int = 60, seed: int = 0) -> dict[str, Any]:
+                        n_sim: int = 100_000, iters: int = 60, seed: int = 0) -> dict[str, Any]:
     """Genre statistics of bokeh-sampledata's movies (plus the imputed Short / Film-Noir) and, with
     ``calibrate``, sampler weights fitted so that :func:`sample_genre_sets` reproduces the marginals.
 
@@ -347,15 +347,22 @@ def load_genre_stats(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def _sampler_arrays(stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(cond (23,23) P(h | g) with zero diagonal, label-count probs (kmax,), first (23,), add (23,))."""
+    """(log-lift (23,23) with zero diagonal, label-count probs (kmax,), first (23,), add (23,)).
+
+    lift(g, h) = P(g, h) / (P(g) P(h)) from the co-occurrence counts, smoothed towards independence
+    with ``lift_smoothing`` pseudo-films so that never-seen pairs are rare rather than impossible."""
     cooc = np.asarray(stats["cooccurrence"], dtype=np.float64)
-    cond = cooc / np.maximum(np.diag(cooc), 1.0)[:, None]
-    np.fill_diagonal(cond, 0.0)
+    n = float(stats["n_films_with_genre"])
     s = stats.get("sampler", {})
+    alpha = float(s.get("lift_smoothing", 1.0))
+    f = np.diag(cooc) / n
+    joint = (cooc + alpha * np.outer(f, f)) / (n + alpha)
+    log_lift = np.log(joint / np.outer(f, f))
+    np.fill_diagonal(log_lift, 0.0)
     pk = np.asarray(s.get("label_count_probs", list(stats["label_count_distribution"].values())), np.float64)
-    first = np.asarray(s.get("first_weights", list(stats["frequency"].values())), np.float64)
+    first = np.asarray(s.get("first_weights", f), np.float64)
     add = np.asarray(s.get("add_weights", np.ones(G)), np.float64)
-    return cond, pk / pk.sum(), first, add
+    return log_lift, pk / pk.sum(), first, add
 
 
 def _categorical_rows(w: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -365,7 +372,7 @@ def _categorical_rows(w: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum((c <= thr[:, None]).sum(1), w.shape[1] - 1)
 
 
-def _sample_sets(n: int, rng: np.random.Generator, cond: np.ndarray, pk: np.ndarray,
+def _sample_sets(n: int, rng: np.random.Generator, log_lift: np.ndarray, pk: np.ndarray,
                  first: np.ndarray, add: np.ndarray) -> np.ndarray:
     kmax = len(pk)
     # all random numbers are drawn in fixed shapes, so output depends on (n, seed) only
@@ -378,12 +385,10 @@ def _sample_sets(n: int, rng: np.random.Generator, cond: np.ndarray, pk: np.ndar
         if rows.size == 0:
             break
         cur = S[rows]
-        # a further genre h is drawn with weight add[h] * sum_{g in set} P(h | g)
-        score = (cur.astype(np.float64) @ cond) * add
+        # a further genre h is drawn with weight add[h] * prod_{g in set} lift(g, h): pairs that
+        # co-occur more than chance attract each other, rarer-than-chance pairs (Drama+Comedy) repel
+        score = np.exp(cur.astype(np.float64) @ log_lift) * add
         score[cur] = 0.0
-        dead = score.sum(1) <= 0.0          # nothing co-occurs with the set: fall back to add weights
-        if dead.any():
-            score[dead] = np.where(cur[dead], 0.0, add)
         S[rows, _categorical_rows(score, u[rows, step])] = True
     return S
 
@@ -397,17 +402,18 @@ def _calibrate_sampler(stats: dict[str, Any], n_sim: int, iters: int, seed: int)
     delta = float(sum(v["frequency"] for v in IMPUTED_GENRES.values()))
     pk = np.append(pk, 0.0)
     pk = (1 - delta) * pk + delta * np.concatenate([[0.0], pk[:-1]])
-    cond, _, _, _ = _sampler_arrays({**stats, "sampler": {}})
+    log_lift, _, _, _ = _sampler_arrays({**stats, "sampler": {"lift_smoothing": 1.0}})
     first, add = target.copy(), np.ones(G)
     for _ in range(iters):
-        est = _sample_sets(n_sim, np.random.default_rng(seed), cond, pk, first, add).mean(0)
+        est = _sample_sets(n_sim, np.random.default_rng(seed), log_lift, pk, first, add).mean(0)
         r = (target / np.maximum(est, 1e-6)) ** 0.5
         first, add = first * r, add * r
         first, add = first / first.sum(), add / add.mean()
-    est = _sample_sets(n_sim, np.random.default_rng(seed + 1), cond, pk, first, add).mean(0)
+    est = _sample_sets(n_sim, np.random.default_rng(seed + 1), log_lift, pk, first, add).mean(0)
     return {
         "method": "k ~ label_count_probs; first genre ~ first_weights; each further genre h ~ "
-                  "add_weights[h] * sum_{g in set} P(h|g); weights fitted by fixed-point iteration",
+                  "add_weights[h] * prod_{g in set} lift(g, h); weights fitted by fixed-point iteration",
+        "lift_smoothing": 1.0,
         "label_count_probs": pk.tolist(),
         "first_weights": first.tolist(),
         "add_weights": add.tolist(),
@@ -421,8 +427,8 @@ def sample_genre_sets(n: int, rng: np.random.Generator, stats: dict[str, Any] | 
     """``n`` label sets from the fitted sampler: bool (n, 23) over MMIMDB_GENRES, >= 1 label per row."""
     if n < 0:
         raise DataError(f"sample_genre_sets: expected n >= 0, got {n}")
-    cond, pk, first, add = _sampler_arrays(stats if stats is not None else load_genre_stats())
-    return _sample_sets(int(n), rng, cond, pk, first, add)
+    log_lift, pk, first, add = _sampler_arrays(stats if stats is not None else load_genre_stats())
+    return _sample_sets(int(n), rng, log_lift, pk, first, add)
 
 
 # --------------------------------------------------------------------------------------------------
