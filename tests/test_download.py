@@ -12,12 +12,11 @@ import socket
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from mango_lite.cli import main
-from mango_lite.datasets import download as dl
+import mango_lite.datasets.download as dl
 from mango_lite.datasets.download import SOURCES, download, extract_archive, fetch_dataset, instructions
 from mango_lite.errors import DataError
 
@@ -82,14 +81,14 @@ class Server:
                 self.end_headers()
                 if outer.cut_after is not None:
                     cut, outer.cut_after = outer.cut_after, None
+                    outer.bytes_sent += cut  # counted before writing: the client may finish first
                     self.wfile.write(body[:cut])
                     self.wfile.flush()
-                    outer.bytes_sent += cut
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                self.wfile.write(body)
                 outer.bytes_sent += len(body)
+                self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

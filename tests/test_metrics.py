@@ -114,7 +114,11 @@ def test_matches_direct_rederivation_and_sklearn(seed):
     assert s["mean_acc"] == pytest.approx(100 * bal, abs=1e-10)
 
 
-def test_accumulation_lists_torch_and_batches_agree():
+@pytest.mark.parametrize("torch_route", [False, True])
+def test_accumulation_lists_torch_and_batches_agree(monkeypatch, torch_route):
+    from mango_lite.metrics import segmentation as seg_mod
+
+    monkeypatch.setattr(seg_mod, "_TORCH_BINCOUNT_ON_CPU", torch_route)  # True: the GPU code path
     rng = np.random.default_rng(3)
     n = 5
     maps_t = [rng.integers(0, n, size=(h, w)).astype(np.uint8) for h, w in [(7, 9), (12, 5), (4, 4)]]
@@ -148,13 +152,18 @@ def test_ignore_index_inside_class_range_and_negative_targets():
     assert s2["num_pixels"] == 1 and s2["pixel_acc"] == 100.0
 
 
-def test_prediction_at_ignored_pixel_is_not_checked_but_valid_pixels_are():
+def test_prediction_at_ignored_pixel_is_not_checked_but_valid_pixels_are(monkeypatch):
     target = np.array([0, 255])
     segmentation_scores(np.array([0, 255]), target, 3)  # pred 255 only where void: fine
     with pytest.raises(ValueError, match=r"\[0, 3\).*found 7"):
         segmentation_scores(np.array([7, 0]), target, 3)
     with pytest.raises(ValueError, match="found -1"):
         ConfusionMatrix(3).update(torch.tensor([-1, 0]), torch.tensor([1, 255]))
+    from mango_lite.metrics import segmentation as seg_mod
+
+    monkeypatch.setattr(seg_mod, "_TORCH_BINCOUNT_ON_CPU", True)  # the GPU code path
+    with pytest.raises(ValueError, match="found 3"):
+        ConfusionMatrix(3).update(torch.tensor([3, 0]), torch.tensor([1, 255]))
 
 
 def test_segmentation_errors_name_shapes_and_dtypes():
@@ -329,14 +338,14 @@ def _scipy_fid(mu1, s1, mu2, s2):
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
 
 
-def test_fid_of_identical_sets_is_zero_and_symmetric():
+@pytest.mark.parametrize("method", ["auto", "svd", "eigh", "sqrtm"])
+def test_fid_of_identical_sets_is_zero_and_symmetric(method):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 16)) @ rng.normal(size=(16, 16))
     y = rng.normal(size=(250, 16)) + 0.3
-    assert abs(frechet_distance(x, x)) < 1e-6
-    assert abs(frechet_distance(x, x, method="sqrtm")) < 1e-6
-    assert frechet_distance(x, y) == pytest.approx(frechet_distance(y, x), rel=1e-10)
-    assert frechet_distance(x, y) > 1.0
+    assert abs(frechet_distance(x, x, method=method)) < 1e-6
+    assert frechet_distance(x, y, method=method) == pytest.approx(frechet_distance(y, x, method=method), rel=1e-10)
+    assert frechet_distance(x, y, method=method) > 1.0
 
 
 def test_fid_from_stats_closed_forms():
@@ -366,14 +375,17 @@ def test_fid_of_large_gaussian_samples_approaches_closed_form():
     assert frechet_distance(x, y) == pytest.approx(truth, rel=0.05)
 
 
-def test_fid_eigh_matches_pytorch_fid_sqrtm_route_including_rank_deficient():
+def test_fid_routes_match_pytorch_fid_sqrtm_including_rank_deficient():
     rng = np.random.default_rng(3)
-    for n, d in [(200, 20), (30, 64)]:  # second case: N < D, singular covariances (FID with 500 < 2048)
-        x = rng.normal(size=(n, d))
-        y = rng.normal(size=(n, d)) * 1.2 + 0.1
-        e = frechet_distance(x, y, method="eigh")
-        s = frechet_distance(x, y, method="sqrtm")
-        assert e == pytest.approx(s, rel=1e-6)
+    for n_a, n_b, d in [(200, 150, 20), (30, 25, 64)]:  # 2nd: N < D, singular covariances (500 < 2048)
+        x = rng.normal(size=(n_a, d))
+        y = rng.normal(size=(n_b, d)) * 1.2 + 0.1
+        ref = frechet_distance(x, y, method="sqrtm")
+        mu1, s1 = x.mean(0), np.cov(x, rowvar=False)
+        mu2, s2 = y.mean(0), np.cov(y, rowvar=False)
+        assert ref == pytest.approx(_scipy_fid(mu1, s1, mu2, s2), rel=1e-8)  # pytorch-fid formula
+        for method in ("svd", "eigh", "auto"):
+            assert frechet_distance(x, y, method=method) == pytest.approx(ref, rel=1e-6), method
 
 
 def test_fid_errors():
@@ -428,17 +440,23 @@ def test_kid_subsets_are_drawn_without_replacement_with_the_seeded_rng():
     assert std == pytest.approx(np.std(vals), rel=1e-9)
 
 
-def test_kid_large_sets_take_the_per_subset_path_with_the_same_result():
+@pytest.mark.parametrize("n_a, n_b, subsets, expected_kernel_calls", [(200, 180, 3, 9), (30, 25, 40, 3)])
+def test_kid_both_code_paths_equal_direct_rederivation(monkeypatch, n_a, n_b, subsets, expected_kernel_calls):
+    # large sets: kernels per subset (3 per subset); small sets: 3 full kernels indexed per subset
+    calls = []
+    real_kernel = image_mod._poly_kernel
+    monkeypatch.setattr(image_mod, "_poly_kernel", lambda *a: calls.append(1) or real_kernel(*a))
     rng = np.random.default_rng(6)
-    x, y = rng.normal(size=(200, 4)), rng.normal(size=(180, 4)) + 0.2
-    # subsets=1 makes the full-kernel precomputation more expensive -> per-subset route
-    per_subset = kernel_distance(x, y, subsets=1, subset_size=10, seed=3)
+    x, y = rng.normal(size=(n_a, 4)), rng.normal(size=(n_b, 4)) + 0.2
+    mean, std = kernel_distance(x, y, subsets=subsets, subset_size=10, seed=3)
+    assert len(calls) == expected_kernel_calls
     r = np.random.default_rng(3)
-    ia, ib = r.choice(200, 10, replace=False), r.choice(180, 10, replace=False)
-    assert per_subset[0] == pytest.approx(_direct_mmd2(x[ia], y[ib]), rel=1e-12)
-    # many subsets -> precomputed kernels; first subset identical to the per-subset route
-    many = kernel_distance(x, y, subsets=50, subset_size=10, seed=3)
-    assert np.isfinite(many[0]) and many[1] > 0
+    vals = []
+    for _ in range(subsets):
+        ia, ib = r.choice(n_a, 10, replace=False), r.choice(n_b, 10, replace=False)
+        vals.append(_direct_mmd2(x[ia], y[ib]))
+    assert mean == pytest.approx(np.mean(vals), rel=1e-10)
+    assert std == pytest.approx(np.std(vals), rel=1e-8)
 
 
 def test_kid_unbiased_near_zero_for_same_distribution_and_positive_for_shift():
@@ -538,26 +556,28 @@ def test_inception_loads_state_dict_in_torchvision_naming(tmp_path, monkeypatch)
     with pytest.warns(UserWarning, match="SHA-256"):
         ext = InceptionFeatures(path)
     assert not ext.comparable_to_paper and "unverified" in ext.name
+    for k, v in net.state_dict().items():
+        assert torch.equal(ext.net.state_dict()[k], v), k
     # pretend the file were the pytorch-fid release: now labelled comparable
     monkeypatch.setattr(image_mod, "_PYTORCH_FID_SHA256_PREFIX", image_mod._sha256_prefix(path))
     ext = InceptionFeatures(path)
-    imgs = torch.rand(3, 3, 32, 32)
-    out = fid_kid(imgs, imgs.flip(-1), ext)
-    assert out["comparable_to_paper"] is True and out["kind"] == "inception" and out["feature_dim"] == 2048
-    with torch.no_grad():
-        ref = net.eval()(imgs[:1])
-    torch.testing.assert_close(ext(imgs[:1]), ref)
+    assert ext.comparable_to_paper and isinstance(ext, FeatureExtractor)
+    assert ext(torch.rand(1, 3, 32, 32)).shape == (1, 2048)  # one 299x299 forward (slow on CPU)
     bad = tmp_path / "bad.pth"
     torch.save(RandomConvFeatures(dim=8).state_dict(), bad)
     with pytest.raises(MangoLiteError, match="not an InceptionV3"):
         InceptionFeatures(bad)
 
 
-def test_callable_features_wraps_any_model():
+def test_callable_features_wraps_any_model_and_label_follows_the_flag():
     ext = CallableFeatures(lambda x: x.mean(dim=(2, 3)), dim=3, name="mean-colour")
     assert isinstance(ext, FeatureExtractor)
-    out = fid_kid(torch.rand(10, 3, 8, 8), torch.rand(10, 3, 8, 8), ext)
-    assert out["extractor"] == "mean-colour" and out["kind"] == "proxy"
+    imgs = torch.rand(10, 3, 8, 8)
+    out = fid_kid(imgs, torch.rand(10, 3, 8, 8), ext)
+    assert out["extractor"] == "mean-colour" and out["kind"] == "proxy" and not out["comparable_to_paper"]
+    paper = CallableFeatures(lambda x: x.mean(dim=(2, 3)), dim=3, name="pytorch-fid", comparable_to_paper=True)
+    out = fid_kid(imgs, imgs.flip(-1), paper)
+    assert out["kind"] == "inception" and out["comparable_to_paper"] is True
 
 
 def test_many_segmentation_shapes_accumulate_like_one():

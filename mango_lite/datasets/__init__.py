@@ -12,7 +12,8 @@ from .constants import (
     TASKONOMY_DOMAINS,
     TRANSLATION_PAIRS,
 )
-from .download import SOURCES, download, extract_archive, fetch_dataset, instructions, sha256sum
+# ``download()`` itself is not re-exported: it would shadow the ``datasets.download`` submodule.
+from .download import SOURCES, extract_archive, fetch_dataset, instructions, sha256sum
 from .mmimdb import MMIMDB, genre_vector
 from .nyudv2 import NYUDv2, RGBDSegmentation
 from .sunrgbd import SUNRGBD, shift_sun_labels
@@ -39,7 +40,7 @@ __all__ = [
     "Compose", "Resize", "RandomScale", "RandomCrop", "CenterCrop", "HorizontalFlip", "Normalize", "ToTensor",
     "segmentation_transforms", "translation_transforms", "poster_transforms",
     "verify_dataset", "VerifyReport",
-    "download", "fetch_dataset", "instructions", "extract_archive", "sha256sum", "SOURCES",
+    "fetch_dataset", "instructions", "extract_archive", "sha256sum", "SOURCES",
     "get_dataset",
 ]
 

@@ -15,7 +15,9 @@ so modalities and labels stay pixel-aligned; all spatial entries must share ``(H
 Randomness: every random transform takes an optional ``generator: torch.Generator``. With ``None``
 (default) the torch global RNG is used, which ``torch.utils.data.DataLoader`` seeds per worker from its
 own base seed, so ``torch.manual_seed(k)`` (or ``mango_lite.utils.seed_everything(k)``) before building
-the loader makes a run repeatable. Pass a seeded generator to make a transform repeatable on its own.
+the loader makes a run repeatable. Pass a seeded generator to make a transform repeatable on its own
+(single process only: DataLoader workers would each get a copy of the same generator state and so
+draw identical augmentations - leave ``generator=None`` when ``num_workers > 0``).
 
 The loaders decode files to *unnormalised* tensors (rgb in [0, 1], depth in the dataset's scale,
 Taskonomy domains in [0, 1]), apply the user ``transform`` (geometry), and normalise last with

@@ -51,6 +51,7 @@ class MangoBlock(InvertibleModule):
         layers: sequence of (partition, variant); default :data:`DEFAULT_LAYERS`.
         flip_coupling: which channel half the coupling changes (alternate it between blocks so every
             channel gets transformed).
+        gamma: initial attention weight of every ICA (A = I + gamma S); ``None`` = the paper's A = S + I.
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class MangoBlock(InvertibleModule):
         hidden: int | None = None,
         layers: Sequence[tuple[str, int]] | None = None,
         flip_coupling: bool = False,
+        gamma: float | None = 0.1,
     ) -> None:
         super().__init__()
         self.dim, self.tokens = dim, tokens
@@ -68,7 +70,7 @@ class MangoBlock(InvertibleModule):
         mods: list[InvertibleModule] = []
         for name, variant in layers:
             mods.append(ActNorm(dim))
-            mods.append(InvertibleCrossAttention(dim, tokens, name, variant, heads))
+            mods.append(InvertibleCrossAttention(dim, tokens, name, variant, heads, gamma=gamma))
         mods.append(ActNorm(dim))
         mods.append(Coupling(dim, hidden, flip=flip_coupling))
         self.flow = FlowSequence(mods)

@@ -27,13 +27,14 @@ class MangoFlow(InvertibleModule):
         heads: int = 1,
         hidden: int | None = None,
         layers: Sequence[tuple[str, int]] | None = None,
+        gamma: float | None = 0.1,
     ) -> None:
         super().__init__()
         if blocks < 1:
             raise ValueError(f"MangoFlow: expected blocks >= 1, got {blocks}")
         self.dim, self.tokens = dim, tokens
         self.blocks = nn.ModuleList(
-            MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2)) for i in range(blocks)
+            MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma) for i in range(blocks)
         )
         silence_children(self)
 

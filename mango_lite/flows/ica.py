@@ -140,6 +140,30 @@ class InvertibleCrossAttention(InvertibleModule):
     def last_index(self) -> Tensor | None:
         return self.partition.token_index()
 
+    def mixing_matrix(self, x: Tensor) -> Tensor:
+        """The token-mixing matrix M (B, heads, 2T, 2T) such that, per head and channel, the layer's
+        output is y = M x in the ORIGINAL token order (given the attention computed from x1).
+
+        M = P^T diag(I, A) P for permutation partitions (MMCA, IMCA) and W^-1 diag(I, A) W for LICA:
+        rows are output tokens, columns the input tokens they are built from. Used to show which tokens
+        condition which (notebook 03)."""
+        x1, _, _ = self.partition.partition(x)
+        s = self.attention(x1)
+        b, h, t, _ = s.shape
+        eye_t = torch.eye(t, dtype=s.dtype, device=s.device)
+        blk = torch.zeros(b, h, 2 * t, 2 * t, dtype=s.dtype, device=s.device)
+        blk[..., :t, :t] = eye_t
+        blk[..., t:, t:] = s + eye_t
+        index = self.partition.token_index()
+        eye = torch.eye(2 * t, dtype=s.dtype, device=s.device)
+        if index is not None:
+            p = eye[index.reshape(-1)]  # (P x) = x[perm]
+            return p.T @ blk @ p
+        mixer = self.partition.mixer  # type: ignore[attr-defined]
+        w = mixer.weight().to(s.dtype)
+        w_inv = mixer.inverse(eye[None])[0][0]
+        return w_inv @ blk @ w
+
     # -- bijection ----------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:

@@ -58,7 +58,7 @@ class MultiscaleMango(InvertibleModule):
         size: (H, W) or H of the input maps; both must be divisible by 2**scales, and the coarsest
             scale must keep an even number (>= 2) of tokens per modality (IMCA's even/odd halves).
         scales: number of squeeze/split levels.
-        blocks: MangoBlocks per scale. heads / hidden / layers: passed to every MangoBlock.
+        blocks: MangoBlocks per scale. heads / hidden / layers / gamma: passed to every MangoBlock.
 
     forward(x) with x = (xa, xb), each (B, C, H, W)  ->  (latents, logdet).
     """
@@ -72,6 +72,7 @@ class MultiscaleMango(InvertibleModule):
         heads: int = 1,
         hidden: int | None = None,
         layers: Sequence[tuple[str, int]] | None = None,
+        gamma: float | None = 0.1,
     ) -> None:
         super().__init__()
         h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -96,7 +97,7 @@ class MultiscaleMango(InvertibleModule):
             if d % heads:
                 raise ValueError(f"MultiscaleMango: scale {s} has {d} channels, not divisible by heads={heads}")
             mods: list[InvertibleModule] = [ActNorm(d), InvertibleLinearLU(d, axis="channels")]
-            mods += [MangoBlock(d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2)) for i in range(blocks)]
+            mods += [MangoBlock(d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma) for i in range(blocks)]
             self.stages.append(FlowSequence(mods))
             self.feature_channels.append(d)
             if s < scales - 1:

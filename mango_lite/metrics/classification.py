@@ -23,7 +23,6 @@ import math
 from typing import Any, Sequence, Union
 
 import numpy as np
-import torch
 from torch import Tensor
 
 ArrayLike = Union[np.ndarray, Tensor, Sequence[Sequence[float]]]

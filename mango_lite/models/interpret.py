@@ -139,12 +139,10 @@ def token_scores(model: TaskModel, batch_a: Any, batch_b: Any) -> list[Tensor]:
     if not isinstance(fusion, TokenFusion):
         raise MangoLiteError(f"token_scores: needs a TokenFusion model, got {type(fusion).__name__}")
     with _EvalNoGrad(model), torch.no_grad():
-        fa, _ = model.encode(batch_a, batch_b)
         model(batch_a, batch_b)
-    assert fa is not None
     out = []
     for s, layers in enumerate(fusion.exchange):
-        h, w = fa.shape[-2] // 2 ** (s + 1), fa.shape[-1] // 2 ** (s + 1)
+        h, w = fusion.size[0] // 2 ** (s + 1), fusion.size[1] // 2 ** (s + 1)
         for layer in layers:
             assert isinstance(layer, _TokenExchangeLayer) and layer.last_scores is not None
             out.append(layer.last_scores.reshape(-1, 2, h, w).cpu())

@@ -1,14 +1,11 @@
 """The three task models - encoders -> fusion -> head - and their losses.
 
-=================  =========================================  ===============================  ===================
-task               inputs (batch_a, batch_b)                   prediction                        task loss
-=================  =========================================  ===============================  ===================
-``segmentation``   RGB (B,3,H,W), depth (B,1 or 3,H,W) float   logits (B, classes, H, W)         cross-entropy,
-                                                                                                 ignore_index 255
-``translation``    two Taskonomy domains (B,C_a,H,W),(B,C_b,…)  image (B, out, H, W) in [-1,1]   L1
-``genre``          poster (B,3,H,W) float; plot: list[str],     logits (B, 23)                    BCE with logits
-                   word ids (B,L) int64, or a vector (B,F)
-=================  =========================================  ===============================  ===================
+* ``segmentation``: RGB (B, 3, H, W) and depth (B, 1 or 3, H, W) float -> logits (B, classes, H, W);
+  cross-entropy with ignore_index 255.
+* ``translation``: two Taskonomy domains (B, C_a, H, W), (B, C_b, H, W) float -> image
+  (B, out_channels, H, W) in [-1, 1] (tanh); L1 to a target scaled to [-1, 1].
+* ``genre``: poster (B, 3, H, W) float and plot (list of str, word ids (B, L) int64, or a vector (B, F))
+  -> logits (B, 23); BCE with logits (optional ``pos_weight``).
 
 Total loss = task loss + ``flow_weight`` * flow bits/dim (MANGO; the NLL term of the paper's objective)
 + ``sparsity_weight`` * score L1 (TokenFusion). Translation uses the L1 reconstruction loss only: the

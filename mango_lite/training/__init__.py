@@ -1,0 +1,43 @@
+"""Training engine, task registry, reproduction and ablation runners.
+
+    from mango_lite.training import train_task, reproduce, run_ablation
+    res = train_task("segmentation", "mango", "quick", "runs/seg-mango")   # RunResult (test metrics ...)
+    reproduce("quick", "results/quick")                                      # results.json / results.md
+    run_ablation("segmentation", ["mmca", "imca", "lica", "all"], "quick", "runs/ablation")
+
+Lower level: :class:`Trainer` + :class:`TrainConfig` (any model with ``forward(a, b)`` and
+``loss(output, target)``), :class:`BatchAdapter` (batch keys, metrics), :mod:`.checkpoint`, :class:`History`.
+"""
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, epoch_seed, evaluate_model
+from .history import History
+from .tasks import (
+    FUSION_MODELS,
+    PAIRS,
+    TASK_NAMES,
+    DataInfo,
+    GenreAdapter,
+    RunResult,
+    SegmentationAdapter,
+    TaskData,
+    TranslationAdapter,
+    TranslationPair,
+    build_task_data,
+    evaluate_checkpoint,
+    model_names,
+    prepare_data,
+    resolve_model,
+    resolve_pair,
+    train_task,
+)
+from .reproduce import plan_runs, parse_variant, reproduce, results_markdown, run_ablation
+
+__all__ = [
+    "BatchAdapter", "DataInfo", "FUSION_MODELS", "FitResult", "GenreAdapter", "History", "PAIRS", "RunResult",
+    "SegmentationAdapter", "TASK_NAMES", "TaskData", "TrainConfig", "Trainer", "TranslationAdapter",
+    "TranslationPair", "build_task_data", "epoch_seed", "evaluate_checkpoint", "evaluate_model",
+    "latest_checkpoint", "load_checkpoint", "model_names", "parse_variant", "plan_runs", "prepare_data",
+    "reproduce", "resolve_model", "resolve_pair", "results_markdown", "run_ablation", "save_checkpoint",
+    "train_task",
+]

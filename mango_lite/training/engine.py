@@ -67,6 +67,7 @@ class TrainConfig:
     verbose: bool = True  # one summary line per epoch
     eval_every: int = 1  # validate every k epochs (and always after the last one)
     keep_checkpoints: int = 2  # newest per-epoch checkpoints kept; <= 0 keeps all
+    save_best: bool = True  # also write OUT/best.pt for the best validation epoch
     select_metric: str | None = None  # validation key for best.pt (e.g. "val_miou"); None: val_loss
     select_mode: str = "max"  # "max" or "min" for select_metric (val_loss is always "min")
     max_steps_per_epoch: int | None = None  # cap (smoke tests); None = the full epoch
@@ -91,6 +92,10 @@ class TrainConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# loss parts that repeat the total loss (already logged as "loss")
+_DUPLICATE_PARTS = frozenset({"total", "loss"})
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -357,6 +362,8 @@ class Trainer:
             seen += bs
             sums["loss"] += float(loss.detach()) * bs
             for k, v in parts.items():
+                if k in _DUPLICATE_PARTS:
+                    continue
                 sums[k] += float(v.detach() if isinstance(v, Tensor) else v) * bs
             if self.progress:
                 bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}", refresh=False)
@@ -424,7 +431,7 @@ class Trainer:
             return None
         data = ckpt.checkpoint_bytes(self.state_dict())
         path = ckpt.write_bytes_atomic(ckpt.epoch_checkpoint_path(self.out_dir, self.epoch), data)
-        if self.best is not None and self.best.get("epoch") == self.epoch:
+        if self.config.save_best and self.best is not None and self.best.get("epoch") == self.epoch:
             ckpt.write_bytes_atomic(self.out_dir / ckpt.BEST_NAME, data)
         ckpt.prune_epoch_checkpoints(self.out_dir, self.config.keep_checkpoints)
         self.history.save(self.out_dir)
@@ -479,6 +486,9 @@ class Trainer:
                     p.unlink()
                 (self.out_dir / ckpt.BEST_NAME).unlink(missing_ok=True)
             seed_everything(self.config.seed)
+            # augmentation generators start from the run's seed, whatever earlier runs did with them
+            for i, g in enumerate(self.generators):
+                g.manual_seed(epoch_seed(self.config.seed, -(i + 1)))
         start = self.epoch
         for epoch in range(start, self.config.epochs):
             te = time.perf_counter()
@@ -559,6 +569,8 @@ def evaluate_model(
             seen += bs
             sums["loss"] += float(loss.detach().float()) * bs
             for k, v in (parts or {}).items():
+                if k in _DUPLICATE_PARTS:
+                    continue
                 sums[k] += float(v.detach().float() if isinstance(v, Tensor) else v) * bs
             state = adapter.update(state, output, target, batch)
     finally:

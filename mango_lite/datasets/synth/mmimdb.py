@@ -67,7 +67,7 @@ __all__ = [
     "GENRE_CUES", "CUE_DESCRIPTIONS", "GENRE_KEYWORDS", "IMPUTED_GENRES", "STATS_PATH", "CueConfig",
     "poster_width", "compute_genre_stats", "regenerate_genre_stats", "load_genre_stats",
     "sample_genre_sets", "sample_cues", "render_posters", "make_plots", "tokenize", "text_features",
-    "split_indices", "write_mmimdb",
+    "split_sizes", "split_indices", "write_mmimdb",
 ]
 
 G = len(MMIMDB_GENRES)
@@ -75,7 +75,7 @@ GI = {g: i for i, g in enumerate(MMIMDB_GENRES)}
 STATS_PATH = Path(__file__).with_name("mmimdb_genre_stats.json")
 FEATURE_DIM = 300          # GMU `features`: 300-d (word2vec) plot vector
 GMU_SIZE = (256, 160)      # GMU `images`: (H, W) = 256 x 160
-_CHUNK = 128               # samples rendered per batch; fixed so output never depends on memory settings
+_CHUNK = 64                # samples rendered per batch; fixed so output never depends on memory settings
 EXTRA_GENRES = ("News", "Reality-TV", "Talk-Show", "Adult", "Game-Show")  # real MM-IMDb json has a few
 
 # --------------------------------------------------------------------------------------------------
@@ -211,8 +211,8 @@ _PLACES = ("a small coastal town", "the city", "a mountain village", "the suburb
            "the capital", "a farming valley", "a river town", "a busy port", "a northern town")
 _OCCS = ("teacher", "nurse", "mechanic", "baker", "librarian", "taxi driver", "architect", "student",
          "shop owner", "translator", "carpenter", "accountant", "painter", "engineer")
-_OBJECTS = ("bicycle", "umbrella", "bakery", "garden", "bus stop", "old car", "bookshop", "radio",
-            "kitchen table", "staircase", "apartment", "notebook")
+_OBJECTS = ("bicycle", "umbrella", "old car", "radio", "piano", "boat", "typewriter", "camera",
+            "armchair", "bookshop", "garden", "caravan")
 _ACTS = ("reading the newspaper", "repairing furniture", "cooking for friends", "walking the dog",
          "writing letters", "fixing the roof", "tending the garden", "learning a new language")
 _SEASONS = ("summer", "winter", "autumn", "spring")
@@ -322,7 +322,9 @@ def compute_genre_stats(db_path: str | Path | None = None, calibrate: bool = Tru
 def regenerate_genre_stats(path: str | Path = STATS_PATH, db_path: str | Path | None = None,
                            seed: int = 0) -> Path:
     """Recompute the statistics from bokeh-sampledata and write them (atomically) to ``path``."""
-    return atomic_write_json(path, compute_genre_stats(db_path, calibrate=True, seed=seed))
+    out = atomic_write_json(path, compute_genre_stats(db_path, calibrate=True, seed=seed))
+    _load_stats_cached.cache_clear()
+    return out
 
 
 @lru_cache(maxsize=4)
@@ -681,6 +683,18 @@ def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+@lru_cache(maxsize=4096)
+def _title_mask(title: str, px: int) -> np.ndarray:
+    """Glyph coverage of ``title`` at font size ``px``: float32 (h, w) in [0, 1], read-only."""
+    font = _font(px)
+    left, top, right, bottom = font.getbbox(title)
+    im = Image.new("L", (max(1, right), max(1, bottom)), 0)
+    ImageDraw.Draw(im).text((0, 0), title, fill=255, font=font)
+    m = np.asarray(im, dtype=np.float32) / 255.0
+    m.setflags(write=False)
+    return m
+
+
 def render_posters(image_cue: np.ndarray, rng: np.random.Generator, size: int = 256,
                    titles: list[str] | None = None, config: CueConfig = CueConfig()) -> np.ndarray:
     """Posters from image cue bits (n, 23) bool -> uint8 (n, size, poster_width(size), 3) RGB.
@@ -707,7 +721,7 @@ def render_posters(image_cue: np.ndarray, rng: np.random.Generator, size: int = 
     title_pos = rng.random((n, 2))
     bright = rng.uniform(0.85, 1.15, n).astype(np.float32)
     phase = rng.random(n).astype(np.float32)
-    grain = rng.standard_normal((n, H, W, 3)).astype(np.float32) if config.pixel_noise > 0 else None
+    grain = rng.standard_normal((n, H, W, 3), dtype=np.float32) if config.pixel_noise > 0 else None
     # ---- background: vertical gradient --------------------------------------------------------
     # neutral: random hue, muted -> two shades of one colour; palette genres override it
     hue = neutral[:, 0, :1] * 6.0
@@ -724,7 +738,7 @@ def render_posters(image_cue: np.ndarray, rng: np.random.Generator, size: int = 
     img = cols[:, None, None, 0, :] * (1 - t) + cols[:, None, None, 1, :] * t
     img = np.ascontiguousarray(np.broadcast_to(np.clip(img, 0, 255), (n, H, W, 3))).astype(np.uint8)
     # ---- motifs and title (PIL, a few primitives per poster) ----------------------------------
-    font = _font(max(7, H // 16))
+    font_px = max(7, H // 16)
     for i in range(n):
         pil = Image.fromarray(img[i])
         d = ImageDraw.Draw(pil)
@@ -735,28 +749,37 @@ def render_posters(image_cue: np.ndarray, rng: np.random.Generator, size: int = 
                     _m_moon(d, params[i, gi], W, H, scale[i, gi], tuple(int(v) for v in img[i, 0, 0]))
                 else:
                     _MOTIFS[g](d, params[i, gi], W, H, scale[i, gi])
-        if titles is not None and titles[i]:
-            ty = H * (0.02 if title_pos[i, 0] < 0.5 else 0.88)
-            tx = W * 0.04 * title_pos[i, 1]
-            d.text((tx + 1, ty + 1), titles[i], fill=(0, 0, 0), font=font)
-            d.text((tx, ty), titles[i], fill=(250, 250, 250), font=font)
         img[i] = np.asarray(pil)
-    # ---- global tone effects (vectorised over the batch) -------------------------------------
+        if titles is not None and titles[i]:
+            # white title with a black drop shadow, composited from a cached glyph mask
+            mask = _title_mask(titles[i], font_px)
+            ty = int(H * (0.02 if title_pos[i, 0] < 0.5 else 0.88))
+            tx = int(W * 0.04 * title_pos[i, 1])
+            for off, col in ((1, 0.0), (0, 250.0)):
+                y0, x0 = ty + off, tx + off
+                h, w = min(mask.shape[0], H - y0), min(mask.shape[1], W - x0)
+                if h > 0 and w > 0:
+                    a = mask[:h, :w, None]
+                    patch = img[i, y0:y0 + h, x0:x0 + w].astype(np.float32)
+                    img[i, y0:y0 + h, x0:x0 + w] = (patch * (1 - a) + col * a + 0.5).astype(np.uint8)
+    # ---- global tone effects (vectorised over the posters that have them) --------------------
     x = img.astype(np.float32)
-    lum = x @ np.array([0.299, 0.587, 0.114], np.float32)             # (n, H, W)
-    west = cue[:, GI["Western"]][:, None, None, None]
-    sepia = lum[..., None] * np.array([1.07, 0.82, 0.55], np.float32) + np.array([20, 8, 0], np.float32)
-    x = np.where(west, 0.25 * x + 0.75 * sepia, x)
-    noir = cue[:, GI["Film-Noir"]][:, None, None, None]
-    lum = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    to_lum = np.array([0.299, 0.587, 0.114], np.float32)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    stripes = (((xx * 0.6 + yy) / max(H / 9.0, 2.0))[None] + phase[:, None, None]) % 1.0 < 0.4
-    gray = np.clip((lum - 110.0) * 1.7 + 110.0, 0, 255) * np.where(stripes, 0.4, 1.0)
-    x = np.where(noir, gray[..., None], x)
-    horror = cue[:, GI["Horror"]][:, None, None, None]
-    vign = 1.0 - 0.5 * ((xx / W - 0.5) ** 2 + (yy / H - 0.5) ** 2)[None, ..., None] * 2.0
-    x = np.where(horror, x * 0.7 * vign, x)
-    x = x * bright[:, None, None, None]
+    west = cue[:, GI["Western"]]
+    if west.any():
+        sepia = (x[west] @ to_lum)[..., None] * np.array([1.07, 0.82, 0.55], np.float32) + np.array([20, 8, 0], np.float32)
+        x[west] = 0.25 * x[west] + 0.75 * sepia
+    noir = cue[:, GI["Film-Noir"]]
+    if noir.any():
+        stripes = (((xx * 0.6 + yy) / max(H / 9.0, 2.0))[None] + phase[noir, None, None]) % 1.0 < 0.4
+        gray = np.clip(((x[noir] @ to_lum) - 110.0) * 1.7 + 110.0, 0, 255) * np.where(stripes, 0.4, 1.0)
+        x[noir] = gray[..., None]
+    horror = cue[:, GI["Horror"]]
+    if horror.any():
+        vign = 1.0 - ((xx / W - 0.5) ** 2 + (yy / H - 0.5) ** 2)
+        x[horror] *= 0.7 * vign[None, ..., None]
+    x *= bright[:, None, None, None]
     anim = cue[:, GI["Animation"]]
     if anim.any():
         a = x[anim]
@@ -764,7 +787,8 @@ def render_posters(image_cue: np.ndarray, rng: np.random.Generator, size: int = 
         a = np.clip(m + (a - m) * 1.8, 0, 255)                          # saturate
         x[anim] = np.round(a / 85.0) * 85.0                             # 4 flat levels per channel
     if grain is not None:
-        x = np.where(anim[:, None, None, None], x, x + config.pixel_noise * grain)
+        grain[anim] = 0.0                                               # cartoons are flat: no grain
+        x += config.pixel_noise * grain
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -895,7 +919,16 @@ def split_indices(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.
         out["train"].append(idx[n_test + n_dev:])
         done["test"] += n_test
         done["dev"] += n_dev
-    return {k: np.sort(np.concatenate(v)).astype(np.int64) if v else np.zeros(0, np.int64) for k, v in out.items()}
+    res = {k: np.sort(np.concatenate(v)).astype(np.int64) if v else np.zeros(0, np.int64) for k, v in out.items()}
+    # Safety net: a tiny last group could not absorb a carried deficit; move the surplus (highest
+    # indices of over-full splits) to under-full ones so the totals are exact in every case.
+    surplus = np.concatenate([res[k][sizes[k]:] for k in res])
+    if surplus.size:
+        res = {k: res[k][:sizes[k]] for k in res}
+        for k in res:
+            need = sizes[k] - res[k].size
+            res[k], surplus = np.sort(np.concatenate([res[k], surplus[:need]])), surplus[need:]
+    return res
 
 
 def _fuel_split_attr(sizes: dict[str, int], sources: tuple[str, ...]) -> np.ndarray:

@@ -6,24 +6,27 @@ Scene model
   (NYU-40 ``wall``), ``floor`` and ``ceiling``. All walls share one material, so an object "painted like
   the wall" continues the wall's pattern seamlessly.
 * **Furniture and props** are unions of analytic convex primitives: axis-aligned boxes, vertical capped
-  cylinders and spheres (about 10-25 per scene). Templates: bed (+ pillows), sofa, table, chairs, desk
-  (+ monitor/TV, lamp), cabinet, counter block (cabinet + counter top labelled ``cabinet``/``table``),
-  bookshelf (+ rows of ``books``), box, floor lamp, ceiling lamp fixtures, round props (``otherprop``).
+  cylinders and spheres (5-30 per scene, about 15 on average). Templates: bed (+ pillows), sofa
+  (+ cushion), table (rectangular or round) with chairs, desk (+ monitor/``television``, desk lamp),
+  cabinet (low ones sometimes with a ``counter`` top), bookshelf (+ rows of ``books``), box, floor lamp,
+  ball / vase (``otherprop``), ceiling lamp fixtures. A room type (bedroom, living room, office, kitchen)
+  picks the main piece and the odds of the others.
 * **Flush decals** are zero-thickness rectangles on a wall, the floor or a box face: ``picture``,
   ``whiteboard``, ``window``, ``blinds`` (over a window), ``door``, ``floor mat``, ``books`` on a bookshelf
   front. They change label and material but not geometry.
 * **Textures** are procedural and evaluated in world space on the two axes orthogonal to the dominant
   normal axis: plain, checker, stripes, 2-octave value noise, wood bands and random bands (book spines).
 * **Camera**: pinhole, 60 degree field of view, placed in the near part of the room at 1.1-1.7 m height,
-  looking at a random point in the far part (slight downward pitch, small roll).
+  looking at a camouflaged object, at the main piece or at a random point in the far part of the room
+  (downward pitch, small roll).
 * **Lighting**: 1-2 point lights below the ceiling (each under a ``lamp`` fixture) plus ambient;
   Lambert shading with hard shadows (shadow rays cast from the light against every primitive), a small
   Blinn-Phong specular term on glossy materials, emissive windows, auto-exposure, sRGB gamma and a
   little sensor noise.
 * **Kinect-like depth**: axial noise ``sigma(z) = 0.0012 + 0.0019 (z - 0.4)^2`` m (Nguyen et al. 2012),
   disparity quantisation to 1/8 pixel of a 580 px / 7.5 cm Kinect, and holes (0) at grazing angles,
-  in the projector shadow beside foreground edges, at depth discontinuities, beyond a per-scene maximum
-  range and as random speckle.
+  in the projector shadow beside foreground edges, at depth discontinuities, below 0.45 m, beyond a
+  per-scene maximum range and as random speckle.
 
 Fusion cases (why both modalities are needed)
 ---------------------------------------------
@@ -37,7 +40,8 @@ Fusion cases (why both modalities are needed)
   are flush with the bookshelf front. Depth and normals are identical across the boundary; only colour
   and texture tell the classes apart.
 
-:func:`Scene.fusion` lists the instance ids of both kinds in each scene, so tests and notebooks can find
+Measured over seeds 0-199 at 64 px: a camouflaged object is in view in about 65 % of frames, a flush
+decal in about 80 %. ``Scene.fusion`` lists the instance ids of both kinds in each scene, so tests and notebooks can find
 them. :func:`render_scene` is the one-call entry point; :func:`sample_scene`, :func:`sample_camera` and
 :func:`render` expose the steps (for instance several views of one room for Taskonomy ``point/view``).
 """
@@ -73,13 +77,14 @@ def _cid(name: str) -> int:
 WALL, FLOOR, CEILING = _cid("wall"), _cid("floor"), _cid("ceiling")
 CABINET, BED, CHAIR, SOFA, TABLE = _cid("cabinet"), _cid("bed"), _cid("chair"), _cid("sofa"), _cid("table")
 DOOR, WINDOW, BOOKSHELF, PICTURE = _cid("door"), _cid("window"), _cid("bookshelf"), _cid("picture")
+COUNTER = _cid("counter")
 BLINDS, DESK, PILLOW, FLOOR_MAT = _cid("blinds"), _cid("desk"), _cid("pillow"), _cid("floor mat")
 BOOKS, TELEVISION, BOX, WHITEBOARD = _cid("books"), _cid("television"), _cid("box"), _cid("whiteboard")
 LAMP, OTHERPROP = _cid("lamp"), _cid("otherprop")
 
-#: NYU-40 ids the renderer can emit (22 of 40), plus 255 (void) on some annotator-gap boundaries.
+#: NYU-40 ids the renderer can emit (23 of 40), plus 255 (void) on some annotator-gap boundaries.
 USED_CLASS_IDS: tuple[int, ...] = tuple(sorted({
-    WALL, FLOOR, CEILING, CABINET, BED, CHAIR, SOFA, TABLE, DOOR, WINDOW, BOOKSHELF, PICTURE, BLINDS,
+    WALL, FLOOR, CEILING, CABINET, BED, CHAIR, SOFA, TABLE, DOOR, WINDOW, BOOKSHELF, PICTURE, BLINDS, COUNTER,
     DESK, PILLOW, FLOOR_MAT, BOOKS, TELEVISION, BOX, WHITEBOARD, LAMP, OTHERPROP,
 }))
 
@@ -143,6 +148,8 @@ class Scene:
     max_range: float = 5.5
     void_boundary: bool = False
     instance_labels: dict[int, int] = field(default_factory=dict)
+    focus: list[int] = field(default_factory=list)
+    room_type: str = ""
 
     @property
     def n_prims(self) -> int:
@@ -277,8 +284,9 @@ def _wall_frame(side: int, room: np.ndarray):
 
 
 def _place_on_wall(b: _Builder, room, side: int, width: float, depth: float, cam_xz, keep: float = 0.7):
-    """Find a free slot of ``width`` along wall ``side`` for a ``depth``-deep object. Returns the
-    world footprint (x0, x1, z0, z1) and the front-face code, or None."""
+    """Find a free slot of ``width`` along wall ``side`` for a ``depth``-deep object and reserve it.
+    Returns ``((x0, x1, z0, z1), front_face_code, to_world, a0)`` (world footprint, face code of the
+    side facing the room, the wall's local->world mapping and the slot start along the wall) or None."""
     length, to_world, code = _wall_frame(side, room)
     if width > length - 0.2:
         return None
@@ -302,7 +310,7 @@ def _place_free(b: _Builder, room, wx: float, wz: float, cam_xz, keep: float = 0
     W, _, D = room
     if wx > W - 0.7 or wz > D - 0.7:
         return None
-    for _ in range(12):
+    for _ in range(20):
         x0 = b.rng.uniform(0.3, W - wx - 0.3)
         z0 = b.rng.uniform(0.3, D - wz - 0.3)
         if not b.free(x0, x0 + wx, z0, z0 + wz, margin=0.15):
@@ -324,18 +332,28 @@ def _front_rect(code: int, x0, x1, y0, y1, z0, z1):
     return (*rng3[ua], *rng3[va])
 
 
+ROOM_TYPES = ("bedroom", "living_room", "office", "kitchen")
+# room type -> (main piece, {optional piece: probability}, counter-top probability, whiteboard probability)
+ROOM_RECIPES: dict[str, tuple[str, dict[str, float], float, float]] = {
+    "bedroom": ("bed", {"desk": 0.4, "bookshelf": 0.3, "floor_lamp": 0.4, "ball": 0.2, "table": 0.2}, 0.2, 0.1),
+    "living_room": ("sofa", {"table": 0.6, "bookshelf": 0.5, "floor_lamp": 0.4, "ball": 0.4, "desk": 0.2},
+                    0.2, 0.1),
+    "office": ("desk", {"desk": 0.4, "bookshelf": 0.6, "table": 0.5, "floor_lamp": 0.2, "ball": 0.2}, 0.3, 0.7),
+    "kitchen": ("table", {"bookshelf": 0.1, "sofa": 0.1, "ball": 0.4, "desk": 0.1}, 0.9, 0.2),
+}
+
+
 def _pick_wall(rng: np.random.Generator) -> int:
     # the far wall and the side walls are in view; the wall behind the camera rarely is
     return int(rng.choice([0, 1, 5, 5, 4], p=[0.28, 0.28, 0.2, 0.19, 0.05]))
 
 
 def sample_scene(rng: np.random.Generator) -> Scene:
-    """Sample a room with furniture, decals, materials and lights. Deterministic given ``rng``'s state.
-    The camera's rough position is chosen here too (stored in ``scene.fusion['_cam_xz']`` is not
-    needed: :func:`sample_camera` re-derives it from the same footprint logic), so furniture keeps
-    clear of where cameras stand: the near 35 % of the room along z."""
+    """Sample a room (type bedroom / living room / office / kitchen) with furniture, decals, materials
+    and lights. Deterministic given ``rng``'s state. Furniture keeps clear of the strip where
+    :func:`sample_camera` puts cameras (the near part of the room along z, around the centre line)."""
     b = _Builder(rng)
-    W, H, D = rng.uniform(3.0, 6.0), rng.uniform(2.5, 3.0), rng.uniform(3.5, 7.0)
+    W, H, D = rng.uniform(3.0, 5.0), rng.uniform(2.5, 3.0), rng.uniform(3.5, 5.5)
     room = np.array([W, H, D], F32)
     # cameras stand in this strip; keep a clearance circle around its centre line
     cam_xz = (W / 2.0, 0.18 * D)
@@ -361,7 +379,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     depth_amb: list[int] = []
 
     # --- wall-side furniture ---------------------------------------------------------------------
-    def add_cabinet(camouflage: bool) -> None:
+    def add_cabinet(camouflage: bool, counter_p: float = 0.4) -> None:
         side = _pick_wall(rng) if not camouflage else int(rng.choice([0, 1, 5]))
         tall = rng.uniform() < 0.4
         w, d = rng.uniform(0.5, 1.3), rng.uniform(0.35, 0.6)
@@ -375,9 +393,9 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         b.box((x0, 0.0, z0), (x1, h, z1), CABINET, mat, inst)
         if camouflage:
             rgb_amb.append(inst)
-        elif rng.uniform() < 0.4 and not tall:  # a counter top on a low cabinet
-            ti = b.instance(TABLE)
-            b.box((x0 - 0.02, h, z0 - 0.02), (x1 + 0.02, h + 0.04, z1 + 0.02), TABLE, _painted(b), ti)
+        elif rng.uniform() < counter_p and not tall:  # a counter top on a low cabinet
+            ti = b.instance(COUNTER)
+            b.box((x0 - 0.02, h, z0 - 0.02), (x1 + 0.02, h + 0.04, z1 + 0.02), COUNTER, _painted(b), ti)
 
     def add_bookshelf() -> None:
         side = _pick_wall(rng)
@@ -469,8 +487,8 @@ def sample_scene(rng: np.random.Generator) -> Scene:
 
     # --- free-standing furniture -----------------------------------------------------------------
     def add_table_and_chairs() -> None:
-        wx, wz = rng.uniform(0.8, 1.6), rng.uniform(0.7, 1.2)
-        fp = _place_free(b, room, wx + 1.0, wz + 1.0, cam_xz)  # room for chairs around
+        wx, wz = rng.uniform(0.7, 1.4), rng.uniform(0.6, 1.1)
+        fp = _place_free(b, room, wx + 1.0, wz + 1.0, cam_xz, keep=0.5)  # room for chairs around
         if fp is None:
             return
         x0, x1, z0, z1 = fp[0] + 0.5, fp[1] - 0.5, fp[2] + 0.5, fp[3] - 0.5
@@ -496,7 +514,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
                 b.cylinder(cx, cz, rng.uniform(0.04, 0.08), h, h + rng.uniform(0.15, 0.3), OTHERPROP, pm,
                            b.instance(OTHERPROP))
         cm = _painted(b) if rng.uniform() < 0.5 else _wood(b)
-        nchairs = int(rng.integers(1, 4))
+        nchairs = int(rng.integers(1, 5))
         sides = rng.permutation(4)[:nchairs]
         for s in sides:
             sw = 0.42
@@ -542,6 +560,13 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         b.cylinder(cx, cz, 0.15, 0.0, 0.03, LAMP, m, li)
         b.cylinder(cx, cz, 0.02, 0.03, top, LAMP, m, li)
         b.cylinder(cx, cz, rng.uniform(0.12, 0.2), top, top + 0.25, LAMP, _fabric(b), li)
+
+    def add_ball() -> None:
+        r = rng.uniform(0.1, 0.25)
+        fp = _place_free(b, room, 2 * r, 2 * r, cam_xz)
+        if fp is None:
+            return
+        b.sphere(((fp[0] + fp[1]) / 2, r, (fp[2] + fp[3]) / 2), r, OTHERPROP, _painted(b), b.instance(OTHERPROP))
 
     # --- decals (flush: depth-ambiguous) ---------------------------------------------------------
     def wall_decal(label: int, mat: int, w: float, h: float, y0: float, side: int | None = None,
@@ -612,14 +637,22 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         add_door()
     for _ in range(int(rng.integers(0, 3))):
         add_window()
-    builders = [add_bed, add_sofa, add_desk, add_bookshelf, add_table_and_chairs, add_floor_lamp]
-    weights = np.array([0.5, 0.5, 0.6, 0.6, 0.6, 0.3])
-    for i in np.flatnonzero(rng.uniform(size=len(builders)) < weights):
-        builders[i]()
+    # room type: the main piece goes first (it needs the most space), then the camouflaged cabinet,
+    # then optional pieces with type-dependent probabilities
+    room_type = ROOM_TYPES[int(rng.integers(len(ROOM_TYPES)))]
+    fns = {"bed": add_bed, "sofa": add_sofa, "desk": add_desk, "bookshelf": add_bookshelf,
+           "table": add_table_and_chairs, "floor_lamp": add_floor_lamp, "ball": add_ball}
+    main, optional, counter_p, whiteboard_p = ROOM_RECIPES[room_type]
+    first_main = b.next_inst
+    fns[main]()
+    focus = [i for i in range(first_main, b.next_inst) if b.inst_label[i] not in (PILLOW, TELEVISION, LAMP)]
     if rng.uniform() < 0.8:  # RGB-ambiguous cabinet
         add_cabinet(camouflage=True)
-    for _ in range(int(rng.integers(0, 3))):
-        add_cabinet(camouflage=False)
+    names = list(optional)
+    for i in np.flatnonzero(rng.uniform(size=len(names)) < np.array([optional[k] for k in names])):
+        fns[names[i]]()
+    for _ in range(int(rng.integers(0, 4))):
+        add_cabinet(camouflage=False, counter_p=counter_p)
     if rng.uniform() < 0.6:  # RGB-ambiguous box on the floor
         add_floor_box(camouflage=True)
     for _ in range(int(rng.integers(0, 3))):
@@ -628,7 +661,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     n_dec = 0
     if rng.uniform() < 0.7:
         add_picture(); n_dec += 1
-    if rng.uniform() < 0.35:
+    if rng.uniform() < whiteboard_p:
         add_whiteboard(); n_dec += 1
     if rng.uniform() < 0.5 or n_dec == 0:
         add_floor_mat()
@@ -643,7 +676,10 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         lights[i] = (lx, H - 0.22, lz)
         tint = _hsv(rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.15), 1.0)
         light_rgb[i] = tint * rng.uniform(0.8, 1.3) / n_l ** 0.5
-        b.cylinder(lx, lz, rng.uniform(0.12, 0.2), H - 0.12, H, LAMP, fix_mat, b.instance(LAMP))
+        if rng.uniform() < 0.4:  # globe fixture (its bottom 2 cm above the light)
+            b.sphere((lx, H - 0.1, lz), 0.1, LAMP, fix_mat, b.instance(LAMP))
+        else:
+            b.cylinder(lx, lz, rng.uniform(0.12, 0.2), H - 0.12, H, LAMP, fix_mat, b.instance(LAMP))
     ambient = float(rng.uniform(0.12, 0.3))
 
     # --- pack ---------------------------------------------------------------------------------
@@ -673,6 +709,8 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         max_range=float(rng.uniform(4.5, 6.5)),
         void_boundary=bool(rng.uniform() < 0.3),
         instance_labels=inst_label,
+        focus=focus,
+        room_type=room_type,
     )
 
 
@@ -691,22 +729,25 @@ def _look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarr
 
 def sample_camera(scene: Scene, rng: np.random.Generator, fov_deg: float = 60.0) -> Camera:
     """A hand-held-Kinect-like view: eye in the near part of the room (z in 10-28 % of D, away from the
-    side walls, 1.1-1.7 m high, outside every primitive), looking at a point in the far part of the room
-    at 0.4-1.3 m height, or (half of the time, when the scene has one) near a camouflaged object; pitch
-    follows from the target, roll within +-4 degrees."""
+    side walls, 1.1-1.7 m high, outside every primitive), looking at a camouflaged object (40 %, when
+    the scene has one), at the room's main piece (35 %) or at a random point 0.3-1.0 m high in the far
+    part of the room; pitch follows from the target, roll within +-4 degrees."""
     W, H, D = (float(v) for v in scene.room)
     for _ in range(50):
         eye = np.array([rng.uniform(0.35 * W, 0.65 * W), rng.uniform(1.1, 1.7), rng.uniform(0.1 * D, 0.28 * D)])
         inside = np.all((eye >= scene.lo - 0.15) & (eye <= scene.hi + 0.15), axis=1)
         if not inside.any():
             break
-    target = np.array([rng.uniform(0.1 * W, 0.9 * W), rng.uniform(0.4, 1.3), rng.uniform(0.55 * D, 0.95 * D)])
+    target = np.array([rng.uniform(0.1 * W, 0.9 * W), rng.uniform(0.3, 1.0), rng.uniform(0.55 * D, 0.95 * D)])
     camo = scene.fusion.get("rgb_ambiguous", [])
-    if camo and rng.uniform() < 0.5:
-        # half of the views look towards a camouflaged object so the RGB-ambiguous case is in frame
-        k = np.flatnonzero(scene.instances == camo[int(rng.integers(len(camo)))])
+    r = rng.uniform()
+    # about 40 % of views look towards a camouflaged object (so the RGB-ambiguous case is in frame),
+    # 35 % towards the room's main piece (bed, sofa, desk or table), the rest at a random point
+    pool = camo if (camo and r < 0.4) else (scene.focus if r < 0.75 else [])
+    if pool:
+        k = np.flatnonzero(scene.instances == pool[int(rng.integers(len(pool)))])
         c = 0.5 * (scene.lo[k].min(axis=0) + scene.hi[k].max(axis=0))
-        target = np.array([c[0], min(float(c[1]), 1.3), c[2]]) + rng.uniform(-0.4, 0.4, size=3) * (1, 0.2, 1)
+        target = np.array([c[0], min(float(c[1]), 1.0), c[2]]) + rng.uniform(-0.4, 0.4, size=3) * (1, 0.2, 1)
     rot = _look_at(eye, target, roll=float(np.radians(rng.uniform(-4, 4))))
     return Camera(position=eye.astype(F32), rot=rot, fov_deg=fov_deg)
 
@@ -756,6 +797,9 @@ def _interval(kind: int, lo: np.ndarray, hi: np.ndarray, o, d, inv):
     return tn, tf
 
 
+_GAMMA_LUT = (np.arange(65536, dtype=np.float64) / 65535.0) ** (1 / 2.2)
+_GAMMA_LUT = _GAMMA_LUT.astype(F32)
+
 _RAY_CACHE: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -795,16 +839,18 @@ def _screen_rect(lo, hi, cam: Camera, focal: float, size: int):
 
 def _value_noise(u: np.ndarray, v: np.ndarray, lattice: np.ndarray) -> np.ndarray:
     """Bilinear value noise with smoothstep fade on a wrapping lattice; u, v: (N,) -> (N,) in [0, 1]."""
-    n = lattice.shape[0]
+    n = lattice.shape[0]  # a power of two, so "& (n - 1)" wraps (negative indices included)
+    flat = lattice.ravel()
     fu, fv = np.floor(u), np.floor(v)
     su, sv = u - fu, v - fv
     su = su * su * (3 - 2 * su)
     sv = sv * sv * (3 - 2 * sv)
-    i0 = fu.astype(np.int64) % n
-    j0 = fv.astype(np.int64) % n
-    i1, j1 = (i0 + 1) % n, (j0 + 1) % n
-    a = lattice[i0, j0] + (lattice[i1, j0] - lattice[i0, j0]) * su
-    c = lattice[i0, j1] + (lattice[i1, j1] - lattice[i0, j1]) * su
+    i0 = (fu.astype(np.int32) & (n - 1)) * n
+    j0 = fv.astype(np.int32) & (n - 1)
+    i1, j1 = (i0 + n) & (n * n - 1), (j0 + 1) & (n - 1)
+    l00, l10, l01, l11 = flat[i0 + j0], flat[i1 + j0], flat[i0 + j1], flat[i1 + j1]
+    a = l00 + (l10 - l00) * su
+    c = l01 + (l11 - l01) * su
     return a + (c - a) * sv
 
 
@@ -980,42 +1026,65 @@ def render(scene: Scene, cam: Camera, size: int, rng: np.random.Generator) -> di
     dn = np.sqrt(d[0] ** 2 + d[1] ** 2 + d[2] ** 2)
     view = [-d[i] / dn for i in range(3)]  # unit vector towards the camera
     spec_k = scene.mat_spec[mat]
+    glossy = bool(spec_k.any())
     diffuse = np.full((size, size, 3), scene.ambient, F32)
     specular = np.zeros((size, size), F32)
+    # bounding spheres of the primitives, for culling shadow rays
+    b_cen = 0.5 * (scene.lo + scene.hi)
+    b_rad = np.linalg.norm(0.5 * (scene.hi - scene.lo), axis=1)
     for li in range(scene.lights.shape[0]):
         L = scene.lights[li]
         lv = [F32(L[i]) - P[i] for i in range(3)]
-        dist2 = lv[0] ** 2 + lv[1] ** 2 + lv[2] ** 2
-        idist = 1.0 / np.sqrt(dist2)
+        dist2 = lv[0] * lv[0] + lv[1] * lv[1] + lv[2] * lv[2]
+        idist = F32(1.0) / np.sqrt(dist2)
         ndl = (n[0] * lv[0] + n[1] * lv[1] + n[2] * lv[2]) * idist
         lit = np.flatnonzero(ndl > 0)
-        # hard shadows: rays from the light to each lit point (shared origin), any hit before the point
+        # hard shadows: rays from the light to each lit point (shared origin, t = 1 at the point);
+        # a point is shadowed when any primitive is entered before it
         sd = tuple(-lv[i].flat[lit] for i in range(3))
         sinv = tuple(F32(1.0) / np.where(np.abs(x) < tiny, tiny, x) for x in sd)
+        s_len = F32(1.0) / idist.flat[lit]
+        s_dir = tuple(x * idist.flat[lit] for x in sd)
         blocked = np.zeros(lit.shape[0], bool)
         Lt = tuple(float(x) for x in L)
         for k in range(K):
             if scene.labels[k] == LAMP and scene.lo[k][1] > L[1]:  # the fixture above this light
                 continue
-            tn, tf = _interval(int(scene.kinds[k]), scene.lo[k], scene.hi[k], Lt, sd, sinv)
-            blocked |= (tn < tf) & (tn < 0.999) & (tf > 1e-4)
+            # cull: only rays inside the cone from the light around the primitive's bounding sphere
+            cl = b_cen[k] - L
+            dc = float(np.linalg.norm(cl))
+            if dc > b_rad[k]:
+                cos_t = np.sqrt(1.0 - (b_rad[k] / dc) ** 2)
+                cand = np.flatnonzero(((s_dir[0] * F32(cl[0] / dc) + s_dir[1] * F32(cl[1] / dc)
+                                        + s_dir[2] * F32(cl[2] / dc)) > cos_t) & (s_len > dc - b_rad[k]))
+                if cand.size == 0:
+                    continue
+            else:
+                cand = np.arange(lit.shape[0])
+            tn, tf = _interval(int(scene.kinds[k]), scene.lo[k], scene.hi[k], Lt,
+                               tuple(x[cand] for x in sd), tuple(x[cand] for x in sinv))
+            blocked[cand] |= (tn < tf) & (tn < 0.999) & (tf > 1e-4)
         vis = np.zeros((size, size), F32)
         vis.flat[lit] = (~blocked).astype(F32)
         atten = F32(6.0) / (F32(3.0) + dist2)  # softened inverse square
-        irr = np.maximum(ndl, 0.0) * vis * atten
+        irr = np.maximum(ndl, F32(0.0)) * vis * atten
         diffuse += irr[..., None] * scene.light_rgb[li]
-        # Blinn-Phong highlight on glossy materials
-        hv = [lv[i] * idist + view[i] for i in range(3)]
-        hn = np.sqrt(hv[0] ** 2 + hv[1] ** 2 + hv[2] ** 2) + F32(1e-6)
-        ndh = np.maximum((n[0] * hv[0] + n[1] * hv[1] + n[2] * hv[2]) / hn, 0.0)
-        specular += spec_k * ndh ** 24 * vis * atten * float(scene.light_rgb[li].mean())
+        if glossy:  # Blinn-Phong highlight (exponent 24) on glossy materials
+            hv = [lv[i] * idist + view[i] for i in range(3)]
+            hn = np.sqrt(hv[0] * hv[0] + hv[1] * hv[1] + hv[2] * hv[2]) + F32(1e-6)
+            ndh = np.maximum((n[0] * hv[0] + n[1] * hv[1] + n[2] * hv[2]) / hn, F32(0.0))
+            p8 = ndh * ndh
+            p8 *= p8
+            p8 *= p8
+            specular += spec_k * (p8 * p8 * p8) * vis * atten * F32(scene.light_rgb[li].mean())
     emit = scene.mat_emit[mat][..., None] * albedo
     linear = albedo * diffuse + specular[..., None] + emit
-    # auto exposure: mean luminance to ~0.25 linear, then sRGB-like gamma
+    # auto exposure: mean luminance to ~0.25 linear, then sRGB-like gamma 1/2.2 through a 16-bit LUT
     exposure = F32(0.25) / max(float(linear.mean()), 1e-3)
-    img = np.clip(linear * exposure, 0.0, 1.0) ** F32(1 / 2.2)
-    img = img + rng.normal(0.0, 1.2 / 255.0, size=img.shape).astype(F32)
-    rgb = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    q = (np.clip(linear * exposure, F32(0.0), F32(1.0)) * F32(65535.0) + F32(0.5)).astype(np.uint16)
+    img = _GAMMA_LUT[q]
+    img += rng.standard_normal(img.shape, dtype=F32) * F32(1.2 / 255.0)
+    rgb = np.clip(img * F32(255.0) + F32(0.5), 0, 255).astype(np.uint8)
 
     # --- canonical reshading: albedo 1, point light 0.5 m above the camera, no shadows ------------
     Lc = cam.position + 0.5 * R[:, 1]
@@ -1037,13 +1106,14 @@ def render(scene: Scene, cam: Camera, size: int, rng: np.random.Generator) -> di
 
     # --- Kinect-like sensor depth ---------------------------------------------------------------
     sigma = F32(0.0012) + F32(0.0019) * (z - F32(0.4)) ** 2
-    zn = z + rng.standard_normal(z.shape).astype(F32) * sigma
+    zn = z + rng.standard_normal(z.shape, dtype=F32) * sigma
     disp = np.round(F32(KINECT_FB * KINECT_SUBPIXEL) / np.maximum(zn, F32(0.3)))
     depth = (F32(KINECT_FB * KINECT_SUBPIXEL) / np.maximum(disp, 1.0)).astype(F32)
-    u_rand = rng.uniform(size=z.shape).astype(F32)
+    u_rand = rng.random(z.shape, dtype=F32)
     cos_inc = np.abs(n[0] * view[0] + n[1] * view[1] + n[2] * view[2])
     holes = cos_inc < F32(0.08) + F32(0.12) * u_rand                               # grazing angles
     holes |= (z - F32(scene.max_range)) > u_rand                                   # far range
+    holes |= z < F32(0.45)                                                         # below minimum range
     holes |= (jump > F32(0.04) * z) & (u_rand < 0.5)                              # object edges
     holes |= u_rand > F32(0.997)                                                   # speckle
     # projector shadow: background pixels just left of a nearer surface lose the IR pattern
@@ -1083,7 +1153,7 @@ def render_scene(seed: int | np.random.Generator, size: int = 128) -> dict[str, 
 
     * ``rgb`` (H, W, 3) uint8 - shaded, shadowed, auto-exposed, gamma-encoded colour image.
     * ``depth`` (H, W) float32 metres - Kinect-like sensor depth (noise, 1/8-px disparity quantisation),
-      0 = missing (grazing angles, projector shadow, edges, far range, speckle).
+      0 = missing (grazing angles, projector shadow, edges, closer than 0.45 m, far range, speckle).
     * ``depth_clean`` (H, W) float32 metres - exact z-depth (along the optical axis), always > 0.
     * ``depth_euclidean`` (H, W) float32 metres - exact ray length; ``depth_clean / depth_euclidean``
       is the cosine of the pixel ray's angle to the optical axis.

@@ -1,0 +1,160 @@
+"""``train``, ``evaluate``, ``reproduce`` and ``ablate`` subcommands of ``python -m mango_lite``.
+
+Progress and per-epoch lines go to stderr; the final metrics are printed to stdout as JSON.
+Bad arguments exit with code 2 and one ``error: ...`` line (argparse for syntax, MangoLiteError for
+names and data that do not fit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..presets import PRESET_NAMES, default_preset_name
+from .tasks import PAIRS, SEGMENTATION_DATASETS, TASK_NAMES
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if getattr(args, "quiet", False) else None
+
+
+def add_training_parsers(sub: Any) -> None:
+    """Register the training subcommands on the dispatcher's ``subparsers`` object."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    # ------------------------------------------------------------------------------ train
+    p = sub.add_parser("train", help="train one model on one task", formatter_class=fmt,
+                       description="Train one model (MANGO, a fusion baseline or a unimodal model) on one task. "
+                                   "Without --data the generated stand-in is used.")
+    p.add_argument("--task", required=True, choices=TASK_NAMES)
+    p.add_argument("--model", required=True,
+                   help="mango, concat, tokenfusion, crossattn, or a unimodal model: rgb/depth (segmentation), "
+                        "an input domain of the pair (translation), image/text (genre)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                   help="run size (default: $MANGO_LITE_PRESET, quick under CI, gpu with CUDA, else cpu)")
+    p.add_argument("--data", default=None, help="real (or generated) dataset folder; verified before training")
+    p.add_argument("--dataset", choices=SEGMENTATION_DATASETS, default=None, help="segmentation dataset")
+    p.add_argument("--pair", default=None, help=f"translation pair, one of {tuple(PAIRS)}")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, history, curves, metrics.json)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="start over even if --out holds checkpoints")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
+    p.add_argument("--data-cache", default=None, help="where stand-ins are generated (default OUT/data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+    # --------------------------------------------------------------------------- evaluate
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint", formatter_class=fmt,
+                       description="Rebuild the model stored in a checkpoint and evaluate it.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (best.pt / latest epoch)")
+    p.add_argument("--task", choices=TASK_NAMES, default=None, help="check that the checkpoint is of this task")
+    p.add_argument("--data", default=None, help="dataset folder (default: the data the model was trained on)")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: the task's test split")
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", default=None, help="also write the result as JSON to this file")
+    p.set_defaults(func=cmd_evaluate)
+    # -------------------------------------------------------------------------- reproduce
+    p = sub.add_parser("reproduce", help="train MANGO and the baselines on all tasks; write results.md",
+                       formatter_class=fmt,
+                       description="Generate stand-in data (unless --data-root has the real datasets), train MANGO "
+                                   "and the baselines on segmentation, translation and genre classification, and "
+                                   "write results.json, results.md (beside the paper's Tables 1-3) and figures.")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None)
+    p.add_argument("--out", default=None, help="output folder (default results/<preset>)")
+    p.add_argument("--data-root", default=None,
+                   help="folder with real datasets in nyudv2/ sunrgbd/ taskonomy/ mmimdb/ (missing ones are generated)")
+    p.add_argument("--data-cache", default=None, help="where stand-ins are generated (default OUT/data)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None)
+    p.add_argument("--models", nargs="+", default=None, help="restrict to these model names ('unimodal' = both)")
+    p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
+    p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
+    # ----------------------------------------------------------------------------- ablate
+    p = sub.add_parser("ablate", help="MANGO ablation: partitions / number of blocks", formatter_class=fmt)
+    p.add_argument("--task", required=True, choices=TASK_NAMES)
+    p.add_argument("--variants", nargs="+", default=["mmca", "imca", "lica", "all"],
+                   help="partition subsets ('imca+lica'), 'all', 'blocks=N', or 'mmca,blocks=2'")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--data", default=None)
+    p.add_argument("--dataset", choices=SEGMENTATION_DATASETS, default=None)
+    p.add_argument("--pair", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ablate)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .tasks import resolve_model, resolve_pair, train_task
+
+    # validate names before any data is generated
+    pair = resolve_pair(args.pair) if args.task == "translation" else None
+    if args.pair is not None and args.task != "translation":
+        from ..errors import MangoLiteError
+
+        raise MangoLiteError(f"--pair applies to --task translation only (got --task {args.task})")
+    resolve_model(args.task, args.model, pair)
+    preset = args.preset or default_preset_name()
+    cache = args.data_cache if args.data_cache is not None else Path(args.out) / "data"
+    res = train_task(args.task, args.model, preset, args.out, data_root=args.data, pair=pair, dataset=args.dataset,
+                     device=args.device, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+                     cache_dir=cache, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     progress=_progress(args))
+    _print_json({"task": res.task, "model": res.model, "dataset": res.dataset, "pair": res.pair,
+                 "data": res.data["source"], "split": res.test_split, "metrics": res.metrics, "params": res.params,
+                 "wall_time_s": round(res.wall_time_s, 2), "out": res.out_dir, "device": res.device})
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..errors import MangoLiteError
+    from ..utils import atomic_write_json
+    from .tasks import evaluate_checkpoint
+
+    res = evaluate_checkpoint(args.checkpoint, data_root=args.data, split=args.split, device=args.device,
+                              batch_size=args.batch_size)
+    if args.task is not None and res["task"] != args.task:
+        raise MangoLiteError(f"{res['checkpoint']}: is a {res['task']!r} checkpoint, not {args.task!r}")
+    if args.out:
+        atomic_write_json(args.out, res)
+    _print_json(res)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    preset = args.preset or default_preset_name()
+    res = reproduce(preset, args.out, data_root=args.data_root, cache_dir=args.data_cache, device=args.device,
+                    seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
+                    progress=_progress(args))
+    out = Path(args.out) if args.out else Path("results") / preset
+    failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"
+          + (f"; diverged runs: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .reproduce import run_ablation
+
+    res = run_ablation(args.task, args.variants, args.preset or default_preset_name(), args.out,
+                       data_root=args.data, pair=args.pair, dataset=args.dataset, device=args.device,
+                       seed=args.seed, epochs=args.epochs, progress=_progress(args), verbose=True)
+    _print_json({n: v.get("metrics", {}).get(res["metric"], v.get("error")) for n, v in res["variants"].items()})
+    return 0

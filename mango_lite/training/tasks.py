@@ -1,0 +1,622 @@
+"""Task registry: model names, datasets and loaders per task and preset, batch keys, metrics, runs.
+
+==============  ===========================  ======================  ===============================
+task            data (stand-in or real)      batch keys A / B / y    metrics (validation, test)
+==============  ===========================  ======================  ===============================
+segmentation    NYUDv2 (or SUN RGB-D)        rgb / depth / label     pixel_acc, mean_acc, miou (%)
+translation     Taskonomy, one of 5 pairs    domain a / b / target   mae, mse, rmse ([-1, 1] scale,
+                                                                     TokenFusion's), x10 table values;
+                                                                     RGB targets also fid/kid (proxy)
+genre           MM-IMDb (raw or GMU hdf5)    image / plot (or        micro_f1, macro_f1, weighted_f1,
+                                             features) / labels      samples_f1 (%), threshold 0.5
+==============  ===========================  ======================  ===============================
+
+Model names (``--model``): the fusions ``mango``, ``concat``, ``tokenfusion``, ``crossattn`` and the
+unimodal baselines named after their modality: ``rgb`` / ``depth`` (segmentation), the pair's input
+domains, e.g. ``reshading`` / ``edge_texture`` (translation), ``image`` / ``text`` (genre); they map to
+the fusion ``"a"`` / ``"b"`` of :func:`mango_lite.models.build_model`.
+
+Data: with ``data_root`` the folder is verified (:func:`mango_lite.datasets.verify_dataset`) and used;
+otherwise the stand-in is generated (``mango_lite.datasets.synth``) at the preset's size into a cache
+folder and reused while its ``meta.json`` matches. Results record which of the two was used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..datasets.constants import TRANSLATION_PAIRS
+from ..errors import DataError, MangoLiteError
+from ..presets import PRESET_NAMES, Preset, get_preset
+from ..utils import atomic_write_json, device_name, seed_everything
+from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, evaluate_model
+from .checkpoint import load_checkpoint
+
+TASK_NAMES = ("segmentation", "translation", "genre")
+FUSION_MODELS = ("mango", "concat", "tokenfusion", "crossattn")
+SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
+TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}
+DATA_SEED = 0  # stand-in data do not depend on the training seed: every model sees the same data
+GENERATED = "generated stand-in"
+REAL = "real"
+
+
+# ------------------------------------------------------------------------ translation pairs
+@dataclass(frozen=True)
+class TranslationPair:
+    """One row of the paper's Table 2: two input domains -> a target domain."""
+
+    name: str  # CLI name, e.g. "shade_texture_to_rgb"
+    inputs: tuple[str, str]  # Taskonomy domains (A, B)
+    target: str
+    label: str  # as printed in the paper, e.g. "Shade+Texture→RGB"
+
+    @property
+    def rgb_target(self) -> bool:
+        return self.target == "rgb"
+
+
+_PAIR_NAMES = ("shade_texture_to_rgb", "depth_normal_to_rgb", "rgb_shade_to_normal", "rgb_normal_to_shade",
+               "rgb_edge_to_depth")
+_PAIR_LABELS = ("Shade+Texture→RGB", "Depth+Normal→RGB", "RGB+Shade→Normal", "RGB+Normal→Shade", "RGB+Edge→Depth")
+PAIRS: dict[str, TranslationPair] = {
+    n: TranslationPair(n, tuple(ins), tgt, lab)  # type: ignore[arg-type]
+    for n, (ins, tgt), lab in zip(_PAIR_NAMES, TRANSLATION_PAIRS, _PAIR_LABELS)
+}
+DEFAULT_PAIR = "shade_texture_to_rgb"
+
+
+def _norm_key(s: str) -> str:
+    return s.strip().lower().replace("→", "->").replace(" ", "")
+
+
+def resolve_pair(name: str | TranslationPair | None) -> TranslationPair:
+    """A :class:`TranslationPair` from its CLI name (``rgb_edge_to_depth``), its paper label
+    (``RGB+Edge->Depth`` / ``RGB+Edge→Depth``) or its domains (``rgb+edge_texture->depth_euclidean``)."""
+    if isinstance(name, TranslationPair):
+        return name
+    if name is None:
+        return PAIRS[DEFAULT_PAIR]
+    key = _norm_key(name)
+    for p in PAIRS.values():
+        if key in (p.name, _norm_key(p.label), f"{p.inputs[0]}+{p.inputs[1]}->{p.target}"):
+            return p
+    raise MangoLiteError(f"unknown translation pair {name!r}; expected one of {tuple(PAIRS)} "
+                         f"(or the paper's labels {tuple(p.label for p in PAIRS.values())})")
+
+
+# -------------------------------------------------------------------------------- model names
+def check_task(task: str) -> str:
+    t = str(task).strip().lower()
+    if t not in TASK_NAMES:
+        raise MangoLiteError(f"unknown task {task!r}; expected one of {TASK_NAMES}")
+    return t
+
+
+def unimodal_names(task: str, pair: str | TranslationPair | None = None) -> tuple[str, str]:
+    """Names of the unimodal baselines reading modality A / B."""
+    task = check_task(task)
+    if task == "segmentation":
+        return "rgb", "depth"
+    if task == "genre":
+        return "image", "text"
+    return resolve_pair(pair).inputs
+
+
+def model_names(task: str, pair: str | TranslationPair | None = None) -> tuple[str, ...]:
+    """Every valid ``--model`` for ``task`` (fusions first, then the two unimodal baselines)."""
+    return FUSION_MODELS + unimodal_names(task, pair)
+
+
+def resolve_model(task: str, name: str, pair: str | TranslationPair | None = None) -> str:
+    """The fusion (``mango``/``concat``/``tokenfusion``/``crossattn``/``a``/``b``) for model ``name``."""
+    key = str(name).strip().lower()
+    if key in FUSION_MODELS:
+        return key
+    ua, ub = unimodal_names(task, pair)
+    if key == ua:
+        return "a"
+    if key == ub:
+        return "b"
+    raise MangoLiteError(f"unknown model {name!r} for task {task!r}; expected one of {model_names(task, pair)}")
+
+
+def default_dataset(task: str) -> str:
+    return TASK_DATASETS[check_task(task)][0]
+
+
+def check_dataset(task: str, dataset: str | None) -> str:
+    task = check_task(task)
+    if dataset is None:
+        return default_dataset(task)
+    d = dataset.strip().lower()
+    if d not in TASK_DATASETS[task]:
+        raise MangoLiteError(f"dataset {dataset!r} does not fit task {task!r}; expected one of {TASK_DATASETS[task]}")
+    return d
+
+
+def _preset(preset: str | Preset | None) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    try:
+        return get_preset(preset)
+    except ValueError as exc:
+        raise MangoLiteError(f"unknown preset {preset!r}; expected one of {PRESET_NAMES}") from exc
+
+
+# ------------------------------------------------------------------------------------ data
+@dataclass
+class DataInfo:
+    """Where a dataset came from: ``source`` is "generated stand-in" or "real"."""
+
+    name: str
+    root: str
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_cache_dir() -> Path:
+    """``$MANGO_LITE_DATA_CACHE`` or ``data/generated`` (relative to the working directory; git-ignored)."""
+    return Path(os.environ.get("MANGO_LITE_DATA_CACHE", "data/generated"))
+
+
+def generated_spec(dataset: str, preset: Preset) -> tuple[int, int]:
+    """``(n, size)`` for the stand-in writer: ``n = n_train + n_val`` samples in total (the writer splits
+    them in the real dataset's proportions) at the preset's image size. Posters are generated twice
+    as tall so that the MMBT crop (shorter side * 256/224) is a down-sampling."""
+    n = int(preset.n_train) + int(preset.n_val)
+    if n <= 0:
+        raise MangoLiteError(
+            f"preset {preset.name!r} generates no stand-in data (n_train + n_val = 0): it is meant for the "
+            f"real datasets; pass --data / --data-root"
+        )
+    size = int(preset.image_size)
+    if dataset == "mmimdb":
+        return max(n, 10), max(16, 2 * size)
+    return max(n, 2), max(8, size)
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    p = root / "meta.json"
+    if not p.is_file():
+        return {}
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike | None = None, seed: int = DATA_SEED,
+                 domains: Sequence[str] | None = None, verify_limit: int | None = 16,
+                 log: Callable[[str], None] | None = None) -> DataInfo:
+    """Locate (``data_root``: verify) or generate the folder of ``dataset``.
+
+    Generated folders are ``CACHE/{dataset}-n{n}-s{size}-seed{seed}`` and are reused when their
+    ``meta.json`` (written last by the writers, so its presence means the folder is complete) matches.
+    Raises DataError when ``data_root`` fails verification."""
+    from ..datasets import verify_dataset
+    from ..datasets.synth import get_writer
+
+    preset = _preset(preset)
+    if data_root is not None:
+        root = Path(data_root)
+        if dataset == "taskonomy":
+            verify_dataset(dataset, root, limit=verify_limit, domains=domains)
+        else:
+            verify_dataset(dataset, root, limit=verify_limit)
+        meta = _read_meta(root)
+        source = GENERATED if meta.get("synthetic") else REAL
+        return DataInfo(dataset, str(root), source, meta)
+    n, size = generated_spec(dataset, preset)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = root / f"{dataset}-n{n}-s{size}-seed{seed}"
+    meta = _read_meta(root)
+    if not (meta.get("synthetic") and int(meta.get("n", -1)) == n and int(meta.get("seed", -1)) == seed):
+        t0 = time.perf_counter()
+        get_writer(dataset)(root, n, size, seed)
+        meta = _read_meta(root)
+        if log:
+            log(f"generated {dataset} stand-in: {n} samples at {size} px in {time.perf_counter() - t0:.1f}s -> {root}")
+    return DataInfo(dataset, str(root), GENERATED, meta)
+
+
+@dataclass
+class TaskData:
+    """Datasets of one task plus what the model and the engine need to know about them."""
+
+    task: str
+    info: DataInfo
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    test_split: str
+    a_key: str
+    b_key: str
+    target_key: str
+    in_channels: tuple[int, int]
+    num_outputs: int
+    generators: list[torch.Generator]
+    pair: TranslationPair | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. text_encoder="vector"
+    class_names: tuple[str, ...] = ()
+
+
+def build_task_data(task: str, preset: str | Preset | None = None, data_root: str | os.PathLike | None = None,
+                    pair: str | TranslationPair | None = None, dataset: str | None = None,
+                    cache_dir: str | os.PathLike | None = None, info: DataInfo | None = None,
+                    aug_seed: int = 0, log: Callable[[str], None] | None = None) -> TaskData:
+    """Datasets (train with augmentation from a seeded generator, val/test without) for ``task``.
+
+    ``info``: an already prepared :class:`DataInfo` (to share one folder between several runs)."""
+    from ..datasets import MMIMDB, SUNRGBD, NYUDv2, Taskonomy
+    from ..datasets.taskonomy import domain_channels
+    from ..datasets.transforms import poster_transforms, segmentation_transforms, translation_transforms
+
+    task = check_task(task)
+    preset = _preset(preset)
+    dataset = check_dataset(task, dataset)
+    size = int(preset.image_size)
+    gen = torch.Generator().manual_seed(int(aug_seed))
+    if task == "translation":
+        tp = resolve_pair(pair)
+        domains = (*tp.inputs, tp.target)
+        info = info or prepare_data(dataset, preset, data_root, cache_dir, domains=domains, log=log)
+        train = Taskonomy(info.root, "train", domains, transform=translation_transforms(size, True, generator=gen))
+        val = Taskonomy(info.root, "val", domains, transform=translation_transforms(size, False))
+        return TaskData(task, info, train, val, val, "val", tp.inputs[0], tp.inputs[1], tp.target,
+                        (domain_channels(tp.inputs[0]), domain_channels(tp.inputs[1])), domain_channels(tp.target),
+                        [gen], pair=tp, class_names=(tp.target,))
+    info = info or prepare_data(dataset, preset, data_root, cache_dir, log=log)
+    if task == "segmentation":
+        cls = NYUDv2 if dataset == "nyudv2" else SUNRGBD
+        train = cls(info.root, "train", transform=segmentation_transforms(size, True, generator=gen))
+        val = cls(info.root, "val", transform=segmentation_transforms(size, False))
+        return TaskData(task, info, train, val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
+                        [gen], class_names=tuple(cls.classes))
+    # genre: raw posters + plots when present, else the GMU hdf5 (300-d plot vectors)
+    root = Path(info.root)
+    source = "raw" if (root / "split.json").is_file() and (root / "dataset").is_dir() else "hdf5"
+    hw = (size, size)
+    train = MMIMDB(root, "train", source=source, transform=poster_transforms(hw, True, generator=gen))
+    val = MMIMDB(root, "dev", source=source, transform=poster_transforms(hw, False))
+    test = MMIMDB(root, "test", source=source, transform=poster_transforms(hw, False))
+    b_key = "plot" if source == "raw" else "features"
+    kw = {"text_encoder": "hash"} if source == "raw" else {"text_encoder": "vector", "text_dim": 300}
+    info.meta = {**info.meta, "mmimdb_source": source}
+    return TaskData(task, info, train, val, test, "test", "image", b_key, "labels", (3, 3), MMIMDB.num_classes,
+                    [gen], model_kwargs=kw, class_names=tuple(MMIMDB.classes))
+
+
+# --------------------------------------------------------------------------------- adapters
+class SegmentationAdapter(BatchAdapter):
+    """Dataset-level confusion matrix over the split (TokenFusion ``getScores``), percent."""
+
+    select_metric = "val_miou"
+    select_mode = "max"
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, a_key: str = "rgb", b_key: str = "depth",
+                 target_key: str = "label") -> None:
+        super().__init__(a_key, b_key, target_key)
+        self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
+
+    def new_metrics(self) -> Any:
+        from ..metrics.segmentation import ConfusionMatrix
+
+        return ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index)
+
+    def update(self, state: Any, output: Any, target: Any, batch: Mapping[str, Any]) -> Any:
+        pred = output.pred.argmax(1)  # (B, C, H, W) logits -> (B, H, W) class ids
+        state.update(pred.cpu(), target.cpu())
+        return state
+
+    def compute(self, state: Any) -> dict[str, float]:
+        s = state.scores()
+        return {"pixel_acc": float(s["pixel_acc"]), "mean_acc": float(s["mean_acc"]), "miou": float(s["miou"])}
+
+
+class TranslationAdapter(BatchAdapter):
+    """MAE / MSE / RMSE on the [-1, 1] scale of the Taskonomy loader (TokenFusion evaluates on the same
+    mean-0.5/std-0.5 normalised tensors), their x10 values (the paper prints "x10^-1" units), and for
+    RGB targets FID / KID x100 with a PROXY feature extractor (random-init CNN; not comparable to the
+    paper's Inception numbers)."""
+
+    select_metric = "val_mae"
+    select_mode = "min"
+
+    def __init__(self, a_key: str, b_key: str, target_key: str, rgb_target: bool, fid: bool = True,
+                 proxy_dim: int = 64, kid_subsets: int = 50) -> None:
+        super().__init__(a_key, b_key, target_key)
+        self.rgb_target, self.fid = bool(rgb_target), bool(fid)
+        self.proxy_dim, self.kid_subsets = int(proxy_dim), int(kid_subsets)
+        self._extractor: Any = None
+
+    def new_metrics(self) -> dict[str, Any]:
+        return {"abs": 0.0, "sq": 0.0, "n": 0, "pred": [], "real": []}
+
+    @staticmethod
+    def to_uint8(x: Tensor) -> Tensor:
+        """[-1, 1] float (B, C, H, W) -> uint8 in 0..255 (TokenFusion scores saved PNGs)."""
+        return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu()
+
+    def update(self, state: dict[str, Any], output: Any, target: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
+        d = output.pred.detach().double() - target.detach().double()
+        state["abs"] += float(d.abs().sum())
+        state["sq"] += float((d * d).sum())
+        state["n"] += d.numel()
+        if self.rgb_target and self.fid:
+            state["pred"].append(self.to_uint8(output.pred))
+            state["real"].append(self.to_uint8(target))
+        return state
+
+    def extractor(self) -> Any:
+        if self._extractor is None:
+            from ..metrics.image import RandomConvFeatures
+
+            self._extractor = RandomConvFeatures(dim=self.proxy_dim, seed=0, size=64)
+        return self._extractor
+
+    def compute(self, state: dict[str, Any]) -> dict[str, float]:
+        n = max(1, state["n"])
+        mae, mse = state["abs"] / n, state["sq"] / n
+        out = {"mae": mae, "mse": mse, "rmse": math.sqrt(mse), "mae_x10": 10 * mae, "rmse_x10": 10 * math.sqrt(mse)}
+        if self.rgb_target and self.fid and state["pred"]:
+            from ..metrics.image import fid_kid
+
+            pred, real = torch.cat(state["pred"]), torch.cat(state["real"])
+            if len(pred) >= 2:
+                # with fewer than proxy_dim samples the covariance is rank-deficient; FID stays defined
+                r = fid_kid(pred, real, self.extractor(), kid_subsets=self.kid_subsets, seed=0)
+                out["fid_proxy"] = float(r["fid"])
+                out["kid_x100_proxy"] = float(r["kid_mean_x100"])
+        return out
+
+
+class GenreAdapter(BatchAdapter):
+    """Multi-label F1 (sigmoid > 0.5) over the whole split, percent: micro, macro, weighted, samples."""
+
+    select_metric = "val_micro_f1"
+    select_mode = "max"
+
+    def new_metrics(self) -> dict[str, list[Tensor]]:
+        return {"prob": [], "true": []}
+
+    def update(self, state: dict[str, list[Tensor]], output: Any, target: Any, batch: Mapping[str, Any]) -> Any:
+        state["prob"].append(torch.sigmoid(output.pred.detach().float()).cpu())
+        state["true"].append(target.detach().cpu())
+        return state
+
+    def compute(self, state: dict[str, list[Tensor]]) -> dict[str, float]:
+        from ..metrics.classification import multilabel_f1
+
+        f1 = multilabel_f1(torch.cat(state["true"]).numpy(), torch.cat(state["prob"]).numpy(), threshold=0.5)
+        return {f"{k}_f1": float(v) for k, v in f1.items()}
+
+
+def make_adapter(data: TaskData, fid: bool = True) -> BatchAdapter:
+    """The adapter of ``data.task`` with ``data``'s batch keys."""
+    if data.task == "segmentation":
+        return SegmentationAdapter(data.num_outputs, 255, data.a_key, data.b_key, data.target_key)
+    if data.task == "translation":
+        assert data.pair is not None
+        return TranslationAdapter(data.a_key, data.b_key, data.target_key, data.pair.rgb_target, fid=fid)
+    return GenreAdapter(data.a_key, data.b_key, data.target_key)
+
+
+# ----------------------------------------------------------------------------------- models
+def model_kwargs(task: str, data: TaskData, preset: Preset, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`mango_lite.models.build_model` for ``task`` at ``preset``:
+    preset sizes, then data-dependent ones, then ``preset.tasks[task]["model"]``, then ``overrides``."""
+    kw: dict[str, Any] = dict(
+        in_channels=tuple(data.in_channels), num_outputs=int(data.num_outputs), image_size=int(preset.image_size),
+        width=int(preset.width), blocks=int(preset.blocks), scales=int(preset.scales),
+        flow_weight=float(preset.flow_weight),
+    )
+    kw.update(data.model_kwargs)
+    kw.update(dict((preset.tasks or {}).get(task, {}).get("model", {})))
+    kw.update(dict(overrides or {}))
+    return kw
+
+
+def build_task_model(task: str, fusion: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """``build_model(task, fusion, **kwargs)`` with its ValueErrors turned into MangoLiteError."""
+    from ..models import build_model
+
+    try:
+        return build_model(task, fusion, **dict(kwargs))
+    except ValueError as exc:
+        raise MangoLiteError(f"cannot build the {task} model {fusion!r}: {exc}") from exc
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+# -------------------------------------------------------------------------------------- runs
+@dataclass
+class RunResult:
+    """Outcome of :func:`train_task`: test metrics (no prefix) and where everything went."""
+
+    task: str
+    model: str
+    fusion: str
+    dataset: str
+    pair: str | None
+    out_dir: str
+    metrics: dict[str, float]
+    test_split: str
+    data: dict[str, Any]
+    params: int
+    wall_time_s: float
+    epochs_run: int
+    device: str
+    history: list[dict[str, Any]]
+    best: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _task_config(preset: Preset, task: str, **over: Any) -> dict[str, Any]:
+    """Engine settings: preset values, then ``preset.tasks[task]`` entries that name TrainConfig
+    fields (e.g. ``{"epochs": 3}``), then non-None ``over``."""
+    cfg: dict[str, Any] = dict(epochs=int(preset.epochs), batch_size=int(preset.batch_size), lr=float(preset.lr))
+    names = set(TrainConfig.__dataclass_fields__)
+    cfg.update({k: v for k, v in dict((preset.tasks or {}).get(task, {})).items() if k in names})
+    cfg.update({k: v for k, v in over.items() if v is not None})
+    return cfg
+
+
+def train_task(
+    task: str,
+    model: str,
+    preset: str | Preset | None = None,
+    out: str | os.PathLike = "runs/train",
+    *,
+    data_root: str | os.PathLike | None = None,
+    pair: str | TranslationPair | None = None,
+    dataset: str | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    data: TaskData | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    save_best: bool = True,
+    keep_checkpoints: int = 2,
+    max_steps_per_epoch: int | None = None,
+    fid: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train ``model`` on ``task`` and evaluate it on the test split; writes into ``out``:
+    checkpoints, ``history.json``/``.csv``, ``curves.png`` and ``metrics.json`` (spec + test metrics).
+
+    ``data``: prebuilt :class:`TaskData` (shared between runs; its augmentation generator is reseeded
+    per run). ``cache_dir``: where stand-in data are generated (default :func:`default_cache_dir`).
+    Raises MangoLiteError on bad names / data, TrainingError when training diverges."""
+    t0 = time.perf_counter()
+    task = check_task(task)
+    preset = _preset(preset)
+    if data is None:
+        data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
+    fusion = resolve_model(task, model, data.pair)
+    kwargs = model_kwargs(task, data, preset, model_overrides)
+    seed_everything(seed)  # model initialisation depends on the seed only
+    net = build_task_model(task, fusion, kwargs)
+    cfg = TrainConfig(**_task_config(preset, task, epochs=epochs, batch_size=batch_size, lr=lr), seed=seed,
+                      device=device, progress=progress, verbose=verbose, save_best=save_best,
+                      keep_checkpoints=keep_checkpoints, max_steps_per_epoch=max_steps_per_epoch)
+    adapter = make_adapter(data, fid=fid)
+    spec = {
+        "task": task, "model": str(model).lower(), "fusion": fusion, "dataset": data.info.name,
+        "pair": data.pair.name if data.pair else None, "preset": preset.to_dict(), "seed": seed,
+        "data": data.info.to_dict(), "data_root": None if data_root is None else str(data_root),
+        "model_config": dict(getattr(net, "config", kwargs)), "model_kwargs": dict(kwargs),
+        "title": f"{task} / {model}" + (f" / {data.pair.label}" if data.pair else f" / {data.info.name}"),
+    }
+    trainer = Trainer(net, data.train, data.val, adapter, cfg, out_dir=out, spec=spec, generators=data.generators,
+                      log=log)
+    fit: FitResult = trainer.fit(resume=resume, overwrite=overwrite)
+    if data.test is data.val and fit.final:
+        metrics = {k[len("val_"):]: v for k, v in fit.final.items()}
+    else:
+        metrics = {k[len("test_"):]: v for k, v in trainer.evaluate(data.test, prefix="test_").items()}
+    wall = time.perf_counter() - t0
+    result = RunResult(
+        task=task, model=spec["model"], fusion=fusion, dataset=data.info.name, pair=spec["pair"], out_dir=str(out),
+        metrics=metrics, test_split=data.test_split, data=data.info.to_dict(), params=count_params(net),
+        wall_time_s=wall, epochs_run=fit.epochs_run, device=device_name(trainer.device),
+        history=fit.history.records, best=fit.best,
+    )
+    atomic_write_json(Path(out) / "metrics.json", {**{k: v for k, v in result.to_dict().items() if k != "history"},
+                                                   "spec": spec})
+    return result
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    split: str | None = None,
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Rebuild the model of a checkpoint (or run folder), evaluate it on ``split`` (default: the task's
+    test split) of ``data_root`` (default: the data it was trained on; stand-ins are regenerated if
+    gone) and return ``{"metrics": {...}, "split", "data", "checkpoint", "task", "model", ...}``."""
+    from ..utils import pick_device
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    spec = state.get("spec") or {}
+    for k in ("task", "fusion", "model_config", "preset"):
+        if k not in spec:
+            raise MangoLiteError(f"{state['path']}: the checkpoint has no run description ({k!r} missing); "
+                                 f"it was not written by `python -m mango_lite train`")
+    task = spec["task"]
+    preset = Preset(**spec["preset"])
+    info = None
+    if data_root is None:
+        old = spec.get("data") or {}
+        if spec.get("data_root"):
+            data_root = spec["data_root"]
+        elif old.get("root"):
+            cache_dir = cache_dir or Path(old["root"]).parent
+    data = build_task_data(task, preset, data_root, spec.get("pair"), spec.get("dataset"), cache_dir, info=info, log=log)
+    mc = dict(spec["model_config"])
+    mc.pop("task", None)
+    mc.pop("fusion", None)
+    net = build_task_model(task, spec["fusion"], mc)
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise MangoLiteError(f"{state['path']}: weights do not fit the rebuilt model ({exc})") from exc
+    try:
+        dev = pick_device(device)
+    except (ValueError, RuntimeError) as exc:
+        raise MangoLiteError(f"device: {exc}") from exc
+    net.to(dev)
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    split = split or data.test_split
+    if split not in splits:
+        raise MangoLiteError(f"unknown split {split!r}; expected one of {tuple(splits)}")
+    ds = splits[split]
+    if split == "train":  # evaluate without augmentation
+        ds = type(data.val)(**_same_dataset_kwargs(data, "train"))
+    adapter = make_adapter(data)
+    metrics = evaluate_model(net, ds, adapter, dev, batch_size=batch_size or int(preset.batch_size), prefix="")
+    return {"task": task, "model": spec.get("model"), "fusion": spec["fusion"], "pair": spec.get("pair"),
+            "dataset": data.info.name, "split": split, "data": data.info.to_dict(), "checkpoint": state["path"],
+            "epoch": int(state["epoch"]), "metrics": metrics, "device": device_name(dev)}
+
+
+def _same_dataset_kwargs(data: TaskData, split: str) -> dict[str, Any]:
+    """Constructor arguments to reopen ``data.val``'s dataset class on another split (no augmentation)."""
+    v = data.val
+    kw: dict[str, Any] = {"root": data.info.root, "split": split, "transform": getattr(v, "transform", None)}
+    if data.task == "translation":
+        kw["domains"] = v.domains  # type: ignore[attr-defined]
+    if data.task == "genre":
+        kw["source"] = v.source  # type: ignore[attr-defined]
+    return kw

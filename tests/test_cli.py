@@ -1,0 +1,182 @@
+"""Command line: argument errors (exit 2 + message), tiny end-to-end train/evaluate, reproduce, ablation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mango_lite.cli import main
+from mango_lite.errors import MangoLiteError
+from mango_lite.presets import get_preset
+from mango_lite.training import checkpoint as ckpt
+from mango_lite.training.reproduce import parse_variant, plan_runs
+from mango_lite.training.tasks import model_names, resolve_model, resolve_pair
+
+# Smallest sizes the models accept: 16 px images (stride 4 -> 4x4 features, 2 scales), a few samples.
+TINY = get_preset("quick").with_overrides(name="quick", image_size=16, n_train=12, n_val=8, epochs=1, batch_size=4,
+                                          width=8, blocks=1, scales=2)
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch: pytest.MonkeyPatch):
+    """Make ``--preset quick`` resolve to the ultra-tiny preset everywhere (CLI and library)."""
+    import mango_lite.presets as presets
+
+    monkeypatch.setitem(presets._PRESETS, "quick", TINY)
+    torch.set_num_threads(1)
+    return TINY
+
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = main(list(argv))
+    except SystemExit as exc:  # argparse errors
+        rc = int(exc.code)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+# ------------------------------------------------------------------------------ argument errors
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--task", "nope", "--model", "mango", "--out", "x"], "invalid choice: 'nope'"),
+    (["train", "--task", "segmentation", "--out", "x"], "--model"),
+    (["train", "--task", "segmentation", "--model", "foo", "--out", "x"],
+     "unknown model 'foo' for task 'segmentation'; expected one of ('mango', 'concat', 'tokenfusion', 'crossattn', 'rgb', 'depth')"),
+    (["train", "--task", "translation", "--model", "mango", "--pair", "a_to_b", "--out", "x"], "unknown translation pair 'a_to_b'"),
+    (["train", "--task", "translation", "--model", "rgb", "--out", "x"], "unknown model 'rgb' for task 'translation'"),
+    (["train", "--task", "genre", "--model", "mango", "--pair", "rgb_edge_to_depth", "--out", "x"], "--pair applies"),
+    (["train", "--task", "segmentation", "--model", "mango", "--preset", "huge", "--out", "x"], "invalid choice: 'huge'"),
+    (["evaluate", "--checkpoint", "/nonexistent/c.pt"], "checkpoint file not found"),
+    (["reproduce", "--preset", "quick", "--tasks", "dance"], "invalid choice: 'dance'"),
+    (["ablate", "--task", "genre", "--variants", "mmca+xyz", "--out", "x"], "unknown partition(s) ['xyz']"),
+])
+def test_argument_errors_exit_2(capsys, tmp_path, monkeypatch, argv, needle) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 2
+    assert needle in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # nothing generated for a bad name
+
+
+def test_bad_data_folder_fails_verification(capsys, tmp_path) -> None:
+    bad = tmp_path / "nyu"
+    bad.mkdir()
+    (bad / "train.txt").write_text("rgb/1.png\tmasks/1.png\tdepth/1.png\n")
+    rc, _, err = run_cli(capsys, "train", "--task", "segmentation", "--model", "mango", "--data", str(bad),
+                         "--out", str(tmp_path / "run"), "--preset", "quick")
+    assert rc == 2 and err.startswith("error: ") and str(bad) in err
+
+
+def test_name_registry() -> None:
+    assert resolve_model("segmentation", "RGB") == "a" and resolve_model("segmentation", "depth") == "b"
+    assert resolve_model("genre", "text") == "b" and resolve_model("genre", "tokenfusion") == "tokenfusion"
+    assert model_names("translation", "rgb_edge_to_depth")[-2:] == ("rgb", "edge_texture")
+    assert resolve_model("translation", "edge_texture", "rgb_edge_to_depth") == "b"
+    p = resolve_pair("Shade+Texture→RGB")
+    assert p.inputs == ("reshading", "edge_texture") and p.target == "rgb" and p.rgb_target
+    assert resolve_pair("rgb+normal->reshading").name == "rgb_normal_to_shade"
+    with pytest.raises(MangoLiteError, match="expected one of"):
+        resolve_model("genre", "depth")
+
+
+def test_plan_and_variants() -> None:
+    quick = plan_runs("quick")
+    keys = [g.key for g in quick]
+    assert keys == ["segmentation/nyudv2", "translation/shade_texture_to_rgb", "translation/rgb_edge_to_depth",
+                    "genre/mmimdb"]
+    assert quick[0].models == ("mango", "concat", "tokenfusion", "crossattn", "rgb", "depth")
+    cpu = [g.key for g in plan_runs("cpu")]
+    assert "segmentation/sunrgbd" in cpu and sum(k.startswith("translation/") for k in cpu) == 5
+    sel = plan_runs("quick", tasks=["genre"], models=["mango", "unimodal"])
+    assert sel[0].models == ("mango", "image", "text")
+    assert parse_variant("all") == ("all", {})
+    assert parse_variant("imca+lica,blocks=2") == ("imca+lica,blocks=2", {"partitions": ["imca", "lica"], "blocks": 2})
+    assert parse_variant({"name": "b3", "blocks": 3}) == ("b3", {"blocks": 3})
+
+
+# ----------------------------------------------------------------------------------- end to end
+def test_train_resume_evaluate_end_to_end(capsys, tmp_path, tiny_preset) -> None:
+    out = tmp_path / "run"
+    rc, stdout, err = run_cli(capsys, "train", "--task", "segmentation", "--model", "mango", "--preset", "quick",
+                              "--out", str(out), "--quiet", "--device", "cpu")
+    assert rc == 0, err
+    res = json.loads(stdout)
+    assert res["data"] == "generated stand-in" and res["dataset"] == "nyudv2"
+    assert {"pixel_acc", "mean_acc", "miou", "loss"} <= set(res["metrics"])
+    assert 0.0 <= res["metrics"]["miou"] <= 100.0
+    assert (out / "checkpoints" / "epoch_001.pt").is_file() and (out / "best.pt").is_file()
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist) == 1 and "val_miou" in hist[0]
+    assert (out / "history.csv").is_file() and (out / "curves.png").is_file()
+    assert json.loads((out / "metrics.json").read_text())["spec"]["model_config"]["fusion"] == "mango"
+    assert not list(out.rglob("*.tmp"))
+    # running again into the same folder without --resume is refused
+    rc, _, err = run_cli(capsys, "train", "--task", "segmentation", "--model", "mango", "--preset", "quick",
+                         "--out", str(out), "--quiet", "--device", "cpu")
+    assert rc == 2 and "--resume" in err
+    # --resume with more epochs continues at epoch 2
+    rc, stdout, err = run_cli(capsys, "train", "--task", "segmentation", "--model", "mango", "--preset", "quick",
+                              "--out", str(out), "--quiet", "--device", "cpu", "--resume", "--epochs", "2")
+    assert rc == 0, err
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
+    # evaluate rebuilds the model from the checkpoint and reproduces the final validation metrics
+    rc, stdout, err = run_cli(capsys, "evaluate", "--checkpoint", str(out / "checkpoints" / "epoch_002.pt"),
+                              "--device", "cpu", "--out", str(tmp_path / "eval.json"))
+    assert rc == 0, err
+    ev = json.loads(stdout)
+    last = json.loads((out / "history.json").read_text())[-1]
+    assert ev["epoch"] == 2 and ev["split"] == "val"
+    assert ev["metrics"]["miou"] == pytest.approx(last["val_miou"], abs=1e-9)
+    assert json.loads((tmp_path / "eval.json").read_text())["metrics"] == ev["metrics"]
+    rc, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(out), "--task", "genre")
+    assert rc == 2 and "not 'genre'" in err
+
+
+@pytest.mark.slow
+def test_reproduce_tiny_writes_results(capsys, tmp_path, tiny_preset) -> None:
+    out = tmp_path / "rep"
+    rc, stdout, err = run_cli(capsys, "reproduce", "--preset", "quick", "--out", str(out), "--quiet", "--device", "cpu",
+                              "--models", "mango", "concat", "unimodal", "--pairs", "rgb_edge_to_depth",
+                              "shade_texture_to_rgb")
+    assert rc == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert res["preset"] == "quick" and res["device"].startswith("cpu") and res["wall_time_s"] > 0
+    assert set(res["results"]) == {"segmentation/nyudv2", "translation/rgb_edge_to_depth",
+                                   "translation/shade_texture_to_rgb", "genre/mmimdb"}
+    seg = res["results"]["segmentation/nyudv2"]
+    assert seg["data"] == "generated stand-in" and set(seg["models"]) == {"mango", "concat", "rgb", "depth"}
+    assert 0 <= seg["models"]["mango"]["miou"] <= 100
+    rgb = res["results"]["translation/shade_texture_to_rgb"]["models"]["mango"]
+    assert {"fid_proxy", "kid_x100_proxy", "mae_x10", "rmse_x10"} <= set(rgb)
+    assert "fid_proxy" not in res["results"]["translation/rgb_edge_to_depth"]["models"]["mango"]
+    assert {"micro_f1", "macro_f1"} <= set(res["results"]["genre/mmimdb"]["models"]["text"])
+    md = (out / "results.md").read_text()
+    for needle in ("Table 1", "Table 2", "Table 3", "paper (as printed)", "81.5", "39.61 / 0.77", "71.7",
+                   "generated stand-in NYUDv2", "(proxy)", "mango_lite (quick)"):
+        assert needle in md, needle
+    for f in res["figures"]:
+        assert (out / f).is_file()
+    assert not list(out.rglob("*.tmp"))
+    # --resume keeps the finished runs (nothing retrained: the histories are untouched)
+    before = (out / "runs/segmentation/nyudv2/mango/history.json").stat().st_mtime_ns
+    rc, _, err = run_cli(capsys, "reproduce", "--preset", "quick", "--out", str(out), "--quiet", "--device", "cpu",
+                         "--tasks", "segmentation", "--models", "mango", "--resume")
+    assert rc == 0, err
+    assert (out / "runs/segmentation/nyudv2/mango/history.json").stat().st_mtime_ns == before
+
+
+def test_ablation_tiny(tmp_path, tiny_preset) -> None:
+    from mango_lite.training import run_ablation
+
+    rep = run_ablation("genre", ["mmca", "blocks=2"], "quick", tmp_path / "abl", device="cpu", progress=False)
+    assert set(rep["variants"]) == {"mmca", "blocks=2"}
+    assert rep["variants"]["blocks=2"]["params"] > rep["variants"]["mmca"]["params"]
+    assert all("micro_f1" in v["metrics"] for v in rep["variants"].values())
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["metric"] == "micro_f1"
+    assert (tmp_path / "abl" / "ablation.md").is_file()
+    cfg = ckpt.load_checkpoint(tmp_path / "abl" / "runs" / "mmca")["spec"]["model_config"]
+    assert cfg["partitions"] == ("mmca",) or cfg["partitions"] == ["mmca"]
