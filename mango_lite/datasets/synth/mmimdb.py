@@ -870,8 +870,9 @@ def text_features(texts: list[str], dim: int = FEATURE_DIM) -> np.ndarray:
     V = np.stack([_word_vector(w, dim) for w in vocab])               # (|vocab|, dim)
     doc = np.concatenate([np.full(len(ts), i) for i, ts in enumerate(toks)]).astype(np.int64)
     wid = np.fromiter((index[w] for ts in toks for w in ts), dtype=np.int64, count=doc.size)
-    counts = np.zeros((len(texts), len(vocab)), dtype=np.float32)      # bag of words (n is a chunk)
-    np.add.at(counts, (doc, wid), 1.0)
+    # bag of words (n, |vocab|) via one bincount over flat (doc, word) cells
+    counts = np.bincount(doc * len(vocab) + wid, minlength=len(texts) * len(vocab))
+    counts = counts.reshape(len(texts), len(vocab)).astype(np.float32)
     lens = counts.sum(1, keepdims=True)
     return np.divide(counts @ V, lens, out=out, where=lens > 0)
 

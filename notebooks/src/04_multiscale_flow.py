@@ -1,0 +1,163 @@
+# %% [markdown]
+# # 04 · A multiscale MANGO flow as a joint density model of two image modalities
+#
+# **Goal.** Train `MultiscaleMango` by maximum likelihood on pairs of generated images (an intensity image
+# and a depth-like image of the same shapes), then use what only an exact flow gives you: bits/dim, exact
+# reconstruction, sampling, latent interpolation, and a likelihood test of whether the model learned how
+# the two modalities go together. On GPU when there is one.
+#
+# **Architecture.** Per scale: squeeze ($C\to4C$, $H\to H/2$) → ActNorm → an LU 1×1 convolution →
+# MANGO blocks over the $h\cdot w$ spatial tokens of *both* modalities → split half the channels off
+# as a latent, with a learned conditional Gaussian prior folded into the bijection. So every latent is
+# standard normal and
+# $\log p(x_A, x_B) = \sum_s \log\mathcal N(z_s;0,I) + \log|\det J|$, exactly.
+#
+# **Data.** `mango_lite.datasets.toy.two_modality_shapes` (generated): 1–3 random discs or rectangles.
+# Modality A is intensity with a stripe texture; modality B is depth with occlusion order. They share
+# geometry, but texture lives only in A and depth order only in B. 8-bit quantised, dequantised with
+# uniform noise; bits/dim on the discrete 8-bit scale.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+import torch
+
+from mango_lite import MultiscaleMango, get_preset, seed_everything
+from mango_lite.datasets.toy import two_modality_shapes
+from mango_lite.flows import ICA
+from mango_lite.training.density import evaluate_bpd, fit_density, gaussian_baseline_bpd
+from mango_lite.utils import device_name, pick_device
+from mango_lite.viz.flows import image_grid
+
+sns.set_theme(style="whitegrid", context="notebook")
+preset = get_preset()
+device = pick_device()
+seed_everything(0)
+SIZE, BLOCKS, STEPS = preset.density_size, preset.density_blocks, preset.density_steps
+N_TRAIN = {"quick": 256, "cpu": 4000, "gpu": 20000, "paper": 50000}[preset.name]
+N_VAL = {"quick": 64, "cpu": 500, "gpu": 2000, "paper": 5000}[preset.name]
+print(f"preset={preset.name}  device={device_name(device)}  size={SIZE}  blocks/scale={BLOCKS}  steps={STEPS}  train={N_TRAIN}")
+
+# %%
+train_a, train_b = two_modality_shapes(N_TRAIN, SIZE, seed=0)
+val_a, val_b = two_modality_shapes(N_VAL, SIZE, seed=1)
+fig, axes = plt.subplots(2, 1, figsize=(10, 3))
+axes[0].imshow(image_grid(val_a[:16], nrow=16), cmap="gray"); axes[0].set_title("modality A: intensity"); axes[0].axis("off")
+axes[1].imshow(image_grid(val_b[:16], nrow=16), cmap="viridis"); axes[1].set_title("modality B: depth"); axes[1].axis("off")
+plt.show()
+
+# %% [markdown]
+# ## Training
+# Adam with a short warm-up and gradient clipping (`mango_lite.training.density.fit_density`). The first
+# batch initialises every ActNorm from data. The dashed line is an independent per-pixel Gaussian fitted
+# to the training set: any model that captures structure must go below it.
+
+# %%
+flow = MultiscaleMango(channels=1, size=SIZE, scales=2, blocks=BLOCKS).to(device)
+print(f"parameters: {sum(p.numel() for p in flow.parameters()) / 1e3:.1f} k")
+baseline = gaussian_baseline_bpd(val_a, val_b)
+t0 = time.time()
+hist = fit_density(flow, (train_a, train_b), (val_a, val_b), steps=STEPS, batch_size=32, lr=2e-3,
+                   eval_every=max(10, STEPS // 20), seed=0)
+train_time = time.time() - t0
+print(f"trained {STEPS} steps in {train_time:.0f} s; val bits/dim {hist.val_bpd[0]:.3f} -> {hist.val_bpd[-1]:.3f} (Gaussian baseline {baseline:.3f})")
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 4))
+k = max(1, len(hist.train_bpd) // 50)
+smooth = torch.tensor(hist.train_bpd).unfold(0, k, k).mean(1) if k > 1 else torch.tensor(hist.train_bpd)
+ax.plot(torch.arange(len(smooth)) * k, smooth, label="train (batch)", alpha=0.7)
+ax.plot(hist.val_step, hist.val_bpd, "o-", label="validation")
+ax.axhline(baseline, color="k", ls="--", lw=1, label="independent Gaussian")
+ax.set_xlabel("step"); ax.set_ylabel("bits / dim"); ax.legend(); ax.set_title(f"MultiscaleMango, {SIZE}×{SIZE}×2 modalities ({device_name(device)})")
+plt.show()
+assert hist.val_bpd[-1] < hist.val_bpd[0] - 0.2, "the flow must learn"
+if preset.name != "quick":
+    assert hist.val_bpd[-1] < baseline, "a trained flow must beat the independent Gaussian"
+
+# %% [markdown]
+# ## Exact reconstruction
+# Encode validation pairs to their multiscale latents and decode them again. A flow does not
+# approximate this: the error is float32 rounding.
+
+# %%
+flow.eval()
+with torch.no_grad():
+    xa, xb = val_a[:64].to(device), val_b[:64].to(device)
+    latents, logdet = flow((xa, xb))
+    (ra, rb), logdet_inv = flow.inverse(latents)
+rec_err = max((ra - xa).abs().max().item(), (rb - xb).abs().max().item())
+print("latent shapes:", [tuple(z.shape[1:]) for z in latents])
+print(f"max reconstruction error {rec_err:.2e};  max |logdet + logdet_inv| {(logdet + logdet_inv).abs().max().item():.2e}")
+assert rec_err < 1e-4
+
+# %% [markdown]
+# ## Does the model know which depth goes with which image?
+# Pair every intensity image with the depth image of *another* scene. A model that has learned the
+# dependence between modalities assigns these mismatched pairs a lower likelihood (more bits/dim) than
+# the true pairs. Two independent models (one per modality) could not tell the difference.
+
+# %%
+perm = torch.roll(torch.arange(N_VAL), 1)
+matched = evaluate_bpd(flow, val_a, val_b)
+shuffled = evaluate_bpd(flow, val_a, val_b[perm])
+print(f"bits/dim  true pairs {matched:.3f}   mismatched pairs {shuffled:.3f}   gap {shuffled - matched:+.3f}")
+assert shuffled > matched, "true pairs must be more likely than mismatched ones"
+
+# %% [markdown]
+# ## Samples
+# Draw standard-normal latents at temperature 0.8 and invert. Both modalities are generated together, so
+# shapes in the two images should line up.
+
+# %%
+seed_everything(1)
+sa, sb = flow.sample(16, temperature=0.8)
+fig, axes = plt.subplots(2, 1, figsize=(10, 3))
+axes[0].imshow(image_grid(sa.cpu(), nrow=16), cmap="gray"); axes[0].set_title("samples, modality A"); axes[0].axis("off")
+axes[1].imshow(image_grid(sb.cpu(), nrow=16), cmap="viridis"); axes[1].set_title("the same samples, modality B"); axes[1].axis("off")
+plt.show()
+assert torch.isfinite(sa).all() and torch.isfinite(sb).all()
+
+# %% [markdown]
+# ## Latent interpolation
+# Encode two validation pairs, interpolate all their latents linearly and decode. Every intermediate
+# point is a valid pair of images, because the decoder is the exact inverse.
+
+# %%
+with torch.no_grad():
+    z0, _ = flow((val_a[0:1].to(device), val_b[0:1].to(device)))
+    z1, _ = flow((val_a[1:2].to(device), val_b[1:2].to(device)))
+    ts = torch.linspace(0, 1, 9, device=device)
+    frames = [flow.inverse([(1 - t) * u + t * v for u, v in zip(z0, z1)])[0] for t in ts]
+ia = torch.cat([f[0] for f in frames]).cpu()
+ib = torch.cat([f[1] for f in frames]).cpu()
+fig, axes = plt.subplots(2, 1, figsize=(9, 2.6))
+axes[0].imshow(image_grid(ia, nrow=9), cmap="gray"); axes[0].axis("off"); axes[0].set_title("interpolation, A")
+axes[1].imshow(image_grid(ib, nrow=9), cmap="viridis"); axes[1].axis("off"); axes[1].set_title("interpolation, B")
+plt.show()
+assert torch.allclose(ia[0], val_a[0], atol=1e-4) and torch.allclose(ia[-1], val_a[1], atol=1e-4)
+
+# %% [markdown]
+# ## What did the attention learn?
+# Each ICA layer's weight $\gamma$ starts at 0.1. Where mixing helps the likelihood, training moves it.
+# A histogram of the learned $|\gamma|$ by partition type:
+
+# %%
+import pandas as pd
+
+rows = [{"partition": m.partition_name.upper(), "|gamma|": m.gamma.abs().mean().item()} for m in flow.modules() if isinstance(m, ICA)]
+gam = pd.DataFrame(rows)
+fig, ax = plt.subplots(figsize=(6, 3.2))
+sns.stripplot(data=gam, x="partition", y="|gamma|", ax=ax, size=7)
+ax.axhline(0.1, color="k", ls=":", lw=1, label="initial value")
+ax.legend(); plt.show()
+print(gam.groupby("partition")["|gamma|"].describe()[["mean", "min", "max"]])
+
+# %% [markdown]
+# **Summary** (numbers above come from this run: generated data, the device printed at the top).
+# The two-modality MANGO flow learns a joint density well below the independent-Gaussian baseline. It
+# reconstructs exactly, samples both modalities jointly, and its likelihood tells true modality pairs from
+# mismatched ones, which is the cross-modal dependence a fusion model is meant to capture.
