@@ -1005,7 +1005,7 @@ def render(scene: Scene, cam: Camera, size: int, rng: np.random.Generator) -> di
         host = K if dc["host"] < 0 else dc["host"]
         u0, u1, v0, v1 = dc["rect"]
         m = (pid == host) & (code == dc["code"]) & (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
-        pass  # MUT
+        labels[m] = dc["label"]
         inst[m] = dc["instance"]
         mat[m] = dc["material"]
 

@@ -1,0 +1,30 @@
+# mango_lite developer targets. PRESET=quick|cpu|gpu|paper (default: quick for tests, auto otherwise).
+PYTHON ?= python
+PRESET ?=
+OUT ?= results/$(if $(PRESET),$(PRESET),auto)
+
+.PHONY: test test-unit test-notebooks lab bench reproduce notebooks clean
+
+test: test-unit test-notebooks  ## unit tests + every notebook executed by nbval, in quick mode
+
+test-unit:
+	MANGO_LITE_PRESET=quick $(PYTHON) -m pytest -q tests
+
+test-notebooks:
+	MANGO_LITE_PRESET=quick $(PYTHON) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider notebooks/
+
+lab:  ## open the notebooks
+	jupyter lab notebooks/
+
+bench:  ## performance scripts (print ratios against references measured in the same run)
+	$(PYTHON) benchmarks/bench_ica.py
+	$(PYTHON) benchmarks/bench_renderer.py
+
+reproduce:  ## the main job: stand-in data (or --data-root), MANGO + baselines on all three tasks
+	$(PYTHON) -m mango_lite reproduce $(if $(PRESET),--preset $(PRESET),) --out $(OUT)
+
+notebooks:  ## rebuild the notebooks from notebooks/src and execute them at the cpu preset
+	$(PYTHON) notebooks/build.py --execute --preset $(if $(PRESET),$(PRESET),cpu)
+
+clean:
+	rm -rf .pytest_cache build dist *.egg-info runs
