@@ -50,6 +50,15 @@ def device_name(device: torch.device | str) -> str:
     return device.type
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> Path:
     """Write a file atomically: ``writer(tmp_path)`` fills a temporary file in the same folder,
     which then replaces ``path`` in one rename, so readers never see a half-written file."""
@@ -59,6 +68,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> Path
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -211,6 +211,14 @@ def reproduce(
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": None, "paper_source": P.SOURCE, "results": {},
     }
+    if resume and (out / "results.json").is_file():
+        # keep the groups of an earlier (partial) reproduction at the same preset and seed
+        try:
+            old = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("preset") == preset.name and old.get("seed") == seed:
+            results["results"].update(old.get("results") or {})
     infos: dict[str, DataInfo] = {}
     n_runs = sum(len(g.models) for g in groups)
     done = 0
@@ -229,6 +237,9 @@ def reproduce(
             "data": infos[group.dataset].source, "data_description": data_description(infos[group.dataset], td),
             "data_info": infos[group.dataset].to_dict(), "test_split": td.test_split, "models": {},
         }
+        prev_entry = results["results"].get(group.key) or {}
+        if resume:
+            entry["models"].update(prev_entry.get("models") or {})
         results["results"][group.key] = entry
         for model in group.models:
             done += 1
@@ -236,16 +247,17 @@ def reproduce(
             log(f"[{done}/{n_runs}] {group.key} {model} -> {run_dir}")
             prev = _finished_metrics(run_dir, preset, seed) if resume else None
             if prev is not None:
-                entry["models"][model] = _model_entry(prev)
+                entry["models"][model] = _model_entry(prev, out)
                 log(f"    finished earlier, kept ({run_dir / 'metrics.json'})")
                 continue
+            entry["models"].pop(model, None)
             try:
                 res = train_task(group.task, model, preset, run_dir, pair=group.pair, dataset=group.dataset,
                                  device=device, seed=seed, resume=resume, overwrite=True, data=td,
                                  progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, log=log)
-                entry["models"][model] = _model_entry(res.to_dict())
+                entry["models"][model] = _model_entry(res.to_dict(), out)
             except TrainingError as exc:
-                entry["models"][model] = {"error": str(exc)}
+                entry["models"][model] = {"error": str(exc), "run_dir": _rel(run_dir, out)}
                 log(f"    FAILED: {exc}")
             results["wall_time_s"] = time.perf_counter() - t0
             atomic_write_json(out / "results.json", results)  # progress survives an interruption
@@ -259,12 +271,21 @@ def reproduce(
     return results
 
 
-def _model_entry(run: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat metric dict of one run for results.json (metrics + params, wall time, epochs, best)."""
+def _rel(path: str | os.PathLike, base: Path) -> str:
+    """``path`` relative to ``base`` when inside it (result files stay valid when OUT is moved)."""
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _model_entry(run: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    """Flat metric dict of one run for results.json: metrics, params, wall time, run folder (relative
+    to ``out``)."""
     m = {k: v for k, v in (run.get("metrics") or {}).items() if isinstance(v, (int, float))}
     m["params"] = run.get("params")
     m["wall_time_s"] = run.get("wall_time_s")
-    m["run_dir"] = run.get("out_dir")
+    m["run_dir"] = _rel(run.get("out_dir") or "", out)
     return m
 
 
@@ -283,6 +304,8 @@ def write_figures(results: Mapping[str, Any], out: str | os.PathLike) -> list[Pa
         hists = {}
         for model, m in entry["models"].items():
             rd = m.get("run_dir")
+            if rd and not Path(rd).is_absolute():
+                rd = out / rd
             if rd and (Path(rd) / "history.json").is_file():
                 hists[model] = History.load(rd)
         title = f"{task} — {entry.get('pair_label') or DATASET_LABELS.get(entry['dataset'], entry['dataset'])} ({entry['data']})"

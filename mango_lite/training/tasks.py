@@ -381,7 +381,10 @@ class TranslationAdapter(BatchAdapter):
             pred, real = torch.cat(state["pred"]), torch.cat(state["real"])
             if len(pred) >= 2:
                 # with fewer than proxy_dim samples the covariance is rank-deficient; FID stays defined
-                r = fid_kid(pred, real, self.extractor(), kid_subsets=self.kid_subsets, seed=0)
+                # KID subsets hold min(1000, n) images: with n <= 1000 every subset is the whole set,
+                # so one subset gives the same mean
+                subsets = self.kid_subsets if len(pred) > 1000 else 1
+                r = fid_kid(pred, real, self.extractor(), kid_subsets=subsets, seed=0)
                 out["fid_proxy"] = float(r["fid"])
                 out["kid_x100_proxy"] = float(r["kid_mean_x100"])
         return out

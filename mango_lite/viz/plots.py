@@ -70,7 +70,8 @@ def plot_history(history: Any, path: str | os.PathLike | None = None, title: str
         for k in r:
             keys.setdefault(k, None)
     losses = [k[len("train_"):] for k in keys if k.startswith("train_")]
-    metrics = [k for k in keys if k.startswith("val_") and k[len("val_"):] not in losses]
+    # "*_x10" keys only rescale another metric for tables; they would repeat a panel
+    metrics = [k for k in keys if k.startswith("val_") and k[len("val_"):] not in losses and not k.endswith("_x10")]
     panels = len(losses) + len(metrics)
     if panels == 0:
         fig, ax = plt.subplots(figsize=(4, 3))
@@ -111,6 +112,10 @@ def plot_history(history: Any, path: str | os.PathLike | None = None, title: str
         ax.set_title(key[len("val_"):] + " (val)")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in flat[:i]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in flat[i:]:
         ax.set_axis_off()
     if title:
@@ -131,6 +136,9 @@ def plot_curves_overlay(histories: Mapping[str, Any], key: str, path: str | os.P
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, "-o", ms=3, label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
