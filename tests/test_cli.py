@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +14,9 @@ from mango_lite.training import checkpoint as ckpt
 from mango_lite.training.reproduce import parse_variant, plan_runs
 from mango_lite.training.tasks import model_names, resolve_model, resolve_pair
 
-# Smallest sizes the models accept: 16 px images (stride 4 -> 4x4 features, 2 scales), a few samples.
+# Smallest sizes the models accept: 16 px images (stride 4 -> 4x4 features, 1 scale -> 2x2 tokens), a few samples.
 TINY = get_preset("quick").with_overrides(name="quick", image_size=16, n_train=12, n_val=8, epochs=1, batch_size=4,
-                                          width=8, blocks=1, scales=2)
+                                          width=8, blocks=1, scales=1)
 
 
 @pytest.fixture
@@ -50,6 +49,7 @@ def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     (["train", "--task", "genre", "--model", "mango", "--pair", "rgb_edge_to_depth", "--out", "x"], "--pair applies"),
     (["train", "--task", "segmentation", "--model", "mango", "--preset", "huge", "--out", "x"], "invalid choice: 'huge'"),
     (["evaluate", "--checkpoint", "/nonexistent/c.pt"], "checkpoint file not found"),
+    (["train", "--task", "genre", "--model", "mango", "--device", "warp-drive", "--out", "x"], "device:"),
     (["reproduce", "--preset", "quick", "--tasks", "dance"], "invalid choice: 'dance'"),
     (["ablate", "--task", "genre", "--variants", "mmca+xyz", "--out", "x"], "unknown partition(s) ['xyz']"),
 ])
@@ -140,7 +140,7 @@ def test_train_resume_evaluate_end_to_end(capsys, tmp_path, tiny_preset) -> None
 def test_reproduce_tiny_writes_results(capsys, tmp_path, tiny_preset) -> None:
     out = tmp_path / "rep"
     rc, stdout, err = run_cli(capsys, "reproduce", "--preset", "quick", "--out", str(out), "--quiet", "--device", "cpu",
-                              "--models", "mango", "concat", "unimodal", "--pairs", "rgb_edge_to_depth",
+                              "--models", "mango", "text", "--pairs", "rgb_edge_to_depth",
                               "shade_texture_to_rgb")
     assert rc == 0, err
     res = json.loads((out / "results.json").read_text())
@@ -148,7 +148,7 @@ def test_reproduce_tiny_writes_results(capsys, tmp_path, tiny_preset) -> None:
     assert set(res["results"]) == {"segmentation/nyudv2", "translation/rgb_edge_to_depth",
                                    "translation/shade_texture_to_rgb", "genre/mmimdb"}
     seg = res["results"]["segmentation/nyudv2"]
-    assert seg["data"] == "generated stand-in" and set(seg["models"]) == {"mango", "concat", "rgb", "depth"}
+    assert seg["data"] == "generated stand-in" and set(seg["models"]) == {"mango"}
     assert 0 <= seg["models"]["mango"]["miou"] <= 100
     rgb = res["results"]["translation/shade_texture_to_rgb"]["models"]["mango"]
     assert {"fid_proxy", "kid_x100_proxy", "mae_x10", "rmse_x10"} <= set(rgb)

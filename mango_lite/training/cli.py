@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     p.add_argument("--data-cache", default=None, help="where stand-ins are generated (default OUT/data)")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
     # --------------------------------------------------------------------------- evaluate
@@ -80,6 +81,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--models", nargs="+", default=None, help="restrict to these model names ('unimodal' = both)")
     p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
     # ----------------------------------------------------------------------------- ablate
@@ -114,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = train_task(args.task, args.model, preset, args.out, data_root=args.data, pair=pair, dataset=args.dataset,
                      device=args.device, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
                      cache_dir=cache, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     progress=_progress(args))
+                     amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
     _print_json({"task": res.task, "model": res.model, "dataset": res.dataset, "pair": res.pair,
                  "data": res.data["source"], "split": res.test_split, "metrics": res.metrics, "params": res.params,
                  "wall_time_s": round(res.wall_time_s, 2), "out": res.out_dir, "device": res.device})
@@ -142,7 +145,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     preset = args.preset or default_preset_name()
     res = reproduce(preset, args.out, data_root=args.data_root, cache_dir=args.data_cache, device=args.device,
                     seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
-                    progress=_progress(args))
+                    amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
     out = Path(args.out) if args.out else Path("results") / preset
     failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"

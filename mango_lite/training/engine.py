@@ -27,6 +27,7 @@ Output folder layout::
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -63,7 +64,7 @@ class TrainConfig:
     device: str | None = None  # None: cuda > mps > cpu
     amp: bool = True  # bf16 autocast, used only on CUDA
     num_workers: int = 0
-    progress: bool | None = None  # tqdm bars; None = only when stderr is a terminal and CI is unset
+    progress: bool | None = None  # tqdm bars; None = in a terminal or Jupyter, never when CI is set
     verbose: bool = True  # one summary line per epoch
     eval_every: int = 1  # validate every k epochs (and always after the last one)
     keep_checkpoints: int = 2  # newest per-epoch checkpoints kept; <= 0 keeps all
@@ -180,8 +181,13 @@ def _is_finite(x: Any) -> bool:
 
 
 def _auto_progress() -> bool:
-    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    return (not ci) and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    """Progress bars by default in a terminal or a Jupyter kernel (tqdm.auto widgets), never under CI
+    (bars pollute logs and nbval outputs)."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    if "ipykernel" in sys.modules:
+        return True
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
 class Trainer:
@@ -291,11 +297,16 @@ class Trainer:
         """Loader of ``epoch`` (0-based): shuffled by a generator seeded with :func:`epoch_seed`."""
         g = torch.Generator()
         g.manual_seed(epoch_seed(self.config.seed, epoch))
+        init = None
+        if self.config.num_workers > 0 and self.generators:
+            # each worker holds a copy of the augmentation generators; without reseeding they would
+            # all replay the same random stream
+            init = functools.partial(_reseed_worker, self.generators)
         return DataLoader(
             self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=g,
             drop_last=self._drop_last(), num_workers=self.config.num_workers,
             collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=False, worker_init_fn=init,
         )
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
@@ -518,6 +529,16 @@ class Trainer:
         return FitResult(history=self.history, final=dict(self.last_val), best=self.best,
                          out_dir=self.out_dir, epochs_run=self.epoch - start, wall_time_s=wall,
                          device=str(self.device))
+
+
+def _reseed_worker(generators: Sequence[torch.Generator], worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: reseed the worker's copies of the augmentation generators from
+    the worker seed (base seed drawn from the epoch's loader generator + worker id), so workers draw
+    different but reproducible augmentations. The generators are pickled in the same call as the
+    dataset (fork or spawn), so they are the very objects the worker's transforms use."""
+    seed = torch.initial_seed()
+    for i, g in enumerate(generators):
+        g.manual_seed((seed + i * 1_000_003) % (2**63 - 1))
 
 
 def _summary(record: Mapping[str, Any]) -> str:

@@ -181,6 +181,8 @@ def reproduce(
     models: Sequence[str] | None = None,
     pairs: Sequence[str] | None = None,
     resume: bool = False,
+    amp: bool = True,
+    num_workers: int = 0,
     progress: bool | None = None,
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
@@ -207,6 +209,7 @@ def reproduce(
                              f"nyudv2/ sunrgbd/ taskonomy/ mmimdb/)")
     results: dict[str, Any] = {
         "preset": preset.name, "preset_config": preset.to_dict(), "seed": seed, "device": device_name(dev),
+        "amp_bf16": bool(amp and dev.type == "cuda"),
         "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit(),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": None, "paper_source": P.SOURCE, "results": {},
@@ -254,16 +257,24 @@ def reproduce(
             try:
                 res = train_task(group.task, model, preset, run_dir, pair=group.pair, dataset=group.dataset,
                                  device=device, seed=seed, resume=resume, overwrite=True, data=td,
-                                 progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, log=log)
+                                 progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, amp=amp,
+                                 num_workers=num_workers, log=log)
                 entry["models"][model] = _model_entry(res.to_dict(), out)
             except TrainingError as exc:
                 entry["models"][model] = {"error": str(exc), "run_dir": _rel(run_dir, out)}
                 log(f"    FAILED: {exc}")
             results["wall_time_s"] = time.perf_counter() - t0
             atomic_write_json(out / "results.json", results)  # progress survives an interruption
+        try:
+            fig = qualitative_figure(entry, td, out)
+            if fig is not None:
+                entry["qualitative_figure"] = str(fig.relative_to(out))
+        except Exception as exc:  # a figure must never cost the numbers of a finished reproduction
+            log(f"    qualitative figure for {group.key} failed: {type(exc).__name__}: {exc}")
     results["wall_time_s"] = time.perf_counter() - t0
     results["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     figures = write_figures(results, out)
+    figures += [out / e["qualitative_figure"] for e in results["results"].values() if e.get("qualitative_figure")]
     results["figures"] = [str(p.relative_to(out)) for p in figures]
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", results_markdown(results))
@@ -290,6 +301,44 @@ def _model_entry(run: Mapping[str, Any], out: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ figures
+def qualitative_figure(entry: Mapping[str, Any], data: TaskData, out: Path, n: int = 4) -> Path | None:
+    """The paper's qualitative figure for one group: predictions of every trained model on the first
+    ``n`` validation / test items (segmentation: RGB, depth, models, GT; translation: inputs, models,
+    GT; genre: posters with true genres and MANGO's top-3). Returns the PNG path (None: no model)."""
+    from ..viz.plots import genre_grid, segmentation_grid, translation_grid
+    from .tasks import load_model, predict_samples
+
+    models = {}
+    for name, m in entry["models"].items():
+        if "error" in m or not m.get("run_dir"):
+            continue
+        rd = Path(m["run_dir"])
+        models[name] = load_model(rd if rd.is_absolute() else out / rd, "cpu")[0]
+    if not models:
+        return None
+    split = "test" if data.task == "genre" else "val"
+    batch, preds = predict_samples(models, data, n, split)
+    # unimodal models are named after an input; say so, so a column "rgb" is not read as the input
+    uni = set(unimodal_names(data.task, data.pair))
+    preds = {(f"{k} only" if k in uni else k): v for k, v in preds.items()}
+    slug = f"{entry['task']}_{entry.get('pair') or entry['dataset']}"
+    path = out / "figures" / f"{slug}_qualitative.png"
+    if data.task == "segmentation":
+        segmentation_grid(batch["rgb"], batch["depth"], batch["label"], preds, data.num_outputs, n=n, path=path,
+                          close=True)
+    elif data.task == "translation":
+        assert data.pair is not None
+        translation_grid({d: batch[d] for d in data.pair.inputs}, batch[data.pair.target], preds,
+                         target_name=f"GT ({data.pair.target})", n=n, path=path, close=True)
+    else:
+        from ..datasets.transforms import MMIMDB_MEAN, MMIMDB_STD
+
+        key = "mango" if "mango" in preds else next(iter(preds))
+        genre_grid(batch["image"], batch["labels"], preds[key], data.class_names, n=n, mean=MMIMDB_MEAN,
+                   std=MMIMDB_STD, path=path, close=True)
+    return path
+
+
 def write_figures(results: Mapping[str, Any], out: str | os.PathLike) -> list[Path]:
     """Per (task, data) group: overlay of the main validation metric and of the training loss across
     models (from each run's history.json), and a bar chart of our test metric beside the paper's."""

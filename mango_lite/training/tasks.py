@@ -31,13 +31,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.constants import TRANSLATION_PAIRS
-from ..errors import DataError, MangoLiteError
+from ..errors import MangoLiteError
 from ..presets import PRESET_NAMES, Preset, get_preset
 from ..utils import atomic_write_json, device_name, seed_everything
 from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, evaluate_model
@@ -451,6 +450,14 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 # -------------------------------------------------------------------------------------- runs
+def _stderr_log(msg: str) -> None:
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
 @dataclass
 class RunResult:
     """Outcome of :func:`train_task`: test metrics (no prefix) and where everything went."""
@@ -509,6 +516,8 @@ def train_task(
     save_best: bool = True,
     keep_checkpoints: int = 2,
     max_steps_per_epoch: int | None = None,
+    amp: bool = True,
+    num_workers: int = 0,
     fid: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -517,10 +526,19 @@ def train_task(
 
     ``data``: prebuilt :class:`TaskData` (shared between runs; its augmentation generator is reseeded
     per run). ``cache_dir``: where stand-in data are generated (default :func:`default_cache_dir`).
+    ``amp``: bf16 autocast on CUDA (ignored elsewhere). ``num_workers``: DataLoader workers.
     Raises MangoLiteError on bad names / data, TrainingError when training diverges."""
+    from ..utils import pick_device
+
     t0 = time.perf_counter()
     task = check_task(task)
     preset = _preset(preset)
+    if log is None and verbose:
+        log = _stderr_log
+    try:  # fail on a bad --device before any data is generated
+        pick_device(device)
+    except (ValueError, RuntimeError) as exc:
+        raise MangoLiteError(f"device: {exc}") from exc
     if data is None:
         data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
     fusion = resolve_model(task, model, data.pair)
@@ -529,7 +547,8 @@ def train_task(
     net = build_task_model(task, fusion, kwargs)
     cfg = TrainConfig(**_task_config(preset, task, epochs=epochs, batch_size=batch_size, lr=lr), seed=seed,
                       device=device, progress=progress, verbose=verbose, save_best=save_best,
-                      keep_checkpoints=keep_checkpoints, max_steps_per_epoch=max_steps_per_epoch)
+                      keep_checkpoints=keep_checkpoints, max_steps_per_epoch=max_steps_per_epoch, amp=amp,
+                      num_workers=num_workers)
     adapter = make_adapter(data, fid=fid)
     spec = {
         "task": task, "model": str(model).lower(), "fusion": fusion, "dataset": data.info.name,
@@ -557,6 +576,59 @@ def train_task(
     return result
 
 
+def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu"
+               ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """Rebuild the model of a checkpoint written by :func:`train_task` (file or run folder).
+
+    Returns ``(model in eval mode on device, spec, checkpoint dict)``; ``spec`` describes the run
+    (task, model, fusion, pair, dataset, preset, data, model_config)."""
+    from ..utils import pick_device
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    spec = state.get("spec") or {}
+    for k in ("task", "fusion", "model_config", "preset"):
+        if k not in spec:
+            raise MangoLiteError(f"{state['path']}: the checkpoint has no run description ({k!r} missing); "
+                                 f"it was not written by mango_lite.training.train_task")
+    mc = dict(spec["model_config"])
+    mc.pop("task", None)
+    mc.pop("fusion", None)
+    net = build_task_model(spec["task"], spec["fusion"], mc)
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise MangoLiteError(f"{state['path']}: weights do not fit the rebuilt model ({exc})") from exc
+    try:
+        dev = pick_device(None if device is None else str(device))
+    except (ValueError, RuntimeError) as exc:
+        raise MangoLiteError(f"device: {exc}") from exc
+    return net.to(dev).eval(), spec, state
+
+
+@torch.no_grad()
+def predict_samples(models: Mapping[str, torch.nn.Module], data: TaskData, n: int = 4, split: str = "val"
+                    ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The first ``n`` items of ``split`` collated into one batch, and each model's prediction on it:
+    class maps (N, H, W) for segmentation, images (N, C, H, W) in [-1, 1] for translation, sigmoid
+    probabilities (N, 23) for genre. For qualitative figures."""
+    from torch.utils.data import DataLoader
+
+    ds = {"train": data.train, "val": data.val, "test": data.test}[split]
+    batch = next(iter(DataLoader(ds, batch_size=min(n, len(ds)), shuffle=False)))  # type: ignore[arg-type]
+    preds: dict[str, Tensor] = {}
+    for name, m in models.items():
+        dev = next(m.parameters()).device
+        was = m.training
+        m.eval()
+        a = batch[data.a_key]
+        b = batch[data.b_key]
+        out = m(a.to(dev) if isinstance(a, Tensor) else a, b.to(dev) if isinstance(b, Tensor) else b)
+        m.train(was)
+        p = out.pred.float().cpu()
+        preds[name] = p.argmax(1) if data.task == "segmentation" else (torch.sigmoid(p) if data.task == "genre" else p)
+    return batch, preds
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data_root: str | os.PathLike | None = None,
@@ -569,37 +641,17 @@ def evaluate_checkpoint(
     """Rebuild the model of a checkpoint (or run folder), evaluate it on ``split`` (default: the task's
     test split) of ``data_root`` (default: the data it was trained on; stand-ins are regenerated if
     gone) and return ``{"metrics": {...}, "split", "data", "checkpoint", "task", "model", ...}``."""
-    from ..utils import pick_device
-
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    spec = state.get("spec") or {}
-    for k in ("task", "fusion", "model_config", "preset"):
-        if k not in spec:
-            raise MangoLiteError(f"{state['path']}: the checkpoint has no run description ({k!r} missing); "
-                                 f"it was not written by `python -m mango_lite train`")
+    net, spec, state = load_model(checkpoint, device)
+    dev = next(net.parameters()).device
     task = spec["task"]
     preset = Preset(**spec["preset"])
-    info = None
     if data_root is None:
         old = spec.get("data") or {}
         if spec.get("data_root"):
             data_root = spec["data_root"]
         elif old.get("root"):
             cache_dir = cache_dir or Path(old["root"]).parent
-    data = build_task_data(task, preset, data_root, spec.get("pair"), spec.get("dataset"), cache_dir, info=info, log=log)
-    mc = dict(spec["model_config"])
-    mc.pop("task", None)
-    mc.pop("fusion", None)
-    net = build_task_model(task, spec["fusion"], mc)
-    try:
-        net.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise MangoLiteError(f"{state['path']}: weights do not fit the rebuilt model ({exc})") from exc
-    try:
-        dev = pick_device(device)
-    except (ValueError, RuntimeError) as exc:
-        raise MangoLiteError(f"device: {exc}") from exc
-    net.to(dev)
+    data = build_task_data(task, preset, data_root, spec.get("pair"), spec.get("dataset"), cache_dir, log=log)
     splits = {"train": data.train, "val": data.val, "test": data.test}
     split = split or data.test_split
     if split not in splits:
@@ -610,7 +662,8 @@ def evaluate_checkpoint(
     adapter = make_adapter(data)
     metrics = evaluate_model(net, ds, adapter, dev, batch_size=batch_size or int(preset.batch_size), prefix="")
     return {"task": task, "model": spec.get("model"), "fusion": spec["fusion"], "pair": spec.get("pair"),
-            "dataset": data.info.name, "split": split, "data": data.info.to_dict(), "checkpoint": state["path"],
+            "dataset": data.info.name, "split": split,
+            "data": {k: v for k, v in data.info.to_dict().items() if k != "meta"}, "checkpoint": state["path"],
             "epoch": int(state["epoch"]), "metrics": metrics, "device": device_name(dev)}
 
 

@@ -340,17 +340,20 @@ def collect_attention(model: Any) -> list[tuple[str, np.ndarray]]:
         if a is None:
             continue
         part = getattr(mod, "last_partition", None)
-        label = f"{name} ({part})" if part else name
+        short = ".".join(name.split(".")[-3:])  # full module paths are too long for a panel title
+        label = f"{short} ({part})" if part else short
         out.append((label, _np(a)[0, 0]))
     return out
 
 
 def plot_attention(maps: Iterable[tuple[str, ArrayLike]] | Sequence[ArrayLike], titles: Sequence[str] | None = None,
-                   max_maps: int = 8, log_scale: bool = False, path: str | os.PathLike | None = None,
-                   close: bool | None = None) -> Any:
-    """Heatmaps of ICA attention matrices (each (T, T), lower-triangular with the +I diagonal).
+                   max_maps: int = 8, log_scale: bool = False, without_identity: bool = False,
+                   path: str | os.PathLike | None = None, close: bool | None = None) -> Any:
+    """Heatmaps of ICA attention matrices (each (T, T), triangular with the +I diagonal).
 
-    ``maps``: list of matrices or of ``(title, matrix)`` pairs (as :func:`collect_attention` returns)."""
+    ``maps``: list of matrices or of ``(title, matrix)`` pairs (as :func:`collect_attention` returns).
+    ``without_identity``: subtract the +I so the learned attention weights are not drowned by the
+    unit diagonal."""
     import seaborn as sns
 
     items = list(maps)
@@ -371,6 +374,8 @@ def plot_attention(maps: Iterable[tuple[str, ArrayLike]] | Sequence[ArrayLike], 
         ax.set_axis_off()
     for ax, m, t in zip(axes.ravel(), mats, titles):
         ax.set_axis_on()
+        if without_identity and m.ndim == 2 and m.shape[0] == m.shape[1]:
+            m = m - np.eye(m.shape[0])
         data = np.log10(np.maximum(m, 1e-6)) if log_scale else m
         sns.heatmap(data, ax=ax, cmap="viridis", square=True, cbar=True, xticklabels=False, yticklabels=False)
         ax.set_title(t, fontsize=7)
