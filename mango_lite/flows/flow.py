@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils import check_tokens
-from .base import InvertibleModule, silence_children, standard_normal_log_prob
+from .base import FlowSequence, InvertibleModule, silence_children, standard_normal_log_prob
 from .block import MangoBlock
 
 
@@ -33,28 +33,24 @@ class MangoFlow(InvertibleModule):
         if blocks < 1:
             raise ValueError(f"MangoFlow: expected blocks >= 1, got {blocks}")
         self.dim, self.tokens = dim, tokens
-        self.blocks = nn.ModuleList(
+        self.stack = FlowSequence(
             MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma) for i in range(blocks)
         )
         silence_children(self)
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.stack.layers
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             check_tokens(x, self.tokens, self.dim)
-        logdet = x.new_zeros(x.shape[0])
-        for block in self.blocks:
-            x, ld = block(x)
-            logdet = logdet + ld
-        return x, logdet
+        return self.stack(x)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             check_tokens(z, self.tokens, self.dim, name="z")
-        logdet = z.new_zeros(z.shape[0])
-        for block in reversed(self.blocks):
-            z, ld = block.inverse(z)
-            logdet = logdet + ld
-        return z, logdet
+        return self.stack.inverse(z)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact log-density of x in nats, shape (B,)."""

@@ -512,7 +512,7 @@ def bag_of_words(texts: Sequence[str], vocab: Sequence[str]) -> np.ndarray:
 
 
 def genre_probe(train_blocks: Sequence[np.ndarray], y_train: np.ndarray, test_blocks: Sequence[np.ndarray],
-                l2: float = 1e-4, iters: int = 200, seed: int = 0) -> np.ndarray:
+                l2: float = 1e-6, iters: int = 500, seed: int = 0) -> np.ndarray:
     """Linear multi-label probe (one logistic regression per genre, fitted jointly).
 
     train_blocks / test_blocks: the same list of feature blocks, float (N, D_b) each (e.g. poster
