@@ -69,12 +69,12 @@ def test_task_models_mango_costs_more_than_concat_and_is_untouched() -> None:
     rgb, depth = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     label = torch.randint(0, 5, (2, 32, 32))
     before = {k: v.clone() for k, v in mango.state_dict().items()}
-    cm = measure_cost(mango, rgb, depth, label, steps=1, warmup=0, device="cpu")
-    cc = measure_cost(concat, rgb, depth, label, steps=1, warmup=0, device="cpu", memory=False, flops=False)
+    # memory profiles and FLOP counts are covered above on a closed form; here only what a task model adds
+    cm = measure_cost(mango, rgb, depth, label, steps=1, warmup=0, device="cpu", memory=False, flops=False)
     assert cm["params"] == sum(p.numel() for p in mango.parameters() if p.requires_grad)
-    assert cm["params"] > cc["params"]
-    assert cc["peak_train_mb"] is None and cc["forward_gflops"] is None
-    assert cm["peak_train_mb"] > 0 and cm["forward_gflops"] > forward_flops(concat, rgb, depth) / 1e9 > 0
+    assert cm["params"] > sum(p.numel() for p in concat.parameters())
+    assert cm["peak_train_mb"] is None and cm["forward_gflops"] is None
+    assert cm["train_step_ms"] > cm["infer_ms"] > 0
     # ActNorm's data-dependent init ran on the copy only
     after = mango.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())

@@ -105,16 +105,20 @@ class InvertibleCrossAttention(InvertibleModule):
         """The attention weight gamma per head, in (-1, 1) (exactly 1 for the paper's form)."""
         return torch.tanh(self.gate)
 
-    def attention(self, x1: Tensor) -> Tensor:
-        """gamma * S of shape (B, heads, T, T), S the masked softmax of the conditioning tokens
-        x1 (B, T, D): upper triangular, rows summing to 1. The layer's matrix is A = I + gamma S."""
+    def attention_probs(self, x1: Tensor) -> Tensor:
+        """The masked softmax S (B, heads, T, T) of the conditioning tokens x1 (B, T, D): upper
+        triangular, positive diagonal, rows summing to 1."""
         b, t, _ = x1.shape
         q = self.query_norm(self.query(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
         k = self.key_norm(self.key(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
-        scale = torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.head_dim)
-        logits = (q @ k.transpose(-1, -2)) * scale
-        logits = logits.masked_fill(~self.mask, float("-inf"))
-        return torch.softmax(logits, dim=-1) * self.gamma.view(1, self.heads, 1, 1)
+        # temperature folded into q: a (T, d) multiply instead of a (T, T) one
+        q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.head_dim))
+        logits = (q @ k.transpose(-1, -2)).masked_fill_(~self.mask, float("-inf"))  # fresh tensor: in place
+        return torch.softmax(logits, dim=-1)
+
+    def attention(self, x1: Tensor) -> Tensor:
+        """gamma * S (B, heads, T, T); the layer's matrix is A = I + gamma S."""
+        return self.attention_probs(x1) * self.gamma.view(1, self.heads, 1, 1)
 
     def _heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -124,13 +128,17 @@ class InvertibleCrossAttention(InvertibleModule):
         b, _, t, _ = x.shape
         return x.transpose(1, 2).reshape(b, t, self.dim)
 
-    def _logdet(self, s: Tensor) -> Tensor:
-        return self.head_dim * torch.log1p(torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
+    def _logdet(self, s: Tensor, g: Tensor) -> Tensor:
+        """d * sum_i log(1 + gamma s_ii) per sample, from S (B, h, T, T) and gamma (1, h, 1, 1)."""
+        return self.head_dim * torch.log1p(g.view(1, -1, 1) * torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
 
-    def _record(self, s: Tensor) -> None:
+    def _matrix(self, s: Tensor, g: Tensor) -> Tensor:
+        """A = I + gamma S, materialised (needed by the triangular solve)."""
+        return torch.eye(self.tokens, dtype=s.dtype, device=s.device) + g * s
+
+    def _record(self, s: Tensor, g: Tensor) -> None:
         if self.record_attention:
-            eye = torch.eye(self.tokens, dtype=s.dtype, device=s.device)
-            self.last_attention = (s + eye).detach()  # A = I + gamma S
+            self.last_attention = self._matrix(s, g).detach()
 
     @property
     def last_partition(self) -> str:
@@ -148,7 +156,7 @@ class InvertibleCrossAttention(InvertibleModule):
         rows are output tokens, columns the input tokens they are built from. Used to show which tokens
         condition which (notebook 03)."""
         x1, _, _ = self.partition.partition(x)
-        s = self.attention(x1)
+        s = self.attention(x1)  # gamma * S
         b, h, t, _ = s.shape
         eye_t = torch.eye(t, dtype=s.dtype, device=s.device)
         blk = torch.zeros(b, h, 2 * t, 2 * t, dtype=s.dtype, device=s.device)
@@ -169,23 +177,24 @@ class InvertibleCrossAttention(InvertibleModule):
         if self.check_inputs:
             check_tokens(x, self.tokens, self.dim)
         x1, x2, ld_part = self.partition.partition(x)
-        s = self.attention(x1)
+        s = self.attention_probs(x1)
+        g = self.gamma.view(1, self.heads, 1, 1)
         v = self._heads(x2)
-        y2 = self._unheads(s @ v + v)  # (S + I) X2 without materialising I
-        self._record(s)
+        y2 = self._unheads(v + g * (s @ v))  # (I + gamma S) X2, gamma applied on (T, d) not (T, T)
+        self._record(s, g)
         y, ld_merge = self.partition.merge(x1, y2)
-        return y, ld_part + self._logdet(s) + ld_merge
+        return y, ld_part + self._logdet(s, g) + ld_merge
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             check_tokens(z, self.tokens, self.dim, name="z")
         y1, y2, ld_part = self.partition.partition(z)
-        s = self.attention(y1)
-        a = s + torch.eye(self.tokens, dtype=s.dtype, device=s.device)
-        x2 = torch.linalg.solve_triangular(a, self._heads(y2), upper=True)
-        self._record(s)
+        s = self.attention_probs(y1)
+        g = self.gamma.view(1, self.heads, 1, 1)
+        x2 = torch.linalg.solve_triangular(self._matrix(s, g), self._heads(y2), upper=True)
+        self._record(s, g)
         x, ld_merge = self.partition.merge(y1, self._unheads(x2))
-        return x, ld_part - self._logdet(s) + ld_merge
+        return x, ld_part - self._logdet(s, g) + ld_merge
 
 
 ICA = InvertibleCrossAttention

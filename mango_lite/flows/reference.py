@@ -47,7 +47,7 @@ def causal_attention(layer: InvertibleCrossAttention, x: Tensor) -> Tensor:
     """Plain (non-invertible) masked cross-attention with the same projections: Y2 = S X2, no +I,
     no log-det. The baseline cost an ICA forward is compared with in the benchmarks."""
     x1, x2, _ = layer.partition.partition(x)
-    s = layer.attention(x1)
+    s = layer.attention_probs(x1)
     y2 = layer._unheads(s @ layer._heads(x2))
     return layer.partition.merge(x1, y2)[0]
 
