@@ -206,8 +206,9 @@ def measure_cost(
     """Parameters, FLOPs, time and peak memory of ``model`` on one batch.
 
     Args:
-        model: ``forward(batch_a, batch_b)`` (``forward(batch_a)`` when ``batch_b`` is None); a :class:`mango_lite.models.TaskModel` or any module. It is
-            deep-copied, so the caller's weights and buffers are not changed.
+        model: ``forward(batch_a, batch_b)`` (``forward(batch_a)`` when ``batch_b`` is None); a
+            :class:`mango_lite.models.TaskModel` or any module. It is deep-copied, so the caller's weights
+            and buffers are not changed.
         batch_a, batch_b: the model inputs, e.g. RGB (B, 3, H, W) float32 and depth (B, 1, H, W) float32;
             ``batch_b`` may be a list of str (genre plots) or None (a unimodal model reading ``a`` only).
         target: passed to ``model.loss(output, target)`` for the train step (segmentation labels

@@ -134,6 +134,9 @@ def rgbd_grid(samples: Sequence[Mapping[str, Any]], class_names: Sequence[str], 
 def _domain_image(domain: str, x: ArrayLike) -> tuple[np.ndarray, dict[str, Any]]:
     """Loader tensor (C, H, W) in [-1, 1] -> (image, imshow kwargs) for one Taskonomy domain."""
     x = _np(x)
+    if domain == "principal_curvature":
+        # R = 127 + 4 k1 is the informative channel (B is constant); planes are 127, so scale per image
+        return to_display(x[0:1]), {"cmap": "magma"}
     if x.shape[0] == 3:
         return to_display(x, value_range=(-1.0, 1.0)), {}
     if domain.startswith("segment"):
@@ -149,7 +152,8 @@ def taskonomy_grid(samples: Sequence[Mapping[str, Any]], domains: Sequence[str] 
                    tag: str = STANDIN, cell: float = 1.45) -> Figure:
     """Every domain (columns) of a few Taskonomy views (rows). Items come from
     :class:`~mango_lite.datasets.Taskonomy` (``{domain: float32 (C, H, W) in [-1, 1], "name"}``).
-    Depth is shown in metres (decoded), segment maps as cluster ids, edges and shading per-image scaled."""
+    Depth is shown in metres (decoded), segment maps as cluster ids, curvature as its first principal
+    curvature k1 (channel R), edges and shading per-image scaled."""
     n = len(samples)
     fig, axes = plt.subplots(n, len(domains), figsize=(cell * len(domains), cell * n + 0.4), squeeze=False)
     for i, s in enumerate(samples):
@@ -260,8 +264,7 @@ def fusion_case_figure(cases: Sequence[Mapping[str, Any]], class_names: Sequence
     as a fraction of the instance's bounding box."""
     fig, axes = plt.subplots(len(cases), 4, figsize=(10, 2.6 * len(cases)), squeeze=False)
     pal = label_palette(len(class_names))
-    names = {"rgb_ambiguous": "camouflaged: same material as the wall/floor",
-             "depth_ambiguous": "flush decal: no depth step"}
+    names = {"rgb_ambiguous": "camouflaged (host's material)", "depth_ambiguous": "flush decal (no depth step)"}
     for row, c in zip(axes, cases):
         out, m = c["out"], c["out"]["instance"] == c["instance"]
         ys, xs = np.nonzero(m)
@@ -283,7 +286,7 @@ def fusion_case_figure(cases: Sequence[Mapping[str, Any]], class_names: Sequence
         for ax in row:
             _off(ax)
         row[0].set_ylabel(f"{class_names[c['label']]}\n(scene {c['seed']})", fontsize=9)
-        row[1].set_title(f"RGB crop - {names[c['kind']]}", fontsize=8)
+        row[1].set_title(f"RGB: {names[c['kind']]}", fontsize=8)
         row[2].set_title("sensor depth crop", fontsize=8)
         row[3].set_title("label crop", fontsize=8)
     fig.suptitle(f"the two built-in fusion cases (cyan = the object's outline) - {tag}", fontsize=10)
@@ -519,8 +522,9 @@ def genre_probe(train_blocks: Sequence[np.ndarray], y_train: np.ndarray, test_bl
     features, bag of words, or both). Each block is standardised with its training mean/std and
     divided by sqrt(D_b), so that a block's size does not decide its weight; the blocks are then
     concatenated. y_train: (N, K) 0/1. Minimises mean binary cross-entropy + ``l2`` * ||W||^2 with
-    full-batch L-BFGS (float64). Returns float64 (N_test, K) probabilities; a genre absent from the
-    training labels gets probability 0."""
+    full-batch L-BFGS (float64); per genre this is scikit-learn's ``LogisticRegression(C=1 / (2 * l2 * K * N))``
+    on the scaled features. Returns float64 (N_test, K) probabilities; a genre absent from the training
+    labels gets probability 0."""
     if len(train_blocks) != len(test_blocks) or not train_blocks:
         raise ValueError(f"genre_probe: expected the same non-zero number of train and test blocks, "
                          f"got {len(train_blocks)} and {len(test_blocks)}")

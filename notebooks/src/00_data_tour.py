@@ -53,14 +53,18 @@ sns.set_theme(style="white", context="notebook")
 t_start = time.time()
 preset = get_preset()
 seed_everything(0)
+# The probes below are tiny: one thread is the fastest on a busy machine (two threads competing with
+# other processes ran 15x slower here) and gives the same numbers everywhere.
+torch.set_num_threads(1)
 # Sizes follow the preset (capped: this is a tour, not a training run; the paper preset generates nothing)
 SIZE = min(preset.image_size, 128)                                # image side of the RGB-D / Taskonomy stand-ins
 N_DATA = int(np.clip(preset.n_train + preset.n_val, 64, 750))     # samples per dataset, all splits
+N_TK = min(N_DATA, 200)                                           # Taskonomy views: only looked at here (10 files each)
 N_MM = max(N_DATA, {"quick": 1200, "cpu": 2400}.get(preset.name, 3000))  # MM-IMDb: enough films for a stable probe
 POSTER = 2 * SIZE                                                 # poster height, as the training code generates
 N_SCENES = {"quick": 60}.get(preset.name, 200)                    # extra scenes rendered for the fusion measurements
 WORK = Path(tempfile.mkdtemp(prefix="mango_lite_data_tour_"))     # everything generated goes here, removed at the end
-print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} per dataset  MM-IMDb n={N_MM} posters {POSTER}px  -> {WORK}")
+print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} (Taskonomy {N_TK})  MM-IMDb n={N_MM}, posters {POSTER}px  -> {WORK}")
 
 # %% [markdown]
 # ## 1. Three tasks, four real datasets
@@ -108,7 +112,7 @@ ROOTS = {name: WORK / name for name in ("nyudv2", "sunrgbd", "taskonomy", "mmimd
 gen_time = {}
 for name in tqdm(ROOTS, desc="generating stand-ins"):
     t0 = time.time()
-    n, size = (N_MM, POSTER) if name == "mmimdb" else (N_DATA, SIZE)
+    n, size = {"mmimdb": (N_MM, POSTER), "taskonomy": (N_TK, SIZE)}.get(name, (N_DATA, SIZE))
     get_writer(name)(ROOTS[name], n, size, 0)
     gen_time[name] = time.time() - t0
 print("generation time [s]:", {k: round(v, 1) for k, v in gen_time.items()})
@@ -140,20 +144,24 @@ for name, root in ROOTS.items():
     assert raw_counts == meta["counts"], (reports[name].splits, meta["counts"])
 
 # %% [markdown]
-# The same through the command line (a fresh Python process, as a user would run it), then what a
-# broken folder looks like: we copy the NYUDv2 stand-in and overwrite one mask with an illegal class id.
+# `python -m mango_lite data verify NAME --root DIR` prints exactly these summaries. What a broken folder
+# looks like: copy a few NYUDv2 stand-in samples, overwrite one mask pixel with an illegal class id, and
+# run the command line (a fresh Python process, as a user would).
 
 # %%
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mango_lite", *args], capture_output=True, text=True)
 
-ok = cli("data", "verify", "nyudv2", "--root", str(ROOTS["nyudv2"]), "--limit", "4")
-print("$ python -m mango_lite data verify nyudv2 --root ... --limit 4   (exit code", ok.returncode, ")")
-print(ok.stdout)
-assert ok.returncode == 0
-
-broken = shutil.copytree(ROOTS["nyudv2"], WORK / "nyudv2_broken")
-first_mask = broken / (broken / "train.txt").read_text().split("\n")[0].split("\t")[1]
+# a small copy: the first 3 training and 2 validation samples of the stand-in, files and lists
+broken = WORK / "nyudv2_broken"
+for split in ("train", "val"):
+    rows = (ROOTS["nyudv2"] / f"{split}.txt").read_text().splitlines()[: 3 if split == "train" else 2]
+    (broken / f"{split}.txt").parent.mkdir(parents=True, exist_ok=True)
+    (broken / f"{split}.txt").write_text("".join(r + "\n" for r in rows))
+    for rel in (f for r in rows for f in r.split("\t")):
+        (broken / rel).parent.mkdir(exist_ok=True)
+        shutil.copyfile(ROOTS["nyudv2"] / rel, broken / rel)
+first_mask = broken / (broken / "train.txt").read_text().splitlines()[0].split("\t")[1]
 bad = np.array(Image.open(first_mask))
 bad[0, 0] = 77  # NYU-40 ids are 0..39 (and 255 = ignore)
 Image.fromarray(bad).save(first_mask)
@@ -194,7 +202,7 @@ share = pd.Series(torch.bincount(lab[lab != 255], minlength=40).numpy() / int((l
 share = share[share > 0].sort_values(ascending=False)
 fig, ax = plt.subplots(figsize=(10, 3))
 sns.barplot(x=share.index, y=share.values, color="#4c72b0", ax=ax)
-ax.set_yscale("log"); ax.set_ylabel("% of labelled pixels"); ax.tick_params(axis="x", rotation=70)
+ax.set_yscale("log"); ax.set_ylabel("% of labelled pixels"); ax.set_xlabel(""); ax.tick_params(axis="x", rotation=70)
 ax.set_title(f"class frequencies, NYUDv2 train ({len(lab)} images) - generated stand-in", fontsize=10)
 plt.show()
 print(f"void (255) pixels: {100 * float((lab == 255).float().mean()):.1f} %;  classes present: {len(share)} of 40")
@@ -336,7 +344,7 @@ assert r_freq > 0.95 and r_cond > 0.7
 
 # %%
 cue_table = pd.DataFrame({"carried by": pd.Series(mm_synth.GENRE_CUES), "cue": pd.Series(mm_synth.CUE_DESCRIPTIONS),
-                          "share of films %": (100 * pd.Series(Y_all.mean(0), index=MMIMDB_GENRES)).round(1)})
+                          "share of films %": (100 * pd.Series(Y_all.mean(0, dtype=np.float64), index=MMIMDB_GENRES)).round(1)})
 display(cue_table.sort_values("carried by"))
 print(cue_table["carried by"].value_counts().to_dict())
 
@@ -457,9 +465,9 @@ per_genre["test films"] = y_te.sum(0).astype(int)
 by_cue = per_genre.groupby("carried by")[list(probs)].mean()
 display(by_cue.round(1).rename_axis("mean F1 % by cue type"))
 fig, ax = plt.subplots(figsize=(12, 3.6))
-per_genre.sort_values("carried by")[list(probs)].plot.bar(ax=ax, width=0.8, color=["#dd8452", "#4c72b0", "#55a868"])
-for i, (g, c) in enumerate(per_genre.sort_values("carried by")["carried by"].items()):
-    ax.text(i, -28, c, rotation=90, fontsize=6, ha="center", va="top", color="gray")
+bars = per_genre.sort_values("carried by")
+bars.index = [f"{g} [{c}]" for g, c in bars["carried by"].items()]
+bars[list(probs)].plot.bar(ax=ax, width=0.8, color=["#dd8452", "#4c72b0", "#55a868"])
 ax.set_ylabel("F1 %"); ax.set_title("per-genre F1 of the linear probes - generated stand-in (MM-IMDb layout)", fontsize=10)
 plt.show()
 
@@ -471,7 +479,9 @@ assert by_cue.loc["synergy"].max() < 35, "a linear probe cannot compute an XOR"
 
 # %% [markdown]
 # Each modality wins its own genres, the redundant ("both") genres gain from two independent noisy cues,
-# and the fused probe has the best macro-F1. The **synergy** genres stay near chance for every linear
+# and the fused probe has the best macro-F1. (On the single-modality genres the fused probe can lose a
+# few points to the matching unimodal one: it fits the same few hundred films with both feature sets,
+# so the extra, useless block adds noise. A real fusion model faces the same trade-off.) The **synergy** genres stay near chance for every linear
 # probe, fused included: their label is an XOR of a poster motif and a plot keyword, which no sum of
 # per-modality evidence can express. The cue file shows it for Thriller (poster: ring target, plot:
 # "lighthouse"):
@@ -491,12 +501,13 @@ p_img = xor.groupby("poster shows the ring target")["Thriller"].mean()
 p_txt = xor.groupby("plot says 'lighthouse'")["Thriller"].mean()
 print(f"P(Thriller) = {100 * xor['Thriller'].mean():.1f} %;  given the poster cue alone: {100 * p_img[False]:.1f} / {100 * p_img[True]:.1f} %;  "
       f"given the plot word alone: {100 * p_txt[False]:.1f} / {100 * p_txt[True]:.1f} %")
-assert table.loc[True, False] > 0.8 and table.loc[False, True] > 0.8 and table.loc[True, True] < 0.2 and table.loc[False, False] < 0.2
+assert table.loc[True, False] > 0.6 and table.loc[False, True] > 0.6 and table.loc[True, True] < 0.05 and table.loc[False, False] < 0.05
 assert abs(p_img[True] - p_img[False]) < 0.1 and abs(p_txt[True] - p_txt[False]) < 0.1
 
 # %% [markdown]
-# Thriller is (almost) exactly "ring XOR lighthouse", while each cue alone leaves its probability at
-# the base rate: only a model that lets the modalities *interact* can get it. That is the kind of
+# Thriller is "ring XOR lighthouse" (the off-diagonal cells are not 100 %: 3 % of the plot bits are
+# flipped, and since Thriller is rare, flipped non-thrillers are a visible share of those cells), while
+# each cue alone leaves its probability at the base rate: only a model that lets the modalities *interact* can get it. That is the kind of
 # dependence MANGO's cross-attention between modalities is meant to capture.
 #
 # ## 7. Plugging in the real datasets
