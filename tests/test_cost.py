@@ -85,3 +85,48 @@ def test_bad_arguments_are_rejected() -> None:
         measure_cost(nn.Linear(2, 2), torch.randn(1, 2), steps=0)
     with pytest.raises(MangoLiteError, match="nn.Module"):
         measure_cost(lambda x, y: x, torch.randn(1, 2))  # type: ignore[arg-type]
+
+
+def _fake_results() -> dict:
+    seg = {"mango": {"miou": 30.0, "params": 10}, "concat": {"miou": 20.0, "params": 5},
+           "tokenfusion": {"miou": 40.0, "params": 6}, "crossattn": {"miou": 25.0, "params": 7}}
+    tr = {"mango": {"mae_x10": 1.0, "mae": 0.1, "params": 10}, "concat": {"mae_x10": 2.0, "mae": 0.2, "params": 5},
+          "tokenfusion": {"mae_x10": 0.5, "mae": 0.05, "params": 6}, "crossattn": {"mae_x10": 4.0, "mae": 0.4, "params": 7}}
+    return {"finished": "now", "results": {
+        "segmentation/nyudv2": {"task": "segmentation", "dataset": "nyudv2", "pair": None, "models": seg,
+                                "data": "generated stand-in", "data_description": "x"},
+        "translation/rgb_edge_to_depth": {"task": "translation", "dataset": "taskonomy", "pair": "rgb_edge_to_depth",
+                                          "pair_label": "RGB+Edge→Depth", "models": tr, "data": "generated stand-in",
+                                          "data_description": "x"}}}
+
+
+def test_claim_rows_respect_metric_direction_and_paper_values() -> None:
+    from mango_lite.viz import results_extra as rx
+
+    rows = {r["group"]: r for r in rx.claim_rows(_fake_results())}
+    seg, tr = rows["NYUDv2"], rows["RGB+Edge→Depth"]
+    # higher is better: 30 vs 20 -> +50 %, vs 40 -> -25 %; rank 2 of 4 behind tokenfusion
+    assert seg["gain vs concat %"] == pytest.approx(50.0) and seg["gain vs tokenfusion %"] == pytest.approx(-25.0)
+    assert seg["mango rank"] == 2 and seg["best baseline"] == "tokenfusion" and not seg["mango best"]
+    # paper, as printed: MANGO 59.2 vs Feature Concat (Tiny) 50.8 mIoU
+    assert seg["paper gain vs concat %"] == pytest.approx(100 * (59.2 - 50.8) / 50.8)
+    # lower is better: MAE 1.0 vs 2.0 -> +50 %, vs 0.5 -> -100 %; paper 0.17 vs 0.40
+    assert tr["gain vs concat %"] == pytest.approx(50.0) and tr["gain vs tokenfusion %"] == pytest.approx(-100.0)
+    assert tr["paper gain vs concat %"] == pytest.approx(100 * (0.40 - 0.17) / 0.40)
+
+
+def test_check_results_reports_missing_failed_and_out_of_range() -> None:
+    from mango_lite.viz import results_extra as rx
+
+    res = _fake_results()
+    assert rx.check_results(res) == []
+    seg = res["results"]["segmentation/nyudv2"]["models"]
+    seg["mango"]["miou"] = float("nan")
+    seg["concat"]["miou"] = 120.0
+    seg["crossattn"] = {"error": "diverged"}
+    del seg["tokenfusion"]
+    del res["finished"]
+    probs = " | ".join(rx.check_results(res))
+    for needle in ("did not finish", "mango: miou=nan", "concat: miou=120.0", "crossattn: training failed",
+                   "tokenfusion: missing"):
+        assert needle in probs, (needle, probs)

@@ -16,6 +16,8 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
+from mango_lite.metrics import multilabel_f1
+
 from mango_lite.datasets.constants import MMIMDB_GENRES
 from mango_lite.datasets.synth.mmimdb import GENRE_CUES, sample_cues, sample_genre_sets
 from mango_lite.errors import DataError
@@ -86,6 +88,24 @@ def test_per_genre_auc_matches_sklearn_with_ties() -> None:
     assert g.loc["b", "text"] == pytest.approx(np.nanmean(auc.loc["b", names].to_numpy()))
     with pytest.raises(ValueError, match="shape"):
         gx.per_genre_auc(y, {"bad": p["a"][:, :3]})
+
+
+def test_bootstrap_f1_resamples_are_real_resamples() -> None:
+    y, p = _random_preds(n=50, seed=3)
+    boot = gx.bootstrap_f1(y, p, n_boot=4, seed=7)
+    # rebuild the same resamples and score them with the library metric on repeated rows
+    w = np.random.default_rng(7).multinomial(50, np.full(50, 1 / 50), size=4)
+    for b in range(4):
+        rows = np.repeat(np.arange(50), w[b])
+        for name, prob in p.items():
+            ref = multilabel_f1(y[rows], prob[rows])
+            assert boot[name][b, 0] == pytest.approx(ref["micro"], abs=1e-9)
+            assert boot[name][b, 1] == pytest.approx(ref["macro"], abs=1e-9)
+    t = gx.bootstrap_table(gx.bootstrap_f1(y, {**p, "same": p["a"]}, n_boot=200), reference="a")
+    assert t.loc["same", "P(a ahead, micro)"] == 0.0 and t.loc["same", "a - model, micro CI"] == "[+0.0, +0.0]"
+    assert t.loc["b", "P(a ahead, micro)"] < 0.05  # b is built to be much better than random a
+    with pytest.raises(ValueError, match="reference"):
+        gx.bootstrap_table(boot, reference="nope")
 
 
 def test_cue_reader_lookup_by_hand() -> None:

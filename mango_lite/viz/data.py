@@ -135,8 +135,9 @@ def _domain_image(domain: str, x: ArrayLike) -> tuple[np.ndarray, dict[str, Any]
     """Loader tensor (C, H, W) in [-1, 1] -> (image, imshow kwargs) for one Taskonomy domain."""
     x = _np(x)
     if domain == "principal_curvature":
-        # R = 127 + 4 k1 is the informative channel (B is constant); planes are 127, so scale per image
-        return to_display(x[0:1]), {"cmap": "magma"}
+        # R = 127 + 4 k1 (k1 in 1/m) is the informative channel (B is constant); planes are 0
+        k1 = (_np(decode_taskonomy(domain, x[0], unit="file")) - 127.0) / 4.0
+        return k1, {"cmap": "magma", "vmin": 0.0, "vmax": 10.0, "interpolation": "nearest"}
     if x.shape[0] == 3:
         return to_display(x, value_range=(-1.0, 1.0)), {}
     if domain.startswith("segment"):
@@ -152,8 +153,8 @@ def taskonomy_grid(samples: Sequence[Mapping[str, Any]], domains: Sequence[str] 
                    tag: str = STANDIN, cell: float = 1.45) -> Figure:
     """Every domain (columns) of a few Taskonomy views (rows). Items come from
     :class:`~mango_lite.datasets.Taskonomy` (``{domain: float32 (C, H, W) in [-1, 1], "name"}``).
-    Depth is shown in metres (decoded), segment maps as cluster ids, curvature as its first principal
-    curvature k1 (channel R), edges and shading per-image scaled."""
+    Depth is shown in metres (decoded), segment maps as cluster ids, curvature as the first principal
+    curvature k1 in 1/m (channel R; 0 = plane, 10 = a 10 cm radius), edges and shading per-image scaled."""
     n = len(samples)
     fig, axes = plt.subplots(n, len(domains), figsize=(cell * len(domains), cell * n + 0.4), squeeze=False)
     for i, s in enumerate(samples):
@@ -169,24 +170,24 @@ def taskonomy_grid(samples: Sequence[Mapping[str, Any]], domains: Sequence[str] 
     return fig
 
 
-def poster_grid(items: Sequence[Mapping[str, Any]], genres: Sequence[str] = MMIMDB_GENRES, ncols: int = 6,
-                snippet: int = 110, tag: str = STANDIN) -> Figure:
+def poster_grid(items: Sequence[Mapping[str, Any]], genres: Sequence[str] = MMIMDB_GENRES, ncols: int = 4,
+                snippet: int = 110, max_lines: int = 4, tag: str = STANDIN) -> Figure:
     """MM-IMDb posters with their genre list (title) and the first ``snippet`` characters of the plot
-    (below). Items come from :class:`~mango_lite.datasets.MMIMDB` (raw source): ``image`` float32
+    (below, at most ``max_lines`` lines). Items come from :class:`~mango_lite.datasets.MMIMDB` (raw source): ``image`` float32
     (3, H, W) MMBT-normalised, ``plot`` str, ``labels`` float32 (23,), ``id``."""
     n = len(items)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 4.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 4.7 * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for k, it in enumerate(items):
         ax = axes.ravel()[k]
-        ax.imshow(to_display(it["image"], MMIMDB_MEAN, MMIMDB_STD))
+        ax.imshow(to_display(it["image"], MMIMDB_MEAN, MMIMDB_STD), interpolation="nearest")
         g = [genres[j] for j in np.flatnonzero(_np(it["labels"]) > 0.5)]
         ax.set_title("\n".join(textwrap.wrap(", ".join(g) or "-", 26)), fontsize=8)
         text = it["plot"] if len(it["plot"]) <= snippet else it["plot"][:snippet].rsplit(" ", 1)[0] + " ..."
-        ax.text(0.0, -0.03, "\n".join(textwrap.wrap(text, 30)), transform=ax.transAxes, fontsize=6.5,
-                va="top", family="serif")
+        lines = textwrap.wrap(text, 30, max_lines=max_lines, placeholder=" ...")
+        ax.text(0.0, -0.03, "\n".join(lines), transform=ax.transAxes, fontsize=6.5, va="top", family="serif")
     fig.suptitle(f"MM-IMDb layout: poster, genres (title) and plot (below) - {tag}", fontsize=10)
     fig.tight_layout()
     return fig
@@ -262,7 +263,7 @@ def fusion_case_figure(cases: Sequence[Mapping[str, Any]], class_names: Sequence
     """One row per case of :func:`find_fusion_cases`: the full RGB frame with the crop box, then the RGB,
     sensor-depth and label crops around the instance, its outline drawn on each. ``pad``: crop margin
     as a fraction of the instance's bounding box."""
-    fig, axes = plt.subplots(len(cases), 4, figsize=(10, 2.6 * len(cases)), squeeze=False)
+    fig, axes = plt.subplots(len(cases), 4, figsize=(9, 2.3 * len(cases)), squeeze=False)
     pal = label_palette(len(class_names))
     names = {"rgb_ambiguous": "camouflaged (host's material)", "depth_ambiguous": "flush decal (no depth step)"}
     for row, c in zip(axes, cases):
@@ -568,7 +569,17 @@ def sample_figure(name: str, item: Mapping[str, Any], class_names: Sequence[str]
         doms = [d for d in TASKONOMY_DOMAINS if d in item]
         return taskonomy_grid([item], doms, tag=tag, cell=1.6)
     if name == "mmimdb":
-        return poster_grid([item], ncols=1, snippet=400, tag=tag)
+        fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4), gridspec_kw={"width_ratios": [1, 2]})
+        a.imshow(to_display(item["image"], MMIMDB_MEAN, MMIMDB_STD), interpolation="nearest")
+        _off(a)
+        b.set_axis_off()
+        g = [MMIMDB_GENRES[j] for j in np.flatnonzero(_np(item["labels"]) > 0.5)]
+        head = "\n".join(textwrap.wrap("genres: " + (", ".join(g) or "-"), 60))
+        text = "\n".join(textwrap.wrap(item["plot"], 60, max_lines=16, placeholder=" ..."))
+        b.text(0.0, 1.0, f"{head}\n\n{text}", va="top", fontsize=9, family="serif", transform=b.transAxes)
+        fig.suptitle(f"MM-IMDb {item.get('id', '')} - {tag}", fontsize=10)
+        fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.03, wspace=0.08)
+        return fig
     raise ValueError(f"sample_figure: unknown dataset {name!r}; expected nyudv2, sunrgbd, taskonomy or mmimdb")
 
 

@@ -391,7 +391,8 @@ def summarize_claims(rows: Sequence[Mapping[str, Any]], ratios: Mapping[str, flo
     n = len(rows)
     best = [r["group"] for r in rows if r["mango best"]]
     lines = [f"- **MANGO best on the main metric in {len(best)} of {n} groups**"
-             + (f" ({', '.join(best)})" if best else "") + "; the paper prints MANGO best in all of them."]
+             + (f" ({', '.join(best)})" if best else "")
+             + "; the paper prints MANGO in bold (best) for every one of these groups."]
     for b in ("concat", "tokenfusion"):
         g = [r for r in rows if r.get(f"gain vs {b} %") is not None]
         if g:

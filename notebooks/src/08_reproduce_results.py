@@ -275,10 +275,8 @@ ref = {"all (seed 1)": {"metrics": abl_seed1["variants"]["all"]["metrics"], "par
        "concat (reference)": {"metrics": concat_ref.metrics, "params": concat_ref.params,
                               "wall_time_s": concat_ref.wall_time_s}}
 rows = rx.ablation_rows(abl, ref)
-for r in rows:  # the "all" variant runs at the preset's block count
-    if r["variant"] == "all":
-        r["blocks"] = abl_preset.blocks
-    elif r["blocks"] is None and r["partitions"] != "-":
+for r in rows:  # variants without a blocks override (and Concat, whose streams have as many conv blocks) use the preset's
+    if r["blocks"] is None:
         r["blocks"] = abl_preset.blocks
 abl_df = pd.DataFrame(rows).set_index("variant")
 display(abl_df)
