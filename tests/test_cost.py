@@ -90,8 +90,10 @@ def test_bad_arguments_are_rejected() -> None:
 def _fake_results() -> dict:
     seg = {"mango": {"miou": 30.0, "params": 10}, "concat": {"miou": 20.0, "params": 5},
            "tokenfusion": {"miou": 40.0, "params": 6}, "crossattn": {"miou": 25.0, "params": 7}}
-    tr = {"mango": {"mae_x10": 1.0, "mae": 0.1, "params": 10}, "concat": {"mae_x10": 2.0, "mae": 0.2, "params": 5},
-          "tokenfusion": {"mae_x10": 0.5, "mae": 0.05, "params": 6}, "crossattn": {"mae_x10": 4.0, "mae": 0.4, "params": 7}}
+    tr = {"mango": {"mae_x10": 1.0, "mae": 0.1, "params": 10},
+          "concat": {"mae_x10": 2.0, "mae": 0.2, "params": 5},
+          "tokenfusion": {"mae_x10": 0.5, "mae": 0.05, "params": 6},
+          "crossattn": {"mae_x10": 4.0, "mae": 0.4, "params": 7}}
     return {"finished": "now", "results": {
         "segmentation/nyudv2": {"task": "segmentation", "dataset": "nyudv2", "pair": None, "models": seg,
                                 "data": "generated stand-in", "data_description": "x"},

@@ -18,6 +18,7 @@ from mango_lite.viz.translation_extra import (
     ablation_grid,
     ablation_maps,
     attention_row_maps,
+    contrast_stretch,
     median_baseline,
     per_sample_mae,
     table2_comparison,
@@ -176,3 +177,24 @@ def test_attention_row_maps_against_hand_built_record() -> None:
         attention_row_maps(rec, 0, (3, 2))
     with pytest.raises(MangoLiteError, match="MMCA/IMCA"):
         attention_row_maps(AttentionRecord("y", "lica", None, att), 0, (2, 2))
+
+
+def test_contrast_stretch_maps_reference_range_to_unit_interval() -> None:
+    ref = torch.tensor([[[0.10, 0.20], [0.30, 0.50]]])  # (1, 2, 2), range [0.1, 0.5]
+    pred = torch.tensor([[[0.30, 0.00], [0.50, 0.90]]])
+    out, (lo, hi) = contrast_stretch({"p": pred}, ref)
+    assert (lo, hi) == pytest.approx((0.1, 0.5))
+    torch.testing.assert_close(out["reference"], torch.tensor([[[-1.0, -0.5], [0.0, 1.0]]]))
+    # same affine map for the prediction, clipped outside the reference's range
+    torch.testing.assert_close(out["p"], torch.tensor([[[0.0, -1.0], [1.0, 1.0]]]))
+    same, _ = contrast_stretch({"p": pred}, torch.full((1, 2, 2), 0.3))
+    assert torch.equal(same["p"], pred)  # constant reference: nothing to stretch
+
+
+def test_translation_panel_stretch_titles_range() -> None:
+    t = torch.full((1, 8, 8), -0.4)
+    t[0, :4] = -0.2
+    fig = translation_panel({"x": torch.zeros(1, 8, 8)}, t, {"m": t.clone(), "n": t + 0.1}, stretch=True)
+    assert "[-0.40, -0.20]" in fig.axes[1].get_title()
+    assert "MAE 0.100" in fig.axes[3].get_title()  # errors stay on the [-1, 1] scale
+    plt.close(fig)

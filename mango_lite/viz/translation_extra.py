@@ -10,6 +10,8 @@
   per-pixel median training target (the best constant under L1): the floor a trained model must beat.
 * :func:`table2_comparison` - our metrics beside the paper's Table 2 rows (as printed), one long table,
   every row saying which data and which feature extractor it was measured with.
+* :func:`contrast_stretch` - put predictions and ground truth on the ground truth's own value range, so
+  narrow-range targets (log depth occupies a few hundredths of [-1, 1]) are visible in a figure.
 * :func:`ablation_grid` - the maps of :func:`ablation_maps` for several models, one row each.
 * :func:`translation_panel` / :func:`translation_browser` - one validation sample (inputs, ground truth,
   every model's prediction and its error map) as a figure, and an ipywidgets browser over the
@@ -33,7 +35,7 @@ from ..errors import MangoLiteError
 from .plots import to_display
 
 __all__ = [
-    "ablation_maps", "ablation_grid", "attention_row_maps", "median_baseline", "per_sample_mae", "table2_comparison", "translation_panel", "translation_browser",
+    "ablation_maps", "ablation_grid", "attention_row_maps", "contrast_stretch", "median_baseline", "per_sample_mae", "table2_comparison", "translation_panel", "translation_browser",
     "STANDIN",
 ]
 
@@ -195,19 +197,36 @@ def table2_comparison(ours: Mapping[str, Mapping[str, Mapping[str, float]]], pai
 
 
 # ---------------------------------------------------------------------------------- figures
-def _one(x: Tensor) -> np.ndarray:
-    """(C, H, W) in [-1, 1] -> displayable (H, W) or (H, W, 3) in [0, 1]."""
-    return to_display(x, value_range=(-1.0, 1.0))
+def _one(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """(C, H, W) in ``value_range`` -> displayable (H, W) or (H, W, 3) in [0, 1]."""
+    return to_display(x, value_range=value_range)
+
+
+def contrast_stretch(images: Mapping[str, Tensor], reference: Tensor) -> tuple[dict[str, Tensor], tuple[float, float]]:
+    """Map ``reference`` and every image in ``images`` by the same affine map that sends the reference's
+    ``[min, max]`` to ``[-1, 1]``, clipping what falls outside. Predictions and ground truth stay on one
+    scale, so the figure remains an honest comparison. Returns ``(stretched images with the reference
+    under key "reference", (min, max))``; a constant reference leaves everything unchanged."""
+    lo, hi = float(reference.min()), float(reference.max())
+    if not hi > lo:
+        return {**{k: v for k, v in images.items()}, "reference": reference}, (lo, hi)
+
+    def f(x: Tensor) -> Tensor:
+        return ((x.float() - lo) / (hi - lo) * 2.0 - 1.0).clamp(-1.0, 1.0)
+
+    return {**{k: f(v) for k, v in images.items()}, "reference": f(reference)}, (lo, hi)
 
 
 def translation_panel(inputs: Mapping[str, Tensor], target: Tensor, preds: Mapping[str, Tensor],
                       target_name: str = "ground truth", show_error: bool = True, title: str = "",
-                      cell: float = 1.75) -> Figure:
+                      stretch: bool = False, cell: float = 1.75) -> Figure:
     """One sample: top row the inputs and the ground truth, then each model's prediction (titled with its
     MAE on this image), and with ``show_error`` a row of |prediction - truth| maps (mean over channels,
-    shared colour scale 0..1 on the [-1, 1] image scale).
+    on the [-1, 1] scale, one colour scale shared by all models, from 0 to the largest error shown).
 
-    inputs: name -> (C, H, W); target (C, H, W); preds: name -> (C, H, W); all in [-1, 1]."""
+    inputs: name -> (C, H, W); target (C, H, W); preds: name -> (C, H, W); all in [-1, 1].
+    ``stretch``: show the ground truth and the predictions on the ground truth's own value range
+    (:func:`contrast_stretch`) instead of [-1, 1]; the MAE titles and error maps are unaffected."""
     if target.ndim != 3:
         raise MangoLiteError(f"translation_panel: expected one (C, H, W) target, got {tuple(target.shape)}")
     ncols = max(len(inputs) + 1, len(preds))
@@ -218,15 +237,18 @@ def translation_panel(inputs: Mapping[str, Tensor], target: Tensor, preds: Mappi
     for j, (name, x) in enumerate(inputs.items()):
         axes[0, j].imshow(_one(x), cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(f"input: {name}", fontsize=7)
-    axes[0, len(inputs)].imshow(_one(target), cmap="gray", vmin=0, vmax=1)
-    axes[0, len(inputs)].set_title(target_name, fontsize=7)
+    vr = (float(target.min()), float(target.max())) if stretch and float(target.max()) > float(target.min()) else (-1.0, 1.0)
+    axes[0, len(inputs)].imshow(_one(target, vr), cmap="gray", vmin=0, vmax=1)
+    axes[0, len(inputs)].set_title(target_name + (f"\nshown on [{vr[0]:.2f}, {vr[1]:.2f}]" if stretch else ""), fontsize=7)
+    errs = {name: (p.float() - target.float()).abs().mean(0) for name, p in preds.items()}
+    emax = max([float(e.max()) for e in errs.values()] + [1e-6])
     for j, (name, p) in enumerate(preds.items()):
         err = float((p.double() - target.double()).abs().mean())
-        axes[1, j].imshow(_one(p), cmap="gray", vmin=0, vmax=1)
+        axes[1, j].imshow(_one(p, vr), cmap="gray", vmin=0, vmax=1)
         axes[1, j].set_title(f"{name}\nMAE {err:.3f}", fontsize=7)
         if show_error:
-            axes[2, j].imshow((p.float() - target.float()).abs().mean(0).numpy(), cmap="magma", vmin=0, vmax=1)
-            axes[2, j].set_title(f"|error| {name}", fontsize=7)
+            axes[2, j].imshow(errs[name].numpy(), cmap="magma", vmin=0, vmax=emax)
+            axes[2, j].set_title(f"|error| {name}\n(scale 0..{emax:.2f})", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -289,10 +311,10 @@ def _predict_item(models: Mapping[str, Any], item: Mapping[str, Any], a_key: str
 
 
 def translation_browser(dataset: Any, models: Mapping[str, Any], a_key: str, b_key: str, target_key: str,
-                        title: str = "", tag: str = STANDIN) -> Any:
+                        title: str = "", tag: str = STANDIN, stretch: bool = False) -> Any:
     """ipywidgets browser over ``dataset`` (a Taskonomy loader: items ``{domain: (C, H, W)}``): a slider
     over the index and a checkbox for the error maps; each change runs every model on the item and redraws
-    :func:`translation_panel`. Returns the widget (``VBox``), already showing item 0, so a notebook run
+    :func:`translation_panel` (``stretch`` is passed on). Returns the widget (``VBox``), already showing item 0, so a notebook run
     without interaction still displays a figure."""
     import ipywidgets as widgets
     from IPython.display import display
@@ -313,7 +335,7 @@ def translation_browser(dataset: Any, models: Mapping[str, Any], a_key: str, b_k
         with out:
             out.clear_output(wait=True)
             fig = translation_panel({a_key: item[a_key], b_key: item[b_key]}, item[target_key], preds,
-                                    target_name=f"ground truth: {target_key}", show_error=errors.value,
+                                    target_name=f"ground truth: {target_key}", show_error=errors.value, stretch=stretch,
                                     title=f"{title} - {name} ({tag})".strip(" -"))
             display(fig)
             plt.close(fig)

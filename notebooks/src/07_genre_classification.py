@@ -543,8 +543,9 @@ print("poster share of the per-genre ablation effect:\n" + rg.rename(columns=gx.
 #   and this setting could not reproduce it.
 # * **Absolute F1 is low, and macro F1 especially.** Each model leaves about half or more of the
 #   genres present unpredicted above 0.5: rare genres, a few hundred training films, 12 epochs, plain BCE
-#   (no positive weighting). The cue readers show that even perfect cue reading leaves rare genres
-#   unpredicted at 0.5. The ROC-AUC view shows that the models *rank* most genres above chance anyway.
+#   (no positive weighting). Of the image-only genres, only the most frequent one, Horror, is ever
+#   predicted. The cue readers show that even perfect cue reading leaves the rarest genres unpredicted
+#   at 0.5. The ROC-AUC view shows that the models *rank* most genres above chance anyway.
 # * **Fusion does not yet match the specialist.** By ROC-AUC on the image-only group the image model
 #   ranks better than every fused model, and the text model does the same on the text-only group.
 #   At this training budget, fusing costs some per-modality skill. The fused models recover hidden
@@ -556,8 +557,8 @@ print("poster share of the per-genre ablation effect:\n" + rg.rename(columns=gx.
 #   epochs than the `cpu` preset gives. This run says nothing either way about whether MANGO's
 #   cross-modal attention would learn it.
 # * **MANGO costs more.** Its flow carries both modalities at full width through every squeeze, so
-#   it has several times the parameters of the baselines and roughly ten times the time per epoch (see
-#   the table). This agrees with the paper's own remark (Table 8) that MANGO is heavier than
+#   it has several times the parameters of the fused baselines and takes several times as long per
+#   epoch (see the table; the machine is shared, so times are indicative). This agrees with the paper's own remark (Table 8) that MANGO is heavier than
 #   TokenFusion.
 # * **Interpretability.** The ICA matrices are triangular by construction. In IMCA layers a
 #   noticeable part of each token's attention goes to the other modality; that describes the layers,
