@@ -25,7 +25,9 @@ from .tasks import (
     TranslationPair,
     build_task_data,
     evaluate_checkpoint,
+    load_model,
     model_names,
+    predict_samples,
     prepare_data,
     resolve_model,
     resolve_pair,
@@ -37,7 +39,7 @@ __all__ = [
     "BatchAdapter", "DataInfo", "FUSION_MODELS", "FitResult", "GenreAdapter", "History", "PAIRS", "RunResult",
     "SegmentationAdapter", "TASK_NAMES", "TaskData", "TrainConfig", "Trainer", "TranslationAdapter",
     "TranslationPair", "build_task_data", "epoch_seed", "evaluate_checkpoint", "evaluate_model",
-    "latest_checkpoint", "load_checkpoint", "model_names", "parse_variant", "plan_runs", "prepare_data",
+    "latest_checkpoint", "load_checkpoint", "load_model", "model_names", "predict_samples", "parse_variant", "plan_runs", "prepare_data",
     "reproduce", "resolve_model", "resolve_pair", "results_markdown", "run_ablation", "save_checkpoint",
     "train_task",
 ]
