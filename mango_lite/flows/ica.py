@@ -23,7 +23,8 @@ the paper's fixed gamma = 1.
 
 gamma starts at 0.1: like Glow's zero-initialised couplings, each layer begins close to the identity, so
 a 96-layer stack stays invertible in float32 after ActNorm's data init (benchmarks/bench_ica.py (c));
-gamma, Q and K all receive gradients and gamma grows where mixing pays off.
+gamma, Q and K all receive gradients, so training sets how much attention mixing each layer uses (in our
+runs it moves both ways: it shrank in the density model of notebook 04 and in the task models).
 
 Inverse: recompute A from Y1 (= X1) and solve A X2 = Y2 with a triangular solve: O(T^2 d), no
 pseudo-inverse. (The published code multiplies slogdet(A) by L/2 instead of d; that is only right

@@ -174,7 +174,8 @@ assert (x_rec - x).abs().max() < 1e-12 and (ld + ld_inv).abs().max() < 1e-12
 #
 # **whatever the attention does**. Starting at $\gamma = 0.1$ keeps each layer close to the identity
 # (the same idea as Glow's zero-initialised couplings); $\gamma$, $W_q$ and $W_k$ all receive gradients,
-# and $\gamma$ grows during training where mixing pays off. Below, sharp random attention, many draws:
+# and training sets how much mixing each layer keeps (notebooks 04-07 report the learned values). Below,
+# sharp random attention, many draws:
 # the measured $\|A^{-1}\|_\infty$ never crosses the bound.
 
 # %%

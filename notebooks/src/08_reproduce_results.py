@@ -77,10 +77,10 @@ print(f"repository: {REPO}   scratch: {WORK}   real data root: {DATA_ROOT or 'no
 # same engine. All models share encoders and heads, so **rows differ only in the fusion**. It writes
 # `results.json` (task → model → metric) and `results.md` (our rows beside the paper's).
 # This notebook loads `results/<preset>/results.json` if a *finished* reproduction at the current
-# preset is there. Otherwise, at the `quick` preset (as in CI), it runs one now into a scratch folder,
-# which takes a few minutes on 2 cores. At the larger presets it stops and tells you to run `make reproduce`
-# first: on 2 shared CPU cores a `cpu` reproduction (48 runs) takes hours, which is too long for a
-# notebook cell.
+# preset is there. Otherwise, at the `quick` preset (as in CI), it runs one now into a scratch folder.
+# That takes about half a minute on 2 idle cores, and longer when the cores are shared. At the larger
+# presets it stops and tells you to run `make reproduce` first: a `cpu` reproduction (48 runs) takes an
+# hour or more on 2 cores, which is too long for a notebook cell.
 #
 # The training objective of MANGO is the paper's joint one (§1.6): task loss plus $\lambda$ times the
 # flow's negative log-likelihood of the fused encoder features, in bits per dimension,
@@ -111,7 +111,7 @@ if results is None:
     if preset.name != "quick":
         raise MangoLiteError(
             f"no finished reproduction at preset {preset.name!r} in {stored.parent}: run "
-            f"`make reproduce PRESET={preset.name}` (hours on 2 CPU cores) and execute this notebook again")
+            f"`make reproduce PRESET={preset.name}` (an hour or more on 2 CPU cores) and execute this notebook again")
     RES_DIR = WORK / "reproduce"
     t0 = time.time()
     results = reproduce(preset, RES_DIR, data_root=DATA_ROOT, progress=False, verbose=False,
