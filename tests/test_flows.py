@@ -444,3 +444,15 @@ def test_constructor_errors_are_explicit():
         MultiscaleMango(channels=1, size=4, scales=2)
     with pytest.raises(ValueError, match="equal shapes"):
         MultiscaleMango(channels=1, size=4, scales=1)((torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 8)))
+
+
+def test_inverse_without_autograd_matches_inverse_with_autograd():
+    """The no-grad inverse builds A in place over the softmax buffer; it must give identical results."""
+    m = ICA(dim=4, tokens=6, partition="lica", heads=2).double()
+    x = torch.randn(3, 12, 4, dtype=D64)
+    z, _ = m(x)
+    with_grad, ld_grad = m.inverse(z)
+    with torch.no_grad():
+        without, ld_no = m.inverse(z)
+    assert torch.equal(with_grad.detach(), without) and torch.equal(ld_grad.detach(), ld_no)
+    assert "blocked" not in m.state_dict()  # derived masks are not saved

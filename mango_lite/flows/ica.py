@@ -85,7 +85,9 @@ class InvertibleCrossAttention(InvertibleModule):
         self.key_norm = nn.LayerNorm(self.head_dim)
         # log of the learnable positive temperature tau, one per head
         self.log_temperature = nn.Parameter(torch.zeros(heads))
-        self.register_buffer("mask", torch.ones(tokens, tokens, dtype=torch.bool).triu())
+        # True where attention is blocked (strictly below the diagonal). Derived from ``tokens``, so it is
+        # not saved in checkpoints (a 96-layer stack at T=1024 would otherwise store ~100 MB of masks).
+        self.register_buffer("blocked", torch.ones(tokens, tokens, dtype=torch.bool).tril(-1), persistent=False)
         # gamma = tanh(g) in (-1, 1) weighs the attention against the identity (A = I + gamma S);
         # gamma=None fixes it at the paper's 1 (A = S + I). See the module docstring for why.
         if gamma is None:
@@ -114,7 +116,7 @@ class InvertibleCrossAttention(InvertibleModule):
         k = self.key_norm(self.key(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
         # temperature folded into q: a (T, d) multiply instead of a (T, T) one
         q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.head_dim))
-        logits = (q @ k.transpose(-1, -2)).masked_fill_(~self.mask, float("-inf"))  # fresh tensor: in place
+        logits = (q @ k.transpose(-1, -2)).masked_fill_(self.blocked, float("-inf"))  # fresh tensor: in place
         return torch.softmax(logits, dim=-1)
 
     def attention(self, x1: Tensor) -> Tensor:
@@ -133,8 +135,13 @@ class InvertibleCrossAttention(InvertibleModule):
         """d * sum_i log(1 + gamma s_ii) per sample, from S (B, h, T, T) and gamma (1, h, 1, 1)."""
         return self.head_dim * torch.log1p(g.view(1, -1, 1) * torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
 
-    def _matrix(self, s: Tensor, g: Tensor) -> Tensor:
-        """A = I + gamma S, materialised (needed by the triangular solve)."""
+    def _matrix(self, s: Tensor, g: Tensor, reuse: bool = False) -> Tensor:
+        """A = I + gamma S, materialised (needed by the triangular solve). ``reuse=True`` overwrites ``s``
+        (one pass over T x T instead of three); only valid when no gradient flows through ``s``."""
+        if reuse:
+            a = s.mul_(g)
+            a.diagonal(dim1=-2, dim2=-1).add_(1.0)
+            return a
         return torch.eye(self.tokens, dtype=s.dtype, device=s.device) + g * s
 
     def _record(self, s: Tensor, g: Tensor) -> None:
@@ -192,10 +199,12 @@ class InvertibleCrossAttention(InvertibleModule):
         y1, y2, ld_part = self.partition.partition(z)
         s = self.attention_probs(y1)
         g = self.gamma.view(1, self.heads, 1, 1)
-        x2 = torch.linalg.solve_triangular(self._matrix(s, g), self._heads(y2), upper=True)
+        logdet = self._logdet(s, g)
         self._record(s, g)
+        reuse = not (torch.is_grad_enabled() and s.requires_grad)  # sampling / reconstruction: no autograd
+        x2 = torch.linalg.solve_triangular(self._matrix(s, g, reuse), self._heads(y2), upper=True)
         x, ld_merge = self.partition.merge(y1, self._unheads(x2))
-        return x, ld_part - self._logdet(s, g) + ld_merge
+        return x, ld_part - logdet + ld_merge
 
 
 ICA = InvertibleCrossAttention
