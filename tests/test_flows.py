@@ -456,3 +456,12 @@ def test_inverse_without_autograd_matches_inverse_with_autograd():
         without, ld_no = m.inverse(z)
     assert torch.equal(with_grad.detach(), without) and torch.equal(ld_grad.detach(), ld_no)
     assert "blocked" not in m.state_dict()  # derived masks are not saved
+
+
+def test_checkpoints_with_the_legacy_mask_buffer_still_load():
+    m = ICA(dim=2, tokens=3)
+    state = m.state_dict()
+    state["mask"] = torch.ones(3, 3, dtype=torch.bool).triu()  # what older checkpoints stored
+    fresh = ICA(dim=2, tokens=3)
+    fresh.load_state_dict(state)  # strict: must not complain about the legacy key
+    assert torch.equal(fresh.query.weight, m.query.weight)

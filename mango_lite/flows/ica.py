@@ -99,6 +99,11 @@ class InvertibleCrossAttention(InvertibleModule):
         self.record_attention = False
         self.last_attention: Tensor | None = None
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # checkpoints written before the attention mask became derived (non-persistent) state carry it
+        state_dict.pop(prefix + "mask", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, heads={self.heads}"
 

@@ -102,10 +102,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 t_start = time.time()
 preset = get_preset()
 device = pick_device()
-if device.type == "cpu" and (os.cpu_count() or 1) <= 4:
-    # On a small machine shared with other jobs, torch's intra-op threads spin against each other:
-    # we measured a MANGO training step 10x slower with 2 threads than with 1 under load.
-    torch.set_num_threads(int(os.environ.get("MANGO_LITE_THREADS", "1")))
+from mango_lite.utils import configure_threads
+
+configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
 seed_everything(0)
 RUN_PAIRS = ["shade_texture_to_rgb", "rgb_edge_to_depth"]
 # The cpu preset's 12 epochs x 12 runs would take ~1 hour on 2 shared cores; the notebook trains 3 and

@@ -51,10 +51,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 t_start = time.time()
 preset = get_preset()
 device = pick_device()
-if device.type == "cpu":
-    # The reference machine has 2 cores shared with other jobs: one intra-op thread per process avoids
-    # oversubscription, which costs several times more than it gains. MANGO_LITE_THREADS raises it.
-    torch.set_num_threads(int(os.environ.get("MANGO_LITE_THREADS", "1")))
+from mango_lite.utils import configure_threads
+
+configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
 seed_everything(0)
 DEVICE = device_name(device)
 TAG = f"{STANDIN} MM-IMDb, preset {preset.name}, {DEVICE}"

@@ -56,9 +56,9 @@ pd.set_option("display.width", 160)
 t_start = time.time()
 preset = get_preset()
 device = pick_device()
-if device.type == "cpu":
-    # 2 shared cores: one intra-op thread per process avoids oversubscription (MANGO_LITE_THREADS raises it)
-    torch.set_num_threads(int(os.environ.get("MANGO_LITE_THREADS", "1")))
+from mango_lite.utils import configure_threads
+
+configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
 seed_everything(0)
 DEVICE = device_name(device)
 WORK = Path(tempfile.mkdtemp(prefix="mango_lite_08_"))  # anything trained here; removed at the end
