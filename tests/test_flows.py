@@ -185,6 +185,31 @@ def test_ica_three_checks(partition, variant, heads):
     _check_tensor_module(m, torch.randn(3, 8, 4, dtype=D64))
 
 
+@pytest.mark.parametrize("partition", ["mmca", "imca", "lica"])
+@pytest.mark.parametrize("heads,qk_dim", [(1, 2), (2, 2), (2, 4)])
+def test_ica_with_narrow_query_key_passes_three_checks(partition, heads, qk_dim):
+    # qk_dim only shapes the attention; the log-det factor stays the value width D / heads
+    m = ICA(dim=6, tokens=4, partition=partition, heads=heads, qk_dim=qk_dim).double()
+    assert m.query.out_features == qk_dim and m.head_dim == 6 // heads
+    _check_tensor_module(m, torch.randn(3, 8, 6, dtype=D64))
+
+
+def test_ica_rejects_bad_qk_dim():
+    with pytest.raises(ValueError, match="qk_dim"):
+        ICA(dim=4, tokens=4, heads=2, qk_dim=3)
+
+
+def test_multiscale_mango_caps_query_key_width_per_scale():
+    m = MultiscaleMango(channels=2, size=8, scales=2, blocks=1, qk_dim=8, hidden=8).double()
+    icas = [mod for mod in m.modules() if isinstance(mod, ICA)]
+    assert {mod.qk_dim for mod in icas} == {8} and {mod.dim for mod in icas} == {8, 16}
+    x = (torch.randn(2, 2, 8, 8, dtype=D64), torch.randn(2, 2, 8, 8, dtype=D64))
+    z, ld = m(x)
+    back, ld_inv = m.inverse(z)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(x, back))
+    assert torch.allclose(ld, -ld_inv, atol=1e-10)
+
+
 def test_ica_logdet_matches_finite_differences():
     m = ICA(dim=3, tokens=4, partition="imca", variant=1).double()
     x = torch.randn(1, 8, 3, dtype=D64)

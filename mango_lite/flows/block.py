@@ -52,6 +52,7 @@ class MangoBlock(InvertibleModule):
         flip_coupling: which channel half the coupling changes (alternate it between blocks so every
             channel gets transformed).
         gamma: initial attention weight of every ICA (A = I + gamma S); ``None`` = the paper's A = S + I.
+        qk_dim: query/key width of every ICA (``None`` = ``dim``); it shapes the attention, not the log-det.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class MangoBlock(InvertibleModule):
         layers: Sequence[tuple[str, int]] | None = None,
         flip_coupling: bool = False,
         gamma: float | None = 0.1,
+        qk_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.tokens = dim, tokens
@@ -70,7 +72,7 @@ class MangoBlock(InvertibleModule):
         mods: list[InvertibleModule] = []
         for name, variant in layers:
             mods.append(ActNorm(dim))
-            mods.append(InvertibleCrossAttention(dim, tokens, name, variant, heads, gamma=gamma))
+            mods.append(InvertibleCrossAttention(dim, tokens, name, variant, heads, gamma=gamma, qk_dim=qk_dim))
         mods.append(ActNorm(dim))
         mods.append(Coupling(dim, hidden, flip=flip_coupling))
         self.flow = FlowSequence(mods)

@@ -66,6 +66,7 @@ class InvertibleCrossAttention(InvertibleModule):
         variant: int = 0,
         heads: int = 1,
         gamma: float | None = 0.1,
+        qk_dim: int | None = None,
     ) -> None:
         super().__init__()
         if dim < 1 or tokens < 1:
@@ -75,14 +76,20 @@ class InvertibleCrossAttention(InvertibleModule):
         key = str(partition).lower()
         if key not in PARTITIONS:
             raise ValueError(f"ICA: partition must be one of {tuple(PARTITIONS)}, got {partition!r}")
+        qk_dim = dim if qk_dim is None else int(qk_dim)
+        if qk_dim < heads or qk_dim % heads:
+            raise ValueError(f"ICA: qk_dim ({qk_dim}) must be a positive multiple of heads ({heads})")
         self.dim, self.tokens, self.heads = dim, tokens, heads
-        self.head_dim = dim // heads
+        self.head_dim = dim // heads  # value channels per head: the log-det factor
+        # query/key width: only the T x T attention depends on it, never the log-det, so it can be far
+        # smaller than D (wide flow scales would otherwise spend 2 D^2 parameters per layer on it)
+        self.qk_dim, self.qk_head_dim = qk_dim, qk_dim // heads
         self.partition_name, self.variant = key, variant
         self.partition = make_partition(key, tokens, dim, variant)
-        self.query = nn.Linear(dim, dim, bias=False)
-        self.key = nn.Linear(dim, dim, bias=False)
-        self.query_norm = nn.LayerNorm(self.head_dim)
-        self.key_norm = nn.LayerNorm(self.head_dim)
+        self.query = nn.Linear(dim, qk_dim, bias=False)
+        self.key = nn.Linear(dim, qk_dim, bias=False)
+        self.query_norm = nn.LayerNorm(self.qk_head_dim)
+        self.key_norm = nn.LayerNorm(self.qk_head_dim)
         # log of the learnable positive temperature tau, one per head
         self.log_temperature = nn.Parameter(torch.zeros(heads))
         # True where attention is blocked (strictly below the diagonal). Derived from ``tokens``, so it is
@@ -105,7 +112,8 @@ class InvertibleCrossAttention(InvertibleModule):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, heads={self.heads}"
+        qk = f", qk_dim={self.qk_dim}" if self.qk_dim != self.dim else ""
+        return f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, heads={self.heads}{qk}"
 
     # -- attention ----------------------------------------------------------------------------------
     @property
@@ -117,10 +125,10 @@ class InvertibleCrossAttention(InvertibleModule):
         """The masked softmax S (B, heads, T, T) of the conditioning tokens x1 (B, T, D): upper
         triangular, positive diagonal, rows summing to 1."""
         b, t, _ = x1.shape
-        q = self.query_norm(self.query(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
-        k = self.key_norm(self.key(x1).view(b, t, self.heads, self.head_dim)).transpose(1, 2)
+        q = self.query_norm(self.query(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
+        k = self.key_norm(self.key(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
         # temperature folded into q: a (T, d) multiply instead of a (T, T) one
-        q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.head_dim))
+        q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.qk_head_dim))
         logits = (q @ k.transpose(-1, -2)).masked_fill_(self.blocked, float("-inf"))  # fresh tensor: in place
         return torch.softmax(logits, dim=-1)
 

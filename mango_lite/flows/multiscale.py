@@ -59,6 +59,7 @@ class MultiscaleMango(InvertibleModule):
             scale must keep an even number (>= 2) of tokens per modality (IMCA's even/odd halves).
         scales: number of squeeze/split levels.
         blocks: MangoBlocks per scale. heads / hidden / layers / gamma: passed to every MangoBlock.
+        qk_dim: cap on every ICA's query/key width (``min(qk_dim, D_s)`` at scale s; ``None`` = D_s).
 
     forward(x) with x = (xa, xb), each (B, C, H, W)  ->  (latents, logdet).
     """
@@ -73,6 +74,7 @@ class MultiscaleMango(InvertibleModule):
         hidden: int | None = None,
         layers: Sequence[tuple[str, int]] | None = None,
         gamma: float | None = 0.1,
+        qk_dim: int | None = None,
     ) -> None:
         super().__init__()
         h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -97,7 +99,10 @@ class MultiscaleMango(InvertibleModule):
             if d % heads:
                 raise ValueError(f"MultiscaleMango: scale {s} has {d} channels, not divisible by heads={heads}")
             mods: list[InvertibleModule] = [ActNorm(d), InvertibleLinearLU(d, axis="channels")]
-            mods += [MangoBlock(d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma) for i in range(blocks)]
+            mods += [MangoBlock(
+                d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma,
+                qk_dim=None if qk_dim is None else min(qk_dim, d),
+            ) for i in range(blocks)]
             self.stages.append(FlowSequence(mods))
             self.feature_channels.append(d)
             if s < scales - 1:

@@ -19,7 +19,8 @@ the task heads are shared and only the fusion differs between rows of a comparis
   B, B queries A; residual + MLP) - ordinary, non-invertible attention.
 * ``UnimodalFusion``: one stream only (modality "a" or "b"); the other input is never read.
 
-Parameter counts differ (the flow's width grows 4x per squeeze): compare with
+Parameter counts differ (the flow's channels grow 4x per squeeze; ``build_model`` caps the flow's
+query/key and coupling widths so MANGO stays within about 2x of the baselines): compare with
 :func:`mango_lite.models.count_parameters` next to every table.
 """
 
@@ -165,6 +166,9 @@ class MangoFusion(nn.Module):
     ``aux``: ``flow_bpd`` (mean bits/dim of (fa, fb) under the flow; the NLL loss term, with graph),
     ``log_prob`` (mean nats, detached), ``logdet`` (mean, detached).
     ``layers``: ICA ``(partition, variant)`` list of each MangoBlock (ablation), ``None`` = default.
+    ``hidden``: coupling conditioner width; ``qk_dim``: cap on the ICA query/key width (``None``: the
+    flow's defaults, 2 D_s and D_s, which grow 4x per squeeze; :func:`~mango_lite.models.build_model`
+    caps both so the flow's size stays near the baselines').
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class MangoFusion(nn.Module):
         layers: Sequence[tuple[str, int]] | None = None,
         hidden: int | None = None,
         noise: float = 0.05,
+        qk_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -190,6 +195,8 @@ class MangoFusion(nn.Module):
         kw: dict = {"channels": channels, "size": self.size, "scales": scales, "blocks": blocks, "heads": heads}
         if hidden is not None:
             kw["hidden"] = hidden
+        if qk_dim is not None:
+            kw["qk_dim"] = qk_dim
         if layers is not None:
             kw["layers"] = [tuple(layer) for layer in layers]
         self.flow = MultiscaleMango(**kw)

@@ -220,6 +220,8 @@ def build_model(
     encoder_depth: int = 1,
     embed: int | None = None,
     flow_noise: float = 0.05,
+    flow_hidden: int | None = None,
+    flow_qk_dim: int | None = None,
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
     text_encoder: str = "hash",
@@ -240,6 +242,9 @@ def build_model(
     ``[(partition, variant), ...]`` block. ``text_encoder`` (genre): "hash" (word ids / raw strings ->
     :class:`TextEncoder`), "vector" (a (B, text_dim) feature vector, e.g. MM-IMDb's 300-d word2vec mean),
     "sentence" (frozen all-MiniLM-L6-v2, optional dependency). ``embed`` = head width (default 4*width).
+    ``flow_hidden`` / ``flow_qk_dim``: MANGO's coupling width and ICA query/key width (defaults 4*width and
+    2*width at every scale; the flow's channels are 4*width, 8*width, ... so uncapped widths would grow
+    the flow 4-16x per scale while the baselines grow 2x).
     """
     task = task.lower()
     fusion = fusion.lower()
@@ -284,7 +289,12 @@ def build_model(
     if fusion == "mango":
         if layers is None:
             layers = layers_for_partitions(partitions)
-        fuse: nn.Module = MangoFusion(width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise)
+        flow_hidden = flow_hidden or 4 * width
+        flow_qk_dim = flow_qk_dim or 2 * width
+        fuse: nn.Module = MangoFusion(
+            width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise,
+            hidden=flow_hidden, qk_dim=flow_qk_dim,
+        )
     elif fusion == "concat":
         fuse = ConcatFusion(width, (h, w), scales, blocks, outs)
     elif fusion == "tokenfusion":
@@ -307,7 +317,8 @@ def build_model(
         width=width, blocks=blocks, scales=scales, heads=heads, flow_weight=flow_weight,
         partitions=None if partitions is None else tuple(partitions),
         layers=None if layers is None else [tuple(x) for x in layers], encoder_stride=encoder_stride,
-        encoder_depth=encoder_depth, embed=embed, flow_noise=flow_noise, sparsity_weight=sparsity_weight,
+        encoder_depth=encoder_depth, embed=embed, flow_noise=flow_noise, flow_hidden=flow_hidden,
+        flow_qk_dim=flow_qk_dim, sparsity_weight=sparsity_weight,
         exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
         max_text_len=max_text_len, text_dim=text_dim,
     )
