@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("train", "evaluate", "reproduce", "ablate"):
+        from .utils import configure_threads
+
+        configure_threads()  # 1 torch thread on small CPU-only machines (MANGO_LITE_THREADS overrides)
     try:
         return int(args.func(args) or 0)
     except MangoLiteError as exc:
