@@ -54,6 +54,9 @@ class InvertibleCrossAttention(InvertibleModule):
         heads: channel groups; head h re-mixes channels [h*D/heads, (h+1)*D/heads) of X2 with its own A_h.
         gamma: initial weight of the attention in A = I + gamma S, in (-1, 1), learnable; ``None`` = the
             paper's fixed A = S + I.
+        qk_dim: width of the query/key projections (``None`` = D), a multiple of ``heads``. Only S
+            depends on it, never the log-det factor d = D / heads, so wide flow scales can use a narrow
+            one (MANGO's task models use 2 x the encoder width).
 
     Shapes: forward(x: (B, 2T, D)) -> (y: (B, 2T, D), logdet: (B,)).
     """

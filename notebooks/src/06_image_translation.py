@@ -18,8 +18,8 @@
 # * FID/KID need InceptionV3 weights that cannot be downloaded here. RGB-target FID/KID below use a
 #   **proxy feature extractor**: a fixed, randomly initialised 4-layer CNN. They compare our runs with
 #   each other and are **not comparable to the paper's numbers**.
-# * Training is short: the preset's sizes, with fewer epochs at the `cpu` preset (see the setup cell).
-#   The full-length runs of all five pairs are done by `python -m mango_lite reproduce`.
+# * Training uses the preset's sizes and epochs on two of the five pairs. All five pairs are trained by
+#   `python -m mango_lite reproduce`.
 #
 # Arc: the task → the data → train six models on two pairs → learning curves → metric tables (paper
 # beside ours) → predictions vs ground truth → attention maps and modality contributions → a browser
@@ -107,9 +107,7 @@ from mango_lite.utils import configure_threads
 configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
 seed_everything(0)
 RUN_PAIRS = ["shade_texture_to_rgb", "rgb_edge_to_depth"]
-# The cpu preset's 12 epochs x 12 runs would take ~1 hour on 2 shared cores; the notebook trains 3 and
-# leaves the full-length runs to `reproduce` (quick/gpu/paper presets use their own epochs).
-EPOCHS = {"cpu": 3}.get(preset.name, preset.epochs)
+EPOCHS = preset.epochs
 WORK = Path(tempfile.mkdtemp(prefix="mango_lite_06_"))  # runs (checkpoints) go here, removed at the end
 DATA_CACHE = Path(os.environ.get("MANGO_LITE_DATA_CACHE", WORK / "data"))
 TAG = "generated stand-in"
@@ -505,7 +503,7 @@ print("\n".join(lines))
 
 # %% [markdown]
 # **How to read this, frankly.**
-# * *Scale of the experiment.* Each model trains for a few epochs on a few hundred generated views at a
+# * *Scale of the experiment.* Each model trains for a dozen epochs or fewer on a few hundred generated views at a
 #   small resolution, with one seed. A ranking between fusions separated by a few percent is
 #   therefore not a finding. The statements this notebook asserts at non-quick presets are deliberately
 #   modest:
@@ -514,17 +512,17 @@ print("\n".join(lines))
 #   * the best fusion beats the less informative single input.
 # * *How far from trivial.* Compare every row with the input-blind median. RGB+Edge→Depth has a
 #   target that varies little on the $[-1,1]$ scale (log depth / 11.1; its validation std is a few
-#   hundredths). After a few epochs, models sit only a little below the median predictor there, and
-#   some may not beat it yet (the summary counts them). Differences between models on that pair are
-#   correspondingly fragile. The full-length runs of `reproduce` (12 epochs at the cpu preset) are the
-#   better reference.
+#   hundredths). Models sit only a little below the median predictor there, and some may not beat it
+#   (the summary counts them). Differences between models on that pair are correspondingly fragile.
+#   `reproduce` repeats these runs on all five pairs (notebook 08).
 # * *MANGO vs the paper.* The paper prints MANGO best in nearly every entry of Table 2. The summary
 #   above says where MANGO ranks in this run and by how much. With margins of a few percent over the
-#   next fusion, one seed and a few epochs, even a first place here is weak evidence, and a last
+#   next fusion, one seed and a dozen epochs, even a first place here is weak evidence, and a last
 #   place would be too. We did not reproduce the paper's setting:
 #   pretrained backbones, 256 px, GAN loss, 12 blocks. Nor do we claim that the gap would or would not
-#   appear there. MANGO is also by far the most expensive model in parameters and time here, which
-#   matches the paper's own remark that its cost exceeds lighter schemes such as TokenFusion.
+#   appear there. MANGO is also the most expensive model in parameters and time here (the summary
+#   gives the ratios), which matches the paper's own remark that its cost exceeds lighter schemes
+#   such as TokenFusion.
 # * *Shade+Texture→RGB is only partly determined by its inputs.* Colour and the scene's own lighting are
 #   in neither input, so an L1 model predicts a desaturated average. The predictions in section 6 show
 #   this. FID/KID are proxies here and only order our own models.
