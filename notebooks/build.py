@@ -2,6 +2,10 @@
 
     python notebooks/build.py                       # src/*.py -> *.ipynb (no outputs)
     python notebooks/build.py --execute --preset cpu [NAME ...]   # also run them, keeping outputs
+    python notebooks/build.py --text-only [NAME ...]   # refresh markdown, keep the committed outputs
+
+``--text-only`` is for prose edits after a long run: it refuses when any code cell differs from the
+committed notebook's, so outputs always belong to the code shown above them.
 
 Sources use the py:percent convention: ``# %%`` starts a code cell, ``# %% [markdown]`` a markdown cell
 whose lines are commented with ``# ``. Execution uses the current Python environment's kernel.
@@ -56,13 +60,25 @@ def main() -> None:
     ap.add_argument("--execute", action="store_true")
     ap.add_argument("--preset", default=None, help="MANGO_LITE_PRESET while executing")
     ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--text-only", action="store_true", help="update markdown cells, keep code cells and outputs")
     args = ap.parse_args()
+    if args.text_only and args.execute:
+        ap.error("--text-only and --execute exclude each other")
     srcs = sorted((HERE / "src").glob("*.py"))
     if args.names:
         srcs = [s for s in srcs if any(s.stem.startswith(n) for n in args.names)]
     for src in srcs:
         nb = parse_source(src.read_text())
         out = HERE / f"{src.stem}.ipynb"
+        if args.text_only:
+            old = nbformat.read(out, as_version=4)
+            new_code = [c.source for c in nb.cells if c.cell_type == "code"]
+            old_code = [c for c in old.cells if c.cell_type == "code"]
+            if new_code != [c.source for c in old_code]:
+                sys.exit(f"{out.name}: code cells differ from the source; execute it instead of --text-only")
+            it = iter(old_code)
+            nb.cells = [next(it) if c.cell_type == "code" else c for c in nb.cells]
+            nb.metadata = old.metadata
         if args.execute:
             from nbclient import NotebookClient
 
