@@ -167,6 +167,17 @@ def test_reproduce_tiny_writes_results(capsys, tmp_path, tiny_preset) -> None:
                          "--tasks", "segmentation", "--models", "mango", "--resume")
     assert rc == 0, err
     assert (out / "runs/segmentation/nyudv2/mango/history.json").stat().st_mtime_ns == before
+    # ... unless the finished run's model was built with another configuration (an older mango_lite):
+    # then it is retrained, never reported under the current model
+    mpath = out / "runs/segmentation/nyudv2/mango/metrics.json"
+    stored = json.loads(mpath.read_text())
+    stored["spec"]["model_config"]["flow_hidden"] = 999
+    mpath.write_text(json.dumps(stored))
+    rc, _, err = run_cli(capsys, "reproduce", "--preset", "quick", "--out", str(out), "--quiet", "--device", "cpu",
+                         "--tasks", "segmentation", "--models", "mango", "--resume")
+    assert rc == 0, err
+    assert (out / "runs/segmentation/nyudv2/mango/history.json").stat().st_mtime_ns != before
+    assert json.loads(mpath.read_text())["spec"]["model_config"]["flow_hidden"] != 999
 
 
 def test_ablation_tiny(tmp_path, tiny_preset) -> None:

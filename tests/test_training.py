@@ -348,6 +348,20 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_task_model_resume_refuses_a_different_model_configuration(tmp_path: Path) -> None:
+    from mango_lite.presets import get_preset
+    from mango_lite.training import build_task_data, train_task
+
+    preset = get_preset("quick").with_overrides(image_size=16, n_train=8, n_val=4, epochs=1, batch_size=4,
+                                                width=8, blocks=1, scales=1)
+    data = build_task_data("segmentation", preset, cache_dir=tmp_path / "data")
+    kw = dict(data=data, device="cpu", progress=False, verbose=False)
+    train_task("segmentation", "mango", preset, tmp_path / "run", **kw)
+    with pytest.raises(MangoLiteError, match=r"different configuration \(flow_hidden: 32 -> 16\)"):
+        train_task("segmentation", "mango", preset.with_overrides(epochs=2), tmp_path / "run", resume=True,
+                   model_overrides={"flow_hidden": 16}, **kw)
+
+
 def test_task_model_resume_is_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same on a real task model (MANGO segmentation on generated NYUDv2 at 16 px): ActNorm data
     init, the flow's training noise, dropout and the augmentation generator all resume exactly."""

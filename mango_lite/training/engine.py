@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import sys
@@ -188,6 +189,21 @@ def _auto_progress() -> bool:
     if "ipykernel" in sys.modules:
         return True
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+def _plain(x: Any) -> Any:
+    """JSON-normal form (tuples -> lists, non-JSON values -> str) so stored and live configs compare."""
+    return json.loads(json.dumps(x, default=str))
+
+
+def config_differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
+    """``"key: old -> new"`` for every key whose value differs between two model configurations;
+    empty when either is missing (checkpoints that predate stored configs are not second-guessed)."""
+    if not old or not new:
+        return []
+    a, b = _plain(dict(old)), _plain(dict(new))
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
 
 
 class Trainer:
@@ -416,6 +432,12 @@ class Trainer:
                     f"{path}: cannot resume: it was written for {k}={old_spec[k]!r}, this run has "
                     f"{k}={self.spec[k]!r} (use another --out or drop --resume)"
                 )
+        diff = config_differences(old_spec.get("model_config"), self.spec.get("model_config"))
+        if diff:
+            raise MangoLiteError(
+                f"{path}: cannot resume: the checkpoint's model was built with a different configuration "
+                f"({'; '.join(diff)}); use another --out, or overwrite the run"
+            )
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:

@@ -39,6 +39,7 @@ from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text, device_name, pick_device
 from . import paper_tables as P
+from .engine import config_differences
 from .history import History
 from .tasks import (
     FUSION_MODELS,
@@ -49,9 +50,12 @@ from .tasks import (
     TaskData,
     _preset,
     build_task_data,
+    build_task_model,
     check_dataset,
     check_task,
+    model_kwargs,
     prepare_data,
+    resolve_model,
     resolve_pair,
     train_task,
     unimodal_names,
@@ -149,8 +153,11 @@ def _log_default(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def _finished_metrics(run_dir: Path, preset: Preset, seed: int) -> dict[str, Any] | None:
-    """Stored ``metrics.json`` of a finished run at the same preset and seed (for ``resume``)."""
+def _finished_metrics(run_dir: Path, preset: Preset, seed: int,
+                      model_config: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Stored ``metrics.json`` of a finished run at the same preset and seed (for ``resume``), and,
+    when ``model_config`` is given, of a model built with that configuration: a run from an older
+    version of a model is retrained, never reported under the current one."""
     p = run_dir / "metrics.json"
     if not p.is_file():
         return None
@@ -160,6 +167,8 @@ def _finished_metrics(run_dir: Path, preset: Preset, seed: int) -> dict[str, Any
         return None
     spec = m.get("spec") or {}
     if (spec.get("preset") or {}).get("name") != preset.name or spec.get("seed") != seed:
+        return None
+    if model_config is not None and config_differences(spec.get("model_config") or {"?": None}, model_config):
         return None
     if int(m.get("epochs_run", 0)) == 0 and not m.get("metrics"):
         return None
@@ -248,7 +257,12 @@ def reproduce(
             done += 1
             run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
             log(f"[{done}/{n_runs}] {group.key} {model} -> {run_dir}")
-            prev = _finished_metrics(run_dir, preset, seed) if resume else None
+            prev = None
+            if resume:
+                current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
+                                           model_kwargs(group.task, td, preset))
+                prev = _finished_metrics(run_dir, preset, seed, dict(getattr(current, "config", {})))
+                del current
             if prev is not None:
                 entry["models"][model] = _model_entry(prev, out)
                 log(f"    finished earlier, kept ({run_dir / 'metrics.json'})")
