@@ -191,3 +191,45 @@ def test_ablation_tiny(tmp_path, tiny_preset) -> None:
     assert (tmp_path / "abl" / "ablation.md").is_file()
     cfg = ckpt.load_checkpoint(tmp_path / "abl" / "runs" / "mmca")["spec"]["model_config"]
     assert cfg["partitions"] == ("mmca",) or cfg["partitions"] == ["mmca"]
+
+
+def test_seed_summary_combines_reproductions() -> None:
+    from mango_lite.errors import MangoLiteError
+    from mango_lite.training.reproduce import seed_summary, seed_summary_markdown
+
+    def res(seed, mango, concat, extra=True):
+        models = {"mango": {"miou": mango}, "concat": {"miou": concat}}
+        if extra:
+            models["rgb"] = {"miou": 1.0}
+        return {"preset": "cpu", "seed": seed, "results": {
+            "segmentation/nyudv2": {"task": "segmentation", "models": models},
+            "genre/mmimdb": {"task": "genre", "models": {"mango": {"macro_f1": 10.0 + seed}}}}}
+
+    s = seed_summary([res(0, 20.0, 21.0), res(1, 22.0, 21.0, extra=False), res(2, 24.0, 21.0, extra=False)])
+    g = s["groups"]["segmentation/nyudv2"]
+    assert set(g["models"]) == {"mango", "concat"}  # rgb is missing from seeds 1 and 2
+    assert g["models"]["mango"]["mean"] == pytest.approx(22.0) and g["models"]["mango"]["std"] == pytest.approx(2.0)
+    assert g["models"]["concat"]["std"] == 0.0
+    assert [r[0] for r in g["rank_by_seed"]] == ["concat", "mango", "mango"]
+    md = seed_summary_markdown(s)
+    assert "| mango | 22.00 ± 2.00 | 20.00 / 22.00 / 24.00 | 2 of 3 |" in md
+    assert s["groups"]["genre/mmimdb"]["models"]["mango"]["values"] == [10.0, 11.0, 12.0]
+    with pytest.raises(MangoLiteError, match="seeds must differ"):
+        seed_summary([res(0, 1, 1), res(0, 1, 1)])
+    with pytest.raises(MangoLiteError, match="different presets"):
+        seed_summary([res(0, 1, 1), {**res(1, 1, 1), "preset": "quick"}])
+
+
+def test_seeds_command(capsys, tmp_path) -> None:
+    for seed, v in ((0, 20.0), (1, 22.0)):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({"preset": "cpu", "seed": seed, "results": {
+            "segmentation/nyudv2": {"task": "segmentation", "models": {"mango": {"miou": v}}}}}))
+    rc, stdout, err = run_cli(capsys, "seeds", str(tmp_path / "s0"), str(tmp_path / "s1" / "results.json"),
+                              "--out", str(tmp_path / "sum"))
+    assert rc == 0, err
+    assert "| mango | 21.00 ± 1.41 | 20.00 / 22.00 | 2 of 2 |" in stdout
+    assert json.loads((tmp_path / "sum" / "seeds.json").read_text())["seeds"] == [0, 1]
+    rc, _, err = run_cli(capsys, "seeds", str(tmp_path / "nothing"))
+    assert rc == 2 and "results.json" in err

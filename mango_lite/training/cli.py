@@ -100,6 +100,12 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ablate)
+    # ----------------------------------------------------------------------------- seeds
+    p = sub.add_parser("seeds", help="combine reproductions run with different --seed: mean ± std per model",
+                       formatter_class=fmt)
+    p.add_argument("results", nargs="+", help="results.json files (or their folders), one per seed")
+    p.add_argument("--out", default=None, help="write seeds.json and seeds.md into this folder")
+    p.set_defaults(func=cmd_seeds)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -160,4 +166,26 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                        data_root=args.data, pair=args.pair, dataset=args.dataset, device=args.device,
                        seed=args.seed, epochs=args.epochs, progress=_progress(args), verbose=True)
     _print_json({n: v.get("metrics", {}).get(res["metric"], v.get("error")) for n, v in res["variants"].items()})
+    return 0
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from ..errors import MangoLiteError
+    from ..utils import atomic_write_json, atomic_write_text
+    from .reproduce import seed_summary, seed_summary_markdown
+
+    paths = []
+    for r in args.results:
+        path = Path(r) / "results.json" if Path(r).is_dir() else Path(r)
+        if not path.is_file():
+            raise MangoLiteError(f"seeds: expected a results.json (or a folder holding one), got {r}")
+        paths.append(path)
+    summary = seed_summary(paths)
+    md = seed_summary_markdown(summary)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "seeds.json", {**summary, "sources": [str(p) for p in paths]})
+        atomic_write_text(out / "seeds.md", md + "\n")
+    print(md)
     return 0

@@ -657,3 +657,66 @@ def run_ablation(
     atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
     atomic_write_json(out / "ablation.json", report)
     return report
+
+
+# ------------------------------------------------------------------------------------ seeds
+#: the headline metric of each task, and whether higher is better
+HEADLINE = {"segmentation": ("miou", True), "translation": ("mae_x10", False), "genre": ("macro_f1", True)}
+
+
+def seed_summary(results: Sequence[Mapping[str, Any] | str | os.PathLike]) -> dict[str, Any]:
+    """Combine reproductions that differ only in ``seed`` (same preset and data) into per-model
+    statistics of each group's headline metric (:data:`HEADLINE`).
+
+    Returns ``{"preset", "seeds", "groups": {group: {"metric", "higher_is_better", "models": {model:
+    {"values", "mean", "std", "n"}}, "rank_by_seed": [[model, ...] per seed]}}}``; ``std`` is the sample
+    standard deviation (``None`` for one seed). Only models present in every reproduction are kept,
+    so a partial extra seed (e.g. only the fused models) still combines."""
+    loaded = [json.loads(Path(r).read_text(encoding="utf-8")) if isinstance(r, (str, os.PathLike)) else r
+              for r in results]
+    if not loaded:
+        raise MangoLiteError("seed_summary: no results given")
+    presets = {r.get("preset") for r in loaded}
+    if len(presets) != 1:
+        raise MangoLiteError(f"seed_summary: the reproductions are for different presets {sorted(map(str, presets))}")
+    seeds = [r.get("seed") for r in loaded]
+    if len(set(seeds)) != len(seeds):
+        raise MangoLiteError(f"seed_summary: seeds must differ, got {seeds}")
+    groups: dict[str, Any] = {}
+    for key in loaded[0]["results"]:
+        if not all(key in r["results"] for r in loaded):
+            continue
+        task = loaded[0]["results"][key]["task"]
+        metric, higher = HEADLINE[task]
+        per = [r["results"][key]["models"] for r in loaded]
+        names = [m for m in per[0] if all(m in p and metric in p[m] for p in per)]
+        if not names:
+            continue
+        models = {}
+        for m in names:
+            vals = [float(p[m][metric]) for p in per]
+            mean = sum(vals) / len(vals)
+            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+            models[m] = {"values": vals, "mean": mean, "std": std, "n": len(vals)}
+        ranks = [sorted(names, key=lambda m, p=p: p[m][metric], reverse=higher) for p in per]
+        groups[key] = {"metric": metric, "higher_is_better": higher, "models": models, "rank_by_seed": ranks}
+    return {"preset": presets.pop(), "seeds": seeds, "groups": groups}
+
+
+def seed_summary_markdown(summary: Mapping[str, Any]) -> str:
+    """A markdown table per group: mean ± std over seeds, every seed's value, and how often each
+    model ranked first."""
+    lines = [f"# Seed spread — preset `{summary['preset']}`, seeds {', '.join(map(str, summary['seeds']))}", "",
+             "Same data and settings; only the training seed (initialisation, data order, augmentation) differs.", ""]
+    for key, g in summary["groups"].items():
+        arrow = "↑" if g["higher_is_better"] else "↓"
+        lines += [f"## {key} — {g['metric']} {arrow}", "", "| model | mean ± std | per seed | first in |", "|---|---|---|---|"]
+        firsts = [r[0] for r in g["rank_by_seed"]]
+        order = sorted(g["models"], key=lambda m: g["models"][m]["mean"], reverse=g["higher_is_better"])
+        for m in order:
+            s = g["models"][m]
+            spread = f"{s['mean']:.2f} ± {s['std']:.2f}" if s["std"] is not None else f"{s['mean']:.2f}"
+            lines.append(f"| {m} | {spread} | {' / '.join(f'{v:.2f}' for v in s['values'])} | "
+                         f"{firsts.count(m)} of {len(firsts)} |")
+        lines.append("")
+    return "\n".join(lines)
