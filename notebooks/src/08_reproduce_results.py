@@ -79,8 +79,8 @@ print(f"repository: {REPO}   scratch: {WORK}   real data root: {DATA_ROOT or 'no
 # This notebook loads `results/<preset>/results.json` if a *finished* reproduction at the current
 # preset is there. Otherwise, at the `quick` preset (as in CI), it runs one now into a scratch folder.
 # That takes about half a minute on 2 idle cores, and longer when the cores are shared. At the larger
-# presets it stops and tells you to run `make reproduce` first: a `cpu` reproduction (48 runs) takes an
-# hour or more on 2 cores, which is too long for a notebook cell.
+# presets it stops and tells you to run `make reproduce` first: the committed `cpu` reproduction (48 runs)
+# took 52 minutes on 2 cores, which is too long for a notebook cell.
 #
 # The training objective of MANGO is the paper's joint one (§1.6): task loss plus $\lambda$ times the
 # flow's negative log-likelihood of the fused encoder features, in bits per dimension,
@@ -233,8 +233,8 @@ display(Markdown(rx.summarize_claims(claims)))
 # A Concat model trained with the same settings is the reference, and the full MANGO variant is trained
 # a second time with another seed, to show how much of a difference is just seed noise.
 #
-# **Run size.** At the `cpu` preset one MANGO segmentation epoch at 64 px takes minutes on 2 shared
-# cores. So this ablation uses **smaller settings than the main table**: 32 px images, width 16,
+# **Run size.** At the `cpu` preset one MANGO segmentation run at 64 px takes about two minutes on one
+# core, and the ablation trains eight models. So it uses **smaller settings than the main table**: 32 px images, width 16,
 # 750 generated scenes (the writer splits them in NYUDv2's train/test proportions), 10 epochs and a learning
 # rate of 2·10⁻³ instead of 10⁻³ (`ABL_OVERRIDES` below). At `quick` it uses the preset as is. The
 # numbers are comparable with each other but not with Table 1 above.
