@@ -713,10 +713,11 @@ def seed_summary_markdown(summary: Mapping[str, Any]) -> str:
         lines += [f"## {key} — {g['metric']} {arrow}", "", "| model | mean ± std | per seed | first in |", "|---|---|---|---|"]
         firsts = [r[0] for r in g["rank_by_seed"]]
         order = sorted(g["models"], key=lambda m: g["models"][m]["mean"], reverse=g["higher_is_better"])
+        nd = 3 if max(abs(g["models"][m]["mean"]) for m in order) < 10 else 2  # MAE x10 ~ 0.3-2: 3 decimals
         for m in order:
             s = g["models"][m]
-            spread = f"{s['mean']:.2f} ± {s['std']:.2f}" if s["std"] is not None else f"{s['mean']:.2f}"
-            lines.append(f"| {m} | {spread} | {' / '.join(f'{v:.2f}' for v in s['values'])} | "
+            spread = f"{s['mean']:.{nd}f} ± {s['std']:.{nd}f}" if s["std"] is not None else f"{s['mean']:.{nd}f}"
+            lines.append(f"| {m} | {spread} | {' / '.join(f'{v:.{nd}f}' for v in s['values'])} | "
                          f"{firsts.count(m)} of {len(firsts)} |")
         lines.append("")
     return "\n".join(lines)
