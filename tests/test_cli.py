@@ -43,7 +43,7 @@ def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     (["train", "--task", "nope", "--model", "mango", "--out", "x"], "invalid choice: 'nope'"),
     (["train", "--task", "segmentation", "--out", "x"], "--model"),
     (["train", "--task", "segmentation", "--model", "foo", "--out", "x"],
-     "unknown model 'foo' for task 'segmentation'; expected one of ('mango', 'concat', 'tokenfusion', 'crossattn', 'rgb', 'depth')"),
+     "unknown model 'foo' for task 'segmentation'; expected one of ('mango', 'concat', 'tokenfusion', 'crossattn', 'rgb', 'depth', 'mango-noattn', 'mango-nonll', 'mango-paper')"),
     (["train", "--task", "translation", "--model", "mango", "--pair", "a_to_b", "--out", "x"], "unknown translation pair 'a_to_b'"),
     (["train", "--task", "translation", "--model", "rgb", "--out", "x"], "unknown model 'rgb' for task 'translation'"),
     (["train", "--task", "genre", "--model", "mango", "--pair", "rgb_edge_to_depth", "--out", "x"], "--pair applies"),
@@ -74,7 +74,8 @@ def test_bad_data_folder_fails_verification(capsys, tmp_path) -> None:
 def test_name_registry() -> None:
     assert resolve_model("segmentation", "RGB") == "a" and resolve_model("segmentation", "depth") == "b"
     assert resolve_model("genre", "text") == "b" and resolve_model("genre", "tokenfusion") == "tokenfusion"
-    assert model_names("translation", "rgb_edge_to_depth")[-2:] == ("rgb", "edge_texture")
+    assert model_names("translation", "rgb_edge_to_depth")[4:6] == ("rgb", "edge_texture")
+    assert model_names("genre")[-3:] == ("mango-noattn", "mango-nonll", "mango-paper")
     assert resolve_model("translation", "edge_texture", "rgb_edge_to_depth") == "b"
     p = resolve_pair("Shade+Texture→RGB")
     assert p.inputs == ("reshading", "edge_texture") and p.target == "rgb" and p.rgb_target

@@ -53,6 +53,16 @@ class MangoBlock(InvertibleModule):
             channel gets transformed).
         gamma: initial attention weight of every ICA (A = I + gamma S); ``None`` = the paper's A = S + I.
         qk_dim: query/key width of every ICA (``None`` = ``dim``); it shapes the attention, not the log-det.
+        alternate: odd-numbered ICA layers use the lower triangle (``triangle="lower"``), so within a
+            block tokens receive from tokens before and after them - in IMCA, modality B from A as well
+            as A from B. ``False`` = the paper's upper triangle everywhere.
+        learn_gamma / gamma_rate: see :class:`InvertibleCrossAttention` (``gamma=0.0, learn_gamma=False``:
+            the no-attention control).
+        grid: (h, w) of each modality's tokens (T = h * w). Needed by ``positions`` and
+            ``conditioner="grid"``.
+        positions: fixed 2-D positional codes on every ICA's queries and keys.
+        conditioner: "tokens" (coupling conditioner convolves along the token sequence) or "grid" (3x3 on
+            each modality's h x w map).
     """
 
     def __init__(
@@ -65,16 +75,30 @@ class MangoBlock(InvertibleModule):
         flip_coupling: bool = False,
         gamma: float | None = 0.1,
         qk_dim: int | None = None,
+        alternate: bool = False,
+        learn_gamma: bool = True,
+        gamma_rate: float = 1.0,
+        grid: tuple[int, int] | None = None,
+        positions: bool = False,
+        conditioner: str = "tokens",
     ) -> None:
         super().__init__()
         self.dim, self.tokens = dim, tokens
         layers = tuple(layers) if layers is not None else DEFAULT_LAYERS
+        if conditioner not in ("tokens", "grid"):
+            raise ValueError(f"MangoBlock: conditioner must be 'tokens' or 'grid', got {conditioner!r}")
+        if (positions or conditioner == "grid") and grid is None:
+            raise ValueError("MangoBlock: positions=True and conditioner='grid' need grid=(h, w) of each modality")
         mods: list[InvertibleModule] = []
-        for name, variant in layers:
+        for i, (name, variant) in enumerate(layers):
             mods.append(ActNorm(dim))
-            mods.append(InvertibleCrossAttention(dim, tokens, name, variant, heads, gamma=gamma, qk_dim=qk_dim))
+            mods.append(InvertibleCrossAttention(
+                dim, tokens, name, variant, heads, gamma=gamma, qk_dim=qk_dim,
+                triangle="lower" if alternate and i % 2 else "upper", learn_gamma=learn_gamma,
+                gamma_rate=gamma_rate, grid=grid if positions else None,
+            ))
         mods.append(ActNorm(dim))
-        mods.append(Coupling(dim, hidden, flip=flip_coupling))
+        mods.append(Coupling(dim, hidden, flip=flip_coupling, grid=grid if conditioner == "grid" else None))
         self.flow = FlowSequence(mods)
         silence_children(self)
 

@@ -29,6 +29,36 @@ class TokenConditioner(nn.Module):
         return self.out(h)
 
 
+class GridConditioner(nn.Module):
+    """(B, m*h*w, c_in) -> (B, m*h*w, c_out) for tokens that are m maps of h x w cells (raster order, one
+    map per modality): pointwise in-layer, a 3x3 depthwise convolution on each map (zero padding: no
+    wrap across rows and no mixing across modalities), a pointwise layer, and a zero-initialised out-layer
+    (identity coupling at initialisation, as :class:`TokenConditioner`). This is the 2-D neighbourhood
+    of Glow's 3x3 conditioners; the modalities exchange information only through the attention layers."""
+
+    def __init__(self, c_in: int, c_out: int, hidden: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.inp = nn.Linear(c_in, hidden)
+        self.spatial = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.mix = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, c_out)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: Tensor) -> Tensor:
+        b, n, _ = h.shape
+        gh, gw = self.grid
+        if n % (gh * gw):
+            raise ValueError(f"GridConditioner: {n} tokens are not whole {gh}x{gw} maps")
+        h = nn.functional.gelu(self.inp(h))
+        c = h.shape[-1]
+        maps = h.view(b * (n // (gh * gw)), gh, gw, c).permute(0, 3, 1, 2)
+        h = self.spatial(maps).permute(0, 2, 3, 1).reshape(b, n, c)
+        h = nn.functional.gelu(self.mix(nn.functional.gelu(h)))
+        return self.out(h)
+
+
 class Coupling(InvertibleModule):
     """Affine coupling on the channel axis of tokens x: (B, N, D).
 
@@ -36,9 +66,15 @@ class Coupling(InvertibleModule):
     ``y_ch = x_ch * exp(s) + t``. The log-scale is soft-clamped, ``s = c * tanh(s_raw / c)``, so one
     layer can scale by at most ``exp(+-c)`` (stability). ``flip=True`` swaps the roles of the halves.
     log|det| = sum of s over tokens and changed channels.
+
+    The conditioner: :class:`TokenConditioner` (a convolution along the token sequence) by default; with
+    ``grid=(h, w)``, :class:`GridConditioner` (3x3 on each modality's h x w map).
     """
 
-    def __init__(self, dim: int, hidden: int | None = None, flip: bool = False, clamp: float = 2.0) -> None:
+    def __init__(
+        self, dim: int, hidden: int | None = None, flip: bool = False, clamp: float = 2.0,
+        grid: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         if dim < 2:
             raise ValueError(f"Coupling: expected dim >= 2 (channels are split in two), got {dim}")
@@ -48,7 +84,11 @@ class Coupling(InvertibleModule):
         self.n_id = dim // 2 if not flip else dim - dim // 2
         self.n_ch = dim - self.n_id
         hidden = hidden or max(32, 2 * dim)
-        self.net = TokenConditioner(self.n_id, 2 * self.n_ch, hidden)
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        if self.grid is None:
+            self.net: nn.Module = TokenConditioner(self.n_id, 2 * self.n_ch, hidden)
+        else:
+            self.net = GridConditioner(self.n_id, 2 * self.n_ch, hidden, self.grid)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.flip:

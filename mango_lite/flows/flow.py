@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +17,9 @@ class MangoFlow(InvertibleModule):
     """``blocks`` MANGO blocks mapping tokens x (B, 2T, D) to z ~ N(0, I) of the same shape.
 
     log p(x) = log N(z; 0, I) + log|det dz/dx|  (nats). The paper uses 12 blocks (96 ICA layers).
-    ``heads``, ``hidden``, ``layers``, ``gamma``, ``qk_dim``: passed to every :class:`MangoBlock`.
+    ``heads``, ``hidden``, ``layers``, ``gamma``, ``qk_dim`` and any further keyword (``alternate``,
+    ``learn_gamma``, ``gamma_rate``, ``grid``, ``positions``, ``conditioner``): passed to every
+    :class:`MangoBlock`.
     """
 
     def __init__(
@@ -30,13 +32,15 @@ class MangoFlow(InvertibleModule):
         layers: Sequence[tuple[str, int]] | None = None,
         gamma: float | None = 0.1,
         qk_dim: int | None = None,
+        **block_options: Any,
     ) -> None:
         super().__init__()
         if blocks < 1:
             raise ValueError(f"MangoFlow: expected blocks >= 1, got {blocks}")
         self.dim, self.tokens = dim, tokens
         self.stack = FlowSequence(
-            MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma, qk_dim=qk_dim)
+            MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma, qk_dim=qk_dim,
+                       **block_options)
             for i in range(blocks)
         )
         silence_children(self)

@@ -26,6 +26,18 @@ a 96-layer stack stays invertible in float32 after ActNorm's data init (benchmar
 gamma, Q and K all receive gradients, so training sets how much attention mixing each layer uses (in our
 runs it moves both ways: it shrank in the density model of notebook 04 and in the task models).
 
+Direction. With the upper triangle, token i of X2 receives only from tokens j >= i: in IMCA, where
+modality A's tokens come first in X2, B's tokens would never receive from A's. ``triangle="lower"``
+masks the other way (row i attends to j <= i); A is then lower triangular, with the same diagonal and
+log-det, and the inverse is a lower triangular solve. MANGO blocks alternate the two, as TarFlow
+alternates its autoregressive direction, so within a block information moves both ways.
+
+Position. Attention from content alone cannot tell which tokens are co-located. With ``grid=(h, w)``
+a fixed 2-D sinusoidal code of each X1 token's grid position is added (times a learnable scale per
+head) to the normalised queries and keys. It depends on X1's positions only, never on X2, so A is
+still a function of X1 alone: the Jacobian stays block triangular and the log-det and inverse are
+unchanged.
+
 Inverse: recompute A from Y1 (= X1) and solve A X2 = Y2 with a triangular solve: O(T^2 d), no
 pseudo-inverse. (The published code multiplies slogdet(A) by L/2 instead of d; that is only right
 when d = L/2 - see ``mango_lite.flows.reference`` and notebook 02.)
@@ -54,6 +66,14 @@ class InvertibleCrossAttention(InvertibleModule):
         heads: channel groups; head h re-mixes channels [h*D/heads, (h+1)*D/heads) of X2 with its own A_h.
         gamma: initial weight of the attention in A = I + gamma S, in (-1, 1), learnable; ``None`` = the
             paper's fixed A = S + I.
+        triangle: "upper" (row i attends to tokens j >= i, the paper's mask) or "lower" (j <= i).
+        learn_gamma: ``False`` fixes gamma at its initial value (``gamma=0.0, learn_gamma=False`` is the
+            no-attention control: the layer is then the identity on X2 and its log-det is 0).
+        gamma_rate: gamma = tanh(gamma_rate * g) for the stored parameter g. Adam moves a scalar by
+            about lr per step whatever its gradient, so with rate 1 gamma barely leaves its start in a
+            few hundred steps; a rate r lets it travel r times faster (r = 1 is the plain tanh).
+        grid: (h, w) of each modality's tokens (raster order, T = h * w): adds fixed 2-D positional
+            codes to the queries and keys (see the module docstring); ``None`` = no positions.
         qk_dim: width of the query/key projections (``None`` = D), a multiple of ``heads``. Only S
             depends on it, never the log-det factor d = D / heads, so wide flow scales can use a narrow
             one (MANGO's task models use 2 x the encoder width).
@@ -70,6 +90,10 @@ class InvertibleCrossAttention(InvertibleModule):
         heads: int = 1,
         gamma: float | None = 0.1,
         qk_dim: int | None = None,
+        triangle: str = "upper",
+        learn_gamma: bool = True,
+        gamma_rate: float = 1.0,
+        grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if dim < 1 or tokens < 1:
@@ -92,12 +116,30 @@ class InvertibleCrossAttention(InvertibleModule):
         self.query = nn.Linear(dim, qk_dim, bias=False)
         self.key = nn.Linear(dim, qk_dim, bias=False)
         self.query_norm = nn.LayerNorm(self.qk_head_dim)
-        self.key_norm = nn.LayerNorm(self.qk_head_dim)
+        # no bias on the key norm: a shift shared by every key adds q_i . b to a whole softmax row,
+        # which the softmax ignores, so it would be a parameter without a gradient
+        self.key_norm = nn.LayerNorm(self.qk_head_dim, bias=False)
         # log of the learnable positive temperature tau, one per head
         self.log_temperature = nn.Parameter(torch.zeros(heads))
         # True where attention is blocked (strictly below the diagonal). Derived from ``tokens``, so it is
         # not saved in checkpoints (a 96-layer stack at T=1024 would otherwise store ~100 MB of masks).
-        self.register_buffer("blocked", torch.ones(tokens, tokens, dtype=torch.bool).tril(-1), persistent=False)
+        if triangle not in ("upper", "lower"):
+            raise ValueError(f"ICA: triangle must be 'upper' or 'lower', got {triangle!r}")
+        self.triangle = triangle
+        self.upper = triangle == "upper"
+        ones = torch.ones(tokens, tokens, dtype=torch.bool)
+        self.register_buffer("blocked", ones.tril(-1) if self.upper else ones.triu(1), persistent=False)
+        # fixed 2-D positional codes of the 2T tokens (A's grid, then B's: co-located tokens share a code)
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        if self.grid is not None:
+            if self.grid[0] * self.grid[1] != tokens:
+                raise ValueError(f"ICA: grid {self.grid} holds {self.grid[0] * self.grid[1]} tokens, expected tokens={tokens}")
+            code = grid_position_code(*self.grid, self.qk_head_dim)
+            self.register_buffer("position_code", torch.cat([code, code]), persistent=False)
+            self.position_scale = nn.Parameter(torch.ones(heads))
+        if gamma_rate <= 0:
+            raise ValueError(f"ICA: gamma_rate must be > 0, got {gamma_rate}")
+        self.gamma_rate = float(gamma_rate)
         # gamma = tanh(g) in (-1, 1) weighs the attention against the identity (A = I + gamma S);
         # gamma=None fixes it at the paper's 1 (A = S + I). See the module docstring for why.
         if gamma is None:
@@ -105,24 +147,37 @@ class InvertibleCrossAttention(InvertibleModule):
         else:
             if not -1.0 < gamma < 1.0:
                 raise ValueError(f"ICA: gamma must lie in (-1, 1) (or be None for the paper's 1), got {gamma}")
-            self.gate = nn.Parameter(torch.full((heads,), math.atanh(gamma)))
+            start = torch.full((heads,), math.atanh(gamma) / self.gamma_rate)
+            if learn_gamma:
+                self.gate = nn.Parameter(start)
+            else:
+                self.register_buffer("gate", start)
+        self.learn_gamma = bool(learn_gamma) and gamma is not None
+        # a fixed gamma of exactly 0 makes the layer the identity on X2: skip the attention altogether
+        self.inert = gamma == 0.0 and not learn_gamma
         self.record_attention = False
         self.last_attention: Tensor | None = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # checkpoints written before the attention mask became derived (non-persistent) state carry it
         state_dict.pop(prefix + "mask", None)
+        state_dict.pop(prefix + "key_norm.bias", None)  # dead parameter of older checkpoints (a shift of every key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         qk = f", qk_dim={self.qk_dim}" if self.qk_dim != self.dim else ""
-        return f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, heads={self.heads}{qk}"
+        tri = ", triangle=lower" if not self.upper else ""
+        pos = f", grid={self.grid}" if self.grid is not None else ""
+        return (f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, "
+                f"heads={self.heads}{qk}{tri}{pos}")
 
     # -- attention ----------------------------------------------------------------------------------
     @property
     def gamma(self) -> Tensor:
         """The attention weight gamma per head, in (-1, 1) (exactly 1 for the paper's form)."""
-        return torch.tanh(self.gate)
+        if self.gamma_rate == 1.0:
+            return torch.tanh(self.gate)
+        return torch.tanh(self.gamma_rate * self.gate)
 
     def attention_probs(self, x1: Tensor) -> Tensor:
         """The masked softmax S (B, heads, T, T) of the conditioning tokens x1 (B, T, D): upper
@@ -130,6 +185,10 @@ class InvertibleCrossAttention(InvertibleModule):
         b, t, _ = x1.shape
         q = self.query_norm(self.query(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
         k = self.key_norm(self.key(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
+        if self.grid is not None:  # constants of X1's positions: A stays a function of X1 only
+            pos = self.position_code.index_select(0, self.partition.x1_positions()).to(q.dtype)
+            pos = pos * self.position_scale.view(self.heads, 1, 1)  # (h, T, d_qk)
+            q, k = q + pos, k + pos
         # temperature folded into q: a (T, d) multiply instead of a (T, T) one
         q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.qk_head_dim))
         logits = (q @ k.transpose(-1, -2)).masked_fill_(self.blocked, float("-inf"))  # fresh tensor: in place
@@ -159,6 +218,10 @@ class InvertibleCrossAttention(InvertibleModule):
             a.diagonal(dim1=-2, dim2=-1).add_(1.0)
             return a
         return torch.eye(self.tokens, dtype=s.dtype, device=s.device) + g * s
+
+    def _shortcut(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The inert layer (gamma fixed at 0): A = I, so partition + merge return x and the log-det is 0."""
+        return x, x.new_zeros(x.shape[0])
 
     def _record(self, s: Tensor, g: Tensor) -> None:
         if self.record_attention:
@@ -200,6 +263,8 @@ class InvertibleCrossAttention(InvertibleModule):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             check_tokens(x, self.tokens, self.dim)
+        if self.inert:
+            return self._shortcut(x)
         x1, x2, ld_part = self.partition.partition(x)
         s = self.attention_probs(x1)
         g = self.gamma.view(1, self.heads, 1, 1)
@@ -212,18 +277,44 @@ class InvertibleCrossAttention(InvertibleModule):
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             check_tokens(z, self.tokens, self.dim, name="z")
+        if self.inert:
+            return self._shortcut(z)
         y1, y2, ld_part = self.partition.partition(z)
         s = self.attention_probs(y1)
         g = self.gamma.view(1, self.heads, 1, 1)
         logdet = self._logdet(s, g)
         self._record(s, g)
         reuse = not (torch.is_grad_enabled() and s.requires_grad)  # sampling / reconstruction: no autograd
-        x2 = torch.linalg.solve_triangular(self._matrix(s, g, reuse), self._heads(y2), upper=True)
+        x2 = torch.linalg.solve_triangular(self._matrix(s, g, reuse), self._heads(y2), upper=self.upper)
         x, ld_merge = self.partition.merge(y1, self._unheads(x2))
         return x, ld_part - logdet + ld_merge
 
 
 ICA = InvertibleCrossAttention
+
+
+def grid_position_code(h: int, w: int, dim: int) -> Tensor:
+    """Fixed 2-D sinusoidal codes (h * w, dim) of the cells of an h x w grid in raster order: half of
+    the channels encode the row, half the column, each as sin/cos pairs at geometric frequencies
+    (Transformer codes per axis). Two cells' codes have a dot product that peaks when they coincide
+    and falls over the nearest cells, which is what lets attention prefer co-located and nearby tokens. ``dim`` < 4
+    gives the row and column themselves, centred and scaled to [-1, 1]."""
+    rows = torch.arange(h, dtype=torch.float64).repeat_interleave(w)
+    cols = torch.arange(w, dtype=torch.float64).repeat(h)
+    if dim < 4:
+        both = torch.stack([rows / max(h - 1, 1), cols / max(w - 1, 1)], 1) * 2 - 1
+        return torch.cat([both, both.new_zeros(h * w, 2)], 1)[:, :dim].float()
+    pairs = dim // 4  # sin/cos pairs per axis
+    # periods from 4 cells up to 4x the grid side, geometrically spaced. A 2-cell period would make every
+    # second cell look like the same one (cos(pi * d) = +-1); from 4 cells on, similarity falls over the
+    # nearest 3 cells and the longest period still tells the whole grid apart
+    side = max(h, w)
+    periods = torch.logspace(math.log10(4.0), math.log10(4.0 * max(side, 1)), pairs, dtype=torch.float64)
+    freq = 2 * math.pi / periods
+    parts = [torch.sin(rows[:, None] * freq), torch.cos(rows[:, None] * freq),
+             torch.sin(cols[:, None] * freq), torch.cos(cols[:, None] * freq)]
+    code = torch.cat(parts, 1)
+    return torch.cat([code, code.new_zeros(h * w, dim - code.shape[1])], 1).float()
 
 
 def record_attention(module: nn.Module, enabled: bool = True) -> list[InvertibleCrossAttention]:

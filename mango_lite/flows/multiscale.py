@@ -60,6 +60,8 @@ class MultiscaleMango(InvertibleModule):
         scales: number of squeeze/split levels.
         blocks: MangoBlocks per scale. heads / hidden / layers / gamma: passed to every MangoBlock.
         qk_dim: cap on every ICA's query/key width (``min(qk_dim, D_s)`` at scale s; ``None`` = D_s).
+        alternate / learn_gamma / gamma_rate / positions / conditioner: passed to every MangoBlock (see
+            there); the grid of scale s, (H / 2**(s+1), W / 2**(s+1)), is supplied here.
 
     forward(x) with x = (xa, xb), each (B, C, H, W)  ->  (latents, logdet).
     """
@@ -75,6 +77,11 @@ class MultiscaleMango(InvertibleModule):
         layers: Sequence[tuple[str, int]] | None = None,
         gamma: float | None = 0.1,
         qk_dim: int | None = None,
+        alternate: bool = False,
+        learn_gamma: bool = True,
+        gamma_rate: float = 1.0,
+        positions: bool = False,
+        conditioner: str = "tokens",
     ) -> None:
         super().__init__()
         h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -101,7 +108,9 @@ class MultiscaleMango(InvertibleModule):
             mods: list[InvertibleModule] = [ActNorm(d), InvertibleLinearLU(d, axis="channels")]
             mods += [MangoBlock(
                 d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma,
-                qk_dim=None if qk_dim is None else min(qk_dim, d),
+                qk_dim=None if qk_dim is None else min(qk_dim, d), alternate=alternate,
+                learn_gamma=learn_gamma, gamma_rate=gamma_rate, grid=(hs, ws), positions=positions,
+                conditioner=conditioner,
             ) for i in range(blocks)]
             self.stages.append(FlowSequence(mods))
             self.feature_channels.append(d)

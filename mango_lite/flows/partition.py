@@ -51,6 +51,12 @@ class Partition(nn.Module):
         ``None`` when the partition is not a permutation (LICA)."""
         return None
 
+    def x1_positions(self) -> Tensor:
+        """LongTensor (T,): the original position (in [0, 2T)) of each X1 token, used to give the
+        queries and keys positional codes. For LICA, whose X1 tokens are learned mixtures, the positions
+        of the tokens X1 holds at initialisation (W starts as a permutation)."""
+        raise NotImplementedError
+
 
 class PermutationPartition(Partition):
     """A partition that is a fixed permutation of tokens (log|det| = 0)."""
@@ -74,6 +80,9 @@ class PermutationPartition(Partition):
 
     def token_index(self) -> Tensor:
         return self.perm.view(2, self.tokens)
+
+    def x1_positions(self) -> Tensor:
+        return self.perm[: self.tokens]
 
 
 class MMCAPartition(PermutationPartition):
@@ -123,6 +132,10 @@ class LICAPartition(Partition):
 
     def merge(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         return self.mixer.inverse(torch.cat([x1, x2], 1))
+
+    def x1_positions(self) -> Tensor:
+        # W = P L U starts as the permutation P (L = U = I): row i of W x is token perm_inv[i]
+        return self.mixer.perm_inv[: self.tokens]
 
 
 def make_partition(name: str, tokens: int, dim: int, variant: int = 0) -> Partition:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -164,7 +164,10 @@ class MangoFusion(nn.Module):
     to ``out_channels[s]``.
 
     ``aux``: ``flow_bpd`` (mean bits/dim of (fa, fb) under the flow; the NLL loss term, with graph),
-    ``log_prob`` (mean nats, detached), ``logdet`` (mean, detached).
+    ``gamma_mean`` (mean attention weight over all ICA layers, detached), ``identity_bpd`` (mean bits/dim of the same (fa, fb) under N(0, I) with no flow, detached: the
+    baseline a useful flow must beat), ``log_prob`` (mean nats, detached), ``logdet`` (mean, detached).
+    ``flow_options``: further :class:`~mango_lite.flows.MultiscaleMango` keywords (``gamma``,
+    ``learn_gamma``, ``gamma_rate``, ``alternate``, ``positions``, ``conditioner``).
     ``layers``: ICA ``(partition, variant)`` list of each MangoBlock (ablation), ``None`` = default.
     ``hidden``: coupling conditioner width; ``qk_dim``: cap on the ICA query/key width (``None``: the
     flow's defaults, 2 D_s and D_s, which grow 4x per squeeze; :func:`~mango_lite.models.build_model`
@@ -183,6 +186,7 @@ class MangoFusion(nn.Module):
         hidden: int | None = None,
         noise: float = 0.05,
         qk_dim: int | None = None,
+        **flow_options: Any,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -199,11 +203,19 @@ class MangoFusion(nn.Module):
             kw["qk_dim"] = qk_dim
         if layers is not None:
             kw["layers"] = [tuple(layer) for layer in layers]
-        self.flow = MultiscaleMango(**kw)
+        self.flow = MultiscaleMango(**kw, **flow_options)
+        from ..flows import InvertibleCrossAttention
+
+        self._attention_layers = [m for m in self.flow.modules() if isinstance(m, InvertibleCrossAttention)]
         self.feature_channels = list(self.flow.feature_channels)
         self.proj = nn.ModuleList(
             nn.Sequential(nn.Conv2d(2 * d, c, 1), group_norm(c)) for d, c in zip(self.feature_channels, self.out_channels)
         )
+
+    @torch.no_grad()
+    def gammas(self) -> Tensor:
+        """Every ICA layer's gamma (layers x heads), in flow order (scale, block, layer), detached."""
+        return torch.stack([m.gamma.detach().to(torch.float32).expand(m.heads) for m in self._attention_layers])
 
     def forward(self, fa: Tensor, fb: Tensor) -> FusionOutput:
         _check_pair(fa, fb, self.channels, self.size, "MangoFusion")
@@ -212,8 +224,12 @@ class MangoFusion(nn.Module):
             fb = fb + self.noise * torch.randn_like(fb)
         enc = self.flow.encode((fa, fb))
         feats = [proj(f.flatten(1, 2)) for proj, f in zip(self.proj, enc.features)]
+        with torch.no_grad():  # the same features under N(0, I): what "no flow at all" would score
+            nats = 0.5 * math.log(2 * math.pi) + 0.25 * (fa.square().mean() + fb.square().mean())  # mean of both
         aux = {
             "flow_bpd": enc.bits_per_dim.mean(),
+            "identity_bpd": nats / math.log(2.0),
+            "gamma_mean": self.gammas().mean(),
             "log_prob": enc.log_prob.detach().mean(),
             "logdet": enc.logdet.detach().mean(),
         }

@@ -171,8 +171,12 @@ class TaskModel(nn.Module):
         total = task
         parts: dict[str, float] = {"task": float(task.detach())}
         if "flow_bpd" in output.aux:
-            total = total + self.flow_weight * output.aux["flow_bpd"]
+            if self.flow_weight:  # weight 0 (the no-likelihood control): logged, no gradient
+                total = total + self.flow_weight * output.aux["flow_bpd"]
             parts["flow_bpd"] = float(output.aux["flow_bpd"].detach())
+            for key in ("identity_bpd", "gamma_mean"):  # logged beside the NLL, never part of the loss
+                if key in output.aux:
+                    parts[key] = float(output.aux[key])
         if "score_l1" in output.aux:
             total = total + self.sparsity_weight * output.aux["score_l1"]
             parts["score_l1"] = float(output.aux["score_l1"].detach())
@@ -222,6 +226,12 @@ def build_model(
     flow_noise: float = 0.05,
     flow_hidden: int | None = None,
     flow_qk_dim: int | None = None,
+    flow_gamma: float | None = 0.1,
+    flow_learn_gamma: bool = True,
+    flow_gamma_rate: float = 1.0,
+    flow_alternate: bool = False,
+    flow_positions: bool = False,
+    flow_conditioner: str = "tokens",
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
     text_encoder: str = "hash",
@@ -245,6 +255,11 @@ def build_model(
     ``flow_hidden`` / ``flow_qk_dim``: MANGO's coupling width and ICA query/key width (defaults 4*width and
     2*width at every scale; the flow's channels are 4*width, 8*width, ... so uncapped widths would grow
     the flow 4-16x per scale while the baselines grow 2x).
+    ``flow_gamma`` (initial attention weight; ``None`` = the paper's fixed A = S + I),
+    ``flow_learn_gamma``, ``flow_gamma_rate``, ``flow_alternate``, ``flow_positions``,
+    ``flow_conditioner``: MANGO's ICA and coupling options (see :class:`~mango_lite.flows.MangoBlock`);
+    ``flow_gamma=0.0, flow_learn_gamma=False`` is the no-attention control, ``flow_weight=0`` the
+    no-likelihood control.
     """
     task = task.lower()
     fusion = fusion.lower()
@@ -293,7 +308,9 @@ def build_model(
         flow_qk_dim = flow_qk_dim or 2 * width
         fuse: nn.Module = MangoFusion(
             width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise,
-            hidden=flow_hidden, qk_dim=flow_qk_dim,
+            hidden=flow_hidden, qk_dim=flow_qk_dim, gamma=flow_gamma, learn_gamma=flow_learn_gamma,
+            gamma_rate=flow_gamma_rate, alternate=flow_alternate, positions=flow_positions,
+            conditioner=flow_conditioner,
         )
     elif fusion == "concat":
         fuse = ConcatFusion(width, (h, w), scales, blocks, outs)
@@ -318,7 +335,9 @@ def build_model(
         partitions=None if partitions is None else tuple(partitions),
         layers=None if layers is None else [tuple(x) for x in layers], encoder_stride=encoder_stride,
         encoder_depth=encoder_depth, embed=embed, flow_noise=flow_noise, flow_hidden=flow_hidden,
-        flow_qk_dim=flow_qk_dim, sparsity_weight=sparsity_weight,
+        flow_qk_dim=flow_qk_dim, flow_gamma=flow_gamma, flow_learn_gamma=flow_learn_gamma,
+        flow_gamma_rate=flow_gamma_rate, flow_alternate=flow_alternate, flow_positions=flow_positions,
+        flow_conditioner=flow_conditioner, sparsity_weight=sparsity_weight,
         exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
         max_text_len=max_text_len, text_dim=text_dim,
     )

@@ -13,6 +13,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, epoch_seed, evaluate_model
 from .history import History
 from .tasks import (
+    CONTROL_MODELS,
     FUSION_MODELS,
     PAIRS,
     TASK_NAMES,
@@ -36,7 +37,7 @@ from .tasks import (
 from .reproduce import plan_runs, parse_variant, reproduce, results_markdown, run_ablation
 
 __all__ = [
-    "BatchAdapter", "DataInfo", "FUSION_MODELS", "FitResult", "GenreAdapter", "History", "PAIRS", "RunResult",
+    "BatchAdapter", "CONTROL_MODELS", "DataInfo", "FUSION_MODELS", "FitResult", "GenreAdapter", "History", "PAIRS", "RunResult",
     "SegmentationAdapter", "TASK_NAMES", "TaskData", "TrainConfig", "Trainer", "TranslationAdapter",
     "TranslationPair", "build_task_data", "epoch_seed", "evaluate_checkpoint", "evaluate_model",
     "latest_checkpoint", "load_checkpoint", "load_model", "model_names", "predict_samples", "parse_variant", "plan_runs", "prepare_data",

@@ -33,8 +33,9 @@ def add_training_parsers(sub: Any) -> None:
                                    "Without --data the generated stand-in is used.")
     p.add_argument("--task", required=True, choices=TASK_NAMES)
     p.add_argument("--model", required=True,
-                   help="mango, concat, tokenfusion, crossattn, or a unimodal model: rgb/depth (segmentation), "
-                        "an input domain of the pair (translation), image/text (genre)")
+                   help="mango, concat, tokenfusion, crossattn, a unimodal model: rgb/depth (segmentation), "
+                        "an input domain of the pair (translation), image/text (genre), or a MANGO control: "
+                        "mango-noattn (no attention), mango-nonll (no likelihood term), mango-paper (A = S + I)")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None,
                    help="run size (default: $MANGO_LITE_PRESET, quick under CI, gpu with CUDA, else cpu)")
     p.add_argument("--data", default=None, help="real (or generated) dataset folder; verified before training")
@@ -78,7 +79,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None)
-    p.add_argument("--models", nargs="+", default=None, help="restrict to these model names ('unimodal' = both)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="restrict to these model names ('unimodal' = both unimodal models, 'controls' = MANGO's "
+                        "controls mango-noattn, mango-nonll, mango-paper, which run only when named)")
     p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
@@ -100,6 +103,28 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ablate)
+    # ------------------------------------------------------------------------- mechanisms
+    p = sub.add_parser("mechanisms", help="does each MANGO mechanism do work? ladder of changes / controls over seeds",
+                       formatter_class=fmt,
+                       description="'ladder': MANGO with the changes of the mechanisms study applied one at a time "
+                                   "(each row keeps the previous ones). 'controls': mango against mango-noattn (no "
+                                   "attention), mango-nonll (no likelihood term) and concat over several seeds. "
+                                   "Writes mechanisms.json and mechanisms.md: the task metric, the flow's validation "
+                                   "bits/dim beside the identity baseline, gamma and the training step time.")
+    p.add_argument("--task", required=True, choices=TASK_NAMES)
+    p.add_argument("--study", choices=("ladder", "controls"), default="controls", help="which variants to train")
+    p.add_argument("--models", nargs="+", default=["mango", "mango-noattn", "mango-nonll", "concat"],
+                   help="models of the controls study")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
+    p.add_argument("--dataset", choices=SEGMENTATION_DATASETS, default=None, help="segmentation dataset")
+    p.add_argument("--pair", default=None, help=f"translation pair, one of {tuple(PAIRS)}")
+    p.add_argument("--data", default=None, help="real dataset folder (default: generated stand-in)")
+    p.add_argument("--data-cache", default=None, help="where stand-ins are generated (default OUT/data)")
+    p.add_argument("--out", required=True, help="folder for mechanisms.json, mechanisms.md and the runs")
+    p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
+                   help="instead of training, merge finished studies (same task, data and preset) into --out")
+    p.set_defaults(func=cmd_mechanisms)
     # ----------------------------------------------------------------------------- seeds
     p = sub.add_parser("seeds", help="combine reproductions run with different --seed: mean ± std per model",
                        formatter_class=fmt)
@@ -166,6 +191,26 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                        data_root=args.data, pair=args.pair, dataset=args.dataset, device=args.device,
                        seed=args.seed, epochs=args.epochs, progress=_progress(args), verbose=True)
     _print_json({n: v.get("metrics", {}).get(res["metric"], v.get("error")) for n, v in res["variants"].items()})
+    return 0
+
+
+def cmd_mechanisms(args: argparse.Namespace) -> int:
+    from ..utils import atomic_write_json, atomic_write_text
+    from .mechanisms import control_variants, ladder_variants, merge_studies, run_study, study_markdown
+
+    out = Path(args.out)
+    if args.merge:
+        report = merge_studies(args.merge)
+        atomic_write_json(out / "mechanisms.json", report)
+        atomic_write_text(out / "mechanisms.md", study_markdown(report))
+    else:
+        variants = ladder_variants() if args.study == "ladder" else control_variants(None, args.models)
+        cache = args.data_cache if args.data_cache is not None else out / "data"
+        report = run_study(args.task, variants, args.seeds, args.preset or default_preset_name(), out,
+                           dataset=args.dataset, pair=args.pair, data_root=args.data, cache_dir=cache,
+                           title="MANGO ladder of changes" if args.study == "ladder" else "MANGO and its controls",
+                           log=lambda m: print(m, file=__import__("sys").stderr))
+    print(study_markdown(report))
     return 0
 
 

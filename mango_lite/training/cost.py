@@ -326,15 +326,17 @@ def task_costs(
         check_task,
         make_adapter,
         model_kwargs,
-        model_names,
+        FUSION_MODELS,
+        control_overrides,
         resolve_model,
+        unimodal_names,
     )
 
     task = check_task(task)
     preset = _preset(preset)
     if data is None:
         data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
-    names = list(models) if models else list(model_names(task, data.pair))
+    names = list(models) if models else list(FUSION_MODELS + unimodal_names(task, data.pair))
     bs = int(batch_size or preset.batch_size)
     loader = DataLoader(data.train, batch_size=min(bs, len(data.train)), shuffle=False)  # type: ignore[arg-type]
     batch = next(iter(loader))
@@ -346,7 +348,8 @@ def task_costs(
     for name in names:
         fusion = resolve_model(task, name, data.pair)
         seed_everything(seed)
-        net = build_task_model(task, fusion, model_kwargs(task, data, preset, model_overrides))
+        over = {**control_overrides(name), **dict(model_overrides or {})}
+        net = build_task_model(task, fusion, model_kwargs(task, data, preset, over))
         if log:
             log(f"cost {task} {name}")
         c = measure_cost(net, a if fusion != "b" else None, b if fusion != "a" else None, y, **measure_kw)

@@ -527,6 +527,7 @@ class Trainer:
             te = time.perf_counter()
             record: dict[str, Any] = {"epoch": epoch + 1}
             record.update(self.train_epoch(epoch))
+            record["train_time_s"] = time.perf_counter() - te  # the optimisation alone, for step costs
             record["global_step"] = self.global_step
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             last = epoch + 1 == self.config.epochs

@@ -42,6 +42,7 @@ from . import paper_tables as P
 from .engine import config_differences
 from .history import History
 from .tasks import (
+    CONTROL_MODELS,
     FUSION_MODELS,
     GENERATED,
     PAIRS,
@@ -84,7 +85,8 @@ class RunGroup:
 def plan_runs(preset: str | Preset | None, tasks: Sequence[str] | None = None, models: Sequence[str] | None = None,
               pairs: Sequence[str] | None = None) -> list[RunGroup]:
     """The run groups of a reproduction at ``preset`` (see module docstring). ``models`` restricts the
-    models by name; the generic names ``unimodal`` / ``a`` / ``b`` select the task's unimodal models."""
+    models by name; the generic names ``unimodal`` / ``a`` / ``b`` select the task's unimodal models and
+    ``controls`` MANGO's controls (:data:`~mango_lite.training.tasks.CONTROL_MODELS`)."""
     preset = _preset(preset)
     knobs = dict((preset.tasks or {}).get("reproduce", {}))
     tasks = [check_task(t) for t in (tasks or TASK_NAMES)]
@@ -93,11 +95,12 @@ def plan_runs(preset: str | Preset | None, tasks: Sequence[str] | None = None, m
 
     def pick(task: str, pair: str | None) -> tuple[str, ...]:
         ua, ub = unimodal_names(task, pair)
-        allm = FUSION_MODELS + (ua, ub)
+        allm = FUSION_MODELS + (ua, ub) + tuple(CONTROL_MODELS)
         if not wanted:
-            return allm
+            return FUSION_MODELS + (ua, ub)
         sel = tuple(m for m in allm if m in wanted or (m == ua and ("a" in wanted or "unimodal" in wanted))
-                    or (m == ub and ("b" in wanted or "unimodal" in wanted)))
+                    or (m == ub and ("b" in wanted or "unimodal" in wanted))
+                    or (m in CONTROL_MODELS and "controls" in wanted))
         return sel
 
     for task in tasks:
@@ -548,6 +551,11 @@ def _params(m: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ ablation
+#: MANGO options an ablation variant may set (build_model keywords)
+FLOW_OPTIONS = ("flow_gamma", "flow_learn_gamma", "flow_gamma_rate", "flow_alternate", "flow_positions",
+                "flow_conditioner", "flow_noise", "flow_hidden", "flow_qk_dim")
+
+
 def parse_variant(v: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(name, build_model overrides)`` of an ablation variant.
 
@@ -559,7 +567,7 @@ def parse_variant(v: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(v, Mapping):
         d = dict(v)
         name = str(d.pop("name", None) or ",".join(f"{k}={x}" for k, x in d.items()))
-        allowed = {"partitions", "blocks", "layers", "heads", "scales", "width", "flow_weight"}
+        allowed = {"partitions", "blocks", "layers", "heads", "scales", "width", "flow_weight", *FLOW_OPTIONS}
         bad = set(d) - allowed
         if bad:
             raise MangoLiteError(f"ablation variant {v!r}: unknown keys {sorted(bad)}; expected some of {sorted(allowed)}")

@@ -14,7 +14,10 @@ genre           MM-IMDb (raw or GMU hdf5)    image / plot (or        micro_f1, m
 Model names (``--model``): the fusions ``mango``, ``concat``, ``tokenfusion``, ``crossattn`` and the
 unimodal baselines named after their modality: ``rgb`` / ``depth`` (segmentation), the pair's input
 domains, e.g. ``reshading`` / ``edge_texture`` (translation), ``image`` / ``text`` (genre); they map to
-the fusion ``"a"`` / ``"b"`` of :func:`mango_lite.models.build_model`.
+the fusion ``"a"`` / ``"b"`` of :func:`mango_lite.models.build_model`. MANGO's controls are the same
+model with one mechanism switched off (:data:`CONTROL_MODELS`): ``mango-noattn`` (every ICA's gamma fixed
+at 0: no attention), ``mango-nonll`` (likelihood weight 0: no NLL term) and ``mango-paper`` (the paper's
+fixed A = S + I, gamma = 1 and not learned).
 
 Data: with ``data_root`` the folder is verified (:func:`mango_lite.datasets.verify_dataset`) and used;
 otherwise the stand-in is generated (``mango_lite.datasets.synth``) at the preset's size into a cache
@@ -44,6 +47,13 @@ from .checkpoint import load_checkpoint
 
 TASK_NAMES = ("segmentation", "translation", "genre")
 FUSION_MODELS = ("mango", "concat", "tokenfusion", "crossattn")
+#: MANGO with one mechanism switched off: name -> build_model overrides. Same parameters as ``mango``
+#: (the no-attention control keeps its query/key weights, which then get no gradient).
+CONTROL_MODELS: dict[str, dict[str, Any]] = {
+    "mango-noattn": {"flow_gamma": 0.0, "flow_learn_gamma": False},
+    "mango-nonll": {"flow_weight": 0.0},
+    "mango-paper": {"flow_gamma": None},
+}
 SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
 TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}
 DATA_SEED = 0  # stand-in data do not depend on the training seed: every model sees the same data
@@ -114,8 +124,8 @@ def unimodal_names(task: str, pair: str | TranslationPair | None = None) -> tupl
 
 
 def model_names(task: str, pair: str | TranslationPair | None = None) -> tuple[str, ...]:
-    """Every valid ``--model`` for ``task`` (fusions first, then the two unimodal baselines)."""
-    return FUSION_MODELS + unimodal_names(task, pair)
+    """Every valid ``--model`` for ``task`` (fusions, the two unimodal baselines, MANGO's controls)."""
+    return FUSION_MODELS + unimodal_names(task, pair) + tuple(CONTROL_MODELS)
 
 
 def resolve_model(task: str, name: str, pair: str | TranslationPair | None = None) -> str:
@@ -123,6 +133,8 @@ def resolve_model(task: str, name: str, pair: str | TranslationPair | None = Non
     key = str(name).strip().lower()
     if key in FUSION_MODELS:
         return key
+    if key in CONTROL_MODELS:
+        return "mango"
     ua, ub = unimodal_names(task, pair)
     if key == ua:
         return "a"
@@ -435,6 +447,11 @@ def model_kwargs(task: str, data: TaskData, preset: Preset, overrides: Mapping[s
     return kw
 
 
+def control_overrides(model: str) -> dict[str, Any]:
+    """The build_model overrides that make MANGO's control ``model`` (empty for every other model)."""
+    return dict(CONTROL_MODELS.get(str(model).strip().lower(), {}))
+
+
 def build_task_model(task: str, fusion: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
     """``build_model(task, fusion, **kwargs)`` with its ValueErrors turned into MangoLiteError."""
     from ..models import build_model
@@ -542,7 +559,7 @@ def train_task(
     if data is None:
         data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
     fusion = resolve_model(task, model, data.pair)
-    kwargs = model_kwargs(task, data, preset, model_overrides)
+    kwargs = model_kwargs(task, data, preset, {**control_overrides(model), **dict(model_overrides or {})})
     seed_everything(seed)  # model initialisation depends on the seed only
     net = build_task_model(task, fusion, kwargs)
     cfg = TrainConfig(**_task_config(preset, task, epochs=epochs, batch_size=batch_size, lr=lr), seed=seed,

@@ -1,0 +1,324 @@
+"""Does each of MANGO's mechanisms do work? Variants of the MANGO task model trained on the same data and
+seeds, with the numbers that answer it: the task metric, the flow's validation bits/dim beside the
+identity baseline (the same standardised, noised features under N(0, I)), gamma per ICA layer and its
+trajectory, and the training time per step.
+
+Two uses (both write ``OUT/mechanisms.json`` after every run, and ``OUT/mechanisms.md``):
+
+* **a ladder**: the changes applied one at a time, each row on top of the previous
+  (:data:`LADDER`), one seed - what each change does;
+* **controls**: the final model against itself with one mechanism switched off (``mango-noattn``,
+  ``mango-nonll``; :data:`~mango_lite.training.tasks.CONTROL_MODELS`) and against concat, over several
+  seeds, mean +- sample std - whether the mechanism is needed.
+
+``python -m mango_lite mechanisms --task segmentation --study ladder --out results/mechanisms/...``
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import MangoLiteError, TrainingError
+from ..presets import Preset
+from ..utils import atomic_write_json, atomic_write_text
+from .tasks import CONTROL_MODELS, _preset, build_task_data, check_task, control_overrides, train_task
+
+#: The changes of issue "make MANGO's mechanisms do work", in the order they are applied; each entry is
+#: (name, overrides added to the previous rows'). Row 0 is the model as it was (the paper's upper
+#: triangle, no positions, gamma = tanh(g) from 0.1, token-sequence conditioner, NLL weight 0.01).
+LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("before", {"flow_weight": 0.01, "flow_alternate": False, "flow_positions": False, "flow_gamma_rate": 1.0,
+                "flow_conditioner": "tokens"}),
+    ("+ NLL weight 0.1", {"flow_weight": 0.1}),
+    ("+ alternating triangles", {"flow_alternate": True}),
+    ("+ 2-D positions on Q/K", {"flow_positions": True}),
+    ("+ gamma rate 10", {"flow_gamma_rate": 10.0}),
+    ("+ 3x3 grid conditioner", {"flow_conditioner": "grid"}),
+)
+
+#: the headline metric of each task and whether higher is better
+METRIC = {"segmentation": ("miou", True), "translation": ("mae_x10", False), "genre": ("macro_f1", True)}
+
+
+def ladder_variants(ladder: Sequence[tuple[str, Mapping[str, Any]]] = LADDER) -> list[tuple[str, str, dict[str, Any]]]:
+    """``[(row name, model, cumulative overrides)]`` of a ladder (every row keeps the previous rows' changes)."""
+    acc: dict[str, Any] = {}
+    rows = []
+    for name, over in ladder:
+        acc = {**acc, **dict(over)}
+        rows.append((name, "mango", dict(acc)))
+    return rows
+
+
+def control_variants(base: Mapping[str, Any] | None = None, models: Sequence[str] = ("mango", "mango-noattn", "mango-nonll", "concat")
+                     ) -> list[tuple[str, str, dict[str, Any]]]:
+    """``[(name, model, overrides)]``: each model with ``base`` overrides (MANGO options; not given to
+    concat) plus the control's own (:data:`CONTROL_MODELS`)."""
+    rows = []
+    for m in models:
+        over = {} if not m.startswith("mango") else {**dict(base or {}), **control_overrides(m)}
+        if m not in CONTROL_MODELS and m not in ("mango", "concat", "tokenfusion", "crossattn"):
+            raise MangoLiteError(f"mechanism study: unknown model {m!r}")
+        rows.append((m, m, over))
+    return rows
+
+
+def _last(history: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    for rec in reversed(history):
+        if key in rec and rec[key] is not None:
+            return float(rec[key])
+    return None
+
+
+def _run_record(res: Any, metric: str) -> dict[str, Any]:
+    hist = res.history
+    steps = max(1, int(hist[-1].get("global_step", 0))) if hist else 1
+    train_s = sum(float(r.get("train_time_s", 0.0)) for r in hist)
+    rec: dict[str, Any] = {
+        "metric": res.metrics.get(metric), "metrics": res.metrics, "params": res.params,
+        "val_flow_bpd": _last(hist, "val_flow_bpd"), "val_identity_bpd": _last(hist, "val_identity_bpd"),
+        "gamma_trajectory": [r.get("train_gamma_mean") for r in hist],
+        "step_ms": 1000.0 * train_s / steps if train_s else None, "wall_time_s": res.wall_time_s,
+        "device": res.device,
+    }
+    from .tasks import load_model
+
+    try:  # the trained gammas per layer (flow order: scale, block, layer), first head
+        net, _, _ = load_model(res.out_dir)
+        gam = getattr(net.fusion, "gammas", None)
+        if gam is not None:
+            rec["gammas"] = [round(float(g), 4) for g in gam()[:, 0]]
+    except MangoLiteError:
+        pass
+    return rec
+
+
+def run_study(
+    task: str,
+    variants: Sequence[tuple[str, str, Mapping[str, Any]]],
+    seeds: Sequence[int] = (0,),
+    preset: str | Preset | None = None,
+    out: str | os.PathLike = "runs/mechanisms",
+    *,
+    dataset: str | None = None,
+    pair: str | None = None,
+    data_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    title: str = "",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train every ``(name, model, overrides)`` variant once per seed on one dataset; write and return
+    ``{"task", "dataset", "pair", "preset", "data", "metric", "higher_is_better", "seeds", "rows":
+    {name: {"model", "overrides", "runs": {seed: record}, "summary"}}}``. With ``resume`` a finished run
+    (same model configuration) is read back instead of retrained."""
+    from .reproduce import data_description
+
+    task = check_task(task)
+    preset = _preset(preset)
+    out = Path(out)
+    log = log or (lambda m: None)
+    names = [n for n, _, _ in variants]
+    if len(set(names)) != len(names) or not names:
+        raise MangoLiteError(f"mechanism study: variant names must be distinct and non-empty, got {names}")
+    td = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
+    metric, higher = METRIC[task]
+    path = out / "mechanisms.json"
+    report: dict[str, Any] = {
+        "title": title, "task": task, "dataset": td.info.name, "pair": td.pair.name if td.pair else None,
+        "preset": preset.name, "data": td.info.source, "data_description": data_description(td.info, td),
+        "metric": metric, "higher_is_better": higher, "seeds": list(seeds), "rows": {},
+    }
+    if resume and path.exists():
+        import json
+
+        old = json.loads(path.read_text())
+        if old.get("task") == task and old.get("dataset") == td.info.name and old.get("preset") == preset.name:
+            for n, row in old.get("rows", {}).items():
+                report["rows"][n] = row
+    for seed in seeds:
+        for name, model, over in variants:
+            row = report["rows"].setdefault(name, {"model": model, "overrides": dict(over), "runs": {}})
+            if row.get("model") != model or row.get("overrides") != dict(over):
+                row.update(model=model, overrides=dict(over), runs={})
+            if str(seed) in row["runs"] and resume:
+                continue
+            run_dir = out / "runs" / _slug(name) / f"seed{seed}"
+            log(f"mechanisms {task}/{td.info.name}: {name} seed {seed}")
+            try:
+                res = train_task(task, model, preset, run_dir, data=td, seed=seed,
+                                 model_overrides={k: v for k, v in over.items() if k not in control_overrides(model)},
+                                 overwrite=True, verbose=False, progress=False, save_best=False, keep_checkpoints=1,
+                                 fid=False)
+                row["runs"][str(seed)] = {**_run_record(res, metric), "run_dir": _rel(run_dir, out)}
+            except TrainingError as exc:
+                row["runs"][str(seed)] = {"error": str(exc)}
+            row["summary"] = summarise(row["runs"])
+            atomic_write_json(path, report)
+            atomic_write_text(out / "mechanisms.md", study_markdown(report))
+    for row in report["rows"].values():
+        row["summary"] = summarise(row["runs"])
+    atomic_write_json(path, report)
+    atomic_write_text(out / "mechanisms.md", study_markdown(report))
+    return report
+
+
+def merge_studies(sources: Sequence[str | os.PathLike | Mapping[str, Any]], title: str | None = None) -> dict[str, Any]:
+    """One report from studies run separately (e.g. one process per variant or seed) on the same task,
+    data and preset: rows are united, runs of the same row and seed must not disagree."""
+    import json
+
+    reports = []
+    for src in sources:
+        if isinstance(src, Mapping):
+            reports.append(dict(src))
+            continue
+        path = Path(src) / "mechanisms.json" if Path(src).is_dir() else Path(src)
+        if not path.is_file():
+            raise MangoLiteError(f"mechanisms merge: expected a mechanisms.json (or a folder holding one), got {src}")
+        reports.append(json.loads(path.read_text()))
+    if not reports:
+        raise MangoLiteError("mechanisms merge: nothing to merge")
+    key = ("task", "dataset", "pair", "preset", "data")
+    first = reports[0]
+    for r in reports[1:]:
+        diff = [k for k in key if r.get(k) != first.get(k)]
+        if diff:
+            raise MangoLiteError(f"mechanisms merge: studies differ in {diff}: "
+                                 f"{[first.get(k) for k in diff]} vs {[r.get(k) for k in diff]}")
+    merged = {**{k: v for k, v in first.items() if k != "rows"}, "rows": {}}
+    if title is not None:
+        merged["title"] = title
+    seeds: set[int] = set()
+    for r in reports:
+        for name, row in r["rows"].items():
+            into = merged["rows"].setdefault(name, {"model": row["model"], "overrides": row["overrides"], "runs": {}})
+            if into["model"] != row["model"] or into["overrides"] != row["overrides"]:
+                raise MangoLiteError(f"mechanisms merge: row {name!r} has different models/overrides in two studies")
+            for seed, run in row["runs"].items():
+                if seed in into["runs"] and into["runs"][seed] != run:
+                    raise MangoLiteError(f"mechanisms merge: row {name!r} seed {seed} differs between two studies")
+                into["runs"][seed] = run
+                seeds.add(int(seed))
+    for row in merged["rows"].values():
+        row["runs"] = dict(sorted(row["runs"].items(), key=lambda kv: int(kv[0])))
+        row["summary"] = summarise(row["runs"])
+    merged["seeds"] = sorted(seeds)
+    return merged
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def refresh_density(out: str | os.PathLike, rows: Sequence[str] | None = None,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Re-evaluate the flow's and the identity baseline's validation bits/dim of finished runs from their
+    checkpoints (``rows``: only these) and rewrite ``OUT/mechanisms.json`` / ``.md``. For studies whose
+    logged values predate a fix of how they are computed; training is not repeated."""
+    import json
+
+    from .tasks import evaluate_checkpoint
+
+    out = Path(out)
+    report = json.loads((out / "mechanisms.json").read_text())
+    for name, row in report["rows"].items():
+        if rows is not None and name not in rows:
+            continue
+        for seed, run in row["runs"].items():
+            if "error" in run:
+                continue
+            run_dir = out / run.get("run_dir", Path("runs") / _slug(name) / f"seed{seed}")
+            res = evaluate_checkpoint(run_dir, split="val", log=log)
+            m = res["metrics"]
+            run["val_flow_bpd"], run["val_identity_bpd"] = m.get("flow_bpd"), m.get("identity_bpd")
+            run["run_dir"] = _rel(run_dir, out)
+        row["summary"] = summarise(row["runs"])
+    atomic_write_json(out / "mechanisms.json", report)
+    atomic_write_text(out / "mechanisms.md", study_markdown(report))
+    return report
+
+
+def _slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() else "_" for c in name.lower())
+    return "_".join(filter(None, keep.split("_")))
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None, "n": len(vals)}
+
+
+def summarise(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean and sample std over seeds of the metric, bits/dim, identity bits/dim, step time, mean |gamma|."""
+    ok = [r for r in runs.values() if "error" not in r]
+    out = {k: _stats([r.get(k) for r in ok]) for k in ("metric", "val_flow_bpd", "val_identity_bpd", "step_ms")}
+    out["gamma_abs_mean"] = _stats([statistics.fmean(abs(g) for g in r["gammas"]) for r in ok if r.get("gammas")])
+    out["failed"] = len(runs) - len(ok)
+    return out
+
+
+def compare(report: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
+    """Is row ``a`` better than row ``b`` by more than one std? Uses the larger of the two sample stds.
+    Returns ``{"diff", "std", "better_by_more_than_std", "seeds_a_better", "seeds"}`` (diff > 0 means a
+    is better, whatever the metric's direction) or None when either row lacks two seeds."""
+    rows = report["rows"]
+    if a not in rows or b not in rows:
+        return None
+    sa, sb = rows[a]["summary"]["metric"], rows[b]["summary"]["metric"]
+    if sa["n"] < 2 or sb["n"] < 2:
+        return None
+    sign = 1.0 if report["higher_is_better"] else -1.0
+    diff = sign * (sa["mean"] - sb["mean"])
+    std = max(sa["std"], sb["std"])
+    common = sorted(set(rows[a]["runs"]) & set(rows[b]["runs"]))
+    wins = sum(1 for s in common if "metric" in rows[a]["runs"][s] and "metric" in rows[b]["runs"][s]
+               and sign * (rows[a]["runs"][s]["metric"] - rows[b]["runs"][s]["metric"]) > 0)
+    return {"diff": diff, "std": std, "better_by_more_than_std": diff > std, "seeds_a_better": wins,
+            "seeds": len(common)}
+
+
+def _pm(s: Mapping[str, Any], nd: int) -> str:
+    if s.get("mean") is None:
+        return "-"
+    if s.get("std") is None:
+        return f"{s['mean']:.{nd}f}"
+    return f"{s['mean']:.{nd}f} ± {s['std']:.{nd}f}"
+
+
+def study_markdown(report: Mapping[str, Any]) -> str:
+    """The study as a Markdown table (one row per variant) plus, for controls, the computed comparisons."""
+    metric = report["metric"]
+    arrow = "↑" if report["higher_is_better"] else "↓"
+    nd = 3 if metric == "mae_x10" else 2
+    where = report.get("pair") or report.get("dataset")
+    lines = [f"# {report.get('title') or 'MANGO mechanisms'} — {report['task']} / {where} ({report['preset']})", "",
+             f"Measured on: {report['data_description']}. Seeds: {report['seeds']}. Mean ± sample std over seeds.",
+             "", f"| variant | {metric} {arrow} | val flow bits/dim | identity bits/dim | mean abs gamma | "
+             "train step (ms) | params |", "|---|---|---|---|---|---|---|"]
+    for name, row in report["rows"].items():
+        s = row.get("summary") or summarise(row["runs"])
+        params = next((r.get("params") for r in row["runs"].values() if r.get("params")), None)
+        lines.append(f"| {name} | {_pm(s['metric'], nd)} | {_pm(s['val_flow_bpd'], 3)} | {_pm(s['val_identity_bpd'], 3)} | "
+                     f"{_pm(s['gamma_abs_mean'], 3)} | {_pm(s['step_ms'], 0)} | "
+                     f"{'-' if params is None else f'{params / 1e6:.2f} M'} |")
+    rows = report["rows"]
+    if "mango" in rows:
+        lines.append("")
+        for other in [n for n in rows if n != "mango"]:
+            c = compare(report, "mango", other)
+            if c is None:
+                continue
+            verdict = "better by more than one std" if c["better_by_more_than_std"] else "not better by more than one std"
+            lines.append(f"- mango vs {other}: difference {c['diff']:+.{nd}f} (positive = mango better), larger std "
+                         f"{c['std']:.{nd}f}: {verdict}; mango better in {c['seeds_a_better']} of {c['seeds']} seeds.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,357 @@
+"""MANGO's mechanisms: alternating triangles, 2-D positions on Q/K, gamma's rate and the no-attention
+control, the 2-D coupling conditioner, and the exactness of all of them with every parameter perturbed
+away from its initial value (a zero-initialised term would hide a missing log-det)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mango_lite import ICA, MangoBlock, MultiscaleMango
+from mango_lite.flows import Coupling
+from mango_lite.flows.coupling import GridConditioner
+from mango_lite.flows.ica import grid_position_code
+from tests.conftest import jacobian_logdet
+
+D64 = torch.float64
+
+
+def _perturb(module: torch.nn.Module, std: float = 0.3) -> None:
+    """Move every parameter away from its initial value (zero-initialised layers included). An ICA's
+    gate is moved by ``std`` in units of tanh's argument (``gamma_rate * gate``), like every other scale."""
+    rates = {id(m.gate): m.gamma_rate for m in module.modules() if isinstance(m, ICA) and isinstance(m.gate, torch.nn.Parameter)}
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(std / rates.get(id(p), 1.0) * torch.randn_like(p))
+
+
+def _three_checks(module, x, atol=1e-9, jac_atol=1e-7):
+    z, ld = module(x)
+    xr, ld_inv = module.inverse(z)
+    assert torch.allclose(xr, x, atol=atol, rtol=0), f"round trip error {(xr - x).abs().max():.3g}"
+    assert torch.allclose(ld + ld_inv, torch.zeros_like(ld), atol=atol), "log-dets do not cancel"
+    jac = jacobian_logdet(lambda v: module(v)[0], x)
+    assert torch.allclose(ld, jac, atol=jac_atol, rtol=1e-9), f"logdet {ld} vs Jacobian {jac}"
+    return ld
+
+
+# ------------------------------------------------------------------------------------------- ICA
+@pytest.mark.parametrize("triangle", ["upper", "lower"])
+@pytest.mark.parametrize("partition,variant", [("mmca", 1), ("imca", 2), ("lica", 0)])
+@pytest.mark.parametrize("heads,qk_dim", [(1, None), (2, 4)])
+@pytest.mark.parametrize("positions", [False, True])
+def test_ica_options_three_checks_with_perturbed_parameters(triangle, partition, variant, heads, qk_dim, positions):
+    m = ICA(dim=4, tokens=6, partition=partition, variant=variant, heads=heads, qk_dim=qk_dim, triangle=triangle,
+            gamma_rate=5.0, grid=(2, 3) if positions else None).double()
+    _perturb(m)
+    x = torch.randn(2, 12, 4, dtype=D64)
+    ld = _three_checks(m, x)
+    assert ld.abs().min() > 1e-3  # the attention term is really there
+
+
+def test_lower_triangle_gives_a_lower_triangular_attention():
+    x = torch.randn(2, 12, 4, dtype=D64)
+    for triangle, keep in (("upper", torch.triu), ("lower", torch.tril)):
+        m = ICA(dim=4, tokens=6, partition="imca", triangle=triangle).double()
+        s = m.attention_probs(m.partition.partition(x)[0])
+        assert torch.equal(s, keep(s)) and (torch.diagonal(s, dim1=-2, dim2=-1) > 0).all()
+    with pytest.raises(ValueError, match="triangle"):
+        ICA(dim=4, tokens=6, triangle="left")
+
+
+def test_alternation_lets_values_move_both_ways_between_modalities():
+    """In IMCA, X2 holds half of A's tokens, then half of B's. Upper triangle: only A's tokens receive
+    values from B's. Lower: only B's from A's. A block that alternates therefore moves values both ways."""
+    t = 6
+    x = torch.randn(1, 2 * t, 4, dtype=D64)
+    received = {}
+    for triangle in ("upper", "lower"):
+        m = ICA(dim=4, tokens=t, partition="imca", variant=0, triangle=triangle, gamma=0.5).double()
+        mix = m.mixing_matrix(x)[0, 0] - torch.eye(2 * t, dtype=D64)  # value path minus identity
+        received[triangle] = (mix[t:, :t].abs().sum().item(), mix[:t, t:].abs().sum().item())  # B<-A, A<-B
+    assert received["upper"][0] == 0 and received["upper"][1] > 0
+    assert received["lower"][0] > 0 and received["lower"][1] == 0
+    block = MangoBlock(dim=4, tokens=t, alternate=True)
+    tri = [m.triangle for m in block.modules() if isinstance(m, ICA)]
+    assert tri == ["upper", "lower"] * 4
+
+
+# ----------------------------------------------------------------------------------------- positions
+@pytest.mark.parametrize("side,dim", [(4, 16), (8, 16), (8, 32), (16, 64)])
+def test_grid_position_code_peaks_at_the_same_cell_and_falls_with_distance(side, dim):
+    code = grid_position_code(side, side, dim)
+    assert code.shape == (side * side, dim)
+    sim = code @ code.T
+    assert torch.equal(sim.argmax(1), torch.arange(side * side))  # each cell is most similar to itself
+    # along a row and down a column, similarity falls over the nearest three cells
+    for line in (sim[0, :4], sim[0, : 4 * side : side]):
+        assert (line[:-1] > line[1:]).all(), line
+
+
+def test_grid_position_code_small_widths():
+    assert grid_position_code(2, 3, 2).shape == (6, 2)
+    assert grid_position_code(2, 3, 6).shape == (6, 6)
+
+
+def test_positions_steer_attention_but_not_the_values():
+    x = torch.randn(2, 8, 4, dtype=D64)
+    torch.manual_seed(1)
+    plain = ICA(dim=4, tokens=4, partition="mmca").double()
+    torch.manual_seed(1)
+    pos = ICA(dim=4, tokens=4, partition="mmca", grid=(2, 2)).double()
+    x1 = plain.partition.partition(x)[0]
+    assert not torch.allclose(plain.attention_probs(x1), pos.attention_probs(x1))
+    # the code is a function of X1's positions only: X2 enters linearly, so A is unchanged when X2 changes
+    x_b = x.clone()
+    x_b[:, 4:] += 1.0
+    assert torch.equal(pos.attention_probs(pos.partition.partition(x_b)[0]), pos.attention_probs(x1))
+    # LICA takes the positions of the tokens its X1 starts as: a permutation of the original 2T
+    lica = ICA(dim=4, tokens=4, partition="lica", grid=(2, 2))
+    idx = lica.partition.x1_positions()
+    w = lica.partition.mixer.weight()
+    assert torch.equal(w[:4].argmax(1), idx)
+    with pytest.raises(ValueError, match="grid"):
+        ICA(dim=4, tokens=4, grid=(3, 3))
+
+
+# -------------------------------------------------------------------------------------------- gamma
+def test_gamma_rate_keeps_the_start_and_lets_adam_move_gamma_faster():
+    moves = {}
+    for rate in (1.0, 10.0):
+        m = ICA(dim=4, tokens=4, gamma=0.1, gamma_rate=rate)
+        assert torch.allclose(m.gamma, torch.tensor([0.1]))
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        x = torch.randn(3, 8, 4)
+        for _ in range(5):
+            opt.zero_grad()
+            m(x)[0].square().mean().backward()
+            opt.step()
+        moves[rate] = (m.gamma - 0.1).abs().item()
+    assert moves[10.0] > 5 * moves[1.0]
+    with pytest.raises(ValueError, match="gamma_rate"):
+        ICA(dim=4, tokens=4, gamma_rate=0.0)
+
+
+def test_no_attention_control_is_the_identity_with_a_fixed_gamma():
+    m = ICA(dim=4, tokens=4, partition="lica", gamma=0.0, learn_gamma=False).double()
+    assert "gate" not in dict(m.named_parameters()) and m.inert
+    x = torch.randn(2, 8, 4, dtype=D64)
+    z, ld = m(x)
+    assert torch.equal(z, x) and torch.equal(ld, torch.zeros(2, dtype=D64))
+    assert torch.equal(m.inverse(z)[0], x)
+    fixed = ICA(dim=4, tokens=4, gamma=0.3, learn_gamma=False)
+    assert "gate" not in dict(fixed.named_parameters()) and not fixed.inert
+    assert torch.allclose(fixed.gamma, torch.tensor([0.3]))
+
+
+def test_key_norm_has_no_dead_bias_and_old_checkpoints_load():
+    m = ICA(dim=4, tokens=4)
+    assert m.key_norm.bias is None
+    state = dict(m.state_dict())
+    state["key_norm.bias"] = torch.zeros(4)  # what checkpoints written before the fix carry
+    ICA(dim=4, tokens=4).load_state_dict(state)
+
+
+# -------------------------------------------------------------------------------------- conditioner
+def test_grid_conditioner_sees_a_3x3_neighbourhood_per_modality_without_wrap():
+    h, w = 3, 4
+    net = GridConditioner(2, 2, 8, (h, w)).double()
+    _perturb(net, 0.5)
+    x = torch.randn(1, 2 * h * w, 2, dtype=D64)
+    jac = torch.autograd.functional.jacobian(lambda v: net(v).sum(-1), x)[0, :, 0].abs().sum(-1)  # (out, in)
+    dep = jac > 0
+
+    def tok(mod, r, c):
+        return mod * h * w + r * w + c
+
+    # token (A, row 0, last col): its right neighbour in raster order is (A, row 1, col 0) - no wrap
+    assert not dep[tok(0, 1, 0), tok(0, 0, w - 1)]
+    assert dep[tok(0, 1, w - 1), tok(0, 0, w - 1)]  # the cell below is a neighbour
+    assert dep[tok(0, 1, 1), tok(0, 0, 0)]  # diagonal neighbour
+    assert not dep[tok(0, 2, 0), tok(0, 0, 0)]  # two rows away
+    # no mixing between the modalities' maps
+    assert not dep[: h * w, h * w :].any() and not dep[h * w :, : h * w].any()
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_grid_coupling_three_checks(flip):
+    m = Coupling(5, hidden=8, flip=flip, grid=(2, 3)).double()
+    _perturb(m)
+    _three_checks(m, torch.randn(2, 12, 5, dtype=D64))
+
+
+# ------------------------------------------------------------------------------------- composites
+def test_mango_block_with_every_option_three_checks_perturbed():
+    m = MangoBlock(dim=4, tokens=4, heads=2, alternate=True, gamma_rate=10.0, grid=(2, 2), positions=True,
+                   conditioner="grid").double()
+    x = torch.randn(3, 8, 4, dtype=D64)
+    m.train()
+    with torch.no_grad():
+        m(x)
+    m.eval()
+    _perturb(m, 0.2)
+    _three_checks(m, x[:2], atol=1e-8)
+    with pytest.raises(ValueError, match="grid"):
+        MangoBlock(dim=4, tokens=4, positions=True)
+
+
+@pytest.mark.parametrize("options", [{}, {"alternate": True, "positions": True, "conditioner": "grid", "gamma_rate": 10.0}])
+def test_multiscale_two_scales_perturbed_every_logdet_term_counts(options):
+    """Every parameter perturbed (ActNorm, LU, ICA incl. gamma and temperature, coupling, split prior):
+    the log-det equals the Jacobian's, and each module's own log-det is non-zero in that state."""
+    m = MultiscaleMango(channels=1, size=(4, 8), scales=2, blocks=1, heads=1, **options).double()
+    xa, xb = torch.randn(3, 1, 4, 8, dtype=D64), torch.randn(3, 1, 4, 8, dtype=D64)
+    m.train()
+    with torch.no_grad():
+        m((xa, xb))
+    m.eval()
+    _perturb(m, 0.2)
+    zs, ld = m((xa, xb))
+    (ra, rb), ld_inv = m.inverse(zs)
+    assert torch.allclose(ra, xa, atol=1e-8) and torch.allclose(rb, xb, atol=1e-8)
+    assert torch.allclose(ld + ld_inv, torch.zeros(3, dtype=D64), atol=1e-8)
+
+    def flat(v):
+        pair = v.view(-1, 2, 1, 4, 8)
+        return torch.cat([z.reshape(1, -1) for z in m((pair[:, 0], pair[:, 1]))[0]], 1)
+
+    jac = jacobian_logdet(flat, torch.stack([xa, xb], 1)[:1].reshape(1, -1))
+    assert torch.allclose(ld[:1], jac, atol=1e-7)
+    # each log-det term is live: record every module's own log-det on the way
+    terms: dict[str, float] = {}
+    hooks = []
+    for name, mod in m.named_modules():
+        kind = type(mod).__name__
+        if kind in ("ActNorm", "InvertibleLinearLU", "InvertibleCrossAttention", "Coupling", "Split"):
+            hooks.append(mod.register_forward_hook(
+                lambda mod_, inp, out, name=name, kind=kind: terms.__setitem__(name, (kind, float(out[1][0].abs())))))
+    with torch.no_grad():
+        m((xa, xb))
+    for h in hooks:
+        h.remove()
+    kinds = {k for k, _ in terms.values()}
+    assert kinds == {"ActNorm", "InvertibleLinearLU", "InvertibleCrossAttention", "Coupling", "Split"}
+    dead = [n for n, (k, v) in terms.items() if v < 1e-6 and not n.endswith("mixer")]
+    assert not dead, f"log-det terms that are zero after perturbation: {dead}"
+
+
+# ------------------------------------------------------------------------------ controls and harness
+def _tiny_preset():
+    from mango_lite.presets import get_preset
+
+    return get_preset("quick").with_overrides(image_size=16, n_train=8, n_val=4, epochs=1, batch_size=4, width=8,
+                                              blocks=1, scales=1)
+
+
+def test_controls_differ_from_mango_in_one_mechanism_only():
+    from mango_lite.models import build_model, count_parameters
+    from mango_lite.training.tasks import CONTROL_MODELS, resolve_model
+
+    kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
+    mango = build_model("segmentation", "mango", **kw)
+    ica = [m for m in mango.modules() if isinstance(m, ICA)]
+    for name, over in CONTROL_MODELS.items():
+        assert resolve_model("segmentation", name) == "mango"
+        ctl = build_model("segmentation", "mango", **kw, **over)
+        gates = sum(m.heads for m in ica)
+        diff = count_parameters(mango)["total"] - count_parameters(ctl)["total"]
+        assert diff in (0, gates), name  # the same model, less at most the gamma scalars
+        ctl_ica = [m for m in ctl.modules() if isinstance(m, ICA)]
+        if name == "mango-noattn":
+            assert all(m.inert and float(m.gamma.abs().max()) == 0.0 for m in ctl_ica)
+        if name == "mango-paper":
+            assert all(float(m.gamma.min()) == 1.0 for m in ctl_ica)
+        if name == "mango-nonll":
+            assert ctl.flow_weight == 0.0
+
+
+def test_no_likelihood_control_gets_no_gradient_from_the_nll_but_logs_it():
+    from mango_lite.models import build_model
+
+    kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
+    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
+    y = torch.randint(0, 5, (2, 32, 32))
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("segmentation", "mango", flow_weight=weight, **kw).eval()
+        out = model(a, b)
+        total, parts = model.loss(out, y)
+        assert "flow_bpd" in parts and "identity_bpd" in parts and "gamma_mean" in parts
+        task_only = torch.nn.functional.cross_entropy(out.pred, y)
+        if weight == 0.0:
+            assert total.item() == pytest.approx(task_only.item())
+        else:
+            assert total.item() == pytest.approx(task_only.item() + parts["flow_bpd"], rel=1e-5)
+
+
+def test_identity_bpd_is_the_standard_normal_score_of_the_flow_input():
+    from mango_lite.models import build_model
+
+    model = build_model("segmentation", "mango", in_channels=(3, 1), num_outputs=5, image_size=32, width=8,
+                        blocks=1, scales=2).eval()
+    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
+    out = model(a, b)
+    fa, fb = model.encode(a, b)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    ref = -(normal.log_prob(fa).mean() + normal.log_prob(fb).mean()) / 2 / math.log(2)
+    assert out.aux["identity_bpd"].item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_plan_runs_selects_controls_only_when_asked():
+    from mango_lite.training import plan_runs
+
+    default = plan_runs("quick", tasks=["segmentation"])
+    assert not any(m.startswith("mango-") for g in default for m in g.models)
+    asked = plan_runs("quick", tasks=["segmentation"], models=["mango", "controls"])
+    assert asked[0].models == ("mango", "mango-noattn", "mango-nonll", "mango-paper")
+
+
+def test_mechanism_study_trains_merges_and_compares(tmp_path):
+    from mango_lite.training.mechanisms import (
+        compare, control_variants, ladder_variants, merge_studies, run_study, study_markdown,
+    )
+
+    preset = _tiny_preset()
+    rows = control_variants({"flow_alternate": True}, ("mango", "mango-noattn"))
+    assert rows[1][2] == {"flow_alternate": True, "flow_gamma": 0.0, "flow_learn_gamma": False}
+    kw = dict(preset=preset, cache_dir=tmp_path / "data")
+    r0 = run_study("segmentation", rows, seeds=(0,), out=tmp_path / "s0", **kw)
+    r1 = run_study("segmentation", rows, seeds=(1,), out=tmp_path / "s1", **kw)
+    run = r0["rows"]["mango-noattn"]["runs"]["0"]
+    assert run["gammas"] and all(g == 0.0 for g in run["gammas"])
+    assert run["val_flow_bpd"] is not None and run["val_identity_bpd"] is not None and run["step_ms"] > 0
+    assert abs(r0["rows"]["mango"]["runs"]["0"]["gammas"][0]) > 0
+    merged = merge_studies([tmp_path / "s0", tmp_path / "s1"])
+    assert merged["seeds"] == [0, 1] and merged["rows"]["mango"]["summary"]["metric"]["n"] == 2
+    c = compare(merged, "mango", "mango-noattn")
+    assert c is not None and c["seeds"] == 2
+    assert "mango vs mango-noattn" in study_markdown(merged)
+    # a resumed study reads finished runs back instead of retraining them
+    again = run_study("segmentation", rows, seeds=(0,), out=tmp_path / "s0", **kw)
+    assert again["rows"]["mango"]["runs"]["0"] == r0["rows"]["mango"]["runs"]["0"]
+    with pytest.raises(Exception, match="differ"):
+        merge_studies([tmp_path / "s0", {**r1, "preset": "cpu"}])
+    names = [n for n, _, _ in ladder_variants()]
+    assert names[0] == "before" and len(set(names)) == len(names)
+    # every ladder row keeps the keys of the rows above it and changes exactly one setting
+    over = [o for _, _, o in ladder_variants()]
+    for above, below in zip(over, over[1:]):
+        assert set(above) <= set(below)
+        assert sum(above.get(k) != v for k, v in below.items()) == 1
+
+
+def test_compare_computes_wins_and_the_one_std_rule():
+    from mango_lite.training.mechanisms import compare, summarise
+
+    def row(vals):
+        runs = {str(i): {"metric": v} for i, v in enumerate(vals)}
+        return {"runs": runs, "summary": summarise(runs)}
+
+    rep = {"higher_is_better": True, "rows": {"mango": row([10.0, 11.0, 12.0]), "x": row([8.0, 8.5, 12.5])}}
+    c = compare(rep, "mango", "x")
+    assert c["diff"] == pytest.approx(11.0 - 29.0 / 3) and c["seeds_a_better"] == 2 and c["seeds"] == 3
+    assert c["better_by_more_than_std"] is False  # the larger std (x: 2.47) exceeds the difference (1.33)
+    rep["higher_is_better"] = False
+    assert compare(rep, "mango", "x")["diff"] < 0
