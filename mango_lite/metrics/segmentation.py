@@ -1,6 +1,6 @@
 """Semantic-segmentation scores from one dataset-level confusion matrix.
 
-Conventions (checked against the reference code, see /work/shared/reference/anchors.md B1, B4, B7):
+Conventions (checked against TokenFusion's evaluation code, github.com/yikaiw/TokenFusion, ``utils/meter.py``):
 
 * **One confusion matrix over the whole split**, rows = ground truth, columns = prediction, filled
   with a ``bincount`` (TokenFusion ``utils/meter.py``, CMX, DELIVER). Scores are never averaged

@@ -1,4 +1,4 @@
-"""The paper's Tables 1-3, **as printed** (MANGO, NeurIPS 2025; /work/shared/reference/paper.md section 3).
+"""The paper's Tables 1-3, **as printed** (MANGO, NeurIPS 2025, arXiv 2508.10133).
 
 Only MANGO and the rows a mango_lite model can be set beside are copied: W/O Fusion, Feature Concat and
 TokenFusion (Tiny and Small, quoted by MANGO from the TokenFusion paper [65]), the CNN "Concat" row of

@@ -83,8 +83,7 @@ print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} (Taskonomy {N_TK})  MM
 # RGB-D about 6.4 GB (10,335 frames from four sensors); the Taskonomy sample repository is 24.9 GB
 # (9,464 views per domain, 512×512); MM-IMDb 25,959 films. **Licences:** none of the four states one;
 # all are for research use, and NYUDv2 and MM-IMDb (IMDb-derived posters and plots) must not be
-# redistributed. Details, sources and the exact encodings: `data/README.md` and
-# `/work/shared/reference/data.md`. The download registry in `mango_lite.datasets.SOURCES` holds the same
+# redistributed. Details, sources and the exact encodings: `data/README.md`. The download registry in `mango_lite.datasets.SOURCES` holds the same
 # facts:
 
 # %%
