@@ -213,7 +213,8 @@ def test_seed_summary_combines_reproductions() -> None:
     assert g["models"]["concat"]["std"] == 0.0
     assert [r[0] for r in g["rank_by_seed"]] == ["concat", "mango", "mango"]
     md = seed_summary_markdown(s)
-    assert "| mango | 22.00 ± 2.00 | 20.00 / 22.00 / 24.00 | 2 of 3 |" in md
+    assert "| mango | 22.00 ± 2.00 | 20.00 / 22.00 / 24.00 | 2 of 3 | 1 of 3 | 2 of 3 |" in md
+    assert "| concat | 21.00 ± 0.00 | 21.00 / 21.00 / 21.00 | 1 of 3 | 2 of 3 | - |" in md
     assert s["groups"]["genre/mmimdb"]["models"]["mango"]["values"] == [10.0, 11.0, 12.0]
     with pytest.raises(MangoLiteError, match="seeds must differ"):
         seed_summary([res(0, 1, 1), res(0, 1, 1)])

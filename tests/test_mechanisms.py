@@ -355,3 +355,32 @@ def test_compare_computes_wins_and_the_one_std_rule():
     assert c["better_by_more_than_std"] is False  # the larger std (x: 2.47) exceeds the difference (1.33)
     rep["higher_is_better"] = False
     assert compare(rep, "mango", "x")["diff"] < 0
+
+
+def test_goals_summary_counts_tasks_from_groups():
+    from mango_lite.training.mechanisms import goals_markdown, goals_summary, summarise
+
+    def rep(task, pair, higher, mango, noattn, nonll, concat, flow=1.0, ident=2.0):
+        rows = {}
+        for name, vals in (("mango", mango), ("mango-noattn", noattn), ("mango-nonll", nonll), ("concat", concat)):
+            runs = {str(i): {"metric": v, "val_flow_bpd": flow, "val_identity_bpd": ident,
+                             "step_ms": 200.0 if name != "concat" else 100.0} for i, v in enumerate(vals)}
+            rows[name] = {"model": name, "overrides": {}, "runs": runs, "summary": summarise(runs)}
+        return {"task": task, "pair": pair, "dataset": "x", "metric": "m", "higher_is_better": higher, "rows": rows,
+                "seeds": [0, 1, 2], "data": "generated stand-in"}
+
+    reports = [
+        rep("segmentation", None, True, [20, 21, 22], [17, 18, 19], [17, 18, 19], [19, 20, 21]),
+        rep("translation", "p1", False, [1.0, 1.1, 1.2], [1.5, 1.6, 1.7], [1.5, 1.6, 1.7], [1.3, 1.3, 1.3]),
+        rep("translation", "p2", False, [1.0, 1.1, 1.2], [1.05, 1.15, 1.25], [1.5, 1.6, 1.7], [0.9, 0.9, 0.9], flow=3.0),
+    ]
+    s = goals_summary(reports)
+    assert s["groups"]["segmentation/x"]["beats_every_control"] is True
+    assert s["groups"]["translation/p2"]["controls"]["mango-noattn"]["better_by_more_than_std"] is False
+    assert s["tasks"]["translation"]["beats_mango-noattn"] is False  # fails on one of its two groups
+    assert s["tasks"]["translation"]["beats_mango-nonll"] is True
+    assert s["tasks"]["translation"]["not_below_baseline"] is False and s["tasks"]["translation"]["flow_beats_identity"] is False
+    assert s["groups"]["segmentation/x"]["step_ratio"] == pytest.approx(2.0)
+    md = goals_markdown(s)
+    assert "better than mango-noattn by more than one std on 1 of 2 tasks (segmentation)" in md
+    assert "not below concat on 1 of 2 tasks" in md

@@ -124,6 +124,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True, help="folder for mechanisms.json, mechanisms.md and the runs")
     p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, merge finished studies (same task, data and preset) into --out")
+    p.add_argument("--goals", nargs="+", default=None, metavar="FOLDER",
+                   help="instead of training, tally the goals over finished control studies (one per task group) "
+                        "into --out/goals.json and goals.md")
     p.set_defaults(func=cmd_mechanisms)
     # ----------------------------------------------------------------------------- seeds
     p = sub.add_parser("seeds", help="combine reproductions run with different --seed: mean ± std per model",
@@ -199,6 +202,15 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
     from .mechanisms import control_variants, ladder_variants, merge_studies, run_study, study_markdown
 
     out = Path(args.out)
+    if args.goals:
+        from .mechanisms import goals_markdown, goals_summary, load_study
+
+        summary = goals_summary([load_study(f) for f in args.goals])
+        md = goals_markdown(summary)
+        atomic_write_json(out / "goals.json", summary)
+        atomic_write_text(out / "goals.md", md)
+        print(md)
+        return 0
     if args.merge:
         report = merge_studies(args.merge)
         atomic_write_json(out / "mechanisms.json", report)

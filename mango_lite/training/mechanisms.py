@@ -167,20 +167,20 @@ def run_study(
     return report
 
 
+def load_study(src: str | os.PathLike) -> dict[str, Any]:
+    """A study's ``mechanisms.json`` (given the file or its folder)."""
+    import json
+
+    path = Path(src) / "mechanisms.json" if Path(src).is_dir() else Path(src)
+    if not path.is_file():
+        raise MangoLiteError(f"mechanisms: expected a mechanisms.json (or a folder holding one), got {src}")
+    return json.loads(path.read_text())
+
+
 def merge_studies(sources: Sequence[str | os.PathLike | Mapping[str, Any]], title: str | None = None) -> dict[str, Any]:
     """One report from studies run separately (e.g. one process per variant or seed) on the same task,
     data and preset: rows are united, runs of the same row and seed must not disagree."""
-    import json
-
-    reports = []
-    for src in sources:
-        if isinstance(src, Mapping):
-            reports.append(dict(src))
-            continue
-        path = Path(src) / "mechanisms.json" if Path(src).is_dir() else Path(src)
-        if not path.is_file():
-            raise MangoLiteError(f"mechanisms merge: expected a mechanisms.json (or a folder holding one), got {src}")
-        reports.append(json.loads(path.read_text()))
+    reports = [dict(src) if isinstance(src, Mapping) else load_study(src) for src in sources]
     if not reports:
         raise MangoLiteError("mechanisms merge: nothing to merge")
     key = ("task", "dataset", "pair", "preset", "data")
@@ -321,4 +321,84 @@ def study_markdown(report: Mapping[str, Any]) -> str:
             verdict = "better by more than one std" if c["better_by_more_than_std"] else "not better by more than one std"
             lines.append(f"- mango vs {other}: difference {c['diff']:+.{nd}f} (positive = mango better), larger std "
                          f"{c['std']:.{nd}f}: {verdict}; mango better in {c['seeds_a_better']} of {c['seeds']} seeds.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- across tasks
+def goals_summary(reports: Sequence[Mapping[str, Any]], controls: Sequence[str] = ("mango-noattn", "mango-nonll"),
+                  baseline: str = "concat") -> dict[str, Any]:
+    """The mechanisms goals over several control studies (one per task group), computed:
+
+    * per group: MANGO better than each control by more than one std (:func:`compare`), MANGO not below
+      ``baseline`` (mean), the flow's validation bits/dim below the identity baseline, MANGO's training step
+      over the baseline's;
+    * per task: a goal holds for a task when it holds on every group of that task (translation has two).
+    """
+    groups: dict[str, Any] = {}
+    for rep in reports:
+        name = f"{rep['task']}/{rep.get('pair') or rep.get('dataset')}"
+        rows = rep["rows"]
+        g: dict[str, Any] = {"task": rep["task"], "metric": rep["metric"], "higher_is_better": rep["higher_is_better"],
+                             "data": rep.get("data"), "seeds": rep.get("seeds"), "controls": {}}
+        for c in controls:
+            g["controls"][c] = compare(rep, "mango", c)
+        base = compare(rep, "mango", baseline)
+        g["vs_baseline"] = base
+        g["not_below_baseline"] = None if base is None else base["diff"] >= 0
+        m = rows.get("mango", {}).get("summary", {})
+        flow, ident = (m.get("val_flow_bpd") or {}).get("mean"), (m.get("val_identity_bpd") or {}).get("mean")
+        g["flow_bpd"], g["identity_bpd"] = flow, ident
+        g["flow_beats_identity"] = None if flow is None or ident is None else flow < ident
+        step_m = (m.get("step_ms") or {}).get("mean")
+        step_b = ((rows.get(baseline, {}).get("summary") or {}).get("step_ms") or {}).get("mean")
+        g["step_ratio"] = None if not step_m or not step_b else step_m / step_b
+        g["beats_every_control"] = (all(v is not None and v["better_by_more_than_std"] for v in g["controls"].values())
+                                    if g["controls"] else None)
+        groups[name] = g
+    tasks: dict[str, dict[str, Any]] = {}
+    for g in groups.values():
+        t = tasks.setdefault(g["task"], {"groups": 0})
+        t["groups"] += 1
+        for key in ("beats_every_control", "not_below_baseline", "flow_beats_identity"):
+            t[key] = bool(t.get(key, True) and bool(g[key]))
+        for c, v in g["controls"].items():
+            t[f"beats_{c}"] = bool(t.get(f"beats_{c}", True) and v is not None and v["better_by_more_than_std"])
+    return {"groups": groups, "tasks": tasks, "controls": list(controls), "baseline": baseline}
+
+
+def goals_markdown(summary: Mapping[str, Any]) -> str:
+    """The goals summary as Markdown: one row per group, then the per-task tally."""
+    ctl = summary["controls"]
+    base = summary["baseline"]
+    head = " | ".join(f"mango − {c} (std)" for c in ctl)
+    lines = [f"| group | metric | {head} | mango − {base} | flow / identity bits/dim | step / {base} |",
+             "|---|---|" + "---|" * len(ctl) + "---|---|---|"]
+
+    def d(v: Mapping[str, Any] | None, nd: int) -> str:
+        if v is None:
+            return "-"
+        mark = " ✔" if v["better_by_more_than_std"] else ""
+        return f"{v['diff']:+.{nd}f} ({v['std']:.{nd}f}){mark}"
+
+    for name, g in summary["groups"].items():
+        nd = 3 if g["metric"] == "mae_x10" else 2
+        flow = "-" if g["flow_bpd"] is None else f"{g['flow_bpd']:.2f} / {g['identity_bpd']:.2f}"
+        ratio = "-" if g["step_ratio"] is None else f"{g['step_ratio']:.1f}×"
+        vs = g["vs_baseline"]
+        vs_txt = "-" if vs is None else f"{vs['diff']:+.{nd}f}"
+        lines.append(f"| {name} | {g['metric']} | " + " | ".join(d(g["controls"][c], nd) for c in ctl)
+                     + f" | {vs_txt} | {flow} | {ratio} |")
+    tasks = summary["tasks"]
+    n = len(tasks)
+    lines.append("")
+    lines.append("Differences are signed so that positive means MANGO is better (MAE: lower). ✔: better by more "
+                 "than the larger of the two seed stds.")
+    for c in ctl:
+        k = sum(1 for t in tasks.values() if t.get(f"beats_{c}"))
+        lines.append(f"- MANGO better than {c} by more than one std on {k} of {n} tasks "
+                     f"({', '.join(t for t, v in tasks.items() if v.get(f'beats_{c}')) or 'none'}).")
+    k = sum(1 for t in tasks.values() if t["not_below_baseline"])
+    lines.append(f"- MANGO not below {base} on {k} of {n} tasks.")
+    k = sum(1 for t in tasks.values() if t["flow_beats_identity"])
+    lines.append(f"- Flow bits/dim below the identity baseline on {k} of {n} tasks.")
     return "\n".join(lines) + "\n"

@@ -711,21 +711,30 @@ def seed_summary(results: Sequence[Mapping[str, Any] | str | os.PathLike]) -> di
     return {"preset": presets.pop(), "seeds": seeds, "groups": groups}
 
 
-def seed_summary_markdown(summary: Mapping[str, Any]) -> str:
-    """A markdown table per group: mean ± std over seeds, every seed's value, and how often each
-    model ranked first."""
+def seed_summary_markdown(summary: Mapping[str, Any], reference: str = "concat") -> str:
+    """A markdown table per group: mean ± std over seeds, every seed's value, how often each model
+    ranked first and last, and in how many seeds it beat ``reference`` (computed, never typed)."""
     lines = [f"# Seed spread — preset `{summary['preset']}`, seeds {', '.join(map(str, summary['seeds']))}", "",
              "Same data and settings; only the training seed (initialisation, data order, augmentation) differs.", ""]
     for key, g in summary["groups"].items():
         arrow = "↑" if g["higher_is_better"] else "↓"
-        lines += [f"## {key} — {g['metric']} {arrow}", "", "| model | mean ± std | per seed | first in |", "|---|---|---|---|"]
+        ref = reference if reference in g["models"] else None
+        lines += [f"## {key} — {g['metric']} {arrow}", "",
+                  "| model | mean ± std | per seed | first in | last in |" + (f" better than {ref} in |" if ref else ""),
+                  "|---|---|---|---|---|" + ("---|" if ref else "")]
         firsts = [r[0] for r in g["rank_by_seed"]]
+        lasts = [r[-1] for r in g["rank_by_seed"]]
         order = sorted(g["models"], key=lambda m: g["models"][m]["mean"], reverse=g["higher_is_better"])
         nd = 3 if max(abs(g["models"][m]["mean"]) for m in order) < 10 else 2  # MAE x10 ~ 0.3-2: 3 decimals
+        sign = 1.0 if g["higher_is_better"] else -1.0
         for m in order:
             s = g["models"][m]
             spread = f"{s['mean']:.{nd}f} ± {s['std']:.{nd}f}" if s["std"] is not None else f"{s['mean']:.{nd}f}"
-            lines.append(f"| {m} | {spread} | {' / '.join(f'{v:.{nd}f}' for v in s['values'])} | "
-                         f"{firsts.count(m)} of {len(firsts)} |")
+            row = (f"| {m} | {spread} | {' / '.join(f'{v:.{nd}f}' for v in s['values'])} | "
+                   f"{firsts.count(m)} of {len(firsts)} | {lasts.count(m)} of {len(lasts)} |")
+            if ref:
+                pairs = list(zip(s["values"], g["models"][ref]["values"]))
+                row += " - |" if m == ref else f" {sum(sign * (v - r) > 0 for v, r in pairs)} of {len(pairs)} |"
+            lines.append(row)
         lines.append("")
     return "\n".join(lines)
