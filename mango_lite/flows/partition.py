@@ -131,7 +131,12 @@ class LICAPartition(Partition):
         return y[:, : self.tokens], y[:, self.tokens :], logdet
 
     def merge(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-        return self.mixer.inverse(torch.cat([x1, x2], 1))
+        x = torch.cat([x1, x2], 1)
+        if x.shape[0] * x.shape[2] <= x.shape[1]:  # few columns: solving for them is cheaper
+            return self.mixer.inverse(x)
+        # W^-1 once (two triangular solves of the identity), then one product for every sample/channel
+        y = self.mixer.inverse_weight() @ x
+        return y, -(x.shape[2] * self.mixer.log_s.sum()).expand(x.shape[0])
 
     def x1_positions(self) -> Tensor:
         # W = P L U starts as the permutation P (L = U = I): row i of W x is token perm_inv[i]
