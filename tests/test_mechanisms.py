@@ -384,3 +384,35 @@ def test_goals_summary_counts_tasks_from_groups():
     md = goals_markdown(s)
     assert "better than mango-noattn by more than one std on 1 of 2 tasks (segmentation)" in md
     assert "not below concat on 1 of 2 tasks" in md
+
+
+def test_density_study_runs_every_variant_and_seed():
+    from mango_lite.datasets.toy import two_modality_shapes
+    from mango_lite.training.density import density_study
+
+    train, val = two_modality_shapes(32, 8, seed=0), two_modality_shapes(8, 8, seed=1)
+    variants = {"mango": {}, "no attention": {"gamma": 0.0, "learn_gamma": False}}
+    res = density_study(train, val, size=8, blocks=1, steps=3, seeds=(0, 1), variants=variants)
+    assert set(res["variants"]) == {"mango", "no attention"}
+    for v in res["variants"].values():
+        assert len(v["val_bpd"]) == 2 and all(math.isfinite(x) for x in v["val_bpd"]) and v["std"] is not None
+    # the no-attention flow has the same parameters less the gamma scalars
+    assert res["variants"]["mango"]["params"] > res["variants"]["no attention"]["params"]
+    assert math.isfinite(res["gaussian_bpd"])
+
+
+def test_flow_weight_per_task_reaches_the_models():
+    from mango_lite.presets import TASK_FLOW_WEIGHTS, get_preset
+    from mango_lite.training.tasks import model_kwargs
+
+    p = get_preset("quick")
+    assert p.flow_weight_for("segmentation") == TASK_FLOW_WEIGHTS["segmentation"] == p.flow_weight
+    assert p.flow_weight_for("translation") == TASK_FLOW_WEIGHTS["translation"] < p.flow_weight
+
+    class _Data:  # what model_kwargs reads from TaskData
+        in_channels, num_outputs, model_kwargs = (3, 1), 5, {}
+
+    assert model_kwargs("translation", _Data(), p)["flow_weight"] == TASK_FLOW_WEIGHTS["translation"]
+    given = p.with_overrides(tasks={"translation": {"model": {"flow_weight": 0.5}}})
+    assert given.flow_weight_for("translation") == 0.5
+    assert model_kwargs("translation", _Data(), given)["flow_weight"] == 0.5

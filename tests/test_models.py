@@ -206,7 +206,8 @@ def test_attention_maps_mango_shapes_and_structure() -> None:
     for i, r in enumerate(records):
         t = tokens[i // 8]
         assert tuple(r.attention.shape) == (B, 2, t, t)
-        assert torch.equal(r.attention, r.attention.triu())  # triangular -> invertible, O(T) log-det
+        keep = r.attention.triu() if r.triangle == "upper" else r.attention.tril()
+        assert torch.equal(r.attention, keep)  # triangular -> invertible, O(T) log-det
         share = cross_modal_share(r)
         if r.partition == "mmca":
             assert share == 0.0  # X2 is a single modality
@@ -214,6 +215,7 @@ def test_attention_maps_mango_shapes_and_structure() -> None:
             assert 0.0 < share < 1.0
         else:
             assert share is None and r.index is None
+    assert [r.triangle for r in records[:8]] == ["upper", "lower"] * 4  # the default alternates
     # recording is switched off again afterwards
     from mango_lite.flows import InvertibleCrossAttention
 

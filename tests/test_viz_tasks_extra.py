@@ -147,3 +147,18 @@ def test_labels_and_figures_on_a_real_mango_model() -> None:
     assert slider.max == 1
     slider.value = 1  # redraw must work
     assert "000001" in box.children[1].value
+
+
+def test_lower_triangular_records_query_the_last_slot_and_share_the_other_way() -> None:
+    t, h, w = 4, 2, 2
+    index = torch.tensor([[0, 2, 4, 6], [1, 3, 5, 7]])  # X2 = (A, A, B, B)
+    s = _upper_stochastic(t, 2).flip(-1).flip(-2)  # lower triangular, rows sum to 1
+    assert torch.equal(s, s.tril())
+    rec = AttentionRecord("x", "imca", index, (torch.eye(t, dtype=torch.float64) + 0.3 * s)[None, None], "lower")
+    assert tx.full_row(rec) == t - 1
+    maps, pos = tx.ica_query_map(rec, (h, w))
+    assert pos == 7  # the last X2 token sees every X2 token
+    np.testing.assert_allclose(maps.reshape(-1)[[1, 3, 5, 7]], s[-1].numpy(), atol=1e-12)
+    # content-free rows of a lower mask: row 0 (A) only itself, row 1 (A) 1/2 on A, row 2 (B) 2/3 on A,
+    # row 3 (B) 2/4 on A
+    assert tx.uniform_cross_modal_share(rec) == pytest.approx((0 + 0 + 2 / 3 + 2 / 4) / 4)

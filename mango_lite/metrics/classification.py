@@ -1,6 +1,6 @@
 """Multi-label classification scores (MM-IMDb genres), equal to scikit-learn's.
 
-Conventions (anchors.md B5/B7, data.md 1.4):
+Conventions (scikit-learn's ``f1_score``; MM-IMDb's evaluation in GMU, Arevalo et al. 2017):
 
 * **Threshold: strictly greater.** A label is predicted when ``probability > threshold`` (0.5).
   This is what the references do: GMU ``report_performance`` uses ``y_prob > threshold``;

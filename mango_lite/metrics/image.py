@@ -1,6 +1,6 @@
 """Image-translation metrics: MAE / MSE / RMSE, Frechet distance (FID) and kernel distance (KID).
 
-Reference semantics (anchors.md B1, data.md 1.3; TokenFusion/CEN ``image2image_translation``):
+Reference semantics (TokenFusion / CEN ``image2image_translation``, github.com/yikaiw/TokenFusion):
 
 * **L1 / RMSE.** TokenFusion averages ``L1Loss`` and ``MSELoss`` per image (batch 1) over the 500
   val images and prints ``sqrt(mean MSE)``. For equally sized images this equals the global

@@ -40,13 +40,16 @@ class AttentionRecord:
     ``name``: module path inside the fusion; ``partition``: "mmca"/"imca"/"lica" (MANGO) or "a<-b"/"b<-a"
     (cross-attention: rows = query tokens of the first modality); ``index``: LongTensor (2, T), original
     token positions (0..2T-1, modality A first) of X1 (row 0) and X2 (row 1), None for LICA / baselines;
-    ``attention``: (B, heads, T, T) float on CPU - for ICA the triangular matrix including the +I.
+    ``attention``: (B, heads, T, T) float on CPU - for ICA the triangular matrix including the +I;
+    ``triangle``: "upper" or "lower", which triangle of an ICA matrix is filled (blocks of MANGO's task
+    models alternate them); ``None`` for cross-attention.
     """
 
     name: str
     partition: str
     index: Tensor | None
     attention: Tensor
+    triangle: str | None = "upper"
 
 
 class _EvalNoGrad:
@@ -88,7 +91,7 @@ def attention_maps(model: TaskModel, batch_a: Any, batch_b: Any) -> list[Attenti
                 records.append(
                     AttentionRecord(
                         name, str(m.last_partition), None if idx is None else idx.detach().cpu(),
-                        m.last_attention.detach().cpu(),
+                        m.last_attention.detach().cpu(), m.triangle,
                     )
                 )
         finally:
@@ -107,7 +110,7 @@ def attention_maps(model: TaskModel, batch_a: Any, batch_b: Any) -> list[Attenti
                 m.record_attention = False
         for name, m in mhas:
             part = "a<-b" if name.endswith("attn_ab") else "b<-a"
-            records.append(AttentionRecord(name, part, None, m.last_attention.cpu()))  # type: ignore[union-attr]
+            records.append(AttentionRecord(name, part, None, m.last_attention.cpu(), None))  # type: ignore[union-attr]
             m.last_attention = None
         return records
     raise MangoLiteError(

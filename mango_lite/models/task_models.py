@@ -68,7 +68,7 @@ class TaskModel(nn.Module):
         fusion: nn.Module,
         head: nn.Module,
         *,
-        flow_weight: float = 0.01,
+        flow_weight: float = 0.1,
         sparsity_weight: float = 1e-4,
         tokenizer: HashTokenizer | None = None,
         pos_weight: Tensor | None = None,
@@ -217,7 +217,7 @@ def build_model(
     blocks: int = 1,
     scales: int = 2,
     heads: int = 1,
-    flow_weight: float = 0.01,
+    flow_weight: float = 0.1,
     partitions: Sequence[str] | None = None,
     layers: Sequence[tuple[str, int]] | None = None,
     encoder_stride: int = 4,
@@ -228,10 +228,10 @@ def build_model(
     flow_qk_dim: int | None = None,
     flow_gamma: float | None = 0.1,
     flow_learn_gamma: bool = True,
-    flow_gamma_rate: float = 1.0,
-    flow_alternate: bool = False,
-    flow_positions: bool = False,
-    flow_conditioner: str = "tokens",
+    flow_gamma_rate: float = 10.0,
+    flow_alternate: bool = True,
+    flow_positions: bool = True,
+    flow_conditioner: str = "grid",
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
     text_encoder: str = "hash",
@@ -257,9 +257,12 @@ def build_model(
     the flow 4-16x per scale while the baselines grow 2x).
     ``flow_gamma`` (initial attention weight; ``None`` = the paper's fixed A = S + I),
     ``flow_learn_gamma``, ``flow_gamma_rate``, ``flow_alternate``, ``flow_positions``,
-    ``flow_conditioner``: MANGO's ICA and coupling options (see :class:`~mango_lite.flows.MangoBlock`);
-    ``flow_gamma=0.0, flow_learn_gamma=False`` is the no-attention control, ``flow_weight=0`` the
-    no-likelihood control.
+    ``flow_conditioner``: MANGO's ICA and coupling options (see :class:`~mango_lite.flows.MangoBlock`).
+    The defaults are the changes of the mechanisms study (``python -m mango_lite mechanisms``): alternating
+    triangles, 2-D positional codes on Q/K, gamma rate 10, 3x3 grid conditioner; the paper's layout is
+    ``flow_alternate=False, flow_positions=False, flow_gamma_rate=1, flow_conditioner="tokens"`` (and
+    ``flow_gamma=None`` for its fixed A = S + I). ``flow_gamma=0.0, flow_learn_gamma=False`` is the
+    no-attention control, ``flow_weight=0`` the no-likelihood control.
     """
     task = task.lower()
     fusion = fusion.lower()

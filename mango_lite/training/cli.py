@@ -111,8 +111,10 @@ def add_training_parsers(sub: Any) -> None:
                                    "attention), mango-nonll (no likelihood term) and concat over several seeds. "
                                    "Writes mechanisms.json and mechanisms.md: the task metric, the flow's validation "
                                    "bits/dim beside the identity baseline, gamma and the training step time.")
-    p.add_argument("--task", required=True, choices=TASK_NAMES)
-    p.add_argument("--study", choices=("ladder", "controls"), default="controls", help="which variants to train")
+    p.add_argument("--task", choices=TASK_NAMES, default=None, help="task of a ladder or controls study")
+    p.add_argument("--study", choices=("ladder", "controls", "density"), default="controls",
+                   help="which variants to train ('density': notebook 04's density model with and without "
+                        "attention, no task)")
     p.add_argument("--models", nargs="+", default=["mango", "mango-noattn", "mango-nonll", "concat"],
                    help="models of the controls study")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
@@ -124,6 +126,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True, help="folder for mechanisms.json, mechanisms.md and the runs")
     p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, merge finished studies (same task, data and preset) into --out")
+    p.add_argument("--title", default=None, help="title of a merged study's tables")
     p.add_argument("--goals", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, tally the goals over finished control studies (one per task group) "
                         "into --out/goals.json and goals.md")
@@ -202,6 +205,17 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
     from .mechanisms import control_variants, ladder_variants, merge_studies, run_study, study_markdown
 
     out = Path(args.out)
+    if args.study == "density" and not (args.goals or args.merge):
+        from .density import density_markdown, run_density_study
+
+        res = run_density_study(args.preset or default_preset_name(), tuple(args.seeds), out,
+                                log=lambda m: print(m, file=__import__("sys").stderr))
+        print(density_markdown(res))
+        return 0
+    if args.task is None and not args.goals:
+        from ..errors import MangoLiteError
+
+        raise MangoLiteError("mechanisms: --task is required for the ladder and controls studies")
     if args.goals:
         from .mechanisms import goals_markdown, goals_summary, load_study
 
@@ -212,7 +226,7 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
         print(md)
         return 0
     if args.merge:
-        report = merge_studies(args.merge)
+        report = merge_studies(args.merge, title=args.title)
         atomic_write_json(out / "mechanisms.json", report)
         atomic_write_text(out / "mechanisms.md", study_markdown(report))
     else:

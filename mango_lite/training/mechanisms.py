@@ -268,21 +268,22 @@ def summarise(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def compare(report: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
-    """Is row ``a`` better than row ``b`` by more than one std? Uses the larger of the two sample stds.
-    Returns ``{"diff", "std", "better_by_more_than_std", "seeds_a_better", "seeds"}`` (diff > 0 means a
-    is better, whatever the metric's direction) or None when either row lacks two seeds."""
+    """Is row ``a`` better than row ``b`` by more than one std? Only the seeds both rows finished are used
+    (paired); the std is the larger of the two rows' sample stds over those seeds. Returns ``{"diff",
+    "std", "better_by_more_than_std", "seeds_a_better", "seeds"}`` (diff > 0 means a is better, whatever
+    the metric's direction) or None when fewer than two seeds are shared."""
     rows = report["rows"]
     if a not in rows or b not in rows:
         return None
-    sa, sb = rows[a]["summary"]["metric"], rows[b]["summary"]["metric"]
-    if sa["n"] < 2 or sb["n"] < 2:
+    ra, rb = rows[a]["runs"], rows[b]["runs"]
+    common = [k for k in ra if k in rb and ra[k].get("metric") is not None and rb[k].get("metric") is not None]
+    if len(common) < 2:
         return None
+    va, vb = [float(ra[k]["metric"]) for k in common], [float(rb[k]["metric"]) for k in common]
     sign = 1.0 if report["higher_is_better"] else -1.0
-    diff = sign * (sa["mean"] - sb["mean"])
-    std = max(sa["std"], sb["std"])
-    common = sorted(set(rows[a]["runs"]) & set(rows[b]["runs"]))
-    wins = sum(1 for s in common if "metric" in rows[a]["runs"][s] and "metric" in rows[b]["runs"][s]
-               and sign * (rows[a]["runs"][s]["metric"] - rows[b]["runs"][s]["metric"]) > 0)
+    diff = sign * (statistics.fmean(va) - statistics.fmean(vb))
+    std = max(statistics.stdev(va), statistics.stdev(vb))
+    wins = sum(1 for x, y in zip(va, vb) if sign * (x - y) > 0)
     return {"diff": diff, "std": std, "better_by_more_than_std": diff > std, "seeds_a_better": wins,
             "seeds": len(common)}
 
@@ -295,6 +296,18 @@ def _pm(s: Mapping[str, Any], nd: int) -> str:
     return f"{s['mean']:.{nd}f} ± {s['std']:.{nd}f}"
 
 
+def _settings(row: Mapping[str, Any], first: Mapping[str, Any]) -> str:
+    """``model``, then the overrides in which ``row`` differs from ``first`` as ``key=value`` (the
+    ``flow_`` prefix dropped); ``-`` for the first row itself."""
+    if row is first:
+        return "-"
+    base = dict(first.get("overrides") or {})
+    diff = [f"{'nll_weight' if k == 'flow_weight' else k.removeprefix('flow_')}={v}" for k, v in (row.get("overrides") or {}).items() if base.get(k, object()) != v]
+    model = row.get("model", "")
+    head = [] if model == first.get("model") else [model]
+    return ", ".join(head + diff) or "-"
+
+
 def study_markdown(report: Mapping[str, Any]) -> str:
     """The study as a Markdown table (one row per variant) plus, for controls, the computed comparisons."""
     metric = report["metric"]
@@ -302,14 +315,25 @@ def study_markdown(report: Mapping[str, Any]) -> str:
     nd = 3 if metric == "mae_x10" else 2
     where = report.get("pair") or report.get("dataset")
     lines = [f"# {report.get('title') or 'MANGO mechanisms'} — {report['task']} / {where} ({report['preset']})", "",
-             f"Measured on: {report['data_description']}. Seeds: {report['seeds']}. Mean ± sample std over seeds.",
-             "", f"| variant | {metric} {arrow} | val flow bits/dim | identity bits/dim | mean abs gamma | "
-             "train step (ms) | params |", "|---|---|---|---|---|---|---|"]
+             f"Measured on: {report['data_description']}. Mean ± sample std over the seeds of each row. "
+             "Flow and identity bits/dim: the validation features under the trained flow and under N(0, I) "
+             "without a flow. Train step: optimisation time per step as logged during the run (shared machine: "
+             "a rough figure; `mango_lite.training.cost.task_costs` measures it on an idle machine, see notebook 08).",
+             "", f"| variant | settings (vs the first row) | seeds | {metric} {arrow} | val flow bits/dim | identity bits/dim | "
+             "mean abs gamma | train step (ms) | params |", "|---|---|---|---|---|---|---|---|---|"]
+    first = next(iter(report["rows"].values()), {}) if report["rows"] else {}
+    if first:
+        shown = ", ".join(f"{'nll_weight' if k == 'flow_weight' else k.removeprefix('flow_')}={v}"
+                          for k, v in (first.get("overrides") or {}).items()) or "the defaults"
+        lines.insert(4, f"First row: `{first.get('model')}` with {shown}; the settings column lists what each "
+                        "other row changes.")
+        lines.insert(5, "")
     for name, row in report["rows"].items():
         s = row.get("summary") or summarise(row["runs"])
         params = next((r.get("params") for r in row["runs"].values() if r.get("params")), None)
-        lines.append(f"| {name} | {_pm(s['metric'], nd)} | {_pm(s['val_flow_bpd'], 3)} | {_pm(s['val_identity_bpd'], 3)} | "
-                     f"{_pm(s['gamma_abs_mean'], 3)} | {_pm(s['step_ms'], 0)} | "
+        seeds = ", ".join(k for k, r in row["runs"].items() if "error" not in r)
+        lines.append(f"| {name} | {_settings(row, first)} | {seeds} | {_pm(s['metric'], nd)} | {_pm(s['val_flow_bpd'], 3)} | "
+                     f"{_pm(s['val_identity_bpd'], 3)} | {_pm(s['gamma_abs_mean'], 3)} | {_pm(s['step_ms'], 0)} | "
                      f"{'-' if params is None else f'{params / 1e6:.2f} M'} |")
     rows = report["rows"]
     if "mango" in rows:
@@ -371,8 +395,8 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
     ctl = summary["controls"]
     base = summary["baseline"]
     head = " | ".join(f"mango − {c} (std)" for c in ctl)
-    lines = [f"| group | metric | {head} | mango − {base} | flow / identity bits/dim | step / {base} |",
-             "|---|---|" + "---|" * len(ctl) + "---|---|---|"]
+    lines = [f"| group | metric | paired seeds | {head} | mango − {base} | flow / identity bits/dim | step / {base} |",
+             "|---|---|---|" + "---|" * len(ctl) + "---|---|---|"]
 
     def d(v: Mapping[str, Any] | None, nd: int) -> str:
         if v is None:
@@ -382,11 +406,13 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
 
     for name, g in summary["groups"].items():
         nd = 3 if g["metric"] == "mae_x10" else 2
+        vs = g["vs_baseline"]
         flow = "-" if g["flow_bpd"] is None else f"{g['flow_bpd']:.2f} / {g['identity_bpd']:.2f}"
         ratio = "-" if g["step_ratio"] is None else f"{g['step_ratio']:.1f}×"
-        vs = g["vs_baseline"]
         vs_txt = "-" if vs is None else f"{vs['diff']:+.{nd}f}"
-        lines.append(f"| {name} | {g['metric']} | " + " | ".join(d(g["controls"][c], nd) for c in ctl)
+        counts = sorted({v["seeds"] for v in [*g["controls"].values(), vs] if v is not None})
+        paired = "-" if not counts else "/".join(map(str, counts))
+        lines.append(f"| {name} | {g['metric']} | {paired} | " + " | ".join(d(g["controls"][c], nd) for c in ctl)
                      + f" | {vs_txt} | {flow} | {ratio} |")
     tasks = summary["tasks"]
     n = len(tasks)

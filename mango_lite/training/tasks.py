@@ -124,8 +124,9 @@ def unimodal_names(task: str, pair: str | TranslationPair | None = None) -> tupl
 
 
 def model_names(task: str, pair: str | TranslationPair | None = None) -> tuple[str, ...]:
-    """Every valid ``--model`` for ``task`` (fusions, the two unimodal baselines, MANGO's controls)."""
-    return FUSION_MODELS + unimodal_names(task, pair) + tuple(CONTROL_MODELS)
+    """The models a task is compared on: the fusions, then the two unimodal baselines. MANGO's controls
+    (:data:`CONTROL_MODELS`) are valid ``--model`` names too, but only run when asked for."""
+    return FUSION_MODELS + unimodal_names(task, pair)
 
 
 def resolve_model(task: str, name: str, pair: str | TranslationPair | None = None) -> str:
@@ -140,7 +141,8 @@ def resolve_model(task: str, name: str, pair: str | TranslationPair | None = Non
         return "a"
     if key == ub:
         return "b"
-    raise MangoLiteError(f"unknown model {name!r} for task {task!r}; expected one of {model_names(task, pair)}")
+    raise MangoLiteError(f"unknown model {name!r} for task {task!r}; expected one of "
+                         f"{model_names(task, pair) + tuple(CONTROL_MODELS)}")
 
 
 def default_dataset(task: str) -> str:
@@ -439,7 +441,7 @@ def model_kwargs(task: str, data: TaskData, preset: Preset, overrides: Mapping[s
     kw: dict[str, Any] = dict(
         in_channels=tuple(data.in_channels), num_outputs=int(data.num_outputs), image_size=int(preset.image_size),
         width=int(preset.width), blocks=int(preset.blocks), scales=int(preset.scales),
-        flow_weight=float(preset.flow_weight),
+        flow_weight=preset.flow_weight_for(task),
     )
     kw.update(data.model_kwargs)
     kw.update(dict((preset.tasks or {}).get(task, {}).get("model", {})))

@@ -159,16 +159,18 @@ def _normalised_s(att: Tensor) -> Tensor:
 
 def uniform_cross_modal_share(record: AttentionRecord) -> float | None:
     """:func:`~mango_lite.models.cross_modal_share` of ``record``'s partition if the attention ignored the
-    content: every row spreads its mass evenly over the tokens the causal mask allows (j >= i). The
+    content: every row spreads its mass evenly over the tokens the mask allows (j >= i for the upper
+    triangle, j <= i for the lower). The
     reference a learned share is compared against (a layer that prefers its own modality falls below it).
     ``None`` where the share is undefined (LICA, cross-attention records)."""
     if record.index is None or record.partition not in ("mmca", "imca"):
         return None
     t = record.attention.shape[-1]
-    tri = torch.ones(t, t, dtype=torch.float64).triu()
+    ones = torch.ones(t, t, dtype=torch.float64)
+    tri = ones.tril() if record.triangle == "lower" else ones.triu()
     s = tri / tri.sum(-1, keepdim=True)
     return cross_modal_share(AttentionRecord(record.name, record.partition, record.index,
-                                             (torch.eye(t, dtype=torch.float64) + 0.5 * s)[None, None]))
+                                             (torch.eye(t, dtype=torch.float64) + 0.5 * s)[None, None], record.triangle))
 
 
 def ica_summary(records: Sequence[AttentionRecord]) -> Any:
@@ -187,6 +189,12 @@ def ica_summary(records: Sequence[AttentionRecord]) -> Any:
     return pd.DataFrame(rows)
 
 
+def full_row(record: AttentionRecord) -> int:
+    """The X2 slot whose attention row the triangular mask leaves whole (it may attend to every X2
+    token): 0 for an upper-triangular ICA matrix, T - 1 for a lower one."""
+    return int(record.attention.shape[-1]) - 1 if record.triangle == "lower" else 0
+
+
 def ica_query_map(record: AttentionRecord, grid: tuple[int, int], position: int | None = None, sample: int = 0,
                   head: int = 0) -> tuple[np.ndarray, int]:
     """Where one transformed token of an MMCA / IMCA layer takes its mixture from.
@@ -198,8 +206,9 @@ def ica_query_map(record: AttentionRecord, grid: tuple[int, int], position: int 
         record: an ICA record with a token index (MMCA / IMCA; LICA has no fixed token -> place map).
         grid: (h, w) of the token grid of one modality at the record's scale (h * w = T).
         position: original token position (0 .. 2T-1, modality A first, row-major in the grid) of the
-            query; it must be an X2 token. ``None``: the first X2 token (the causal mask lets it see
-            every X2 token, so its row is the most informative).
+            query; it must be an X2 token. ``None``: the X2 token whose row the mask leaves whole (the
+            first for an upper-triangular layer, the last for a lower one), so its row is the most
+            informative.
         sample, head: which batch item / head of ``record.attention`` (B, heads, T, T).
 
     Returns:
@@ -215,8 +224,8 @@ def ica_query_map(record: AttentionRecord, grid: tuple[int, int], position: int 
         raise MangoLiteError(f"ica_query_map: grid {h}x{w} = {h * w} positions, but the record has T = {t} tokens")
     x2 = record.index[1].long()
     if position is None:
-        row = 0
-        position = int(x2[0])
+        row = full_row(record)
+        position = int(x2[row])
     else:
         hits = torch.nonzero(x2 == int(position)).flatten()
         if hits.numel() == 0:

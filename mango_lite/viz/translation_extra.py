@@ -85,7 +85,8 @@ def attention_row_maps(record: Any, row: int, grid: tuple[int, int], sample: int
     """Row ``row`` of one MMCA/IMCA attention record, placed on the token grid of each modality.
 
     ICA computes ``Y2 = (I + gamma S) X2`` (see :mod:`mango_lite.flows.ica`); row ``i`` of ``S`` says how
-    much of each X2 token ``j`` (``j >= i``: the mask is upper triangular) is mixed into X2 token ``i``,
+    much of each X2 token ``j`` (``j >= i`` for an upper-triangular layer, ``j <= i`` for a lower one) is
+    mixed into X2 token ``i``,
     with weights computed from the X1 tokens only. Here ``S`` is recovered as in
     :func:`mango_lite.models.cross_modal_share` (identity removed, rows renormalised, heads averaged) and
     scattered back to the original token positions.

@@ -97,6 +97,7 @@ from mango_lite.viz.translation_extra import (
     ablation_grid, ablation_maps, attention_row_maps, contrast_stretch, median_baseline, table2_comparison,
     translation_browser,
 )
+from mango_lite.viz.tasks_extra import full_row
 
 sns.set_theme(style="whitegrid", context="notebook")
 t_start = time.time()
@@ -114,7 +115,7 @@ TAG = "generated stand-in"
 DEV = device_name(device)
 print(f"preset={preset.name}  device={DEV}  torch threads={torch.get_num_threads()}")
 print(f"image {preset.image_size}px  width={preset.width}  MANGO blocks/scale={preset.blocks}  scales={preset.scales}  "
-      f"epochs={EPOCHS}  batch={preset.batch_size}  lr={preset.lr}  flow weight λ={preset.flow_weight}")
+      f"epochs={EPOCHS}  batch={preset.batch_size}  lr={preset.lr}  flow weight λ={preset.flow_weight_for('translation')}")
 
 # %% [markdown]
 # ## 2. The data: a Taskonomy stand-in with every domain
@@ -317,11 +318,13 @@ for pair in RUN_PAIRS:
 # %% [markdown]
 # ## 7. Inside MANGO: attention maps
 #
-# Each ICA layer maps $X_2\mapsto(I+\gamma S)X_2$. The attention $S$ is computed from $X_1$ only and
-# is upper triangular in token order, which is what makes the layer invertible with a cheap
-# log-determinant. Here we record every ICA matrix of MANGO's fusion on one validation view of the
-# first pair. The table lists each layer's partition, its learned weight $\gamma$ (initialised at
-# 0.1) and, for IMCA, the share of attention a re-mixed token puts on the *other* modality. MMCA
+# Each ICA layer maps $X_2\mapsto(I+\gamma S)X_2$. The attention $S$ is computed from $X_1$ only (its
+# queries and keys also carry fixed 2-D codes of their grid positions) and is triangular in token
+# order, which is what makes the layer invertible with a cheap log-determinant. The layers of a block
+# alternate upper and lower triangles, so values move both ways between the modalities. Here we record
+# every ICA matrix of MANGO's fusion on one validation view of the first pair. The table lists each
+# layer's partition, its learned weight $\gamma$ (initialised at 0.1, free to move in either direction)
+# and, for IMCA, the share of attention a re-mixed token puts on the *other* modality. MMCA
 # re-mixes one modality with weights computed from the other, so its share is 0 by construction.
 
 # %%
@@ -342,16 +345,18 @@ display(att_table.groupby(["scale", "partition"]).agg(layers=("gamma", "size"), 
                                                       cross_share=("cross-modal share", "mean")).round(3))
 for r in recs:
     A = r.attention[0]  # (heads, T, T), A = I + gamma S
-    assert torch.equal(A, torch.triu(A)), f"{r.name}: ICA matrix must be upper triangular"
+    keep = torch.triu(A) if r.triangle == "upper" else torch.tril(A)  # blocks alternate the two triangles
+    assert torch.equal(A, keep), f"{r.name}: ICA matrix must be {r.triangle} triangular"
     g = mods[r.name].gamma.detach().cpu().view(-1, 1).double()
     assert torch.allclose(A.double().sum(-1), 1.0 + g.expand(-1, A.shape[-1]), atol=1e-4), "rows of I + gamma S sum to 1 + gamma"
 share = att_table["cross-modal share"].dropna()
 assert len(share) > 0 and share.between(0, 1).all()
 
 # %% [markdown]
-# The matrices $\gamma S$ of the first block at the finest flow scale, averaged over heads. They are upper
-# triangular: token $i$ mixes in only tokens $j\ge i$. The bright bottom-right corner is the last
-# token, which can attend only to itself, so its whole row sits on the diagonal.
+# The matrices $\gamma S$ of the first block at the finest flow scale, averaged over heads. Upper layers
+# let token $i$ mix in tokens $j\ge i$ and lower layers tokens $j\le i$; the token at the end of the
+# allowed range (bottom-right for upper, top-left for lower) can attend only to itself, so its whole row
+# sits on the diagonal.
 
 # %%
 first_scale = [r for r in recs if r.name.split("stages.")[1].startswith("0.")]
@@ -362,8 +367,8 @@ fig.tight_layout(rect=(0, 0, 1, 0.94))
 plt.show()
 
 # %% [markdown]
-# What a single re-mixed token draws from, put back on the image grid. The query is the first $X_2$
-# slot (the triangular mask lets it attend to every $X_2$ token), and it is marked with a red ×. Blank
+# What a single re-mixed token draws from, put back on the image grid. The query is the $X_2$ slot whose
+# row the mask leaves whole (the first in an upper layer, the last in a lower one), marked with a red ×. Blank
 # cells are positions that are not in $X_2$. For MMCA, all $X_2$ tokens belong to one modality. For
 # IMCA, every other position of both modalities is in $X_2$.
 
@@ -373,7 +378,7 @@ fig, axes = plt.subplots(len(picks), 2, figsize=(5.6, 2.6 * len(picks)), squeeze
 for row_axes, r in zip(axes, picks):
     t = r.attention.shape[-1]
     side_len = int(round(t ** 0.5))
-    out = attention_row_maps(r, 0, (side_len, side_len))
+    out = attention_row_maps(r, full_row(r), (side_len, side_len))  # the X2 slot that may see every X2 token
     vmax = float(np.nanmax(out["maps"].numpy()))
     for j, ax in enumerate(row_axes):
         ax.imshow(out["maps"][j].numpy(), cmap="viridis", vmin=0, vmax=vmax)
@@ -528,9 +533,12 @@ print("\n".join(lines))
 #   this. FID/KID are proxies here and only order our own models.
 # * *Interpretability.* The ablation and gradient shares say which input the trained model *uses*. They
 #   do not say which input is *needed*. A model can lean on one input even when the other carries the
-#   same information. MANGO's attention matrices are triangular by construction, so a token can only
-#   draw from tokens after it in raster order. Attention maps of an invertible flow are therefore less
-#   free than those of ordinary cross-attention, and $\gamma$ shows how much each layer mixes at all.
+#   same information. MANGO's attention matrices are triangular by construction, so in one layer a token
+#   can only draw from the tokens on one side of it in raster order (the layers alternate the side).
+#   Attention maps of an invertible flow are therefore less free than those of ordinary cross-attention,
+#   and $\gamma$ shows how much each layer mixes at all. Whether the mixing helps at all is measured by
+#   the same model with every $\gamma$ fixed at 0 (`mango-noattn`, `python -m mango_lite mechanisms`;
+#   README, *Controls*).
 # * *What would make this comparable.* The real Taskonomy subset (`python -m mango_lite train --task
 #   translation --pair ... --data PATH` with the sample repository's folder), the pytorch-fid Inception weights (pass them
 #   to `mango_lite.metrics.InceptionFeatures`), an adversarial loss and the paper's model size.

@@ -22,7 +22,7 @@
 # claim: whether MANGO ranks above Concat and TokenFusion, and by roughly how much in relative terms.
 #
 # Sources: the paper's tables are in `mango_lite/training/paper_tables.py`, copied from the authors'
-# table images (see `paper.md` §3). The ablation and cost tables of the paper (Tables 4–8) could not be
+# table images (arXiv 2508.10133). The ablation and cost tables of the paper (Tables 4–8) could not be
 # read; only an LLM-written summary describes them. So for those sections, we state the claim as
 # "reported in a secondary summary, unverified".
 
@@ -85,7 +85,7 @@ print(f"repository: {REPO}   scratch: {WORK}   real data root: {DATA_ROOT or 'no
 # The training objective of MANGO is the paper's joint one (§1.6): task loss plus $\lambda$ times the
 # flow's negative log-likelihood of the fused encoder features, in bits per dimension,
 # $$\mathcal L = \mathcal L_{\text{task}}(\hat Y, Y) + \lambda\Big(-\log\pi(Z) - \log\Big|\det\frac{\partial G(F)}{\partial F}\Big|\Big)\Big/(d\ln 2),\qquad Z=G(F),$$
-# with $\lambda$ = `preset.flow_weight`. The baselines minimise the task loss. TokenFusion also adds
+# with $\lambda$ per task (`preset.flow_weight_for(task)`, `mango_lite.presets.TASK_FLOW_WEIGHTS`; this notebook's committed tables were measured at 0.01 for every task, see the README). The baselines minimise the task loss. TokenFusion also adds
 # its L1 score-sparsity term.
 
 # %%
@@ -417,7 +417,7 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 #   encoders, heads and recipe, which is a fairer but different comparison.
 # * *Training.* A few epochs on a CPU versus the paper's 4×A100 runs. Where a learning curve above is
 #   still rising at the last epoch, the final-epoch ranking can change with longer training.
-# * *Metrics.* The segmentation and F1 metrics follow the anchors' conventions exactly. The FID/KID of
+# * *Metrics.* The segmentation and F1 metrics follow TokenFusion's and scikit-learn's conventions exactly. The FID/KID of
 #   translation use proxy features and no adversarial loss, so they rank our models only. The paper's
 #   "MSE" column is read as RMSE (see the note in the table).
 # * *Statistics.* Every run uses one seed. The ablation's second seed gives the scale of the noise:
