@@ -26,3 +26,15 @@ def jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
         assert sign.abs() > 0, "Jacobian is singular"
         out.append(logabs)
     return torch.stack(out)
+
+
+def multiscale_jacobian_logdet(m, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+    """slogdet of the Jacobian of a two-modality multiscale flow ``m`` at the first sample of
+    ``(xa, xb)`` (each (B, C, H, W)), with every scale's latent flattened and concatenated: (1,)."""
+    shape = xa.shape[1:]
+
+    def flat(v):
+        pair = v.view(-1, 2, *shape)
+        return torch.cat([z.reshape(1, -1) for z in m((pair[:, 0], pair[:, 1]))[0]], 1)
+
+    return jacobian_logdet(flat, torch.stack([xa, xb], 1)[:1].reshape(1, -1))

@@ -16,6 +16,22 @@ import torch
 from torch import Tensor, nn
 
 
+def soft_clamp(x: Tensor, bound: float) -> Tensor:
+    """``bound * tanh(x / bound)``: equal to x near 0 (slope 1), never beyond +-bound.
+
+    Every exponentiated scale in mango_lite goes through it, so no single layer can scale by more than
+    ``exp(bound)`` or less than ``exp(-bound)``: a few wild parameters then cost accuracy, not an
+    overflow to inf/NaN in a deep stack (the coupling's form, as in RealNVP / Glow implementations)."""
+    return bound * torch.tanh(x / bound)
+
+
+def soft_clamp_inverse(y: Tensor, bound: float) -> Tensor:
+    """The raw value whose :func:`soft_clamp` is ``y`` (``y`` first pulled inside 99.9 % of the bound):
+    what an initialiser stores to start the clamped quantity at ``y``."""
+    limit = 0.999 * bound
+    return bound * torch.atanh(y.clamp(-limit, limit) / bound)
+
+
 class InvertibleModule(nn.Module):
     """Base class: subclasses implement :meth:`forward` and :meth:`inverse`.
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils import check_finite
-from .base import InvertibleModule
+from .base import InvertibleModule, soft_clamp
 
 
 class TokenConditioner(nn.Module):
@@ -100,7 +100,7 @@ class Coupling(InvertibleModule):
 
     def _scale_shift(self, x_id: Tensor) -> tuple[Tensor, Tensor]:
         s_raw, t = self.net(x_id).chunk(2, dim=-1)
-        s = self.clamp * torch.tanh(s_raw / self.clamp)
+        s = soft_clamp(s_raw, self.clamp)
         return s, t
 
     def _check(self, x: Tensor, name: str) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils import check_finite
-from .base import InvertibleModule
+from .base import InvertibleModule, soft_clamp, soft_clamp_inverse
 
 Axis = Literal["channels", "tokens"]
 
@@ -24,12 +24,14 @@ class InvertibleLinearLU(InvertibleModule):
 
     P is a fixed permutation, L unit lower triangular, U upper triangular with diagonal
     ``sign(s) * exp(log|s|)``; the log-determinant is read off the diagonal and the inverse is two
-    triangular solves, never a general inverse. Initialised from a random orthogonal matrix
+    triangular solves, never a general inverse. The stored ``log_s`` is soft-clamped to +-``max_log_s``
+    (:func:`~mango_lite.flows.base.soft_clamp`), so no diagonal entry leaves [exp(-8), exp(8)]. Initialised from a random orthogonal matrix
     (``init="orthogonal"``, volume-preserving) or the identity.
     """
 
     def __init__(
-        self, size: int, axis: Axis = "channels", init: Literal["orthogonal", "permutation", "identity"] = "orthogonal"
+        self, size: int, axis: Axis = "channels", init: Literal["orthogonal", "permutation", "identity"] = "orthogonal",
+        max_log_s: float = 8.0,
     ) -> None:
         super().__init__()
         if axis not in ("channels", "tokens"):
@@ -38,6 +40,9 @@ class InvertibleLinearLU(InvertibleModule):
             raise ValueError(f"InvertibleLinearLU: expected size >= 1, got {size}")
         self.size = size
         self.axis = axis
+        if max_log_s <= 0:
+            raise ValueError(f"InvertibleLinearLU: max_log_s must be > 0, got {max_log_s}")
+        self.max_log_s = float(max_log_s)
         if init == "orthogonal":
             w0, _ = torch.linalg.qr(torch.randn(size, size, dtype=torch.float64))
         elif init == "identity":
@@ -56,13 +61,17 @@ class InvertibleLinearLU(InvertibleModule):
         self.register_buffer("eye", torch.eye(size))
         self.lower = nn.Parameter(torch.tril(lower, -1).float())
         self.upper = nn.Parameter(torch.triu(upper, 1).float())
-        self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+        self.log_s = nn.Parameter(soft_clamp_inverse(torch.log(torch.abs(s)), self.max_log_s).float())
 
     # -- the factors -------------------------------------------------------------------------------
+    def log_abs_diag(self) -> Tensor:
+        """log|s| (size,): the stored ``log_s`` soft-clamped to +-``max_log_s``; log|det W| is its sum."""
+        return soft_clamp(self.log_s, self.max_log_s)
+
     def factors(self) -> tuple[Tensor, Tensor]:
         """(L, U): L unit lower triangular, U upper triangular with diagonal sign(s) exp(log|s|)."""
         lower = self.lower * self.lower_mask + self.eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_abs_diag()))
         return lower.to(self.log_s.dtype), upper
 
     def weight(self) -> Tensor:
@@ -100,7 +109,7 @@ class InvertibleLinearLU(InvertibleModule):
             self._check(x, "x")
         y = self.weight() @ self._moved(x)
         y = y if self.axis == "tokens" else y.transpose(1, 2)
-        logdet = (self._count(x) * self.log_s.sum()).expand(x.shape[0])
+        logdet = (self._count(x) * self.log_abs_diag().sum()).expand(x.shape[0])
         return y, logdet
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,5 +120,5 @@ class InvertibleLinearLU(InvertibleModule):
         v = torch.linalg.solve_triangular(lower, v, upper=False, unitriangular=True)
         v = torch.linalg.solve_triangular(upper, v, upper=True)
         x = v if self.axis == "tokens" else v.transpose(1, 2)
-        logdet = -(self._count(z) * self.log_s.sum()).expand(z.shape[0])
+        logdet = -(self._count(z) * self.log_abs_diag().sum()).expand(z.shape[0])
         return x, logdet

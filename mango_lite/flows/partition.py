@@ -136,7 +136,7 @@ class LICAPartition(Partition):
             return self.mixer.inverse(x)
         # W^-1 once (two triangular solves of the identity), then one product for every sample/channel
         y = self.mixer.inverse_weight() @ x
-        return y, -(x.shape[2] * self.mixer.log_s.sum()).expand(x.shape[0])
+        return y, -(x.shape[2] * self.mixer.log_abs_diag().sum()).expand(x.shape[0])
 
     def x1_positions(self) -> Tensor:
         # W = P L U starts as the permutation P (L = U = I): row i of W x is token perm_inv[i]

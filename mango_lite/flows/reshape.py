@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils import check_finite
-from .base import InvertibleModule
+from .base import InvertibleModule, soft_clamp
 
 
 def squeeze2d(x: Tensor) -> Tensor:
@@ -72,13 +72,17 @@ class Split(InvertibleModule):
         x, -logdet = split.inverse((keep, eps))
 
     mu and log sigma come from a per-token linear map of ``x_keep`` that starts at zero (standard normal
-    prior at initialisation).
+    prior at initialisation); log sigma is soft-clamped to +-``max_log_sigma`` (sigma within
+    [exp(-3), exp(3)]), so an extreme ``x_keep`` cannot make the division overflow.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, max_log_sigma: float = 3.0) -> None:
         super().__init__()
         if dim < 2:
             raise ValueError(f"Split: expected dim >= 2, got {dim}")
+        if max_log_sigma <= 0:
+            raise ValueError(f"Split: max_log_sigma must be > 0, got {max_log_sigma}")
+        self.max_log_sigma = float(max_log_sigma)
         self.dim = dim
         self.n_keep = dim // 2
         self.n_out = dim - self.n_keep
@@ -88,7 +92,7 @@ class Split(InvertibleModule):
 
     def _stats(self, keep: Tensor) -> tuple[Tensor, Tensor]:
         mu, log_sigma = self.prior(keep).chunk(2, dim=-1)
-        return mu, log_sigma
+        return mu, soft_clamp(log_sigma, self.max_log_sigma)
 
     def forward(self, x: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:  # type: ignore[override]
         if self.check_inputs:
