@@ -50,6 +50,19 @@ def device_name(device: torch.device | str) -> str:
     return device.type
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as messages should show it: relative to the working directory when it lies inside it
+    (``runs/05_segmentation/cpu/mango``), otherwise as given. Logs and notebook outputs then carry no
+    machine-specific prefix such as a home folder."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

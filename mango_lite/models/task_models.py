@@ -43,6 +43,23 @@ TASKS = ("segmentation", "translation", "genre")
 FUSIONS = ("mango", "concat", "tokenfusion", "crossattn", "a", "b")
 IGNORE_INDEX = 255
 
+#: build_model keywords that only one fusion reads: a change to them does not change another fusion's
+#: model, so a finished concat run stays valid when MANGO's flow settings change
+FUSION_KEYS: dict[str, frozenset[str]] = {
+    "mango": frozenset({"flow_weight", "flow_noise", "flow_hidden", "flow_qk_dim", "flow_gamma", "flow_learn_gamma",
+                        "flow_gamma_rate", "flow_alternate", "flow_positions", "flow_conditioner", "partitions",
+                        "layers"}),
+    "tokenfusion": frozenset({"sparsity_weight", "exchange_threshold"}),
+}
+
+
+def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a task model's stored build_model keywords) without the keys that only other fusions
+    read: what decides whether two configurations build the same model."""
+    fusion = config.get("fusion")
+    foreign = set().union(*(keys for f, keys in FUSION_KEYS.items() if f != fusion))
+    return {k: v for k, v in config.items() if k not in foreign}
+
 
 @dataclass
 class ModelOutput:

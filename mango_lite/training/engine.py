@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import MangoLiteError, TrainingError
-from ..utils import pick_device, seed_everything
+from ..utils import display_path, pick_device, seed_everything
 from . import checkpoint as ckpt
 from .history import History
 
@@ -198,10 +198,13 @@ def _plain(x: Any) -> Any:
 
 def config_differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
     """``"key: old -> new"`` for every key whose value differs between two model configurations;
-    empty when either is missing (checkpoints that predate stored configs are not second-guessed)."""
+    empty when either is missing (checkpoints that predate stored configs are not second-guessed).
+    Keys that only another fusion reads (MANGO's ``flow_*`` for a concat model) are not compared."""
     if not old or not new:
         return []
-    a, b = _plain(dict(old)), _plain(dict(new))
+    from ..models.task_models import relevant_config
+
+    a, b = _plain(relevant_config(dict(old))), _plain(relevant_config(dict(new)))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 
@@ -346,7 +349,7 @@ class Trainer:
         p = ckpt.latest_checkpoint(self.out_dir)
         if p is None:
             return "no checkpoint yet (the failure came during the first epoch)"
-        return f"the last good checkpoint is kept: {p}"
+        return f"the last good checkpoint is kept: {display_path(p)}"
 
     def _fail(self, what: str, epoch: int, step_in_epoch: int) -> TrainingError:
         return TrainingError(
@@ -480,7 +483,7 @@ class Trainer:
                 return False
         state = ckpt.load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state, str(path))
-        self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step})")
+        self.log(f"resumed from {display_path(path)} (epoch {self.epoch}, step {self.global_step})")
         return True
 
     def _update_best(self, record: dict[str, Any]) -> None:
@@ -507,7 +510,7 @@ class Trainer:
         if resume:
             resumed = self.resume()
             if not resumed:
-                self.log(f"--resume: no checkpoint in {self.out_dir}; starting from scratch")
+                self.log(f"--resume: no checkpoint in {display_path(self.out_dir)}; starting from scratch")
         if not resumed:
             if self.out_dir is not None and ckpt.list_epoch_checkpoints(self.out_dir):
                 if not overwrite:

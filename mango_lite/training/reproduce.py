@@ -37,7 +37,7 @@ import torch
 
 from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
-from ..utils import atomic_write_json, atomic_write_text, device_name, pick_device
+from ..utils import atomic_write_json, atomic_write_text, device_name, display_path, pick_device
 from . import paper_tables as P
 from .engine import config_differences
 from .history import History
@@ -259,7 +259,7 @@ def reproduce(
         for model in group.models:
             done += 1
             run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
-            log(f"[{done}/{n_runs}] {group.key} {model} -> {run_dir}")
+            log(f"[{done}/{n_runs}] {group.key} {model} -> {display_path(run_dir)}")
             prev = None
             if resume:
                 current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
@@ -268,7 +268,7 @@ def reproduce(
                 del current
             if prev is not None:
                 entry["models"][model] = _model_entry(prev, out)
-                log(f"    finished earlier, kept ({run_dir / 'metrics.json'})")
+                log(f"    finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
                 continue
             entry["models"].pop(model, None)
             try:
@@ -295,7 +295,7 @@ def reproduce(
     results["figures"] = [str(p.relative_to(out)) for p in figures]
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", results_markdown(results))
-    log(f"reproduction finished in {results['wall_time_s']:.0f}s -> {out / 'results.md'}")
+    log(f"reproduction finished in {results['wall_time_s']:.0f}s -> {display_path(out / 'results.md')}")
     return results
 
 
@@ -641,7 +641,7 @@ def run_ablation(
     }
     for name, over in parsed:
         run_dir = out / "runs" / name.replace("+", "_").replace(",", "__").replace("=", "")
-        log(f"ablation {task}: {name} -> {run_dir}")
+        log(f"ablation {task}: {name} -> {display_path(run_dir)}")
         try:
             res = train_task(task, "mango", preset, run_dir, data=td, device=device, seed=seed, epochs=epochs,
                              model_overrides=over, resume=resume, overwrite=True, progress=progress,

@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 from ..datasets.constants import TRANSLATION_PAIRS
 from ..errors import MangoLiteError
 from ..presets import PRESET_NAMES, Preset, get_preset
-from ..utils import atomic_write_json, device_name, seed_everything
+from ..utils import atomic_write_json, device_name, display_path, seed_everything
 from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, evaluate_model
 from .checkpoint import load_checkpoint
 
@@ -245,7 +245,7 @@ def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: st
         get_writer(dataset)(root, n, size, seed)
         meta = _read_meta(root)
         if log:
-            log(f"generated {dataset} stand-in: {n} samples at {size} px in {time.perf_counter() - t0:.1f}s -> {root}")
+            log(f"generated {dataset} stand-in: {n} samples at {size} px in {time.perf_counter() - t0:.1f}s -> {display_path(root)}")
     return DataInfo(dataset, str(root), GENERATED, meta)
 
 
