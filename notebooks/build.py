@@ -3,6 +3,10 @@
     python notebooks/build.py                       # src/*.py -> *.ipynb (no outputs)
     python notebooks/build.py --execute --preset cpu [NAME ...]   # also run them, keeping outputs
     python notebooks/build.py --text-only [NAME ...]   # refresh markdown, keep the committed outputs
+    python notebooks/build.py --clean-outputs [NAME ...]   # drop stderr / progress-bar outputs only
+
+Executed notebooks are written without stderr streams and progress-bar frames (tqdm is disabled in
+the kernel), and never when an output names this checkout's absolute path.
 
 ``--text-only`` is for prose edits after a long run: it refuses when any code cell differs from the
 committed notebook's, so outputs always belong to the code shown above them.
@@ -14,7 +18,9 @@ whose lines are commented with ``# ``. Execution uses the current Python environ
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,6 +60,53 @@ def parse_source(text: str) -> nbformat.NotebookNode:
     return nb
 
 
+_BAR = re.compile(r"\d+%\|")
+
+
+def _is_progress_bar(output: dict) -> bool:
+    """A tqdm widget frame saved as an output ("epoch 1/12:   0%|    | 0/28 [...]")."""
+    data = output.get("data", {}) if output.get("output_type") == "display_data" else {}
+    return "application/vnd.jupyter.widget-view+json" in data and bool(_BAR.search(str(data.get("text/plain", ""))))
+
+
+def clean_outputs(nb: nbformat.NotebookNode, root: Path) -> list[str]:
+    """Drop stderr streams (warnings and logs are for the person running it, not for readers of the
+    committed notebook) and return the problems a committed notebook must not have: an output that
+    names ``root`` (a machine-specific absolute path)."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr") and not _is_progress_bar(o)]
+        for o in cell.outputs:
+            text = o.get("text", "") if o.get("output_type") == "stream" else str(o.get("data", {}).get("text/plain", ""))
+            if str(root) in text:
+                problems.append(f"cell {i}: output names the machine path {root}")
+    _prune_widget_state(nb)
+    return problems
+
+
+def _prune_widget_state(nb: nbformat.NotebookNode) -> None:
+    """Keep only the saved widget models that a remaining output shows (and their children), so the
+    state of dropped progress bars does not stay behind in the notebook's metadata."""
+    key = "application/vnd.jupyter.widget-state+json"
+    state = nb.metadata.get("widgets", {}).get(key, {}).get("state")
+    if not state:
+        return
+    todo = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+            for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    keep: set[str] = set()
+    while todo:
+        mid = todo.pop()
+        if mid in keep or mid not in state:
+            continue
+        keep.add(mid)
+        todo.extend(re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[mid])))
+    nb.metadata["widgets"][key]["state"] = {k: v for k, v in state.items() if k in keep}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*", help="notebook stems (default: all sources)")
@@ -61,12 +114,22 @@ def main() -> None:
     ap.add_argument("--preset", default=None, help="MANGO_LITE_PRESET while executing")
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--text-only", action="store_true", help="update markdown cells, keep code cells and outputs")
+    ap.add_argument("--clean-outputs", action="store_true",
+                    help="only drop stderr and progress-bar outputs of the committed notebooks (no execution)")
     args = ap.parse_args()
     if args.text_only and args.execute:
         ap.error("--text-only and --execute exclude each other")
     srcs = sorted((HERE / "src").glob("*.py"))
     if args.names:
         srcs = [s for s in srcs if any(s.stem.startswith(n) for n in args.names)]
+    if args.clean_outputs:
+        for src in srcs:
+            out = HERE / f"{src.stem}.ipynb"
+            nb = nbformat.read(out, as_version=4)
+            problems = clean_outputs(nb, HERE.parent.resolve())
+            nbformat.write(nb, out)
+            print(f"cleaned {out.relative_to(HERE.parent)}" + (f" (still: {'; '.join(problems)})" if problems else ""))
+        return
     for src in srcs:
         nb = parse_source(src.read_text())
         out = HERE / f"{src.stem}.ipynb"
@@ -85,9 +148,15 @@ def main() -> None:
             if args.preset:
                 os.environ["MANGO_LITE_PRESET"] = args.preset
             os.environ.pop("CI", None) if args.preset and args.preset != "quick" else None
+            # committed outputs carry results, not progress-bar frames (a reader running the notebook
+            # still sees the bars: this only applies to the kernel started here)
+            os.environ["TQDM_DISABLE"] = "1"
             t0 = time.time()
             NotebookClient(nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
             print(f"executed {out.name} in {time.time() - t0:.0f} s", file=sys.stderr)
+            problems = clean_outputs(nb, HERE.parent.resolve())
+            if problems:
+                sys.exit(f"{out.name}: not written, " + "; ".join(problems))
         tmp = out.with_suffix(".ipynb.tmp")
         nbformat.write(nb, tmp)
         os.replace(tmp, out)

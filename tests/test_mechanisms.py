@@ -411,3 +411,19 @@ def test_flow_weight_per_task_reaches_the_models():
     given = p.with_overrides(tasks={"translation": {"model": {"flow_weight": 0.5}}})
     assert given.flow_weight_for("translation") == 0.5
     assert model_kwargs("translation", _Data(), given)["flow_weight"] == 0.5
+
+
+def test_study_layout_is_the_task_models_default_and_gammas_are_recorded():
+    import inspect
+
+    from mango_lite.models import build_model
+    from mango_lite.training.density import STUDY_LAYOUT, fit_density, layer_gammas
+
+    defaults = {k: v.default for k, v in inspect.signature(build_model).parameters.items()}
+    assert {k: defaults[f"flow_{k}"] for k in STUDY_LAYOUT} == STUDY_LAYOUT
+    flow = MultiscaleMango(channels=1, size=8, scales=2, blocks=1, **STUDY_LAYOUT)
+    data = (torch.rand(16, 1, 8, 8), torch.rand(16, 1, 8, 8))
+    hist = fit_density(flow, data, data, steps=4, batch_size=8, eval_every=2, progress=False)
+    assert len(hist.gammas) == len(hist.val_step) == 3
+    assert len(hist.gammas[0]) == 2 * 8 and hist.gammas[-1] == layer_gammas(flow)
+    assert hist.gammas[-1] != hist.gammas[0]  # gamma moved with rate 10

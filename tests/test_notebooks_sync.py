@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -34,3 +35,30 @@ def test_notebook_code_matches_its_source_and_has_outputs(src):
     executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
     assert len(executed) == len(got), f"{src.stem}.ipynb has cells that were never executed"
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "committed without outputs"
+
+
+# an absolute path of some machine: a home folder, a work or scratch tree, a temporary folder
+_MACHINE_PATH = re.compile(r"(?<![\w.:/])(?:/(?:home|Users|work|scratch|tmp|root|mnt|private|var/folders)/[\w.-]+"
+                           r"|[A-Za-z]:\\\\(?:Users|work)\\\\)")
+_BAR = re.compile(r"\d+%\|")
+
+
+def _output_text(o) -> str:
+    if o.get("output_type") == "stream":
+        return o.get("text", "")
+    data = o.get("data", {})
+    return "\n".join(str(data.get(k, "")) for k in ("text/plain", "text/html", "text/markdown"))
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_committed_outputs_are_clean(src):
+    """No stderr streams, no progress-bar frames, no machine paths in what a reader of the committed
+    notebook sees (``python notebooks/build.py --execute`` writes them so)."""
+    nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        for o in cell.outputs:
+            assert not (o.get("output_type") == "stream" and o.get("name") == "stderr"), f"code cell {i}: stderr output"
+            text = _output_text(o)
+            assert not _BAR.search(text) or "widget-view" not in str(o.get("data", {})), f"code cell {i}: progress bar"
+            hit = _MACHINE_PATH.search(text)
+            assert hit is None, f"code cell {i}: machine path {hit.group(0)!r} in an output"

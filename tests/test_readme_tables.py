@@ -24,3 +24,54 @@ def test_render_replaces_blocks_and_drops_the_title(tmp_path):
     assert render(text, tmp_path) == "intro\n<!-- include: t.md -->\n| a |\n|---|\n| 1 |\n<!-- end include -->\nafter\n"
     with pytest.raises(MangoLiteError, match="missing.md"):
         render("<!-- include: missing.md -->\n<!-- end include -->", tmp_path)
+
+
+def _results() -> dict:
+    def models(mango, concat, tf, ca, a, b):
+        vals = dict(mango=mango, concat=concat, tokenfusion=tf, crossattn=ca, rgb=a, depth=b)
+        return {m: {"miou": v} for m, v in vals.items()}
+
+    return {"results": {
+        "segmentation/nyudv2": {"task": "segmentation", "dataset": "nyudv2", "data": "generated stand-in",
+                                "models": models(30.0, 20.0, 21.0, 22.0, 10.0, 9.0)},
+        "segmentation/sunrgbd": {"task": "segmentation", "dataset": "sunrgbd", "data": "generated stand-in",
+                                 "models": models(10.0, 20.0, 21.0, 22.0, 25.0, 9.0)},
+    }}
+
+
+def test_headline_view_counts_what_its_table_shows():
+    from mango_lite.training.result_views import headline
+
+    md = headline(_results())
+    assert "| NYUDv2 segmentation | mIoU % ↑ | **30.0** | 1 / 4 | crossattn 22.0 | rgb 10.0 |" in md
+    assert "| SUN RGB-D segmentation | mIoU % ↑ | 10.0 | 4 / 4 | crossattn 22.0 | rgb **25.0** |" in md
+    assert "beats the best single input in 1 of 2 groups" in md
+    assert "first of the 4 fusions in 1 of 2 groups and last in 1 of 2" in md
+
+
+def test_seed_spread_view_counts_per_seed():
+    from mango_lite.training.reproduce import seed_summary
+    from mango_lite.training.result_views import seed_spread
+
+    runs = []
+    for seed, (m, c) in enumerate([(30.0, 20.0), (19.0, 20.0), (25.0, 21.0)]):
+        r = _results()
+        r.update(preset="cpu", seed=seed)
+        r["results"]["segmentation/nyudv2"]["models"]["mango"]["miou"] = m
+        r["results"]["segmentation/nyudv2"]["models"]["concat"]["miou"] = c
+        runs.append(r)
+    md = seed_spread(seed_summary(runs))
+    # nyudv2: mango first in seeds 0 and 2, last in seed 1; sunrgbd: last in all three
+    assert "segmentation: mango first of the fusions in 2 of 6 seed/group pairs, last in 4 of 6, " \
+           "better than concat in 2 of 6." in md
+    assert "| NYUDv2 segmentation | mIoU % ↑ | **24.67 ± 5.51** | 20.33 ± 0.58 |" in md
+
+
+def test_render_fills_a_view_block_and_rejects_unknown_views(tmp_path):
+    import json
+
+    (tmp_path / "r.json").write_text(json.dumps(_results()))
+    out = render("<!-- include: r.json headline -->\nstale text\n<!-- end include -->\n", tmp_path)
+    assert "| NYUDv2 segmentation |" in out and "stale text" not in out
+    with pytest.raises(MangoLiteError, match="unknown view"):
+        render("<!-- include: r.json nosuchview -->\n<!-- end include -->", tmp_path)

@@ -392,3 +392,19 @@ def test_task_model_resume_is_bit_identical(tmp_path: Path, monkeypatch: pytest.
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert full.metrics == part.metrics
     assert [r["train_loss"] for r in full.history] == [r["train_loss"] for r in part.history]
+
+
+def test_config_differences_ignore_keys_of_other_fusions() -> None:
+    """A concat run stays valid when only MANGO's flow settings change; a MANGO run does not."""
+    from mango_lite.training.engine import config_differences
+
+    base = {"task": "segmentation", "width": 32, "flow_weight": 0.01, "flow_gamma": 0.1, "sparsity_weight": 1e-4}
+    newer = dict(base, flow_weight=0.1, flow_alternate=True)
+    assert config_differences(dict(base, fusion="concat"), dict(newer, fusion="concat")) == []
+    assert config_differences(dict(base, fusion="tokenfusion"), dict(newer, fusion="tokenfusion")) == []
+    diff = config_differences(dict(base, fusion="mango"), dict(newer, fusion="mango"))
+    assert diff == ["flow_alternate: '(absent)' -> True", "flow_weight: 0.01 -> 0.1"]
+    # a change every fusion reads, or of the fusion itself, still counts
+    assert config_differences(dict(base, fusion="concat"), dict(base, fusion="concat", width=64)) == ["width: 32 -> 64"]
+    assert config_differences(dict(base, fusion="mango", sparsity_weight=1.0), dict(base, fusion="mango")) == []
+    assert config_differences(dict(base, fusion="tokenfusion"), dict(base, fusion="tokenfusion", sparsity_weight=1.0))

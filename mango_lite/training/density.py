@@ -13,10 +13,27 @@ from ..flows.multiscale import MultiscaleMango
 
 @dataclass
 class DensityHistory:
+    """Training record of :func:`fit_density`. ``gammas``: at every validation step, the attention weight
+    gamma of each ICA layer (head-averaged, flow order), so its trajectory can be plotted."""
+
     step: list[int] = field(default_factory=list)
     train_bpd: list[float] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
     val_bpd: list[float] = field(default_factory=list)
+    gammas: list[list[float]] = field(default_factory=list)
+
+
+#: the layout MANGO's task models use (``build_model``'s defaults, chosen by the mechanisms study):
+#: alternating triangles, fixed 2-D positions on Q/K, gamma rate 10, 3x3 grid conditioner. The
+#: library's :class:`MultiscaleMango` defaults stay the paper's layout.
+STUDY_LAYOUT: dict = {"alternate": True, "positions": True, "gamma_rate": 10.0, "conditioner": "grid"}
+
+
+def layer_gammas(flow) -> list[float]:
+    """gamma of every ICA layer of ``flow`` (mean over heads), in flow order."""
+    from ..flows import ICA
+
+    return [float(m.gamma.detach().float().mean()) for m in flow.modules() if isinstance(m, ICA)]
 
 
 def dequantize(x: Tensor, levels: int = 256, generator: torch.Generator | None = None) -> Tensor:
@@ -83,6 +100,7 @@ def fit_density(
         if step % eval_every == 0 or step == steps - 1:
             hist.val_step.append(step)
             hist.val_bpd.append(evaluate_bpd(flow, va, vb, levels))
+            hist.gammas.append(layer_gammas(flow))
             bar.set_postfix(train=f"{loss.item():.3f}", val=f"{hist.val_bpd[-1]:.3f}")
     return hist
 
@@ -103,9 +121,8 @@ def gaussian_baseline_bpd(a: Tensor, b: Tensor, levels: int = 256) -> float:
 DENSITY_VARIANTS: dict[str, dict] = {
     "mango": {},
     "no attention (gamma = 0)": {"gamma": 0.0, "learn_gamma": False},
-    "mango, study changes": {"alternate": True, "positions": True, "gamma_rate": 10.0, "conditioner": "grid"},
-    "study changes, no attention": {"alternate": True, "positions": True, "gamma_rate": 10.0, "conditioner": "grid",
-                                    "gamma": 0.0, "learn_gamma": False},
+    "mango, study changes": dict(STUDY_LAYOUT),
+    "study changes, no attention": {**STUDY_LAYOUT, "gamma": 0.0, "learn_gamma": False},
 }
 
 
@@ -166,7 +183,10 @@ def run_density_study(preset=None, seeds: tuple[int, ...] = (0, 1, 2), out=None,
     train = two_modality_shapes(n_train, p.density_size, seed=0)
     val = two_modality_shapes(n_val, p.density_size, seed=1)
     res = density_study(train, val, p.density_size, p.density_blocks, p.density_steps, seeds=seeds, log=log)
-    res.update(preset=p.name, n_train=n_train, n_val=n_val,
+    from ..training.reproduce import git_commit
+    from ..utils import device_name
+
+    res.update(preset=p.name, n_train=n_train, n_val=n_val, git_commit=git_commit(), device=device_name("cpu"),
                data="generated two-modality shapes (intensity and depth of the same random shapes)")
     if out is not None:
         out = Path(out)

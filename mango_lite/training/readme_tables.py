@@ -7,7 +7,9 @@ A block in a Markdown file::
     <!-- end include -->
 
 is replaced by the named file's text (its first ``# `` heading line dropped, since the README has its own
-headings). The files are written by code (``python -m mango_lite mechanisms ...``), so a number in such a
+headings). ``<!-- include: results/cpu/results.json headline -->`` instead renders a view of a JSON
+results file (:data:`mango_lite.training.result_views.VIEWS`): tables and the comparative sentences
+computed from them. The files are written by code (``python -m mango_lite mechanisms ...``), so a number in such a
 block cannot drift from its source; ``tests/test_readme_tables.py`` fails when README.md differs from what
 this module writes.
 
@@ -18,6 +20,7 @@ this module writes.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -25,13 +28,19 @@ from pathlib import Path
 from ..errors import MangoLiteError
 from ..utils import atomic_write_text
 
-_BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.S)
+_BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+)(?: (?P<view>\w+))? -->\n)(?P<body>.*?)(<!-- end include -->)", re.S)
 
 
-def _included(root: Path, rel: str) -> str:
+def _included(root: Path, rel: str, view: str | None = None) -> str:
     path = root / rel
     if not path.is_file():
         raise MangoLiteError(f"README include: {rel} does not exist (relative to {root.name}/)")
+    if view is not None:
+        from .result_views import VIEWS
+
+        if view not in VIEWS:
+            raise MangoLiteError(f"README include: unknown view {view!r} for {rel} (expected one of {sorted(VIEWS)})")
+        return VIEWS[view](json.loads(path.read_text(encoding="utf-8"))).rstrip() + "\n"
     lines = path.read_text().splitlines()
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
@@ -43,7 +52,7 @@ def _included(root: Path, rel: str) -> str:
 def render(text: str, root: str | Path) -> str:
     """``text`` with every include block filled from the files under ``root``."""
     root = Path(root)
-    return _BLOCK.sub(lambda m: m.group(1) + _included(root, m.group("path")) + m.group(4), text)
+    return _BLOCK.sub(lambda m: m.group(1) + _included(root, m.group("path"), m.group("view")) + m.group(5), text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,7 @@ N_MM = max(N_DATA, {"quick": 1200, "cpu": 2400}.get(preset.name, 3000))  # MM-IM
 POSTER = 2 * SIZE                                                 # poster height, as the training code generates
 N_SCENES = {"quick": 60}.get(preset.name, 200)                    # extra scenes rendered for the fusion measurements
 WORK = Path(tempfile.mkdtemp(prefix="mango_lite_data_tour_"))     # everything generated goes here, removed at the end
-print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} (Taskonomy {N_TK})  MM-IMDb n={N_MM}, posters {POSTER}px  -> {WORK}")
+print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} (Taskonomy {N_TK})  MM-IMDb n={N_MM}, posters {POSTER}px  -> a temporary folder")
 
 # %% [markdown]
 # ## 1. Three tasks, four real datasets
@@ -585,4 +585,4 @@ display(browser)
 
 # %%
 shutil.rmtree(WORK, ignore_errors=True)
-print(f"removed {WORK};  notebook ran in {time.time() - t_start:.0f} s at preset {preset.name}")
+print(f"removed the temporary folder;  notebook ran in {time.time() - t_start:.0f} s at preset {preset.name}")

@@ -68,7 +68,7 @@ UNIMODAL = ("rgb", "depth")
 MODELS = FUSED + UNIMODAL
 print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}  image={preset.image_size}px  "
       f"epochs={preset.epochs}  batch={preset.batch_size}  width={preset.width}  blocks/scale={preset.blocks}  "
-      f"scales={preset.scales}  lambda={preset.flow_weight}\nruns -> {WORK}")
+      f"scales={preset.scales}  lambda={preset.flow_weight}\nruns -> {WORK.relative_to(ROOT) if WORK.is_relative_to(ROOT) else WORK}")
 
 # %% [markdown]
 # ## 1. The task and its metrics

@@ -140,7 +140,7 @@ print(f"image {preset.image_size}px  width={preset.width}  MANGO blocks/scale={p
 # %%
 t0 = time.time()
 info = prepare_data("taskonomy", preset, cache_dir=DATA_CACHE)
-print(f"{info.source}: {info.root}  ({time.time() - t0:.0f} s)   splits {info.meta.get('counts')}")
+print(f"{info.source}, in the scratch folder  ({time.time() - t0:.0f} s)   splits {info.meta.get('counts')}")
 print(vd.layout_tree(info.root))
 assert info.source == TAG and info.meta.get("synthetic") is True
 scene = Taskonomy(info.root, "val", TASKONOMY_DOMAINS, transform=translation_transforms(preset.image_size, False))

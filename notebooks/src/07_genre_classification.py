@@ -62,7 +62,7 @@ FUSED = ("mango", "concat", "tokenfusion", "crossattn")
 UNIMODAL = ("image", "text")
 MODELS = FUSED + UNIMODAL
 print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}  image={preset.image_size}px  "
-      f"epochs={preset.epochs}  width={preset.width}  blocks/scale={preset.blocks}  scales={preset.scales}  -> {WORK}")
+      f"epochs={preset.epochs}  width={preset.width}  blocks/scale={preset.blocks}  scales={preset.scales}")
 
 # %% [markdown]
 # ## 1. The task: 23 genres, several per film

@@ -67,7 +67,7 @@ REPO = Path.cwd().resolve().parent if (Path.cwd() / "build.py").is_file() else P
 DATA_ROOT = os.environ.get("MANGO_LITE_DATA_ROOT")  # real datasets (sub-folders nyudv2/ ...), if any
 print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}  image={preset.image_size}px  "
       f"epochs={preset.epochs}  width={preset.width}  blocks/scale={preset.blocks}  scales={preset.scales}")
-print(f"repository: {REPO}   scratch: {WORK}   real data root: {DATA_ROOT or 'none (generated stand-ins)'}")
+print(f"real data root: {'set by MANGO_LITE_DATA_ROOT' if DATA_ROOT else 'none (generated stand-ins)'}")
 
 # %% [markdown]
 # ## 1. The reproduction: where the numbers come from
@@ -85,38 +85,40 @@ print(f"repository: {REPO}   scratch: {WORK}   real data root: {DATA_ROOT or 'no
 # The training objective of MANGO is the paper's joint one (§1.6): task loss plus $\lambda$ times the
 # flow's negative log-likelihood of the fused encoder features, in bits per dimension,
 # $$\mathcal L = \mathcal L_{\text{task}}(\hat Y, Y) + \lambda\Big(-\log\pi(Z) - \log\Big|\det\frac{\partial G(F)}{\partial F}\Big|\Big)\Big/(d\ln 2),\qquad Z=G(F),$$
-# with $\lambda$ per task (`preset.flow_weight_for(task)`, `mango_lite.presets.TASK_FLOW_WEIGHTS`; this notebook's committed tables were measured at 0.01 for every task, see the README). The baselines minimise the task loss. TokenFusion also adds
+# with $\lambda$ per task (`preset.flow_weight_for(task)`, `mango_lite.presets.TASK_FLOW_WEIGHTS`, printed below; chosen by the mechanisms study of section 3). The baselines minimise the task loss. TokenFusion also adds
 # its L1 score-sparsity term.
 
 # %%
 plan = plan_runs(preset)
 expected = {g.key: g.models for g in plan}
 print(f"plan at preset {preset.name!r}: {sum(len(g.models) for g in plan)} runs")
+print("MANGO's NLL weight per task:", {t: preset.flow_weight_for(t) for t in ("segmentation", "translation", "genre")})
 for g in plan:
     print(f"  {g.key:34s} {', '.join(g.models)}")
 
 stored = REPO / "results" / preset.name / "results.json"
+SHOWN = stored.relative_to(REPO)  # printed: relative to the repository, never a machine path
 results, RES_DIR = None, None
 if stored.is_file():
     cand = rx.load_results(stored)
     problems = [] if cand.get("preset") == preset.name else [f"it is for preset {cand.get('preset')!r}"]
     problems += rx.check_results(cand, expected)
     if problems:
-        print(f"ignoring {stored}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        print(f"ignoring {SHOWN}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     else:
         results, RES_DIR = cand, stored.parent
-        print(f"loaded {stored} (finished {cand.get('finished')}, {cand.get('wall_time_s', 0) / 60:.0f} min on "
+        print(f"loaded {SHOWN} (finished {cand.get('finished')}, {cand.get('wall_time_s', 0) / 60:.0f} min on "
               f"{cand.get('device')}, git {str(cand.get('git_commit'))[:10]})")
 if results is None:
     if preset.name != "quick":
         raise MangoLiteError(
-            f"no finished reproduction at preset {preset.name!r} in {stored.parent}: run "
+            f"no finished reproduction at preset {preset.name!r} in {SHOWN.parent}: run "
             f"`make reproduce PRESET={preset.name}` (an hour or more on 2 CPU cores) and execute this notebook again")
     RES_DIR = WORK / "reproduce"
     t0 = time.time()
     results = reproduce(preset, RES_DIR, data_root=DATA_ROOT, progress=False, verbose=False,
                         log=lambda m: print(m) if m.startswith("[") or m.startswith("generated") else None)
-    print(f"reproduced at preset {preset.name} in {time.time() - t0:.0f} s -> {RES_DIR}")
+    print(f"reproduced at preset {preset.name} in {time.time() - t0:.0f} s (into the scratch folder)")
 
 # %% [markdown]
 # Before reading any number we check that the reproduction is complete and sane. Every planned group
@@ -212,6 +214,51 @@ for b in ("concat", "tokenfusion"):
 
 # %%
 display(Markdown(rx.summarize_claims(claims)))
+
+# %% [markdown]
+# ### Three seeds, and MANGO against its own controls
+# One seed ranks models within noise. For the `cpu` preset, `results/cpu-seeds/` repeats the four fused
+# models with seeds 1 and 2 on five groups (`reproduce --seed N`, combined by `python -m mango_lite seeds`).
+# And a ranking against *other* models does not say whether MANGO's own mechanisms do anything. That needs
+# the same model with one mechanism switched off: `mango-noattn` (every $\gamma$ fixed at 0) and
+# `mango-nonll` ($\lambda=0$), over three seeds per task (`python -m mango_lite mechanisms --study controls`,
+# tallied by `--goals` into `results/mechanisms/goals.json`). Both files are read here when they exist; the
+# tables and the sentences under them are computed by `mango_lite.training.result_views` and
+# `mango_lite.training.mechanisms`, never typed.
+
+# %%
+import json
+
+from mango_lite.training.mechanisms import goals_markdown
+from mango_lite.training.result_views import seed_spread
+
+seeds_file = REPO / "results" / f"{preset.name}-seeds" / "seeds.json"
+goals_file = REPO / "results" / "mechanisms" / "goals.json"
+if seeds_file.is_file():
+    display(Markdown(f"**Seed spread** ({seeds_file.relative_to(REPO)}, generated stand-ins, CPU)\n\n"
+                     + seed_spread(json.loads(seeds_file.read_text()))))
+else:
+    print(f"no seed spread for preset {preset.name} (results/{preset.name}-seeds/seeds.json)")
+if goals_file.is_file():
+    goals = json.loads(goals_file.read_text())
+    display(Markdown(f"**MANGO vs its controls** ({goals_file.relative_to(REPO)}, `cpu` preset, generated stand-ins, CPU)\n\n"
+                     + goals_markdown(goals)))
+    assert set(goals["controls"]) == {"mango-noattn", "mango-nonll"} and len(goals["groups"]) >= 3
+else:
+    print("no controls study in results/mechanisms (python -m mango_lite mechanisms --study controls ...)")
+
+# %% [markdown]
+# **Why the mechanisms do not show in the task models here** (the measured reasons, from the studies
+# above and notebooks 04-07). The attention: trained $\gamma$ stay small and spread to both sides of 0,
+# and removing the attention altogether (`mango-noattn`) is within seed noise of MANGO or better; on these
+# stand-ins, and with encoders that already see both modalities' local structure, the attention's
+# mixing does not help the task. In the *density* model of notebook 04, where nothing else can
+# carry information between the modalities, the same attention lowers the joint bits/dim in every seed.
+# The likelihood: with $\lambda$ chosen per task it makes the fused features a density model
+# (validation bits/dim below the identity baseline); without it the flow is no density model at all.
+# But the task barely notices, and on translation part of the gain is collapse of the features towards
+# what the flow predicts best (negative bits/dim). Blocking the NLL's gradient into the encoders is the
+# next change to measure.
 
 # %% [markdown]
 # ## 4. Ablations: partitions and number of blocks (segmentation, NYUDv2 stand-in)
@@ -420,13 +467,9 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 # * *Metrics.* The segmentation and F1 metrics follow TokenFusion's and scikit-learn's conventions exactly. The FID/KID of
 #   translation use proxy features and no adversarial loss, so they rank our models only. The paper's
 #   "MSE" column is read as RMSE (see the note in the table).
-# * *Statistics.* Every run uses one seed. The ablation's second seed gives the scale of the noise:
-#   differences of that size between models are not evidence either way. For the `cpu` preset,
-#   `results/cpu-seeds/seeds.md` repeats the four fused models with seeds 1 and 2 on five groups
-#   (`reproduce --seed N`, combined by `python -m mango_lite seeds`, which counts first and last places
-#   and wins over concat per seed): on the two segmentation stand-ins MANGO is last of the four in 3 of
-#   the 6 seed/dataset pairs and beats concat in 3 of them; it is first on genres in 3 of 3 seeds; on
-#   RGB+Edge→Depth the fusions are within seed noise of each other.
+# * *Statistics.* Every run of the main table uses one seed. The ablation's second seed and the seed
+#   spread of section 3 give the scale of the noise: differences of that size between models are not
+#   evidence either way.
 #
 # **What MANGO costs.** In our harness MANGO has more parameters than Concat and TokenFusion and more
 # forward FLOPs than Concat; the assertions of section 5 check this, and the printed ratios give the
@@ -434,7 +477,7 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 # channels grow 4× per squeeze where the baselines' grow 2×. `build_model` caps what *can* be narrowed
 # without touching invertibility, the coupling conditioner (`flow_hidden`, 4×width) and the ICA
 # query/key width (`flow_qk_dim`, 2×width; the log-determinant does not depend on it). Uncapped, the
-# `cpu` preset's MANGO had 5.6 M parameters instead of 1.6 M. Every ICA layer still carries its own
+# `cpu` preset's MANGO had several times the parameters it has now (section 5 counts the capped model). Every ICA layer still carries its own
 # query/key projections and LayerNorms. The triangular attention, the exact log-determinant and the
 # NLL term also add work to each step; the measured step and inference times are in the cost table. The
 # direction matches the paper's cost table, as a secondary summary reports it. The paper balances this cost
@@ -453,4 +496,4 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 shutil.rmtree(WORK, ignore_errors=True)
 total = time.time() - t_start
 print(f"notebook finished in {total / 60:.1f} min (preset {preset.name}, {DEVICE}); ablation {abl_time:.0f} s, "
-      f"cost {cost_time:.0f} s; results from {'this notebook' if RES_DIR.is_relative_to(WORK) else RES_DIR}")
+      f"cost {cost_time:.0f} s; results from {'this notebook' if RES_DIR.is_relative_to(WORK) else RES_DIR.relative_to(REPO)}")

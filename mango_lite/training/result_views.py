@@ -1,0 +1,155 @@
+"""Markdown views of results files: the README's result tables and the sentences that compare models.
+
+Every view takes the parsed JSON of one results file and returns Markdown, so a comparative sentence
+("MANGO is last of the four fusions in 3 of 6 seed/dataset pairs") is computed from the same numbers as
+the table above it, never typed. :mod:`mango_lite.training.readme_tables` fills README blocks
+``<!-- include: results/cpu/results.json headline -->`` with them; notebook 08 displays the same views.
+
+Views (:data:`VIEWS`):
+
+* ``headline`` (``results/<preset>/results.json``): per group the headline metric of MANGO, its rank
+  among the fused models, the best other fusion and the best single input; then counts.
+* ``seed_spread`` (``seeds.json`` of ``python -m mango_lite seeds``): mean ± std of the fused models
+  per group; then, per task, how often MANGO was first, last and better than concat per seed.
+* ``train_step`` (``benchmarks/results/bench_train_step_*.json``): each model's step time as a ratio
+  to concat, median [min-max] over interleaved rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from .reproduce import DATASET_LABELS, HEADLINE
+from .tasks import FUSION_MODELS
+
+_METRIC_LABELS = {"miou": "mIoU % ↑", "mae_x10": "MAE×10 ↓", "macro_f1": "macro F1 % ↑", "micro_f1": "micro F1 % ↑"}
+_TASK_LABELS = {"segmentation": "segmentation", "translation": "translation", "genre": "genres"}
+
+
+def _group_label(entry: Mapping[str, Any], key: str) -> str:
+    """"NYUDv2 segmentation", "Taskonomy Shade+Texture→RGB" from a results entry or a group key."""
+    from .tasks import PAIRS
+
+    task = entry.get("task") or key.split("/")[0]
+    label = entry.get("pair_label") or (PAIRS[key.split("/")[-1]].label if task == "translation" and key.split("/")[-1] in PAIRS else None)
+    if label:
+        return f"Taskonomy {label}"
+    dataset = entry.get("dataset") or key.split("/")[-1]
+    return f"{DATASET_LABELS.get(dataset, dataset)} {_TASK_LABELS.get(task, task)}"
+
+
+def _fmt(v: float, nd: int) -> str:
+    return f"{v:.{nd}f}"
+
+
+def _digits(values: Sequence[float], large: int = 1) -> int:
+    """3 decimals for MAE×10-sized numbers (0.3-2), ``large`` for percentages."""
+    return 3 if max(abs(v) for v in values) < 10 else large
+
+
+def _count(n: int, of: int) -> str:
+    return f"{n} of {of}"
+
+
+def headline(results: Mapping[str, Any]) -> str:
+    """Table of the headline metric per group (bold: best of all models) and computed counts."""
+    rows = ["| group (" + ", ".join(sorted({str(e.get('data')) for e in results['results'].values()})) +
+            ") | metric | MANGO | rank among fusions | best other fusion | best single input |",
+            "|---|---|---|---|---|---|"]
+    first = last = fused_beats_single = n_groups = 0
+    places: list[str] = []
+    for key, e in results["results"].items():
+        metric, higher = HEADLINE[e["task"]]
+        vals = {m: float(v[metric]) for m, v in e["models"].items() if "error" not in v and metric in v}
+        fused = [m for m in FUSION_MODELS if m in vals]
+        single = [m for m in vals if m not in FUSION_MODELS and not m.startswith("mango")]
+        if "mango" not in vals or not single:
+            continue
+        n_groups += 1
+        best = (max if higher else min)
+        order = sorted(fused, key=lambda m: vals[m], reverse=higher)
+        overall = best(vals, key=lambda m: vals[m])
+        nd = _digits(list(vals.values()))
+        rank = order.index("mango") + 1
+        first += rank == 1
+        last += rank == len(order)
+        other = next(m for m in order if m != "mango")
+        top_single = best(single, key=lambda m: vals[m])
+        fused_beats_single += (vals[order[0]] > vals[top_single]) if higher else (vals[order[0]] < vals[top_single])
+
+        def cell(m: str) -> str:
+            s = _fmt(vals[m], nd)
+            return f"**{s}**" if m == overall else s
+
+        rows.append(f"| {_group_label(e, key)} | {_METRIC_LABELS.get(metric, metric)} | {cell('mango')} | "
+                    f"{rank} / {len(order)} | {other} {cell(other)} | {top_single} {cell(top_single)} |")
+        places.append(str(rank))
+    lines = rows + ["", f"Computed from the table: the best fused model beats the best single input in "
+                        f"{_count(fused_beats_single, n_groups)} groups; MANGO is first of the {len(FUSION_MODELS)} "
+                        f"fusions in {_count(first, n_groups)} groups and last in {_count(last, n_groups)} "
+                        f"(places {', '.join(places)}). Bold: best of all models in the group."]
+    return "\n".join(lines) + "\n"
+
+
+def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str = "concat") -> str:
+    """Mean ± std per fused model and group (bold: best mean), then per task how often ``model`` ranked
+    first and last among the fusions and beat ``reference``, counted per seed and group."""
+    groups = summary["groups"]
+    names = [m for m in FUSION_MODELS if any(m in g["models"] for g in groups.values())]
+    rows = ["| group | metric | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    per_task: dict[str, list[int]] = {}
+    for key, g in groups.items():
+        ms = g["models"]
+        nd = _digits([s["mean"] for s in ms.values()], large=2)
+        best = (max if g["higher_is_better"] else min)(ms, key=lambda m: ms[m]["mean"])
+        cells = []
+        for m in names:
+            if m not in ms:
+                cells.append("-")
+                continue
+            s = ms[m]
+            txt = _fmt(s["mean"], nd) + (f" ± {_fmt(s['std'], nd)}" if s.get("std") is not None else "")
+            cells.append(f"**{txt}**" if m == best else txt)
+        task = key.split("/")[0]
+        rows.append(f"| {_group_label({}, key)} | {_METRIC_LABELS.get(g['metric'], g['metric'])} | " + " | ".join(cells) + " |")
+        if model not in ms:
+            continue
+        sign = 1.0 if g["higher_is_better"] else -1.0
+        fused_ranks = [[m for m in r if m in FUSION_MODELS] for r in g["rank_by_seed"]]
+        c = per_task.setdefault(task, [0, 0, 0, 0])  # first, last, better than reference, pairs
+        for i, r in enumerate(fused_ranks):
+            c[0] += r[0] == model
+            c[1] += r[-1] == model
+            if reference in ms:
+                c[2] += sign * (ms[model]["values"][i] - ms[reference]["values"][i]) > 0
+            c[3] += 1
+    seeds = len(summary.get("seeds") or [])
+    lines = rows + ["", f"Counted per seed and group ({seeds} seeds; computed from `seeds.json`):"]
+    for task, (f, l, b, n) in per_task.items():
+        lines.append(f"- {_TASK_LABELS.get(task, task)}: {model} first of the fusions in {_count(f, n)} seed/group "
+                     f"pairs, last in {_count(l, n)}, better than {reference} in {_count(b, n)}.")
+    return "\n".join(lines) + "\n"
+
+
+def train_step(bench: Mapping[str, Any]) -> str:
+    """One row per model: median step time and its ratio to concat with the spread over rounds."""
+    rows = ["| model | median step (ms) | ratio to concat, median [min-max] | parameters |", "|---|---|---|---|"]
+    for name, m in bench["models"].items():
+        ratio = f"{m['ratio_to_concat']:.2f}× [{m['ratio_min']:.2f}-{m['ratio_max']:.2f}]" if name != "concat" else "1 (reference)"
+        rows.append(f"| {name} | {m['median_ms']:.0f} | {ratio} | {m['params'] / 1e6:.2f} M |")
+    goal = bench.get("goal_ratio")
+    met = [n for n, m in bench["models"].items() if n.startswith("mango") and goal and m["ratio_to_concat"] <= goal]
+    lines = rows + ["", f"Preset `{bench.get('preset')}`, batch {bench.get('batch')}, {bench.get('image_size')} px, "
+                        f"{bench.get('threads')} thread(s), {bench.get('rounds')} interleaved rounds on "
+                        f"{bench.get('device')}, torch {bench.get('torch')}."]
+    if goal:
+        lines.append(f"Goal: at most {goal:g}× concat; met by {', '.join(met) if met else 'no MANGO variant'}.")
+    return "\n".join(lines) + "\n"
+
+
+#: view name -> function of the parsed JSON file
+VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "headline": headline,
+    "seed_spread": seed_spread,
+    "train_step": train_step,
+}
