@@ -260,6 +260,8 @@ def test_controls_differ_from_mango_in_one_mechanism_only():
             assert all(float(m.gamma.min()) == 1.0 for m in ctl_ica)
         if name == "mango-nonll":
             assert ctl.flow_weight == 0.0
+        if name == "mango-stopgrad":
+            assert ctl.config["flow_nll_to_encoders"] is False and "flow_nll_to_encoders" not in mango.config
 
 
 def test_no_likelihood_control_gets_no_gradient_from_the_nll_but_logs_it():
@@ -300,7 +302,7 @@ def test_plan_runs_selects_controls_only_when_asked():
     default = plan_runs("quick", tasks=["segmentation"])
     assert not any(m.startswith("mango-") for g in default for m in g.models)
     asked = plan_runs("quick", tasks=["segmentation"], models=["mango", "controls"])
-    assert asked[0].models == ("mango", "mango-noattn", "mango-nonll", "mango-paper")
+    assert asked[0].models == ("mango", "mango-noattn", "mango-nonll", "mango-paper", "mango-stopgrad")
 
 
 def test_mechanism_study_trains_merges_and_compares(tmp_path):
@@ -427,3 +429,30 @@ def test_study_layout_is_the_task_models_default_and_gammas_are_recorded():
     assert len(hist.gammas) == len(hist.val_step) == 3
     assert len(hist.gammas[0]) == 2 * 8 and hist.gammas[-1] == layer_gammas(flow)
     assert hist.gammas[-1] != hist.gammas[0]  # gamma moved with rate 10
+
+
+def test_stopgrad_variant_keeps_the_nll_out_of_the_encoders_only():
+    """mango-stopgrad: the same NLL value, no NLL gradient into the encoders, the same NLL gradient
+    into the flow; the task gradient is untouched."""
+    from mango_lite.models import build_model
+
+    kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2, flow_noise=0.0)
+    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
+    grads = {}
+    for to_enc in (True, False):
+        torch.manual_seed(0)
+        model = build_model("segmentation", "mango", flow_nll_to_encoders=to_enc, **kw)
+        model.train()
+        out = model(a, b)
+        out.aux["flow_bpd"].backward()
+        grads[to_enc] = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+                         for n, p in model.named_parameters()}
+        grads[to_enc]["bpd"] = out.aux["flow_bpd"].detach()
+    assert torch.allclose(grads[True]["bpd"], grads[False]["bpd"])
+    enc = [n for n in grads[True] if n.startswith("enc")]
+    flow = [n for n in grads[True] if ".flow." in n]
+    assert enc and flow
+    assert any(grads[True][n].abs().max() > 0 for n in enc)
+    assert all(grads[False][n].abs().max() == 0 for n in enc)
+    for n in flow:
+        assert torch.allclose(grads[True][n], grads[False][n], atol=1e-6, rtol=1e-4), n

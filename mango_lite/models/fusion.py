@@ -169,6 +169,8 @@ class MangoFusion(nn.Module):
     ``flow_options``: further :class:`~mango_lite.flows.MultiscaleMango` keywords (``gamma``,
     ``learn_gamma``, ``gamma_rate``, ``alternate``, ``positions``, ``conditioner``).
     ``layers``: ICA ``(partition, variant)`` list of each MangoBlock (ablation), ``None`` = default.
+    ``nll_to_encoders=False``: ``flow_bpd`` is computed by a second pass on the detached inputs, so the NLL
+    term trains the flow but sends no gradient into the encoders (the task loss still does).
     ``hidden``: coupling conditioner width; ``qk_dim``: cap on the ICA query/key width (``None``: the
     flow's defaults, 2 D_s and D_s, which grow 4x per squeeze; :func:`~mango_lite.models.build_model`
     caps both so the flow's size stays near the baselines').
@@ -186,10 +188,12 @@ class MangoFusion(nn.Module):
         hidden: int | None = None,
         noise: float = 0.05,
         qk_dim: int | None = None,
+        nll_to_encoders: bool = True,
         **flow_options: Any,
     ) -> None:
         super().__init__()
         self.channels = channels
+        self.nll_to_encoders = bool(nll_to_encoders)
         self.size = _check_size(size, scales, "MangoFusion")
         self.scales = scales
         self.noise = float(noise)
@@ -224,10 +228,15 @@ class MangoFusion(nn.Module):
             fb = fb + self.noise * torch.randn_like(fb)
         enc = self.flow.encode((fa, fb))
         feats = [proj(f.flatten(1, 2)) for proj, f in zip(self.proj, enc.features)]
+        bpd = enc.bits_per_dim.mean()
+        if not self.nll_to_encoders and torch.is_grad_enabled() and (fa.requires_grad or fb.requires_grad):
+            # the likelihood of the same features, its gradient stopped at the flow's input: it shapes the
+            # flow, never the encoders (which could otherwise lower it by collapsing the features)
+            bpd = self.flow.encode((fa.detach(), fb.detach())).bits_per_dim.mean()
         with torch.no_grad():  # the same features under N(0, I): what "no flow at all" would score
             nats = 0.5 * math.log(2 * math.pi) + 0.25 * (fa.square().mean() + fb.square().mean())  # mean of both
         aux = {
-            "flow_bpd": enc.bits_per_dim.mean(),
+            "flow_bpd": bpd,
             "identity_bpd": nats / math.log(2.0),
             "gamma_mean": self.gammas().mean(),
             "log_prob": enc.log_prob.detach().mean(),

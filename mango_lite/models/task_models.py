@@ -48,7 +48,7 @@ IGNORE_INDEX = 255
 FUSION_KEYS: dict[str, frozenset[str]] = {
     "mango": frozenset({"flow_weight", "flow_noise", "flow_hidden", "flow_qk_dim", "flow_gamma", "flow_learn_gamma",
                         "flow_gamma_rate", "flow_alternate", "flow_positions", "flow_conditioner", "partitions",
-                        "layers"}),
+                        "layers", "flow_nll_to_encoders"}),
     "tokenfusion": frozenset({"sparsity_weight", "exchange_threshold"}),
 }
 
@@ -249,6 +249,7 @@ def build_model(
     flow_alternate: bool = True,
     flow_positions: bool = True,
     flow_conditioner: str = "grid",
+    flow_nll_to_encoders: bool = True,
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
     text_encoder: str = "hash",
@@ -275,6 +276,9 @@ def build_model(
     ``flow_gamma`` (initial attention weight; ``None`` = the paper's fixed A = S + I),
     ``flow_learn_gamma``, ``flow_gamma_rate``, ``flow_alternate``, ``flow_positions``,
     ``flow_conditioner``: MANGO's ICA and coupling options (see :class:`~mango_lite.flows.MangoBlock`).
+    ``flow_nll_to_encoders=False``: the NLL term trains the flow only (stop-gradient on the flow's input for
+    the likelihood; the task loss still trains everything), so the encoders cannot lower it by shrinking or
+    collapsing the features. Costs a second pass through the flow in training.
     The defaults are the changes of the mechanisms study (``python -m mango_lite mechanisms``): alternating
     triangles, 2-D positional codes on Q/K, gamma rate 10, 3x3 grid conditioner; the paper's layout is
     ``flow_alternate=False, flow_positions=False, flow_gamma_rate=1, flow_conditioner="tokens"`` (and
@@ -330,7 +334,7 @@ def build_model(
             width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise,
             hidden=flow_hidden, qk_dim=flow_qk_dim, gamma=flow_gamma, learn_gamma=flow_learn_gamma,
             gamma_rate=flow_gamma_rate, alternate=flow_alternate, positions=flow_positions,
-            conditioner=flow_conditioner,
+            conditioner=flow_conditioner, nll_to_encoders=flow_nll_to_encoders,
         )
     elif fusion == "concat":
         fuse = ConcatFusion(width, (h, w), scales, blocks, outs)
@@ -361,6 +365,8 @@ def build_model(
         exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
         max_text_len=max_text_len, text_dim=text_dim,
     )
+    if not flow_nll_to_encoders:  # stored only when set, so configurations of earlier runs stay equal
+        config["flow_nll_to_encoders"] = False
     return TaskModel(
         task, fusion, enc_a, enc_b, fuse, head, flow_weight=flow_weight, sparsity_weight=sparsity_weight,
         tokenizer=tokenizer, pos_weight=pos_weight, config=config,

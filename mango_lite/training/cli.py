@@ -35,7 +35,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--model", required=True,
                    help="mango, concat, tokenfusion, crossattn, a unimodal model: rgb/depth (segmentation), "
                         "an input domain of the pair (translation), image/text (genre), or a MANGO control: "
-                        "mango-noattn (no attention), mango-nonll (no likelihood term), mango-paper (A = S + I)")
+                        "mango-noattn (no attention), mango-nonll (no likelihood term), mango-paper (A = S + I), "
+                        "mango-stopgrad (the likelihood trains the flow only)")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None,
                    help="run size (default: $MANGO_LITE_PRESET, quick under CI, gpu with CUDA, else cpu)")
     p.add_argument("--data", default=None, help="real (or generated) dataset folder; verified before training")
@@ -81,7 +82,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None)
     p.add_argument("--models", nargs="+", default=None,
                    help="restrict to these model names ('unimodal' = both unimodal models, 'controls' = MANGO's "
-                        "controls mango-noattn, mango-nonll, mango-paper, which run only when named)")
+                        "controls mango-noattn, mango-nonll, mango-paper, mango-stopgrad, which run only when named)")
     p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")

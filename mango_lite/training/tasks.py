@@ -16,8 +16,9 @@ unimodal baselines named after their modality: ``rgb`` / ``depth`` (segmentation
 domains, e.g. ``reshading`` / ``edge_texture`` (translation), ``image`` / ``text`` (genre); they map to
 the fusion ``"a"`` / ``"b"`` of :func:`mango_lite.models.build_model`. MANGO's controls are the same
 model with one mechanism switched off (:data:`CONTROL_MODELS`): ``mango-noattn`` (every ICA's gamma fixed
-at 0: no attention), ``mango-nonll`` (likelihood weight 0: no NLL term) and ``mango-paper`` (the paper's
-fixed A = S + I, gamma = 1 and not learned).
+at 0: no attention), ``mango-nonll`` (likelihood weight 0: no NLL term), ``mango-paper`` (the paper's
+fixed A = S + I, gamma = 1 and not learned) and ``mango-stopgrad`` (the NLL trains the flow only: no
+likelihood gradient into the encoders).
 
 Data: with ``data_root`` the folder is verified (:func:`mango_lite.datasets.verify_dataset`) and used;
 otherwise the stand-in is generated (``mango_lite.datasets.synth``) at the preset's size into a cache
@@ -53,6 +54,8 @@ CONTROL_MODELS: dict[str, dict[str, Any]] = {
     "mango-noattn": {"flow_gamma": 0.0, "flow_learn_gamma": False},
     "mango-nonll": {"flow_weight": 0.0},
     "mango-paper": {"flow_gamma": None},
+    # the likelihood's path into the encoders switched off: the NLL trains the flow only
+    "mango-stopgrad": {"flow_nll_to_encoders": False},
 }
 SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
 TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}
