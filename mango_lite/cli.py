@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import MangoLiteError
 
 
+def program_name(argv0: str | None = None) -> str:
+    """``mango-lite`` when run through the console script, ``python -m mango_lite`` otherwise."""
+    name = Path(argv0 if argv0 is not None else sys.argv[0]).name
+    return "mango-lite" if name.startswith("mango-lite") else "python -m mango_lite"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mango_lite",
+        prog=program_name(),
         description="MANGO multimodal normalizing-flow fusion: data tools, training and reproduction.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

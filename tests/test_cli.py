@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -235,3 +236,91 @@ def test_seeds_command(capsys, tmp_path) -> None:
     assert json.loads((tmp_path / "sum" / "seeds.json").read_text())["seeds"] == [0, 1]
     rc, _, err = run_cli(capsys, "seeds", str(tmp_path / "nothing"))
     assert rc == 2 and "results.json" in err
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sp in action.choices.items():
+                yield name, sp
+                yield from ((f"{name} {n}", p) for n, p in _subparsers(sp))
+
+
+def test_every_option_and_subcommand_has_help_and_shows_its_default_once() -> None:
+    import argparse
+
+    from mango_lite.cli import build_parser
+
+    parser = build_parser()
+    seen = 0
+    for name, sp in _subparsers(parser):
+        seen += 1
+        assert sp.description or sp.format_usage(), name
+        for action in sp._actions:
+            if action.dest == "help" or isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{name}: {'/'.join(action.option_strings) or action.dest} has no help"
+        text = sp.format_help()
+        for line in text.split("\n  -"):
+            assert line.count("(default") <= 1, f"{name}: default shown twice in {line!r}"
+    assert seen >= 10
+
+
+def test_program_name_follows_how_it_was_started() -> None:
+    from mango_lite.cli import program_name
+
+    assert program_name("/venv/bin/mango-lite") == "mango-lite"
+    assert program_name("/x/mango_lite/__main__.py") == "python -m mango_lite"
+
+
+def test_reproduce_plan_partial_results_refusal_and_resume(tmp_path, tiny_preset) -> None:
+    """The plan comes first; an interrupted reproduction leaves results.md marked partial; rerunning
+    into the folder is refused without --resume/--overwrite; --resume finishes it."""
+    rp = importlib.import_module("mango_lite.training.reproduce")  # the package exports a function of that name
+
+    out, logs = tmp_path / "rep", []
+    orig = rp.train_task
+    calls = []
+
+    def interrupt_second(*args, **kw):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return orig(*args, **kw)
+
+    kw = dict(tasks=["genre"], models=["text", "image"], device="cpu", progress=False, log=logs.append)
+    rp.train_task = interrupt_second
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rp.reproduce("quick", out, **kw)
+    finally:
+        rp.train_task = orig
+    assert logs[0].startswith("reproduce: preset quick, device cpu") and "2 runs in 1 groups" in logs[0]
+    assert any("estimated time:" in line for line in logs[:4])
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["results"]["genre/mmimdb"]["models"]) == ["image"] and res["runs_planned"] == 2
+    md = (out / "results.md").read_text()
+    assert "Partial results**: 1 of 2 planned runs" in md
+    with pytest.raises(MangoLiteError, match="--resume .*--overwrite"):
+        rp.reproduce("quick", out, **kw)
+    res = rp.reproduce("quick", out, resume=True, **kw)
+    assert list(res["results"]["genre/mmimdb"]["models"]) == ["image", "text"] and res["finished"]
+    assert "Partial" not in (out / "results.md").read_text()
+    res = rp.reproduce("quick", out, overwrite=True, **{**kw, "models": ["text"]})
+    assert list(res["results"]["genre/mmimdb"]["models"]) == ["text"]
+
+
+def test_reproduce_data_root_reports_each_dataset_and_refuses_an_empty_one(tmp_path, tiny_preset) -> None:
+    rp = importlib.import_module("mango_lite.training.reproduce")  # the package exports a function of that name
+
+    empty = tmp_path / "datasets"
+    empty.mkdir()
+    kw = dict(tasks=["genre"], models=["text"], device="cpu", progress=False)
+    with pytest.raises(MangoLiteError, match="holds none of mmimdb/.*--allow-stand-ins"):
+        rp.reproduce("quick", tmp_path / "a", data_root=empty, **kw)
+    logs: list[str] = []
+    res = rp.reproduce("quick", tmp_path / "b", data_root=empty, allow_stand_ins=True, log=logs.append, **kw)
+    assert any("mmimdb: no " in line and "a generated stand-in will be used" in line for line in logs)
+    assert res["results"]["genre/mmimdb"]["data"] == "generated stand-in"

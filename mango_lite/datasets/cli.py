@@ -26,7 +26,7 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     v = sub.add_parser("verify", help="check a dataset folder against the reference layout")
-    v.add_argument("name", choices=DATASETS)
+    v.add_argument("name", choices=DATASETS, help="which dataset layout to check")
     v.add_argument("--root", required=True, help="dataset folder")
     v.add_argument("--limit", type=int, default=None, help="decode at most N samples per split (default: all)")
     v.add_argument("--strict", action="store_true", help="MM-IMDb: genres outside the 23 are errors")
@@ -34,7 +34,7 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     d = sub.add_parser("download", help="download a dataset or print how to get it")
-    d.add_argument("name", choices=DATASETS)
+    d.add_argument("name", choices=DATASETS, help="which dataset to download")
     d.add_argument("--root", required=True, help="dataset folder to fill")
     d.add_argument("--instructions", action="store_true", help="only print the step-by-step instructions")
     d.add_argument("--lists", action="store_true", help="also fetch the reference split list files")
@@ -44,7 +44,7 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_download)
 
     s = sub.add_parser("synth", help="write a generated stand-in dataset in the real on-disk layout")
-    s.add_argument("name", choices=DATASETS)
+    s.add_argument("name", choices=DATASETS, help="which dataset layout to write")
     s.add_argument("--root", required=True, help="output folder")
     s.add_argument("--n", type=int, default=300, help="number of samples over all splits (default 300)")
     s.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")

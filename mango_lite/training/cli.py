@@ -24,14 +24,24 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if getattr(args, "quiet", False) else None
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: not when its help already says it, nor when there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_training_parsers(sub: Any) -> None:
     """Register the training subcommands on the dispatcher's ``subparsers`` object."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     # ------------------------------------------------------------------------------ train
     p = sub.add_parser("train", help="train one model on one task", formatter_class=fmt,
                        description="Train one model (MANGO, a fusion baseline or a unimodal model) on one task. "
                                    "Without --data the generated stand-in is used.")
-    p.add_argument("--task", required=True, choices=TASK_NAMES)
+    p.add_argument("--task", required=True, choices=TASK_NAMES, help="which task to train on")
     p.add_argument("--model", required=True,
                    help="mango, concat, tokenfusion, crossattn, a unimodal model: rgb/depth (segmentation), "
                         "an input domain of the pair (translation), image/text (genre), or a MANGO control: "
@@ -46,7 +56,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="start over even if --out holds checkpoints")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, data order, augmentation)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
@@ -62,8 +72,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--task", choices=TASK_NAMES, default=None, help="check that the checkpoint is of this task")
     p.add_argument("--data", default=None, help="dataset folder (default: the data the model was trained on)")
     p.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: the task's test split")
-    p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default: the preset's)")
     p.add_argument("--out", default=None, help="also write the result as JSON to this file")
     p.set_defaults(func=cmd_evaluate)
     # -------------------------------------------------------------------------- reproduce
@@ -72,37 +82,45 @@ def add_training_parsers(sub: Any) -> None:
                        description="Generate stand-in data (unless --data-root has the real datasets), train MANGO "
                                    "and the baselines on segmentation, translation and genre classification, and "
                                    "write results.json, results.md (beside the paper's Tables 1-3) and figures.")
-    p.add_argument("--preset", choices=PRESET_NAMES, default=None)
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                   help="run size (default: $MANGO_LITE_PRESET, quick under CI, gpu with CUDA, else cpu); "
+                        "--preset quick takes a few minutes on 2 cores, cpu about an hour")
     p.add_argument("--out", default=None, help="output folder (default results/<preset>)")
     p.add_argument("--data-root", default=None,
-                   help="folder with real datasets in nyudv2/ sunrgbd/ taskonomy/ mmimdb/ (missing ones are generated)")
+                   help="folder with real datasets in nyudv2/ sunrgbd/ taskonomy/ mmimdb/ (each missing one is "
+                        "reported and replaced by a generated stand-in; default: stand-ins only)")
+    p.add_argument("--allow-stand-ins", action="store_true",
+                   help="accept a --data-root that holds none of the datasets (train on stand-ins)")
     p.add_argument("--data-cache", default=None, help="where stand-ins are generated (default OUT/data)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None, help="restrict to these tasks (default: all)")
     p.add_argument("--models", nargs="+", default=None,
                    help="restrict to these model names ('unimodal' = both unimodal models, 'controls' = MANGO's "
                         "controls mango-noattn, mango-nonll, mango-paper, mango-stopgrad, which run only when named)")
     p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds finished runs")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
     # ----------------------------------------------------------------------------- ablate
-    p = sub.add_parser("ablate", help="MANGO ablation: partitions / number of blocks", formatter_class=fmt)
-    p.add_argument("--task", required=True, choices=TASK_NAMES)
+    p = sub.add_parser("ablate", help="MANGO ablation: partitions / number of blocks", formatter_class=fmt,
+                       description="Train MANGO with subsets of its ICA partitions or other block counts on one task "
+                                   "and write ablation.json and ablation.md.")
+    p.add_argument("--task", required=True, choices=TASK_NAMES, help="task to ablate on")
     p.add_argument("--variants", nargs="+", default=["mmca", "imca", "lica", "all"],
                    help="partition subsets ('imca+lica'), 'all', 'blocks=N', or 'mmca,blocks=2'")
-    p.add_argument("--preset", choices=PRESET_NAMES, default=None)
-    p.add_argument("--out", required=True)
-    p.add_argument("--data", default=None)
-    p.add_argument("--dataset", choices=SEGMENTATION_DATASETS, default=None)
-    p.add_argument("--pair", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
+    p.add_argument("--out", required=True, help="folder for ablation.json, ablation.md and the runs")
+    p.add_argument("--data", default=None, help="real dataset folder (default: generated stand-in)")
+    p.add_argument("--dataset", choices=SEGMENTATION_DATASETS, default=None, help="segmentation dataset")
+    p.add_argument("--pair", default=None, help=f"translation pair, one of {tuple(PAIRS)}")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every variant")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ablate)
     # ------------------------------------------------------------------------- mechanisms
     p = sub.add_parser("mechanisms", help="does each MANGO mechanism do work? ladder of changes / controls over seeds",
@@ -183,7 +201,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     preset = args.preset or default_preset_name()
     res = reproduce(preset, args.out, data_root=args.data_root, cache_dir=args.data_cache, device=args.device,
                     seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
-                    amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
+                    overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
     out = Path(args.out) if args.out else Path("results") / preset
     failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"

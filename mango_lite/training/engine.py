@@ -542,7 +542,7 @@ class Trainer:
             self.history.append(record)
             self._update_best(record)
             self.save()
-            self.log(_summary(record))
+            self.log(_summary(record, self.config.epochs))
         wall = time.perf_counter() - t0
         if self.out_dir is not None and len(self.history):
             self.history.save(self.out_dir)
@@ -567,8 +567,8 @@ def _reseed_worker(generators: Sequence[torch.Generator], worker_id: int) -> Non
         g.manual_seed((seed + i * 1_000_003) % (2**63 - 1))
 
 
-def _summary(record: Mapping[str, Any]) -> str:
-    parts = [f"epoch {record['epoch']}"]
+def _summary(record: Mapping[str, Any], epochs: int | None = None) -> str:
+    parts = [f"epoch {record['epoch']}" + (f"/{epochs}" if epochs else "")]
     for k, v in record.items():
         if k in ("epoch", "global_step"):
             continue

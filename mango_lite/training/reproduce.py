@@ -181,6 +181,57 @@ def _finished_metrics(run_dir: Path, preset: Preset, seed: int,
     return m
 
 
+def _finished_run_count(out: Path) -> int:
+    """Runs recorded as finished in ``out/results.json`` (0 when there is none or it cannot be read)."""
+    try:
+        old = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return 0
+    return sum(1 for e in (old.get("results") or {}).values() for m in (e.get("models") or {}).values()
+               if "error" not in m)
+
+
+def _data_report(groups: Sequence[RunGroup], data_root: str | os.PathLike | None, allow_stand_ins: bool,
+                 log: Callable[[str], None]) -> None:
+    """Say, dataset by dataset, whether ``data_root`` holds it or a stand-in will be generated; refuse a
+    root that holds none of the planned datasets unless ``allow_stand_ins``."""
+    if data_root is None:
+        return
+    root = Path(data_root)
+    if not root.is_dir():
+        raise MangoLiteError(f"--data-root {data_root}: not a folder (expected sub-folders "
+                             f"nyudv2/ sunrgbd/ taskonomy/ mmimdb/)")
+    needed = list(dict.fromkeys(g.dataset for g in groups))
+    found = [d for d in needed if (root / d).is_dir()]
+    for d in needed:
+        log(f"  {d}: " + (f"real data in {display_path(root / d)}" if d in found else
+                          f"no {display_path(root / d)}, a generated stand-in will be used"))
+    if not found and not allow_stand_ins:
+        raise MangoLiteError(
+            f"--data-root {data_root}: holds none of {', '.join(d + '/' for d in needed)}; point it at the folder "
+            f"that contains them, or pass --allow-stand-ins to train on generated stand-ins")
+
+
+def _plan_lines(preset: Preset, dev: torch.device, seed: int, out: Path, groups: Sequence[RunGroup],
+                estimate: tuple[float | None, str | None]) -> list[str]:
+    n_runs = sum(len(g.models) for g in groups)
+    lines = [f"reproduce: preset {preset.name}, device {device_name(dev)}, seed {seed}, {n_runs} runs in "
+             f"{len(groups)} groups ({preset.epochs} epochs each) -> {display_path(out)}"]
+    for g in groups:
+        lines.append(f"  {g.key:34s} {', '.join(g.models)}")
+    sec, where = estimate
+    if sec is None:
+        lines.append("  estimated time: unknown (no measured runs at this preset in mango_lite/training/run_costs.json)")
+    else:
+        lines.append(f"  estimated time: {_duration(sec)} one run after another (measured on {where}; "
+                     f"more on a slower or busier machine)")
+    return lines
+
+
+def _duration(sec: float) -> str:
+    return f"{sec / 60:.0f} min" if sec >= 90 else f"{sec:.0f} s"
+
+
 def reproduce(
     preset: str | Preset | None = "quick",
     out: str | os.PathLike | None = None,
@@ -193,6 +244,8 @@ def reproduce(
     models: Sequence[str] | None = None,
     pairs: Sequence[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    allow_stand_ins: bool = False,
     amp: bool = True,
     num_workers: int = 0,
     progress: bool | None = None,
@@ -201,11 +254,21 @@ def reproduce(
 ) -> dict[str, Any]:
     """Run the reproduction (see module docstring) and return the results.json content.
 
+    Before any work it logs the plan (preset, device, every run) and an estimated time from measured
+    runs (:mod:`~mango_lite.training.run_costs`); an overall progress bar with an ETA runs above the
+    per-epoch bars. After every finished run ``results.json`` and ``results.md`` (marked partial until the
+    end) and the learning-curve figures are rewritten, so an interruption loses at most the run in progress.
+
     ``data_root``: folder with real datasets in sub-folders ``nyudv2/``, ``sunrgbd/``, ``taskonomy/``,
-    ``mmimdb/``; a dataset without its sub-folder is replaced by its generated stand-in (and labelled
-    so). ``resume``: keep finished runs (same preset and seed) and continue unfinished ones from their
-    last checkpoint; without it every run starts over. A run that diverges (TrainingError) is recorded
-    with its error and the reproduction goes on."""
+    ``mmimdb/``; each planned dataset is reported as found or replaced by its generated stand-in (and
+    labelled so); a folder holding none of them is refused unless ``allow_stand_ins``. ``resume``: keep
+    finished runs (same preset, seed and model configuration) and continue unfinished ones from their last
+    checkpoint. Without it, a folder that holds finished runs is refused unless ``overwrite`` (start
+    over). A run that diverges (TrainingError) is recorded with its error and the reproduction goes on."""
+    from tqdm.auto import tqdm
+
+    from .run_costs import estimate_seconds, model_kind
+
     t0 = time.perf_counter()
     preset = _preset(preset)
     out = Path(out) if out is not None else Path("results") / preset.name
@@ -215,16 +278,23 @@ def reproduce(
         dev = pick_device(device)
     except (ValueError, RuntimeError) as exc:
         raise MangoLiteError(f"device: {exc}") from exc
+    finished_before = _finished_run_count(out)
+    if finished_before and not (resume or overwrite):
+        raise MangoLiteError(
+            f"{display_path(out)} already holds {finished_before} finished runs of an earlier reproduction; pass "
+            f"--resume to keep them and train the rest, --overwrite to start again, or choose another --out")
     cache = Path(cache_dir) if cache_dir is not None else out / "data"
-    if data_root is not None and not Path(data_root).is_dir():
-        raise MangoLiteError(f"--data-root {data_root}: not a folder (expected sub-folders "
-                             f"nyudv2/ sunrgbd/ taskonomy/ mmimdb/)")
+    runs = [(g.task, m) for g in groups for m in g.models]
+    estimate = estimate_seconds(preset.name, runs)
+    for line in _plan_lines(preset, dev, seed, out, groups, estimate):
+        log(line)
+    _data_report(groups, data_root, allow_stand_ins, log)
     results: dict[str, Any] = {
         "preset": preset.name, "preset_config": preset.to_dict(), "seed": seed, "device": device_name(dev),
         "amp_bf16": bool(amp and dev.type == "cuda"),
         "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit(),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": None, "paper_source": P.SOURCE, "results": {},
+        "wall_time_s": None, "paper_source": P.SOURCE, "runs_planned": len(runs), "results": {},
     }
     if resume and (out / "results.json").is_file():
         # keep the groups of an earlier (partial) reproduction at the same preset and seed
@@ -235,59 +305,88 @@ def reproduce(
         if old.get("preset") == preset.name and old.get("seed") == seed:
             results["results"].update(old.get("results") or {})
     infos: dict[str, DataInfo] = {}
-    n_runs = sum(len(g.models) for g in groups)
+    n_runs = len(runs)
     done = 0
-    for group in groups:
-        if group.dataset not in infos:
-            real = Path(data_root) / group.dataset if data_root is not None else None
-            domains = None
-            if group.dataset == "taskonomy":  # verify every domain the planned pairs need
-                domains = sorted({d for g in groups if g.pair for d in (*PAIRS[g.pair].inputs, PAIRS[g.pair].target)})
-            infos[group.dataset] = prepare_data(group.dataset, preset, real if real is not None and real.is_dir() else None,
-                                                cache, domains=domains, log=log)
-        td = build_task_data(group.task, preset, pair=group.pair, dataset=group.dataset, info=infos[group.dataset])
-        entry = {
-            "task": group.task, "dataset": group.dataset, "pair": group.pair,
-            "pair_label": PAIRS[group.pair].label if group.pair else None,
-            "data": infos[group.dataset].source, "data_description": data_description(infos[group.dataset], td),
-            "data_info": infos[group.dataset].to_dict(), "test_split": td.test_split, "models": {},
-        }
-        prev_entry = results["results"].get(group.key) or {}
-        if resume:
-            entry["models"].update(prev_entry.get("models") or {})
-        results["results"][group.key] = entry
-        for model in group.models:
-            done += 1
-            run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
-            log(f"[{done}/{n_runs}] {group.key} {model} -> {display_path(run_dir)}")
-            prev = None
-            if resume:
-                current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
-                                           model_kwargs(group.task, td, preset))
-                prev = _finished_metrics(run_dir, preset, seed, dict(getattr(current, "config", {})))
-                del current
-            if prev is not None:
-                entry["models"][model] = _model_entry(prev, out)
-                log(f"    finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
-                continue
-            entry["models"].pop(model, None)
-            try:
-                res = train_task(group.task, model, preset, run_dir, pair=group.pair, dataset=group.dataset,
-                                 device=device, seed=seed, resume=resume, overwrite=True, data=td,
-                                 progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, amp=amp,
-                                 num_workers=num_workers, log=log)
-                entry["models"][model] = _model_entry(res.to_dict(), out)
-            except TrainingError as exc:
-                entry["models"][model] = {"error": str(exc), "run_dir": _rel(run_dir, out)}
-                log(f"    FAILED: {exc}")
-            results["wall_time_s"] = time.perf_counter() - t0
-            atomic_write_json(out / "results.json", results)  # progress survives an interruption
+    from .run_costs import load_run_costs
+
+    per_run = (load_run_costs().get(preset.name) or {}).get("seconds", {})
+    overall = tqdm(total=n_runs, desc="reproduce", unit="run", disable=progress is False or not verbose,
+                   position=0, leave=True, dynamic_ncols=True)
+    spent_est = spent = 0.0  # estimated and actual seconds of the runs trained so far (for the ETA)
+
+    def save_progress() -> None:
+        results["wall_time_s"] = time.perf_counter() - t0
+        atomic_write_json(out / "results.json", results)
+        atomic_write_text(out / "results.md", results_markdown(results))
         try:
-            fig = qualitative_figure(entry, td, out)
-            if fig is not None:
-                entry["qualitative_figure"] = str(fig.relative_to(out))
-        except Exception as exc:  # a figure must never cost the numbers of a finished reproduction
-            log(f"    qualitative figure for {group.key} failed: {type(exc).__name__}: {exc}")
+            write_figures(results, out)
+        except Exception as exc:  # figures are a nicety; never lose the numbers to them
+            log(f"    figures not updated: {type(exc).__name__}: {exc}")
+
+    try:
+        for group in groups:
+            if group.dataset not in infos:
+                real = Path(data_root) / group.dataset if data_root is not None else None
+                domains = None
+                if group.dataset == "taskonomy":  # verify every domain the planned pairs need
+                    domains = sorted({d for g in groups if g.pair for d in (*PAIRS[g.pair].inputs, PAIRS[g.pair].target)})
+                infos[group.dataset] = prepare_data(group.dataset, preset, real if real is not None and real.is_dir() else None,
+                                                    cache, domains=domains, log=log)
+            td = build_task_data(group.task, preset, pair=group.pair, dataset=group.dataset, info=infos[group.dataset])
+            entry = {
+                "task": group.task, "dataset": group.dataset, "pair": group.pair,
+                "pair_label": PAIRS[group.pair].label if group.pair else None,
+                "data": infos[group.dataset].source, "data_description": data_description(infos[group.dataset], td),
+                "data_info": infos[group.dataset].to_dict(), "test_split": td.test_split, "models": {},
+            }
+            prev_entry = results["results"].get(group.key) or {}
+            if resume:
+                entry["models"].update(prev_entry.get("models") or {})
+            results["results"][group.key] = entry
+            for model in group.models:
+                done += 1
+                run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
+                log(f"[{done}/{n_runs}] {group.key} {model} -> {display_path(run_dir)}")
+                prev = None
+                if resume:
+                    current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
+                                               model_kwargs(group.task, td, preset))
+                    prev = _finished_metrics(run_dir, preset, seed, dict(getattr(current, "config", {})))
+                    del current
+                if prev is not None:
+                    entry["models"][model] = _model_entry(prev, out)
+                    log(f"    finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
+                    overall.update(1)
+                    continue
+                entry["models"].pop(model, None)
+                t_run = time.perf_counter()
+                try:
+                    res = train_task(group.task, model, preset, run_dir, pair=group.pair, dataset=group.dataset,
+                                     device=device, seed=seed, resume=resume, overwrite=True, data=td,
+                                     progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, amp=amp,
+                                     num_workers=num_workers, log=log)
+                    entry["models"][model] = _model_entry(res.to_dict(), out)
+                except TrainingError as exc:
+                    entry["models"][model] = {"error": str(exc), "run_dir": _rel(run_dir, out)}
+                    log(f"    FAILED: {exc}")
+                # the plan's model order, whatever was retrained
+                entry["models"] = {m: entry["models"][m] for m in group.models if m in entry["models"]} | {
+                    m: v for m, v in entry["models"].items() if m not in group.models}
+                spent += time.perf_counter() - t_run
+                spent_est += per_run.get(group.task, {}).get(model_kind(model), 0.0)
+                overall.update(1)
+                if estimate[0] is not None and spent_est > 0:
+                    left = sum(per_run.get(t, {}).get(model_kind(m), 0.0) for t, m in runs[done:])
+                    overall.set_postfix_str(f"about {_duration(left * spent / spent_est)} left")
+                save_progress()  # progress survives an interruption
+            try:
+                fig = qualitative_figure(entry, td, out)
+                if fig is not None:
+                    entry["qualitative_figure"] = str(fig.relative_to(out))
+            except Exception as exc:  # a figure must never cost the numbers of a finished reproduction
+                log(f"    qualitative figure for {group.key} failed: {type(exc).__name__}: {exc}")
+    finally:
+        overall.close()
     results["wall_time_s"] = time.perf_counter() - t0
     results["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     figures = write_figures(results, out)
@@ -422,6 +521,12 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     w(f"- device: {results.get('device')}; wall time: {_f(wall, 0)} s; torch {results.get('torch')}; "
       f"git commit: `{results.get('git_commit') or 'n/a'}`; seed {results.get('seed')}")
     w(f"- started {results.get('started')}, finished {results.get('finished', 'n/a')}")
+    if not results.get("finished"):
+        got = sum(1 for e in res.values() for m in e.get("models", {}).values() if "error" not in m)
+        planned = results.get("runs_planned")
+        w("")
+        w(f"> **Partial results**: {got}{f' of {planned}' if planned else ''} planned runs finished so far "
+          "(the reproduction is still running or was interrupted; `reproduce --resume` continues it).")
     sources = sorted({e["data"] for e in res.values()})
     w(f"- data: {', '.join(sources)} (per row below)")
     if GENERATED in sources:
