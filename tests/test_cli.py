@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 
 import pytest
 import torch
@@ -290,7 +291,7 @@ def test_reproduce_plan_partial_results_refusal_and_resume(tmp_path, tiny_preset
             raise KeyboardInterrupt
         return orig(*args, **kw)
 
-    kw = dict(tasks=["genre"], models=["text", "image"], device="cpu", progress=False, log=logs.append)
+    kw = dict(tasks=["genre"], models=["text", "image"], device="cpu", progress=False, log=logs.append, jobs=1)
     rp.train_task = interrupt_second
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -324,3 +325,30 @@ def test_reproduce_data_root_reports_each_dataset_and_refuses_an_empty_one(tmp_p
     res = rp.reproduce("quick", tmp_path / "b", data_root=empty, allow_stand_ins=True, log=logs.append, **kw)
     assert any("mmimdb: no " in line and "a generated stand-in will be used" in line for line in logs)
     assert res["results"]["genre/mmimdb"]["data"] == "generated stand-in"
+
+
+def test_reproduce_in_two_workers_gives_the_numbers_of_one_process(tmp_path, tiny_preset) -> None:
+    """Runs in spawned workers (one thread each) are seeded by the run alone: the same metrics as one
+    after another in this process, and each worker's log lands in its run folder."""
+    rp = importlib.import_module("mango_lite.training.reproduce")
+    kw = dict(tasks=["genre"], models=["mango", "text"], device="cpu", progress=False, verbose=False)
+    torch.set_num_threads(1)
+    one = rp.reproduce(TINY, tmp_path / "one", jobs=1, **kw)
+    two = rp.reproduce(TINY, tmp_path / "two", jobs=2, **kw)
+    a, b = one["results"]["genre/mmimdb"]["models"], two["results"]["genre/mmimdb"]["models"]
+    assert list(b) == ["mango", "text"]
+    for m in ("mango", "text"):
+        assert a[m]["macro_f1"] == pytest.approx(b[m]["macro_f1"], abs=1e-9), m
+        assert a[m]["loss"] == pytest.approx(b[m]["loss"], rel=1e-6), m
+    assert "epoch 1/1" in (tmp_path / "two/runs/genre/mmimdb/mango/train.log").read_text()
+    assert two["finished"] and (tmp_path / "two/results.md").is_file()
+
+
+def test_default_jobs_uses_the_cores_on_cpu_and_one_gpu_run(monkeypatch) -> None:
+    from mango_lite.training.reproduce import default_jobs
+
+    monkeypatch.delenv("MANGO_LITE_JOBS", raising=False)
+    assert 1 <= default_jobs("cpu") <= (os.cpu_count() or 1)
+    assert default_jobs("cuda") == 1
+    monkeypatch.setenv("MANGO_LITE_JOBS", "3")
+    assert default_jobs("cpu") == 3

@@ -101,6 +101,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds finished runs")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once in worker processes, one torch thread each (default: every core "
+                        "as memory allows on a CPU machine, 1 with a GPU; $MANGO_LITE_JOBS overrides)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -201,7 +204,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     preset = args.preset or default_preset_name()
     res = reproduce(preset, args.out, data_root=args.data_root, cache_dir=args.data_cache, device=args.device,
                     seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
-                    overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
+                    overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, jobs=args.jobs, amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
     out = Path(args.out) if args.out else Path("results") / preset
     failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"

@@ -232,6 +232,97 @@ def _duration(sec: float) -> str:
     return f"{sec / 60:.0f} min" if sec >= 90 else f"{sec:.0f} s"
 
 
+#: memory one CPU training run may need at the larger presets (workers are capped so they all fit)
+WORKER_MEMORY_BYTES = 2 * 2**30
+
+
+def default_jobs(device: torch.device | str = "cpu") -> int:
+    """How many runs to train at once: every core this process may use on a CPU-only run (each run
+    gets one torch thread, which measured faster than one run with many threads on small machines),
+    capped by available memory at :data:`WORKER_MEMORY_BYTES` per run; 1 on a GPU (the runs would share
+    it). ``MANGO_LITE_JOBS`` overrides."""
+    env = os.environ.get("MANGO_LITE_JOBS")
+    if env:
+        return max(1, int(env))
+    if torch.device(device).type != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        by_memory = max(1, free // WORKER_MEMORY_BYTES)
+    except (AttributeError, ValueError, OSError):
+        by_memory = cores
+    return int(max(1, min(cores, by_memory)))
+
+
+def _train_one(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, float]:
+    """Worker: train one run of a reproduction (one torch thread); ``(result, None, seconds)`` or
+    ``(None, error, seconds)`` when it diverged. Its log lines go to ``train.log`` in the run folder."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    run_dir = Path(spec["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "train.log", "a", encoding="utf-8") as fh:
+        def log(msg: str) -> None:
+            fh.write(msg + "\n")
+            fh.flush()
+
+        td = build_task_data(spec["task"], spec["preset"], pair=spec["pair"], dataset=spec["dataset"],
+                             info=DataInfo(**spec["info"]))
+        try:
+            res = train_task(spec["task"], spec["model"], spec["preset"], run_dir, pair=spec["pair"],
+                             dataset=spec["dataset"], device=spec["device"], seed=spec["seed"], resume=spec["resume"],
+                             overwrite=True, data=td, progress=False, verbose=True, save_best=False,
+                             keep_checkpoints=1, amp=spec["amp"], log=log)
+        except TrainingError as exc:
+            log(f"FAILED: {exc}")
+            return None, str(exc), time.perf_counter() - t0
+    return res.to_dict(), None, time.perf_counter() - t0
+
+
+def _train_in_workers(pending: Sequence[tuple[RunGroup, str, Path]], jobs: int, preset: Preset,
+                      infos: Mapping[str, DataInfo], device: str | None, seed: int, resume: bool, amp: bool,
+                      record: Callable[..., None], log: Callable[[str], None]) -> None:
+    """Train ``pending`` runs in ``jobs`` spawned worker processes; ``record`` each as it finishes. An
+    error other than a diverged run (or an interruption) cancels the runs not yet started."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    specs = {}
+    for group, model, run_dir in pending:
+        specs[(group.key, model)] = dict(task=group.task, model=model, preset=preset, run_dir=str(run_dir),
+                                         pair=group.pair, dataset=group.dataset, info=infos[group.dataset].to_dict(),
+                                         device=device, seed=seed, resume=resume, amp=amp)
+    where = {(g.key, m): (g, m, d) for g, m, d in pending}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    try:
+        futures = {pool.submit(_train_one, spec): key for key, spec in specs.items()}
+        started = 0
+        for key in list(futures.values())[:jobs]:
+            started += 1
+            log(f"[{started}/{len(pending)}] {key[0]} {key[1]} -> {display_path(where[key][2])} (worker)")
+        running = set(futures)
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                group, model, run_dir = where[futures[fut]]
+                res, error, seconds = fut.result()
+                if error is not None:
+                    log(f"    {group.key} {model} FAILED: {error}")
+                record(group, model, run_dir, res, error, seconds)
+                if started < len(pending):
+                    nxt = list(futures.values())[started]
+                    started += 1
+                    log(f"[{started}/{len(pending)}] {nxt[0]} {nxt[1]} -> {display_path(where[nxt][2])} (worker)")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def reproduce(
     preset: str | Preset | None = "quick",
     out: str | os.PathLike | None = None,
@@ -246,6 +337,7 @@ def reproduce(
     resume: bool = False,
     overwrite: bool = False,
     allow_stand_ins: bool = False,
+    jobs: int | None = None,
     amp: bool = True,
     num_workers: int = 0,
     progress: bool | None = None,
@@ -264,7 +356,12 @@ def reproduce(
     labelled so); a folder holding none of them is refused unless ``allow_stand_ins``. ``resume``: keep
     finished runs (same preset, seed and model configuration) and continue unfinished ones from their last
     checkpoint. Without it, a folder that holds finished runs is refused unless ``overwrite`` (start
-    over). A run that diverges (TrainingError) is recorded with its error and the reproduction goes on."""
+    over). A run that diverges (TrainingError) is recorded with its error and the reproduction goes on.
+
+    ``jobs``: runs trained at once, each in its own worker process with one torch thread (``None``:
+    :func:`default_jobs`, every core on a CPU machine as memory allows, 1 on a GPU). Each run is seeded
+    by ``seed`` alone, so its numbers do not depend on ``jobs``; a worker's log goes to ``train.log`` in
+    its run folder."""
     from tqdm.auto import tqdm
 
     from .run_costs import estimate_seconds, model_kind
@@ -305,12 +402,10 @@ def reproduce(
         if old.get("preset") == preset.name and old.get("seed") == seed:
             results["results"].update(old.get("results") or {})
     infos: dict[str, DataInfo] = {}
-    n_runs = len(runs)
-    done = 0
     from .run_costs import load_run_costs
 
     per_run = (load_run_costs().get(preset.name) or {}).get("seconds", {})
-    overall = tqdm(total=n_runs, desc="reproduce", unit="run", disable=progress is False or not verbose,
+    overall = tqdm(total=len(runs), desc="reproduce", unit="run", disable=progress is False or not verbose,
                    position=0, leave=True, dynamic_ncols=True)
     spent_est = spent = 0.0  # estimated and actual seconds of the runs trained so far (for the ETA)
 
@@ -323,70 +418,91 @@ def reproduce(
         except Exception as exc:  # figures are a nicety; never lose the numbers to them
             log(f"    figures not updated: {type(exc).__name__}: {exc}")
 
-    try:
-        for group in groups:
-            if group.dataset not in infos:
-                real = Path(data_root) / group.dataset if data_root is not None else None
-                domains = None
-                if group.dataset == "taskonomy":  # verify every domain the planned pairs need
-                    domains = sorted({d for g in groups if g.pair for d in (*PAIRS[g.pair].inputs, PAIRS[g.pair].target)})
-                infos[group.dataset] = prepare_data(group.dataset, preset, real if real is not None and real.is_dir() else None,
-                                                    cache, domains=domains, log=log)
-            td = build_task_data(group.task, preset, pair=group.pair, dataset=group.dataset, info=infos[group.dataset])
-            entry = {
-                "task": group.task, "dataset": group.dataset, "pair": group.pair,
-                "pair_label": PAIRS[group.pair].label if group.pair else None,
-                "data": infos[group.dataset].source, "data_description": data_description(infos[group.dataset], td),
-                "data_info": infos[group.dataset].to_dict(), "test_split": td.test_split, "models": {},
-            }
-            prev_entry = results["results"].get(group.key) or {}
+    # 1. data and the runs still to do (finished runs of an earlier attempt are kept under --resume)
+    pending: list[tuple[RunGroup, str, Path]] = []
+    tds: dict[str, TaskData] = {}
+    for group in groups:
+        if group.dataset not in infos:
+            real = Path(data_root) / group.dataset if data_root is not None else None
+            domains = None
+            if group.dataset == "taskonomy":  # verify every domain the planned pairs need
+                domains = sorted({d for g in groups if g.pair for d in (*PAIRS[g.pair].inputs, PAIRS[g.pair].target)})
+            infos[group.dataset] = prepare_data(group.dataset, preset, real if real is not None and real.is_dir() else None,
+                                                cache, domains=domains, log=log)
+        td = tds[group.key] = build_task_data(group.task, preset, pair=group.pair, dataset=group.dataset,
+                                              info=infos[group.dataset])
+        entry = {
+            "task": group.task, "dataset": group.dataset, "pair": group.pair,
+            "pair_label": PAIRS[group.pair].label if group.pair else None,
+            "data": infos[group.dataset].source, "data_description": data_description(infos[group.dataset], td),
+            "data_info": infos[group.dataset].to_dict(), "test_split": td.test_split, "models": {},
+        }
+        prev_entry = results["results"].get(group.key) or {}
+        for model in group.models:
+            run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
+            prev = None
             if resume:
-                entry["models"].update(prev_entry.get("models") or {})
-            results["results"][group.key] = entry
-            for model in group.models:
-                done += 1
-                run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
-                log(f"[{done}/{n_runs}] {group.key} {model} -> {display_path(run_dir)}")
-                prev = None
-                if resume:
-                    current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
-                                               model_kwargs(group.task, td, preset))
-                    prev = _finished_metrics(run_dir, preset, seed, dict(getattr(current, "config", {})))
-                    del current
-                if prev is not None:
-                    entry["models"][model] = _model_entry(prev, out)
-                    log(f"    finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
-                    overall.update(1)
-                    continue
-                entry["models"].pop(model, None)
+                current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
+                                           model_kwargs(group.task, td, preset))
+                prev = _finished_metrics(run_dir, preset, seed, dict(getattr(current, "config", {})))
+                del current
+            if prev is not None:
+                entry["models"][model] = _model_entry(prev, out)
+                log(f"    {group.key} {model}: finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
+                overall.update(1)
+            else:
+                pending.append((group, model, run_dir))
+        if resume:  # rows of models outside this plan stay as they were
+            entry["models"].update({m: v for m, v in (prev_entry.get("models") or {}).items() if m not in group.models})
+        results["results"][group.key] = entry
+    jobs = 1 if not pending else max(1, min(int(jobs) if jobs else default_jobs(dev), len(pending)))
+    if jobs > 1:
+        log(f"  {len(pending)} runs to train in {jobs} worker processes (one torch thread each)")
+
+    def record(group: RunGroup, model: str, run_dir: Path, res: dict[str, Any] | None, error: str | None,
+               seconds: float) -> None:
+        nonlocal spent, spent_est
+        entry = results["results"][group.key]
+        entry["models"][model] = ({"error": error, "run_dir": _rel(run_dir, out)} if error is not None
+                                  else _model_entry(res, out))
+        # the plan's model order, whatever finished first
+        entry["models"] = {m: entry["models"][m] for m in group.models if m in entry["models"]} | {
+            m: v for m, v in entry["models"].items() if m not in group.models}
+        spent += seconds
+        spent_est += per_run.get(group.task, {}).get(model_kind(model), 0.0)
+        overall.update(1)
+        if estimate[0] is not None and spent_est > 0:
+            left = sum(per_run.get(g.task, {}).get(model_kind(m), 0.0) for g, m, _ in pending) - spent_est
+            overall.set_postfix_str(f"about {_duration(max(0.0, left) * spent / spent_est / jobs)} left")
+        save_progress()  # progress survives an interruption
+
+    # 2. train them: one after another, or in worker processes
+    try:
+        if jobs == 1:
+            for k, (group, model, run_dir) in enumerate(pending, 1):
+                log(f"[{k}/{len(pending)}] {group.key} {model} -> {display_path(run_dir)}")
                 t_run = time.perf_counter()
+                res, error = None, None
                 try:
                     res = train_task(group.task, model, preset, run_dir, pair=group.pair, dataset=group.dataset,
-                                     device=device, seed=seed, resume=resume, overwrite=True, data=td,
+                                     device=device, seed=seed, resume=resume, overwrite=True, data=tds[group.key],
                                      progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, amp=amp,
-                                     num_workers=num_workers, log=log)
-                    entry["models"][model] = _model_entry(res.to_dict(), out)
+                                     num_workers=num_workers, log=log).to_dict()
                 except TrainingError as exc:
-                    entry["models"][model] = {"error": str(exc), "run_dir": _rel(run_dir, out)}
+                    error = str(exc)
                     log(f"    FAILED: {exc}")
-                # the plan's model order, whatever was retrained
-                entry["models"] = {m: entry["models"][m] for m in group.models if m in entry["models"]} | {
-                    m: v for m, v in entry["models"].items() if m not in group.models}
-                spent += time.perf_counter() - t_run
-                spent_est += per_run.get(group.task, {}).get(model_kind(model), 0.0)
-                overall.update(1)
-                if estimate[0] is not None and spent_est > 0:
-                    left = sum(per_run.get(t, {}).get(model_kind(m), 0.0) for t, m in runs[done:])
-                    overall.set_postfix_str(f"about {_duration(left * spent / spent_est)} left")
-                save_progress()  # progress survives an interruption
-            try:
-                fig = qualitative_figure(entry, td, out)
-                if fig is not None:
-                    entry["qualitative_figure"] = str(fig.relative_to(out))
-            except Exception as exc:  # a figure must never cost the numbers of a finished reproduction
-                log(f"    qualitative figure for {group.key} failed: {type(exc).__name__}: {exc}")
+                record(group, model, run_dir, res, error, time.perf_counter() - t_run)
+        else:
+            _train_in_workers(pending, jobs, preset, infos, device, seed, resume, amp, record, log)
     finally:
         overall.close()
+    for group in groups:
+        try:
+            fig = qualitative_figure(results["results"][group.key], tds[group.key], out)
+            if fig is not None:
+                results["results"][group.key]["qualitative_figure"] = str(fig.relative_to(out))
+        except Exception as exc:  # a figure must never cost the numbers of a finished reproduction
+            log(f"    qualitative figure for {group.key} failed: {type(exc).__name__}: {exc}")
     results["wall_time_s"] = time.perf_counter() - t0
     results["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     figures = write_figures(results, out)
