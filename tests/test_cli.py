@@ -352,3 +352,21 @@ def test_default_jobs_uses_the_cores_on_cpu_and_one_gpu_run(monkeypatch) -> None
     assert default_jobs("cuda") == 1
     monkeypatch.setenv("MANGO_LITE_JOBS", "3")
     assert default_jobs("cpu") == 3
+
+
+def test_reproduce_through_submitit_local_jobs_matches_one_process(tmp_path, tiny_preset) -> None:
+    """The cluster path (a submitit job array; its local executor here) gives the numbers of a run in
+    this process and records every job's result."""
+    pytest.importorskip("submitit")
+    rp = importlib.import_module("mango_lite.training.reproduce")
+    kw = dict(tasks=["genre"], models=["text", "image"], device="cpu", progress=False, verbose=False)
+    torch.set_num_threads(1)
+    one = rp.reproduce(TINY, tmp_path / "one", jobs=1, **kw)
+    sub = rp.reproduce(TINY, tmp_path / "sub", cluster={"executor": "local", "timeout_min": 10}, **kw)
+    a, b = one["results"]["genre/mmimdb"]["models"], sub["results"]["genre/mmimdb"]["models"]
+    assert list(b) == ["image", "text"]
+    for m in ("text", "image"):
+        assert a[m]["macro_f1"] == pytest.approx(b[m]["macro_f1"], abs=1e-9), m
+    assert list((tmp_path / "sub" / "submitit").iterdir())  # the jobs' pickles and logs
+    with pytest.raises(MangoLiteError, match="'slurm' or 'local'"):
+        rp.reproduce(TINY, tmp_path / "bad", cluster={"executor": "pbs"}, overwrite=True, **kw)

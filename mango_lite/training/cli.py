@@ -104,6 +104,13 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once in worker processes, one torch thread each (default: every core "
                         "as memory allows on a CPU machine, 1 with a GPU; $MANGO_LITE_JOBS overrides)")
+    p.add_argument("--cluster", choices=("slurm", "local"), default=None,
+                   help="submit the runs as a job array through submitit instead (slurm; local = submitit's "
+                        "local executor, to try it on this machine) and collect the results here")
+    p.add_argument("--slurm-partition", default=None, help="Slurm partition of the jobs")
+    p.add_argument("--job-minutes", type=int, default=240, help="time limit of each cluster job")
+    p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per cluster job")
+    p.add_argument("--cpus-per-job", type=int, default=2, help="CPU cores per cluster job")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -202,9 +209,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     preset = args.preset or default_preset_name()
+    cluster = None
+    if args.cluster:
+        cluster = {"executor": args.cluster, "timeout_min": args.job_minutes}
+        if args.cluster == "slurm":
+            cluster.update(cpus_per_task=args.cpus_per_job, gpus_per_node=args.gpus_per_job)
+            if args.slurm_partition:
+                cluster["slurm_partition"] = args.slurm_partition
     res = reproduce(preset, args.out, data_root=args.data_root, cache_dir=args.data_cache, device=args.device,
                     seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
-                    overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, jobs=args.jobs, amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
+                    overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, jobs=args.jobs, cluster=cluster,
+                    amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
     out = Path(args.out) if args.out else Path("results") / preset
     failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"

@@ -323,6 +323,51 @@ def _train_in_workers(pending: Sequence[tuple[RunGroup, str, Path]], jobs: int, 
     pool.shutdown(wait=True)
 
 
+def _train_on_cluster(pending: Sequence[tuple[RunGroup, str, Path]], cluster: Mapping[str, Any], folder: Path,
+                      preset: Preset, infos: Mapping[str, DataInfo], device: str | None, seed: int, resume: bool,
+                      amp: bool, record: Callable[..., None], log: Callable[[str], None], poll_s: float = 5.0) -> None:
+    """Submit each pending run as one job of a job array through submitit (Slurm, or its local executor
+    for a test on this machine) and ``record`` each as it finishes. ``cluster``: ``executor`` ("slurm" or
+    "local") and submitit parameters (``timeout_min``, ``slurm_partition``, ``gpus_per_node``,
+    ``cpus_per_task``, ``mem_gb``, ...). Job logs and pickles go to ``folder``."""
+    try:
+        import submitit
+    except ImportError as exc:
+        raise MangoLiteError("a cluster sweep needs submitit: pip install 'mango_lite[cluster]'") from exc
+    opts = dict(cluster)
+    kind = str(opts.pop("executor", "slurm"))
+    if kind not in ("slurm", "local"):
+        raise MangoLiteError(f"cluster executor must be 'slurm' or 'local', got {kind!r}")
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=kind)
+    opts.setdefault("timeout_min", 240)
+    opts.setdefault("name", "mango_lite")
+    executor.update_parameters(**opts)
+    with executor.batch():  # one job array
+        jobs = [(executor.submit(_train_one, dict(
+            task=g.task, model=m, preset=preset, run_dir=str(d), pair=g.pair, dataset=g.dataset,
+            info=infos[g.dataset].to_dict(), device=device, seed=seed, resume=resume, amp=amp)), (g, m, d))
+            for g, m, d in pending]
+    log(f"  submitted {len(jobs)} runs as {kind} jobs (logs in {display_path(folder)})")
+    waiting = list(jobs)
+    while waiting:
+        still = []
+        for job, (group, model, run_dir) in waiting:
+            if not job.done():
+                still.append((job, (group, model, run_dir)))
+                continue
+            try:
+                res, error, seconds = job.result()
+            except Exception as exc:  # the job itself failed (not a diverged run): stop, naming its log
+                raise MangoLiteError(f"{group.key} {model}: job {job.job_id} failed ({type(exc).__name__}); "
+                                     f"see {display_path(folder)} for its stderr") from exc
+            if error is not None:
+                log(f"    {group.key} {model} FAILED: {error}")
+            record(group, model, run_dir, res, error, seconds)
+        waiting = still
+        if waiting:
+            time.sleep(poll_s)
+
+
 def reproduce(
     preset: str | Preset | None = "quick",
     out: str | os.PathLike | None = None,
@@ -338,6 +383,7 @@ def reproduce(
     overwrite: bool = False,
     allow_stand_ins: bool = False,
     jobs: int | None = None,
+    cluster: Mapping[str, Any] | None = None,
     amp: bool = True,
     num_workers: int = 0,
     progress: bool | None = None,
@@ -361,7 +407,8 @@ def reproduce(
     ``jobs``: runs trained at once, each in its own worker process with one torch thread (``None``:
     :func:`default_jobs`, every core on a CPU machine as memory allows, 1 on a GPU). Each run is seeded
     by ``seed`` alone, so its numbers do not depend on ``jobs``; a worker's log goes to ``train.log`` in
-    its run folder."""
+    its run folder. ``cluster``: instead, submit the runs as a Slurm job array through submitit
+    (:func:`_train_on_cluster`; ``{"executor": "local"}`` runs them as local jobs) and collect them here."""
     from tqdm.auto import tqdm
 
     from .run_costs import estimate_seconds, model_kind
@@ -456,7 +503,7 @@ def reproduce(
             entry["models"].update({m: v for m, v in (prev_entry.get("models") or {}).items() if m not in group.models})
         results["results"][group.key] = entry
     jobs = 1 if not pending else max(1, min(int(jobs) if jobs else default_jobs(dev), len(pending)))
-    if jobs > 1:
+    if jobs > 1 and cluster is None:
         log(f"  {len(pending)} runs to train in {jobs} worker processes (one torch thread each)")
 
     def record(group: RunGroup, model: str, run_dir: Path, res: dict[str, Any] | None, error: str | None,
@@ -478,7 +525,9 @@ def reproduce(
 
     # 2. train them: one after another, or in worker processes
     try:
-        if jobs == 1:
+        if cluster is not None and pending:
+            _train_on_cluster(pending, cluster, out / "submitit", preset, infos, device, seed, resume, amp, record, log)
+        elif jobs == 1:
             for k, (group, model, run_dir) in enumerate(pending, 1):
                 log(f"[{k}/{len(pending)}] {group.key} {model} -> {display_path(run_dir)}")
                 t_run = time.perf_counter()

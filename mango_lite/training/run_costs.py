@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..utils import atomic_write_json
 
     atomic_write_json(args.out, measure_run_costs(args.results))
-    print(f"wrote {args.out}")
+    from ..utils import display_path
+
+    print(f"wrote {display_path(args.out)}")
     return 0
 
 
