@@ -184,6 +184,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                      device=args.device, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
                      cache_dir=cache, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
+    from .distributed import state
+
+    if not state().is_main:  # torchrun: rank 0 reports
+        return 0
     _print_json({"task": res.task, "model": res.model, "dataset": res.dataset, "pair": res.pair,
                  "data": res.data["source"], "split": res.test_split, "metrics": res.metrics, "params": res.params,
                  "wall_time_s": round(res.wall_time_s, 2), "out": res.out_dir, "device": res.device})

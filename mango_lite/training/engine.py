@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import MangoLiteError, TrainingError
 from ..utils import display_path, pick_device, seed_everything
 from . import checkpoint as ckpt
+from . import distributed as ddp_util
 from .history import History
 
 
@@ -264,6 +265,16 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.last_val: dict[str, float] = {}
         self.use_amp = bool(self.config.amp) and self.device.type == "cuda"
+        # several processes (torchrun): each trains on its slice of every global batch (distributed.py)
+        self.dist = ddp_util.state()
+        self.ddp: nn.Module | None = None
+        if self.dist.active:
+            if self.config.batch_size % self.dist.world_size:
+                raise MangoLiteError(f"batch_size {self.config.batch_size} must be divisible by the "
+                                     f"{self.dist.world_size} processes")
+            if len(train_set) < self.config.batch_size:  # type: ignore[arg-type]
+                raise MangoLiteError(f"a distributed run needs at least one full batch ({self.config.batch_size}) "
+                                     f"of training samples, got {len(train_set)}")  # type: ignore[arg-type]
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=self.config.lr, weight_decay=self.config.weight_decay,
@@ -273,7 +284,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def log(self, msg: str) -> None:
-        if not self.config.verbose:
+        if not self.config.verbose or not self.dist.is_main:
             return
         if self._log is not None:
             self._log(msg)
@@ -284,8 +295,8 @@ class Trainer:
 
     def _drop_last(self) -> bool:
         # a final batch of 1 breaks batch statistics (BatchNorm / ActNorm init); drop it when the
-        # set holds more than one batch
-        return len(self.train_set) > self.config.batch_size  # type: ignore[arg-type]
+        # set holds more than one batch (always with several processes: every rank needs a full slice)
+        return self.dist.active or len(self.train_set) > self.config.batch_size  # type: ignore[arg-type]
 
     def _steps_per_epoch(self) -> int:
         n = len(self.train_set)  # type: ignore[arg-type]
@@ -321,12 +332,40 @@ class Trainer:
             # each worker holds a copy of the augmentation generators; without reseeding they would
             # all replay the same random stream
             init = functools.partial(_reseed_worker, self.generators)
+        if self.dist.active:  # this rank's slice of every global batch of the same permutation
+            per_rank = self.config.batch_size // self.dist.world_size
+            sampler = _RankSlices(len(self.train_set), self.config.batch_size, self.dist.world_size,  # type: ignore[arg-type]
+                                  self.dist.rank, g)
+            # generator=g too: the loader draws its worker base seed from it before the sampler draws the
+            # permutation, exactly as the single-process loader does, so the permutations agree
+            return DataLoader(self.train_set, batch_size=per_rank, sampler=sampler, num_workers=self.config.num_workers,
+                              collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
+                              worker_init_fn=init, generator=g)
         return DataLoader(
             self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=g,
             drop_last=self._drop_last(), num_workers=self.config.num_workers,
             collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
             persistent_workers=False, worker_init_fn=init,
         )
+
+    def _wrap_ddp(self, epoch: int) -> None:
+        """Before the first distributed step: initialise data-dependent layers (ActNorm) on the first
+        global batch - the same on every rank - then wrap the model in DistributedDataParallel."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if any(not bool(getattr(m, "initialized", True)) for m in self.model.modules()):
+            g = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
+            idx = torch.randperm(len(self.train_set), generator=g)[: self.config.batch_size].tolist()  # type: ignore[arg-type]
+            collate = self.collate_fn or torch.utils.data.default_collate
+            batch = collate([self.train_set[i] for i in idx])
+            a, b = self.adapter.inputs(batch, self.device)
+            self.model.train()
+            with torch.no_grad(), self.autocast():
+                self.model(a, b)
+        ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else None
+        # some parameters get no gradient in some models (a control's fixed gamma): tolerate them
+        self.ddp = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
         return DataLoader(
@@ -370,15 +409,18 @@ class Trainer:
                    disable=not self.progress, leave=False, dynamic_ncols=True)
         params = [p for p in self.model.parameters() if p.requires_grad]
         clip = self.config.grad_clip if self.config.grad_clip is not None else float("inf")
+        if self.dist.active and self.ddp is None:
+            self._wrap_ddp(epoch)
+        net = self.ddp if self.ddp is not None else self.model
         for i, batch in enumerate(bar):
             if i >= self.steps_per_epoch:
                 break
             a, b = self.adapter.inputs(batch, self.device)
             target = self.adapter.target(batch, self.device)
             with self.autocast():
-                output = self.model(a, b)
+                output = net(a, b)
             loss, parts = self._loss(output, target)
-            if not _is_finite(loss):
+            if not ddp_util.all_true(_is_finite(loss)):  # every rank stops, or none
                 raise self._fail(f"non-finite training loss ({loss.item()})", epoch, i)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -398,7 +440,7 @@ class Trainer:
             if self.progress:
                 bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}", refresh=False)
         bar.close()
-        return {f"train_{k}": v / max(1, seen) for k, v in sums.items()}
+        return ddp_util.mean_over_ranks({f"train_{k}": v / max(1, seen) for k, v in sums.items()})
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None, prefix: str = "val_") -> dict[str, float]:
@@ -463,7 +505,7 @@ class Trainer:
     def save(self) -> Path | None:
         """Write ``checkpoints/epoch_NNN.pt`` (and ``best.pt`` when this epoch is the best), prune old
         epoch files, then write the history. Nothing is written with ``out_dir=None``."""
-        if self.out_dir is None:
+        if self.out_dir is None or not self.dist.is_main:
             return None
         data = ckpt.checkpoint_bytes(self.state_dict())
         path = ckpt.write_bytes_atomic(ckpt.epoch_checkpoint_path(self.out_dir, self.epoch), data)
@@ -518,9 +560,11 @@ class Trainer:
                         f"{self.out_dir} already holds checkpoints of an earlier run; pass --resume to "
                         f"continue it, --overwrite to start again, or choose another --out"
                     )
-                for _, p in ckpt.list_epoch_checkpoints(self.out_dir):
-                    p.unlink()
-                (self.out_dir / ckpt.BEST_NAME).unlink(missing_ok=True)
+                ddp_util.barrier()  # every rank has seen the old files before rank 0 removes them
+                if self.dist.is_main:
+                    for _, p in ckpt.list_epoch_checkpoints(self.out_dir):
+                        p.unlink()
+                    (self.out_dir / ckpt.BEST_NAME).unlink(missing_ok=True)
             seed_everything(self.config.seed)
             # augmentation generators start from the run's seed, whatever earlier runs did with them
             for i, g in enumerate(self.generators):
@@ -544,7 +588,8 @@ class Trainer:
             self.save()
             self.log(_summary(record, self.config.epochs))
         wall = time.perf_counter() - t0
-        if self.out_dir is not None and len(self.history):
+        ddp_util.barrier()
+        if self.out_dir is not None and len(self.history) and self.dist.is_main:
             self.history.save(self.out_dir)
             try:
                 from ..viz.plots import plot_history
@@ -555,6 +600,25 @@ class Trainer:
         return FitResult(history=self.history, final=dict(self.last_val), best=self.best,
                          out_dir=self.out_dir, epochs_run=self.epoch - start, wall_time_s=wall,
                          device=str(self.device))
+
+
+class _RankSlices(torch.utils.data.Sampler):
+    """Indices of one rank: the epoch's permutation (``torch.randperm(n, generator)``, the order a
+    shuffled single-process loader draws) cut into global batches of ``batch`` (the last incomplete one
+    dropped), of which this rank takes slice ``rank`` of ``world`` equal slices."""
+
+    def __init__(self, n: int, batch: int, world: int, rank: int, generator: torch.Generator) -> None:
+        self.n, self.batch, self.world, self.rank, self.generator = n, batch, world, rank, generator
+
+    def __len__(self) -> int:
+        return (self.n // self.batch) * (self.batch // self.world)
+
+    def __iter__(self):
+        perm = torch.randperm(self.n, generator=self.generator).tolist()
+        per = self.batch // self.world
+        for k in range(self.n // self.batch):
+            start = k * self.batch + self.rank * per
+            yield from perm[start:start + per]
 
 
 def _reseed_worker(generators: Sequence[torch.Generator], worker_id: int) -> None:

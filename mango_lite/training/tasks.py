@@ -557,12 +557,21 @@ def train_task(
     preset = _preset(preset)
     if log is None and verbose:
         log = _stderr_log
+    from . import distributed
+
+    dist = distributed.init_from_env()  # started by torchrun: one process per GPU (or CPU slot)
+    if dist.active and torch.cuda.is_available() and device in (None, "cuda"):
+        device = f"cuda:{dist.local_rank}"
     try:  # fail on a bad --device before any data is generated
         pick_device(device)
     except (ValueError, RuntimeError) as exc:
         raise MangoLiteError(f"device: {exc}") from exc
     if data is None:
-        data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
+        if dist.active and not dist.is_main:
+            distributed.barrier()  # rank 0 generates or verifies the data first
+        data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log if dist.is_main else None)
+        if dist.active and dist.is_main:
+            distributed.barrier()
     fusion = resolve_model(task, model, data.pair)
     kwargs = model_kwargs(task, data, preset, {**control_overrides(model), **dict(model_overrides or {})})
     seed_everything(seed)  # model initialisation depends on the seed only
@@ -578,6 +587,7 @@ def train_task(
         "data": data.info.to_dict(), "data_root": None if data_root is None else str(data_root),
         "model_config": dict(getattr(net, "config", kwargs)), "model_kwargs": dict(kwargs),
         "title": f"{task} / {model}" + (f" / {data.pair.label}" if data.pair else f" / {data.info.name}"),
+        "processes": dist.world_size,
     }
     trainer = Trainer(net, data.train, data.val, adapter, cfg, out_dir=out, spec=spec, generators=data.generators,
                       log=log)
@@ -593,8 +603,9 @@ def train_task(
         wall_time_s=wall, epochs_run=fit.epochs_run, device=device_name(trainer.device),
         history=fit.history.records, best=fit.best,
     )
-    atomic_write_json(Path(out) / "metrics.json", {**{k: v for k, v in result.to_dict().items() if k != "history"},
-                                                   "spec": spec})
+    if dist.is_main:
+        atomic_write_json(Path(out) / "metrics.json", {**{k: v for k, v in result.to_dict().items() if k != "history"},
+                                                       "spec": spec})
     return result
 
 
