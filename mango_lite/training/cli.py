@@ -156,6 +156,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, merge finished studies (same task, data and preset) into --out")
     p.add_argument("--title", default=None, help="title of a merged study's tables")
+    p.add_argument("--controls", nargs="+", default=["mango-noattn", "mango-nonll"],
+                   help="with --goals: the rows MANGO is compared with (each must be in every study)")
     p.add_argument("--goals", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, tally the goals over finished control studies (one per task group) "
                         "into --out/goals.json and goals.md")
@@ -260,7 +262,7 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
     if args.goals:
         from .mechanisms import goals_markdown, goals_summary, load_study
 
-        summary = goals_summary([load_study(f) for f in args.goals])
+        summary = goals_summary([load_study(f) for f in args.goals], controls=tuple(args.controls))
         md = goals_markdown(summary)
         atomic_write_json(out / "goals.json", summary)
         atomic_write_text(out / "goals.md", md)

@@ -246,6 +246,11 @@ if goals_file.is_file():
     assert set(goals["controls"]) == {"mango-noattn", "mango-nonll"} and len(goals["groups"]) >= 3
 else:
     print("no controls study in results/mechanisms (python -m mango_lite mechanisms --study controls ...)")
+stopgrad_file = REPO / "results" / "mechanisms" / "stopgrad" / "goals.json"
+if stopgrad_file.is_file():  # the likelihood kept out of the encoders (mango-stopgrad), same seeds
+    sg = json.loads(stopgrad_file.read_text())
+    display(Markdown(f"**MANGO vs `mango-stopgrad`** ({stopgrad_file.relative_to(REPO)}: the NLL trains the flow only; "
+                     "positive = MANGO, whose NLL also reaches the encoders, is better)\n\n" + goals_markdown(sg)))
 
 # %% [markdown]
 # **Why the mechanisms do not show in the task models here** (the measured reasons, from the studies
@@ -257,8 +262,9 @@ else:
 # The likelihood: with $\lambda$ chosen per task it makes the fused features a density model
 # (validation bits/dim below the identity baseline); without it the flow is no density model at all.
 # But the task barely notices, and on translation part of the gain is collapse of the features towards
-# what the flow predicts best (negative bits/dim). Blocking the NLL's gradient into the encoders is the
-# next change to measure.
+# what the flow predicts best (negative bits/dim). `mango-stopgrad` keeps the NLL's gradient out of the
+# encoders (the flow alone is trained by it), so that collapse is impossible; the last table above, when
+# present, compares it with MANGO over the same seeds.
 
 # %% [markdown]
 # ## 4. Ablations: partitions and number of blocks (segmentation, NYUDv2 stand-in)
