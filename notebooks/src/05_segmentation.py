@@ -135,7 +135,8 @@ t0 = time.time()
 data = build_task_data("segmentation", preset, data_root=DATA_ROOT, cache_dir=WORK.parent / "data")
 SOURCE = data.info.source
 TAG = f"{SOURCE} NYUDv2, preset {preset.name}, {DEVICE}"
-print(f"{SOURCE}: {data.info.root}  ({time.time() - t0:.1f}s)")
+shown = Path(data.info.root).relative_to(ROOT) if Path(data.info.root).is_relative_to(ROOT) else Path(data.info.root).name
+print(f"{SOURCE}: {shown}  ({time.time() - t0:.1f}s)")
 print(f"train {len(data.train)}  val {len(data.val)}  classes {data.num_outputs}  "
       f"inputs {data.a_key}{tuple(data.val[0][data.a_key].shape)} + {data.b_key}{tuple(data.val[0][data.b_key].shape)}")
 print(layout_tree(data.info.root))
