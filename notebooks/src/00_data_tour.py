@@ -23,7 +23,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -63,8 +62,12 @@ N_TK = min(N_DATA, 200)                                           # Taskonomy vi
 N_MM = max(N_DATA, {"quick": 1200, "cpu": 2400}.get(preset.name, 3000))  # MM-IMDb: enough films for a stable probe
 POSTER = 2 * SIZE                                                 # poster height, as the training code generates
 N_SCENES = {"quick": 60}.get(preset.name, 200)                    # extra scenes rendered for the fusion measurements
-WORK = Path(tempfile.mkdtemp(prefix="mango_lite_data_tour_"))     # everything generated goes here, removed at the end
-print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} (Taskonomy {N_TK})  MM-IMDb n={N_MM}, posters {POSTER}px  -> a temporary folder")
+# everything generated goes into the git-ignored runs/ folder beside this notebook (a relative path, so
+# the printed paths mean the same on every machine), removed at the end
+WORK = Path("runs") / "00_data_tour"
+shutil.rmtree(WORK, ignore_errors=True)  # leftovers of an interrupted run
+WORK.mkdir(parents=True)
+print(f"preset={preset.name}  images {SIZE}px  n={N_DATA} (Taskonomy {N_TK})  MM-IMDb n={N_MM}, posters {POSTER}px  -> {WORK}")
 
 # %% [markdown]
 # ## 1. Three tasks, four real datasets
@@ -585,4 +588,4 @@ display(browser)
 
 # %%
 shutil.rmtree(WORK, ignore_errors=True)
-print(f"removed the temporary folder;  notebook ran in {time.time() - t_start:.0f} s at preset {preset.name}")
+print(f"removed {WORK};  notebook ran in {time.time() - t_start:.0f} s at preset {preset.name}")
