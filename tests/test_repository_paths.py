@@ -1,0 +1,44 @@
+"""No absolute path of any machine in what the repository ships: code, docstrings, README, results
+files and committed notebook outputs (a home folder or work tree means something only on one machine)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MACHINE_PATH = re.compile(r"(?<![\w.:/~-])/(?:home|Users|work|scratch|root|mnt|private)/[\w.-]+")
+TEXT = {".py", ".md", ".json", ".ipynb", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".csv", ".sh", ""}
+
+
+def _tracked() -> list[Path]:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    return [ROOT / p for p in out.decode().split("\0") if p]
+
+
+def test_no_machine_paths_in_tracked_files():
+    hits = []
+    for path in _tracked():
+        if path.suffix not in TEXT or not path.is_file() or path.name == "test_repository_paths.py":
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for m in MACHINE_PATH.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            hits.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)}")
+    assert not hits, "machine paths in the repository:\n" + "\n".join(hits[:20])
+
+
+def test_the_pattern_catches_home_and_work_folders_but_not_urls_or_relative_paths():
+    assert MACHINE_PATH.search('"root": "/home/ann/data/nyudv2"')
+    assert MACHINE_PATH.search("saved to /work/exp/data")
+    assert not MACHINE_PATH.search("https://example.org/home/page")
+    assert not MACHINE_PATH.search("results/work/x and ./home/y and ~/home/z")
