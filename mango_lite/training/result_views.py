@@ -13,6 +13,8 @@ Views (:data:`VIEWS`):
   per group; then, per task, how often MANGO was first, last and better than concat per seed.
 * ``train_step`` (``benchmarks/results/bench_train_step_*.json``): each model's step time as a ratio
   to concat, median [min-max] over interleaved rounds.
+* ``ica_bench`` (``benchmarks/results/bench_ica_*.json``): ICA's inverse and forward against their
+  references, and the deep flow's float32 round trip.
 """
 
 from __future__ import annotations
@@ -147,9 +149,42 @@ def train_step(bench: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ica_bench(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``benchmarks/bench_ica.py --json``: (a) our inverse against the published pinv inverse and the
+    forward, (b) ICA against plain masked attention, (c) the deep flow's float32 round trip. Ratios are
+    medians of interleaved rounds with their min-max."""
+    lines = ["| tokens per modality | ICA forward | ICA inverse (ours) | published inverse (pinv) | speed-up, median [min-max] "
+             "| inverse / forward | max error, ours / pinv |", "|---|---|---|---|---|---|---|"]
+    for r in (r for r in rows if r["case"] == "a"):
+        spread = f" [{r['speedup_min']:.0f}-{r['speedup_max']:.0f}]" if "speedup_min" in r else ""
+        lines.append(f"| {r['tokens']} | {1e3 * r['forward_s']:.2f} ms | {1e3 * r['inverse_s']:.2f} ms | "
+                     f"{1e3 * r['published_inverse_s']:.1f} ms | {r['speedup_vs_published']:.0f}×{spread} | "
+                     f"{r['inverse_over_forward']:.2f}× | {r['max_err_ours']:.1e} / {r['max_err_published']:.1e} |")
+    b = [r for r in rows if r["case"] == "b"]
+    if b:
+        parts = ", ".join(f"{r['ratio']:.2f}×" + (f" [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]" if "ratio_min" in r else "")
+                          + f" ({r['tokens']})" for r in b)
+        lines += ["", f"- ICA forward + log-det vs plain masked cross-attention with the same projections: {parts}."]
+    for r in (r for r in rows if r["case"] == "c"):
+        lines.append(f"- {r.get('blocks', 12)}-block `MangoFlow` ({r.get('tokens', 256)} tokens per modality, D = "
+                     f"{r.get('dim', 64)}) after ActNorm init: float32 round-trip error {r['roundtrip_max_abs_err']:.1e} "
+                     f"(relative {r['roundtrip_rel_err']:.1e}); forward {r['forward_s']:.2f} s, inverse "
+                     f"{r['inverse_s']:.2f} s; peak {r['peak_rss_mib']:.0f} MiB.")
+    a = [r for r in rows if r["case"] == "a"]
+    if rows and "threads" in rows[0]:
+        lines.append(f"- Measured with {rows[0]['threads']} torch thread(s), torch {rows[0].get('torch')}; "
+                     f"{rows[0].get('pairs', a[0].get('pairs') if a else '?')} interleaved rounds per ratio.")
+    if a:
+        lines.append("- Peak resident memory of the inverse benchmark: "
+                     + " / ".join(f"{r['peak_rss_mib']:.0f}" for r in a) + " MiB at "
+                     + " / ".join(str(r["tokens"]) for r in a) + " tokens.")
+    return "\n".join(lines) + "\n"
+
+
 #: view name -> function of the parsed JSON file
 VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "headline": headline,
     "seed_spread": seed_spread,
     "train_step": train_step,
+    "ica_bench": ica_bench,  # type: ignore[dict-item]
 }
