@@ -75,3 +75,22 @@ def test_render_fills_a_view_block_and_rejects_unknown_views(tmp_path):
     assert "| NYUDv2 segmentation |" in out and "stale text" not in out
     with pytest.raises(MangoLiteError, match="unknown view"):
         render("<!-- include: r.json nosuchview -->\n<!-- end include -->", tmp_path)
+
+
+def test_benchmark_views_render_medians_with_their_spread():
+    from mango_lite.training.result_views import ica_bench, train_step
+
+    rows = [{"case": "a", "tokens": 256, "forward_s": 1e-3, "inverse_s": 1.1e-3, "published_inverse_s": 0.02,
+             "speedup_vs_published": 18.2, "speedup_min": 12.0, "speedup_max": 20.4, "inverse_over_forward": 1.1,
+             "max_err_ours": 5e-7, "max_err_published": 8e-6, "peak_rss_mib": 240, "threads": 1, "torch": "x",
+             "pairs": 7},
+            {"case": "b", "tokens": 256, "ratio": 1.2, "ratio_min": 0.9, "ratio_max": 1.6}]
+    md = ica_bench(rows)
+    assert "| 256 | 1.00 ms | 1.10 ms | 20.0 ms | 18× [12-20] | 1.10× | 5.0e-07 / 8.0e-06 |" in md
+    assert "1.20× [0.90-1.60] (256)" in md and "7 interleaved rounds" in md
+    bench = {"preset": "cpu", "batch": 16, "image_size": 64, "threads": 1, "rounds": 9, "goal_ratio": 2.0,
+             "device": "cpu", "torch": "x", "models": {
+                 "concat": {"median_ms": 300, "ratio_to_concat": 1.0, "ratio_min": 1, "ratio_max": 1, "params": 5e5},
+                 "mango": {"median_ms": 900, "ratio_to_concat": 3.0, "ratio_min": 2.5, "ratio_max": 4.0, "params": 1.5e6}}}
+    md = train_step(bench)
+    assert "| mango | 900 | 3.00× [2.50-4.00] | 1.50 M |" in md and "met by no MANGO variant" in md
