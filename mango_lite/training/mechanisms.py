@@ -423,6 +423,12 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
         k = sum(1 for t in tasks.values() if t.get(f"beats_{c}"))
         lines.append(f"- MANGO better than {c} by more than one std on {k} of {n} tasks "
                      f"({', '.join(t for t, v in tasks.items() if v.get(f'beats_{c}')) or 'none'}).")
+        cmp = [g["controls"][c] for g in summary["groups"].values() if g["controls"].get(c)]
+        if cmp:
+            wins, pairs = sum(v["seeds_a_better"] for v in cmp), sum(v["seeds"] for v in cmp)
+            ahead = sum(1 for v in cmp if v["diff"] > 0)
+            lines.append(f"- MANGO ahead of {c} on average in {ahead} of {len(cmp)} groups and in {wins} of {pairs} "
+                         f"paired seeds ({c} ahead in {pairs - wins}).")
     k = sum(1 for t in tasks.values() if t["not_below_baseline"])
     lines.append(f"- MANGO not below {base} on {k} of {n} tasks.")
     k = sum(1 for t in tasks.values() if t["flow_beats_identity"])
