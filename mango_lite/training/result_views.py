@@ -181,10 +181,24 @@ def ica_bench(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reproduce_jobs(bench: Mapping[str, Any]) -> str:
+    """``benchmarks/bench_reproduce_jobs.py --out``: wall-time speed-up of worker processes over one run
+    after another, per interleaved round, and whether every metric agreed."""
+    rounds = bench["rounds"]
+    return (f"- preset `{bench['preset']}`, tasks {bench['tasks'] if isinstance(bench['tasks'], str) else ', '.join(bench['tasks'])}"
+            f" ({bench['runs']} runs), {bench['jobs']} workers on {bench['device']}: speed-up "
+            f"{bench['speedup_median']:.2f}× [{bench['speedup_min']:.2f}-{bench['speedup_max']:.2f}] over "
+            f"{len(rounds)} round(s) (one after another "
+            + ", ".join(f"{r['serial_s']:.0f} s" for r in rounds) + "; workers "
+            + ", ".join(f"{r['parallel_s']:.0f} s" for r in rounds) + f"); goal {bench['goal']}×; identical metrics in "
+            f"every round: {'yes' if bench['same_metrics_every_round'] else 'NO'}.\n")
+
+
 #: view name -> function of the parsed JSON file
 VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "headline": headline,
     "seed_spread": seed_spread,
     "train_step": train_step,
     "ica_bench": ica_bench,  # type: ignore[dict-item]
+    "reproduce_jobs": reproduce_jobs,
 }
