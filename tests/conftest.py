@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -38,3 +39,9 @@ def multiscale_jacobian_logdet(m, xa: torch.Tensor, xb: torch.Tensor) -> torch.T
         return torch.cat([z.reshape(1, -1) for z in m((pair[:, 0], pair[:, 1]))[0]], 1)
 
     return jacobian_logdet(flat, torch.stack([xa, xb], 1)[:1].reshape(1, -1))
+
+
+#: an absolute path of some machine - a home folder, a work, scratch or temporary tree, a Windows user
+#: folder - in text the project ships (docs, results files, notebook outputs)
+MACHINE_PATH = re.compile(r"(?<![\w.:/~-])(?:/(?:home|Users|work|scratch|tmp|root|mnt|private|var/folders)/[\w.-]+"
+                          r"|[A-Za-z]:\\\\(?:Users|work)\\\\)")

@@ -4,6 +4,7 @@ nothing into the folder."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -38,18 +39,30 @@ def _refused(name: str, root: Path, broken: Path) -> None:
 
 
 def _images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg"))
+    return [p for p in root.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg")]
+
+
+@contextlib.contextmanager
+def _fresh(name: str):
+    """A freshly written ``name`` folder in the real layout, removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        MAKERS[name](root)
+        yield root
+
+
+def _choose(paths, pick: int) -> Path:
+    """The file ``pick`` selects among ``paths`` (in a fixed order)."""
+    paths = sorted(paths)
+    return paths[pick % len(paths)]
 
 
 @SETTINGS
 @given(name=st.sampled_from(["nyudv2", "sunrgbd", "taskonomy", "mmimdb"]), pick=st.integers(0, 10**6),
        frac=st.floats(0.0, 0.6))
 def test_truncated_image_is_named(name, pick, frac):
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        MAKERS[name](root)
-        files = _images(root)
-        victim = files[pick % len(files)]
+    with _fresh(name) as root:
+        victim = _choose(_images(root), pick)
         data = victim.read_bytes()
         victim.write_bytes(data[: int(len(data) * frac)])
         _refused(name, root, victim)
@@ -59,11 +72,8 @@ def test_truncated_image_is_named(name, pick, frac):
 @given(name=st.sampled_from(["nyudv2", "sunrgbd"]), pick=st.integers(0, 10**6),
        value=st.integers(41, 254), where=st.tuples(st.integers(0, 11), st.integers(0, 15)))
 def test_label_out_of_range_is_named(name, pick, value, where):
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        MAKERS[name](root)
-        folder = root / ("masks" if name == "nyudv2" else "labels")
-        victim = sorted(folder.glob("*.png"))[pick % len(list(folder.glob("*.png")))]
+    with _fresh(name) as root:
+        victim = _choose((root / ("masks" if name == "nyudv2" else "labels")).glob("*.png"), pick)
         lab = np.array(Image.open(victim))
         lab[where[0] % lab.shape[0], where[1] % lab.shape[1]] = value
         Image.fromarray(lab).save(victim)
@@ -73,11 +83,8 @@ def test_label_out_of_range_is_named(name, pick, value, where):
 @SETTINGS
 @given(pick=st.integers(0, 10**6), dh=st.integers(1, 5), dw=st.integers(0, 5))
 def test_mismatched_depth_size_is_named(pick, dh, dw):
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_nyu(root)
-        depths = sorted((root / "depth").glob("*.png"))
-        victim = depths[pick % len(depths)]
+    with _fresh("nyudv2") as root:
+        victim = _choose((root / "depth").glob("*.png"), pick)
         h, w = np.array(Image.open(victim)).shape
         Image.fromarray(np.zeros((h + dh, w + dw), np.uint16)).save(victim)
         _refused("nyudv2", root, victim)
@@ -87,11 +94,8 @@ def test_mismatched_depth_size_is_named(pick, dh, dw):
 @given(pick=st.integers(0, 10**6), dtype=st.sampled_from(["float", "rgb"]))
 def test_wrong_bit_depth_mask_is_named(pick, dtype):
     """A label mask must be a single 8-bit channel: float (mode F) or RGB masks are refused."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_nyu(root)
-        masks = sorted((root / "masks").glob("*.png"))
-        victim = masks[pick % len(masks)]
+    with _fresh("nyudv2") as root:
+        victim = _choose((root / "masks").glob("*.png"), pick)
         lab = np.array(Image.open(victim))
         if dtype == "float":
             Image.fromarray(lab.astype(np.float32)).save(victim.with_suffix(".tiff"))
@@ -105,9 +109,7 @@ def test_wrong_bit_depth_mask_is_named(pick, dtype):
 @SETTINGS
 @given(pick=st.integers(0, 10**6), drop=st.integers(0, 2))
 def test_missing_listed_file_is_named(pick, drop):
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_nyu(root)
+    with _fresh("nyudv2") as root:
         rows = (root / "train.txt").read_text().split()
         victim = root / rows[(pick % 3) * 3 + drop]
         victim.unlink()
@@ -117,11 +119,8 @@ def test_missing_listed_file_is_named(pick, drop):
 @SETTINGS
 @given(pick=st.integers(0, 10**6), junk=st.binary(min_size=1, max_size=20))
 def test_non_utf8_json_is_named(pick, junk):
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_mmimdb_raw(root)
-        jsons = sorted((root / "dataset").glob("*.json"))
-        victim = jsons[pick % len(jsons)]
+    with _fresh("mmimdb") as root:
+        victim = _choose((root / "dataset").glob("*.json"), pick)
         victim.write_bytes(b'{"plot": ["\xff\xfe' + junk + b'"], "genres": ["Drama"]}')
         _refused("mmimdb", root, victim)
 

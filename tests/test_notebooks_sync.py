@@ -9,6 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.conftest import MACHINE_PATH
+
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted((NB_DIR / "src").glob("*.py"))
 
@@ -37,9 +39,6 @@ def test_notebook_code_matches_its_source_and_has_outputs(src):
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "committed without outputs"
 
 
-# an absolute path of some machine: a home folder, a work or scratch tree, a temporary folder
-_MACHINE_PATH = re.compile(r"(?<![\w.:/])(?:/(?:home|Users|work|scratch|tmp|root|mnt|private|var/folders)/[\w.-]+"
-                           r"|[A-Za-z]:\\\\(?:Users|work)\\\\)")
 _BAR = re.compile(r"\d+%\|")
 
 
@@ -60,5 +59,5 @@ def test_committed_outputs_are_clean(src):
             assert not (o.get("output_type") == "stream" and o.get("name") == "stderr"), f"code cell {i}: stderr output"
             text = _output_text(o)
             assert not _BAR.search(text) or "widget-view" not in str(o.get("data", {})), f"code cell {i}: progress bar"
-            hit = _MACHINE_PATH.search(text)
+            hit = MACHINE_PATH.search(text)
             assert hit is None, f"code cell {i}: machine path {hit.group(0)!r} in an output"

@@ -411,7 +411,7 @@ def reproduce(
     (:func:`_train_on_cluster`; ``{"executor": "local"}`` runs them as local jobs) and collect them here."""
     from tqdm.auto import tqdm
 
-    from .run_costs import estimate_seconds, model_kind
+    from .run_costs import estimate_seconds, load_run_costs, model_kind
 
     t0 = time.perf_counter()
     preset = _preset(preset)
@@ -429,7 +429,8 @@ def reproduce(
             f"--resume to keep them and train the rest, --overwrite to start again, or choose another --out")
     cache = Path(cache_dir) if cache_dir is not None else out / "data"
     runs = [(g.task, m) for g in groups for m in g.models]
-    estimate = estimate_seconds(preset.name, runs)
+    costs = load_run_costs()  # measured seconds per run, read once for the estimate and the ETA
+    estimate = estimate_seconds(preset.name, runs, costs)
     for line in _plan_lines(preset, dev, seed, out, groups, estimate):
         log(line)
     _data_report(groups, data_root, allow_stand_ins, log)
@@ -449,9 +450,7 @@ def reproduce(
         if old.get("preset") == preset.name and old.get("seed") == seed:
             results["results"].update(old.get("results") or {})
     infos: dict[str, DataInfo] = {}
-    from .run_costs import load_run_costs
-
-    per_run = (load_run_costs().get(preset.name) or {}).get("seconds", {})
+    per_run = (costs.get(preset.name) or {}).get("seconds", {})
     overall = tqdm(total=len(runs), desc="reproduce", unit="run", disable=progress is False or not verbose,
                    position=0, leave=True, dynamic_ncols=True)
     spent_est = spent = 0.0  # estimated and actual seconds of the runs trained so far (for the ETA)
