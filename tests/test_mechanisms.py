@@ -116,6 +116,20 @@ def test_positions_steer_attention_but_not_the_values():
         ICA(dim=4, tokens=4, grid=(3, 3))
 
 
+def test_lica_positions_follow_a_loaded_permutation():
+    """X1's codes are gathered once; a checkpoint carries LICA's own starting permutation, so loading it
+    must gather them again (else the loaded layer attends with another layer's positions)."""
+    torch.manual_seed(0)
+    saved = ICA(dim=4, tokens=8, partition="lica", grid=(2, 4))
+    torch.manual_seed(1)
+    fresh = ICA(dim=4, tokens=8, partition="lica", grid=(2, 4))
+    assert not torch.equal(saved.x1_position_code, fresh.x1_position_code)
+    fresh.load_state_dict(saved.state_dict())
+    assert torch.equal(fresh.x1_position_code, saved.position_code[fresh.partition.x1_positions()])
+    x = torch.randn(2, 16, 4)
+    assert torch.equal(fresh(x)[0], saved(x)[0])
+
+
 # -------------------------------------------------------------------------------------------- gamma
 def test_gamma_rate_keeps_the_start_and_lets_adam_move_gamma_faster():
     moves = {}
@@ -260,8 +274,9 @@ def test_controls_differ_from_mango_in_one_mechanism_only():
             assert all(float(m.gamma.min()) == 1.0 for m in ctl_ica)
         if name == "mango-nonll":
             assert ctl.flow_weight == 0.0
-        if name == "mango-stopgrad":
-            assert ctl.config["flow_nll_to_encoders"] is False and "flow_nll_to_encoders" not in mango.config
+        if name == "mango-nll-encoders":
+            assert ctl.config["flow_nll_to_encoders"] is True and mango.config["flow_nll_to_encoders"] is False
+            assert ctl.fusion.nll_to_encoders and not mango.fusion.nll_to_encoders
 
 
 def test_no_likelihood_control_gets_no_gradient_from_the_nll_but_logs_it():
@@ -302,7 +317,7 @@ def test_plan_runs_selects_controls_only_when_asked():
     default = plan_runs("quick", tasks=["segmentation"])
     assert not any(m.startswith("mango-") for g in default for m in g.models)
     asked = plan_runs("quick", tasks=["segmentation"], models=["mango", "controls"])
-    assert asked[0].models == ("mango", "mango-noattn", "mango-nonll", "mango-paper", "mango-stopgrad")
+    assert asked[0].models == ("mango", "mango-noattn", "mango-nonll", "mango-paper", "mango-nll-encoders")
 
 
 def test_mechanism_study_trains_merges_and_compares(tmp_path):
@@ -431,9 +446,9 @@ def test_study_layout_is_the_task_models_default_and_gammas_are_recorded():
     assert hist.gammas[-1] != hist.gammas[0]  # gamma moved with rate 10
 
 
-def test_stopgrad_variant_keeps_the_nll_out_of_the_encoders_only():
-    """mango-stopgrad: the same NLL value, no NLL gradient into the encoders, the same NLL gradient
-    into the flow; the task gradient is untouched."""
+def test_default_keeps_the_nll_out_of_the_encoders_only():
+    """MANGO's default against mango-nll-encoders: the same NLL value, no NLL gradient into the encoders,
+    the same NLL gradient into the flow."""
     from mango_lite.models import build_model
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2, flow_noise=0.0)
@@ -456,3 +471,29 @@ def test_stopgrad_variant_keeps_the_nll_out_of_the_encoders_only():
     assert all(grads[False][n].abs().max() == 0 for n in enc)
     for n in flow:
         assert torch.allclose(grads[True][n], grads[False][n], atol=1e-6, rtol=1e-4), n
+
+
+def test_no_likelihood_control_skips_the_detached_pass():
+    """With weight 0 the NLL trains nothing, so MANGO's stop-gradient pass would be wasted work."""
+    from mango_lite.models import build_model
+
+    kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
+    assert build_model("segmentation", "mango", flow_weight=0.0, **kw).fusion.nll_to_encoders
+    assert not build_model("segmentation", "mango", **kw).fusion.nll_to_encoders
+
+
+def test_configs_written_before_the_default_changed_keep_their_meaning():
+    """A MANGO configuration stored without ``flow_nll_to_encoders`` came from a model whose NLL reached the
+    encoders: it must compare unequal to today's default (so --resume retrains it) and rebuild as it was."""
+    from mango_lite.models import build_model
+    from mango_lite.models.task_models import complete_config
+    from mango_lite.training.engine import config_differences
+
+    kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
+    new = build_model("segmentation", "mango", **kw).config
+    legacy = {k: v for k, v in new.items() if k != "flow_nll_to_encoders"}
+    assert config_differences(legacy, new) == ["flow_nll_to_encoders: True -> False"]
+    assert config_differences(legacy, build_model("segmentation", "mango", flow_nll_to_encoders=True, **kw).config) == []
+    assert complete_config(legacy)["flow_nll_to_encoders"] is True
+    concat = build_model("segmentation", "concat", **kw).config  # other fusions never read the key
+    assert config_differences({k: v for k, v in concat.items() if k != "flow_nll_to_encoders"}, concat) == []

@@ -135,7 +135,13 @@ class InvertibleCrossAttention(InvertibleModule):
             if self.grid[0] * self.grid[1] != tokens:
                 raise ValueError(f"ICA: grid {self.grid} holds {self.grid[0] * self.grid[1]} tokens, expected tokens={tokens}")
             code = grid_position_code(*self.grid, self.qk_head_dim)
+            # the codes of X1's tokens, gathered once: the partition's X1 positions are fixed (for LICA,
+            # those W starts from), so the forward adds a constant (T, d_qk) table instead of a gather
             self.register_buffer("position_code", torch.cat([code, code]), persistent=False)
+            self.register_buffer("x1_position_code", self.position_code[self.partition.x1_positions()],
+                                 persistent=False)
+            # LICA's starting permutation is a saved buffer: gather again once a checkpoint has replaced it
+            self.register_load_state_dict_post_hook(_refresh_position_code)
             self.position_scale = nn.Parameter(torch.ones(heads))
         if gamma_rate <= 0:
             raise ValueError(f"ICA: gamma_rate must be > 0, got {gamma_rate}")
@@ -186,8 +192,7 @@ class InvertibleCrossAttention(InvertibleModule):
         q = self.query_norm(self.query(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
         k = self.key_norm(self.key(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
         if self.grid is not None:  # constants of X1's positions: A stays a function of X1 only
-            pos = self.position_code.index_select(0, self.partition.x1_positions()).to(q.dtype)
-            pos = pos * self.position_scale.view(self.heads, 1, 1)  # (h, T, d_qk)
+            pos = self.x1_position_code.to(q.dtype) * self.position_scale.view(self.heads, 1, 1)  # (h, T, d_qk)
             q, k = q + pos, k + pos
         # temperature folded into q: a (T, d) multiply instead of a (T, T) one
         q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.qk_head_dim))
@@ -291,6 +296,12 @@ class InvertibleCrossAttention(InvertibleModule):
 
 
 ICA = InvertibleCrossAttention
+
+
+def _refresh_position_code(module: InvertibleCrossAttention, incompatible_keys: object) -> None:
+    """Load hook: re-gather X1's positional codes from the (possibly just loaded) partition."""
+    with torch.no_grad():
+        module.x1_position_code.copy_(module.position_code[module.partition.x1_positions()])
 
 
 def grid_position_code(h: int, w: int, dim: int) -> Tensor:

@@ -90,6 +90,14 @@ class InvertibleLinearLU(InvertibleModule):
         return inv[:, self.perm_inv]  # (LU)^-1 P^-1: column j is column perm_inv[j] of (LU)^-1
 
     # -- maps ---------------------------------------------------------------------------------------
+    def apply_matrix(self, m: Tensor, x: Tensor) -> Tensor:
+        """``m`` (size x size) applied along this layer's axis of x (B, N, D). Over tokens, a batched
+        product with ``m`` broadcast (stride 0: neither ``m`` nor ``x`` is copied, unlike ``m @ x``, which
+        folds x into one matrix first); over channels, ``x @ m^T``."""
+        if self.axis == "tokens":
+            return torch.bmm(m.expand(x.shape[0], -1, -1), x)
+        return x @ m.T
+
     def _moved(self, x: Tensor) -> Tensor:
         """View with the mixed axis at position -2: (B, size, other)."""
         return x if self.axis == "tokens" else x.transpose(1, 2)
@@ -107,8 +115,7 @@ class InvertibleLinearLU(InvertibleModule):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             self._check(x, "x")
-        y = self.weight() @ self._moved(x)
-        y = y if self.axis == "tokens" else y.transpose(1, 2)
+        y = self.apply_matrix(self.weight(), x)
         logdet = (self._count(x) * self.log_abs_diag().sum()).expand(x.shape[0])
         return y, logdet
 

@@ -68,14 +68,25 @@ class PermutationPartition(Partition):
             raise ValueError("partition indices must cover every token exactly once")
         self.register_buffer("perm", perm)
         self.register_buffer("perm_inv", torch.argsort(perm))
+        # MMCA's halves are whole modalities: X1 and X2 are then slices (views, no gather) and the merge
+        # one concatenation, instead of two gathers of all 2T tokens per layer
+        self.x1_first = torch.equal(perm, torch.arange(2 * tokens))
+        self.swapped = torch.equal(perm, torch.arange(2 * tokens).roll(tokens))
 
     def partition(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        xp = x.index_select(1, self.perm)
         t = self.tokens
+        if self.x1_first:
+            return x[:, :t], x[:, t:], x.new_zeros(x.shape[0])
+        if self.swapped:
+            return x[:, t:], x[:, :t], x.new_zeros(x.shape[0])
+        xp = x.index_select(1, self.perm)
         return xp[:, :t], xp[:, t:], x.new_zeros(x.shape[0])
 
     def merge(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.cat([x1, x2], 1).index_select(1, self.perm_inv)
+        if self.x1_first or self.swapped:
+            x = torch.cat([x1, x2] if self.x1_first else [x2, x1], 1)
+        else:
+            x = torch.cat([x1, x2], 1).index_select(1, self.perm_inv)
         return x, x.new_zeros(x.shape[0])
 
     def token_index(self) -> Tensor:
@@ -135,7 +146,7 @@ class LICAPartition(Partition):
         if x.shape[0] * x.shape[2] <= x.shape[1]:  # few columns: solving for them is cheaper
             return self.mixer.inverse(x)
         # W^-1 once (two triangular solves of the identity), then one product for every sample/channel
-        y = self.mixer.inverse_weight() @ x
+        y = self.mixer.apply_matrix(self.mixer.inverse_weight(), x)
         return y, -(x.shape[2] * self.mixer.log_abs_diag().sum()).expand(x.shape[0])
 
     def x1_positions(self) -> Tensor:

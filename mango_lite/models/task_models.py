@@ -53,9 +53,24 @@ FUSION_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+#: build_model keywords whose default changed, with the value that configurations written before the
+#: keyword was stored meant (until the mechanisms study, MANGO's NLL always reached the encoders)
+LEGACY_DEFAULTS: dict[str, Any] = {"flow_nll_to_encoders": True}
+
+
+def complete_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored configuration with :data:`LEGACY_DEFAULTS` filled in where a MANGO configuration lacks them,
+    so an old run is rebuilt (and compared) as the model it was, not as today's default."""
+    if config.get("fusion", "mango") != "mango":
+        return dict(config)
+    return {**LEGACY_DEFAULTS, **config}
+
+
 def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` (a task model's stored build_model keywords) without the keys that only other fusions
-    read: what decides whether two configurations build the same model."""
+    """``config`` (a task model's stored build_model keywords, completed by :func:`complete_config`)
+    without the keys that only other fusions read: what decides whether two configurations build the
+    same model."""
+    config = complete_config(config)
     fusion = config.get("fusion")
     foreign = set().union(*(keys for f, keys in FUSION_KEYS.items() if f != fusion))
     return {k: v for k, v in config.items() if k not in foreign}
@@ -249,7 +264,7 @@ def build_model(
     flow_alternate: bool = True,
     flow_positions: bool = True,
     flow_conditioner: str = "grid",
-    flow_nll_to_encoders: bool = True,
+    flow_nll_to_encoders: bool = False,
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
     text_encoder: str = "hash",
@@ -276,14 +291,16 @@ def build_model(
     ``flow_gamma`` (initial attention weight; ``None`` = the paper's fixed A = S + I),
     ``flow_learn_gamma``, ``flow_gamma_rate``, ``flow_alternate``, ``flow_positions``,
     ``flow_conditioner``: MANGO's ICA and coupling options (see :class:`~mango_lite.flows.MangoBlock`).
-    ``flow_nll_to_encoders=False``: the NLL term trains the flow only (stop-gradient on the flow's input for
-    the likelihood; the task loss still trains everything), so the encoders cannot lower it by shrinking or
-    collapsing the features. Costs a second pass through the flow in training.
+    ``flow_nll_to_encoders``: ``False`` (default): the NLL term trains the flow only (stop-gradient on the
+    flow's input for the likelihood; the task loss still trains everything), so the encoders cannot lower it
+    by shrinking or collapsing the features; costs a second pass through the flow in training (none when
+    ``flow_weight`` is 0). ``True``: the paper's joint objective, the NLL's gradient reaches the encoders too.
     The defaults are the changes of the mechanisms study (``python -m mango_lite mechanisms``): alternating
-    triangles, 2-D positional codes on Q/K, gamma rate 10, 3x3 grid conditioner; the paper's layout is
-    ``flow_alternate=False, flow_positions=False, flow_gamma_rate=1, flow_conditioner="tokens"`` (and
-    ``flow_gamma=None`` for its fixed A = S + I). ``flow_gamma=0.0, flow_learn_gamma=False`` is the
-    no-attention control, ``flow_weight=0`` the no-likelihood control.
+    triangles, 2-D positional codes on Q/K, gamma rate 10, 3x3 grid conditioner, the NLL kept out of the
+    encoders; the paper's layout is ``flow_alternate=False, flow_positions=False, flow_gamma_rate=1,
+    flow_conditioner="tokens", flow_nll_to_encoders=True`` (and ``flow_gamma=None`` for its fixed
+    A = S + I). ``flow_gamma=0.0, flow_learn_gamma=False`` is the no-attention control, ``flow_weight=0``
+    the no-likelihood control.
     """
     task = task.lower()
     fusion = fusion.lower()
@@ -334,7 +351,9 @@ def build_model(
             width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise,
             hidden=flow_hidden, qk_dim=flow_qk_dim, gamma=flow_gamma, learn_gamma=flow_learn_gamma,
             gamma_rate=flow_gamma_rate, alternate=flow_alternate, positions=flow_positions,
-            conditioner=flow_conditioner, nll_to_encoders=flow_nll_to_encoders,
+            conditioner=flow_conditioner,
+            # with weight 0 no NLL gradient reaches anything: skip the second, detached pass
+            nll_to_encoders=flow_nll_to_encoders or not flow_weight,
         )
     elif fusion == "concat":
         fuse = ConcatFusion(width, (h, w), scales, blocks, outs)
@@ -363,10 +382,8 @@ def build_model(
         flow_gamma_rate=flow_gamma_rate, flow_alternate=flow_alternate, flow_positions=flow_positions,
         flow_conditioner=flow_conditioner, sparsity_weight=sparsity_weight,
         exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
-        max_text_len=max_text_len, text_dim=text_dim,
+        max_text_len=max_text_len, text_dim=text_dim, flow_nll_to_encoders=bool(flow_nll_to_encoders),
     )
-    if not flow_nll_to_encoders:  # stored only when set, so configurations of earlier runs stay equal
-        config["flow_nll_to_encoders"] = False
     return TaskModel(
         task, fusion, enc_a, enc_b, fuse, head, flow_weight=flow_weight, sparsity_weight=sparsity_weight,
         tokenizer=tokenizer, pos_weight=pos_weight, config=config,

@@ -46,7 +46,7 @@ def add_training_parsers(sub: Any) -> None:
                    help="mango, concat, tokenfusion, crossattn, a unimodal model: rgb/depth (segmentation), "
                         "an input domain of the pair (translation), image/text (genre), or a MANGO control: "
                         "mango-noattn (no attention), mango-nonll (no likelihood term), mango-paper (A = S + I), "
-                        "mango-stopgrad (the likelihood trains the flow only)")
+                        "mango-nll-encoders (the likelihood's gradient reaches the encoders too)")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None,
                    help="run size (default: $MANGO_LITE_PRESET, quick under CI, gpu with CUDA, else cpu)")
     p.add_argument("--data", default=None, help="real (or generated) dataset folder; verified before training")
@@ -97,7 +97,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None, help="restrict to these tasks (default: all)")
     p.add_argument("--models", nargs="+", default=None,
                    help="restrict to these model names ('unimodal' = both unimodal models, 'controls' = MANGO's "
-                        "controls mango-noattn, mango-nonll, mango-paper, mango-stopgrad, which run only when named)")
+                        "controls mango-noattn, mango-nonll, mango-paper, mango-nll-encoders, which run only when named)")
     p.add_argument("--pairs", nargs="+", default=None, help="translation pairs (default: by preset)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds finished runs")

@@ -17,8 +17,8 @@ domains, e.g. ``reshading`` / ``edge_texture`` (translation), ``image`` / ``text
 the fusion ``"a"`` / ``"b"`` of :func:`mango_lite.models.build_model`. MANGO's controls are the same
 model with one mechanism switched off (:data:`CONTROL_MODELS`): ``mango-noattn`` (every ICA's gamma fixed
 at 0: no attention), ``mango-nonll`` (likelihood weight 0: no NLL term), ``mango-paper`` (the paper's
-fixed A = S + I, gamma = 1 and not learned) and ``mango-stopgrad`` (the NLL trains the flow only: no
-likelihood gradient into the encoders).
+fixed A = S + I, gamma = 1 and not learned) and ``mango-nll-encoders`` (the paper's joint objective: the
+likelihood's gradient reaches the encoders too, where MANGO's default lets it train the flow only).
 
 Data: with ``data_root`` the folder is verified (:func:`mango_lite.datasets.verify_dataset`) and used;
 otherwise the stand-in is generated (``mango_lite.datasets.synth``) at the preset's size into a cache
@@ -54,8 +54,9 @@ CONTROL_MODELS: dict[str, dict[str, Any]] = {
     "mango-noattn": {"flow_gamma": 0.0, "flow_learn_gamma": False},
     "mango-nonll": {"flow_weight": 0.0},
     "mango-paper": {"flow_gamma": None},
-    # the likelihood's path into the encoders switched off: the NLL trains the flow only
-    "mango-stopgrad": {"flow_nll_to_encoders": False},
+    # the paper's joint objective: the likelihood's gradient reaches the encoders too (MANGO's default keeps
+    # it out of them, so they cannot lower the NLL by collapsing the features)
+    "mango-nll-encoders": {"flow_nll_to_encoders": True},
 }
 SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
 TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}
@@ -623,7 +624,9 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
         if k not in spec:
             raise MangoLiteError(f"{state['path']}: the checkpoint has no run description ({k!r} missing); "
                                  f"it was not written by mango_lite.training.train_task")
-    mc = dict(spec["model_config"])
+    from ..models.task_models import complete_config
+
+    mc = complete_config(dict(spec["model_config"]))
     mc.pop("task", None)
     mc.pop("fusion", None)
     net = build_task_model(spec["task"], spec["fusion"], mc)
