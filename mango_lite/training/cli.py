@@ -137,14 +137,16 @@ def add_training_parsers(sub: Any) -> None:
                        formatter_class=fmt,
                        description="'ladder': MANGO with the changes of the mechanisms study applied one at a time "
                                    "(each row keeps the previous ones). 'controls': mango against mango-noattn (no "
-                                   "attention), mango-nonll (no likelihood term) and concat over several seeds. "
+                                   "attention), mango-nonll (no likelihood term), mango-nll-encoders (the paper's "
+                                   "joint objective: the likelihood also trains the encoders) and concat over "
+                                   "several seeds. "
                                    "Writes mechanisms.json and mechanisms.md: the task metric, the flow's validation "
                                    "bits/dim beside the identity baseline, gamma and the training step time.")
     p.add_argument("--task", choices=TASK_NAMES, default=None, help="task of a ladder or controls study")
     p.add_argument("--study", choices=("ladder", "controls", "density"), default="controls",
                    help="which variants to train ('density': notebook 04's density model with and without "
                         "attention, no task)")
-    p.add_argument("--models", nargs="+", default=["mango", "mango-noattn", "mango-nonll", "concat"],
+    p.add_argument("--models", nargs="+", default=["mango", "mango-noattn", "mango-nonll", "mango-nll-encoders", "concat"],
                    help="models of the controls study")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
@@ -156,7 +158,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, merge finished studies (same task, data and preset) into --out")
     p.add_argument("--title", default=None, help="title of a merged study's tables")
-    p.add_argument("--controls", nargs="+", default=["mango-noattn", "mango-nonll"],
+    p.add_argument("--controls", nargs="+", default=["mango-noattn", "mango-nonll", "mango-nll-encoders"],
                    help="with --goals: the rows MANGO is compared with (each must be in every study)")
     p.add_argument("--goals", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, tally the goals over finished control studies (one per task group) "

@@ -8,8 +8,9 @@ Two uses (both write ``OUT/mechanisms.json`` after every run, and ``OUT/mechanis
 * **a ladder**: the changes applied one at a time, each row on top of the previous
   (:data:`LADDER`), one seed - what each change does;
 * **controls**: the final model against itself with one mechanism switched off (``mango-noattn``,
-  ``mango-nonll``; :data:`~mango_lite.training.tasks.CONTROL_MODELS`) and against concat, over several
-  seeds, mean +- sample std - whether the mechanism is needed.
+  ``mango-nonll``), against the paper's joint objective (``mango-nll-encoders``;
+  :data:`~mango_lite.training.tasks.CONTROL_MODELS`) and against concat, over several seeds, mean +- sample
+  std - whether the mechanism is needed.
 
 ``python -m mango_lite mechanisms --task segmentation --study ladder --out results/mechanisms/...``
 """
@@ -29,15 +30,17 @@ from .tasks import CONTROL_MODELS, _preset, build_task_data, check_task, control
 
 #: The changes of issue "make MANGO's mechanisms do work", in the order they are applied; each entry is
 #: (name, overrides added to the previous rows'). Row 0 is the model as it was (the paper's upper
-#: triangle, no positions, gamma = tanh(g) from 0.1, token-sequence conditioner, NLL weight 0.01).
+#: triangle, no positions, gamma = tanh(g) from 0.1, token-sequence conditioner, NLL weight 0.01, the NLL's
+#: gradient into the encoders as in the paper's joint objective).
 LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
     ("before", {"flow_weight": 0.01, "flow_alternate": False, "flow_positions": False, "flow_gamma_rate": 1.0,
-                "flow_conditioner": "tokens"}),
+                "flow_conditioner": "tokens", "flow_nll_to_encoders": True}),
     ("+ NLL weight 0.1", {"flow_weight": 0.1}),
     ("+ alternating triangles", {"flow_alternate": True}),
     ("+ 2-D positions on Q/K", {"flow_positions": True}),
     ("+ gamma rate 10", {"flow_gamma_rate": 10.0}),
     ("+ 3x3 grid conditioner", {"flow_conditioner": "grid"}),
+    ("+ NLL trains the flow only", {"flow_nll_to_encoders": False}),
 )
 
 #: the headline metric of each task and whether higher is better
@@ -54,7 +57,8 @@ def ladder_variants(ladder: Sequence[tuple[str, Mapping[str, Any]]] = LADDER) ->
     return rows
 
 
-def control_variants(base: Mapping[str, Any] | None = None, models: Sequence[str] = ("mango", "mango-noattn", "mango-nonll", "concat")
+def control_variants(base: Mapping[str, Any] | None = None,
+                     models: Sequence[str] = ("mango", "mango-noattn", "mango-nonll", "mango-nll-encoders", "concat")
                      ) -> list[tuple[str, str, dict[str, Any]]]:
     """``[(name, model, overrides)]``: each model with ``base`` overrides (MANGO options; not given to
     concat) plus the control's own (:data:`CONTROL_MODELS`)."""
