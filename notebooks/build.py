@@ -5,6 +5,9 @@
     python notebooks/build.py --text-only [NAME ...]   # refresh markdown, keep the committed outputs
     python notebooks/build.py --clean-outputs [NAME ...]   # drop stderr / progress-bar outputs only
 
+Every build also writes ``notebooks/student/NAME.ipynb`` for a source with exercises: the same notebook
+without outputs, each exercise's solution replaced by its stub (see ``_split_regions``), the checks kept.
+
 Executed notebooks are written without stderr streams and progress-bar frames (tqdm is disabled in
 the kernel), and never when an output names this checkout's absolute path.
 
@@ -30,7 +33,60 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 
 
-def parse_source(text: str) -> nbformat.NotebookNode:
+# Exercise regions (as nbgrader marks them). In a code cell, the lines between ``# BEGIN SOLUTION`` and
+# ``# END SOLUTION`` are the solution; ``# STUB: code`` lines inside the region are what the student
+# version shows instead (default: ``raise NotImplementedError``). Markdown cells mark a written answer with
+# ``<!-- BEGIN SOLUTION -->`` / ``<!-- END SOLUTION -->``. The full notebook drops the markers and stubs.
+_BEGIN = re.compile(r"^(\s*)(?:# BEGIN SOLUTION|<!-- BEGIN SOLUTION -->)\s*$")
+_END = re.compile(r"^\s*(?:# END SOLUTION|<!-- END SOLUTION -->)\s*$")
+_STUB = re.compile(r"^(\s*)# STUB: ?(.*)$")
+EXERCISE = re.compile(r"^#{2,4} Exercise (\d+\.\d+)\s*[·:-]\s*(.+)$", re.M)
+STUDENT_NOTE = ("> **Student version.** The solutions of the exercises are removed: fill in the marked places "
+                "and run the checks below them, which fail until your answer is right. The full notebook, with "
+                "solutions and outputs, is `notebooks/{stem}.ipynb`.")
+
+
+def _split_regions(lines: list[str], student: bool, markdown: bool) -> list[str]:
+    out: list[str] = []
+    inside, indent, stubs = False, "", []
+    for line in lines:
+        begin = _BEGIN.match(line)
+        if begin and not inside:
+            inside, indent, stubs = True, begin.group(1), []
+            continue
+        if inside and _END.match(line):
+            inside = False
+            if student:
+                if markdown:
+                    out.append("*Your answer here.*")
+                else:
+                    out.extend(stubs or [f'{indent}raise NotImplementedError("exercise: your code here")'])
+            continue
+        if inside:
+            stub = _STUB.match(line)
+            if stub:
+                stubs.append(stub.group(1) + stub.group(2))
+            elif not student:
+                out.append(line)
+            continue
+        out.append(line)
+    if inside:
+        raise ValueError("a SOLUTION region is not closed")
+    return out
+
+
+def exercises(text: str) -> list[tuple[str, str]]:
+    """``[(number, title)]`` of the exercises in a notebook source (markdown headings "Exercise N.M · title")."""
+    return [(m.group(1), m.group(2).strip()) for m in EXERCISE.finditer(parse_markdown_text(text))]
+
+
+def parse_markdown_text(text: str) -> str:
+    nb = parse_source(text)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def parse_source(text: str, student: bool = False) -> nbformat.NotebookNode:
+    """py:percent source -> notebook; ``student=True`` replaces the exercise solutions by their stubs."""
     nb = nbformat.v4.new_notebook()
     cells: list[tuple[str, list[str]]] = []
     kind, buf = None, []
@@ -51,10 +107,10 @@ def parse_source(text: str) -> nbformat.NotebookNode:
         while lines and not lines[0].strip():
             lines.pop(0)
         if kind == "markdown":
-            body = "\n".join(ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines)
-            nb.cells.append(nbformat.v4.new_markdown_cell(body))
+            body = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines]
+            nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(_split_regions(body, student, True))))
         else:
-            nb.cells.append(nbformat.v4.new_code_cell("\n".join(lines)))
+            nb.cells.append(nbformat.v4.new_code_cell("\n".join(_split_regions(lines, student, False))))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
@@ -161,6 +217,32 @@ def main() -> None:
         nbformat.write(nb, tmp)
         os.replace(tmp, out)
         print(f"wrote {out.relative_to(HERE.parent)}")
+        write_student(src)
+
+
+def student_notebook(src: Path) -> nbformat.NotebookNode | None:
+    """The student version of a source (solutions replaced by stubs, no outputs), or None without exercises."""
+    text = src.read_text()
+    if not exercises(text):
+        return None
+    nb = parse_source(text, student=True)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(STUDENT_NOTE.format(stem=src.stem)))
+    for cell in nb.cells:  # cell ids are random: fixed ones keep rebuilds byte-identical
+        cell.pop("id", None)
+    nb.nbformat_minor = 4
+    return nb
+
+
+def write_student(src: Path) -> None:
+    nb = student_notebook(src)
+    out = HERE / "student" / f"{src.stem}.ipynb"
+    if nb is None:
+        return
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, out)
+    print(f"wrote {out.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":

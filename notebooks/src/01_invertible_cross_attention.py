@@ -76,6 +76,90 @@ assert (torch.diagonal(A) > 1).all()
 print("diagonal of A:", torch.diagonal(A).detach().numpy().round(3))
 
 # %% [markdown]
+# > **Notation (used in every notebook).** $B$ batch, $T$ tokens per modality (so $2T$ in all), $D$
+# > channels per token, $h$ heads with $d = D/h$ channels each. A partition splits the tokens into the
+# > conditioning half $X_1$ and the transformed half $X_2$ (each $T\times D$). Per head,
+# > $S = \mathrm{softmax}(\mathrm{mask}(QK^\top/(\tau\sqrt{d_{qk}})))$ is triangular with rows summing to 1,
+# > and the layer's matrix is $A = I + \gamma S$ with $\gamma\in(-1,1)$ learnable (the paper: $\gamma = 1$,
+# > $A = S + I$). $Y_2 = A X_2$; with tokens-major flattening the $X_2$ block of the Jacobian is
+# > $A\otimes I_d$ and $\log|\det J| = d\sum_{\text{heads}}\sum_i \log(1+\gamma s_{ii})$. Log-dets and
+# > log-likelihoods are in **nats**; *bits/dim* divides by $\ln 2$ and by the number of dimensions.
+# > Direction: `z, logdet = module(x)` maps data to latent.
+#
+# ### Exercise 1.1 · The layer in twenty lines
+#
+# Before trusting the library, write the layer yourself in plain torch, for the simplest partition
+# (MMCA variant 0: $X_1$ = modality A's tokens, $X_2$ = modality B's) and one head, reading the weights
+# off `mango_lite.ICA` so that the two can be compared number for number: the attention matrix $A$, the
+# forward map with its log-det, and the inverse by a triangular solve (`torch.linalg.solve_triangular`,
+# never a general inverse). Every line is one symbol of the equations above; the cell after the next one
+# checks your functions against the library.
+
+# %%
+def attention_from(x1: torch.Tensor, lay: ICA) -> torch.Tensor:
+    """A = I + gamma S (B, T, T) from the conditioning tokens x1 (B, T, D): one head, upper triangle."""
+    # BEGIN SOLUTION
+    q = torch.nn.functional.layer_norm(x1 @ lay.query.weight.T, (lay.qk_dim,), lay.query_norm.weight, lay.query_norm.bias)
+    k = torch.nn.functional.layer_norm(x1 @ lay.key.weight.T, (lay.qk_dim,), lay.key_norm.weight)
+    tau = lay.log_temperature.exp()
+    logits = q @ k.transpose(1, 2) / (tau * math.sqrt(lay.qk_dim))
+    t = x1.shape[1]
+    allowed = torch.ones(t, t, dtype=torch.bool).triu()  # token i attends to tokens j >= i
+    s = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+    return torch.eye(t, dtype=x1.dtype) + lay.gamma * s
+    # END SOLUTION
+
+
+def my_ica_forward(x: torch.Tensor, lay: ICA) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2T, D) -> (y, logdet (B,)): partition, A from X1, Y2 = A X2, merge."""
+    # BEGIN SOLUTION
+    t, d = x.shape[1] // 2, x.shape[2]
+    x1, x2 = x[:, :t], x[:, t:]  # partition (MMCA 0)
+    a = attention_from(x1, lay)
+    logdet = d * torch.log(torch.diagonal(a, dim1=1, dim2=2)).sum(1)  # triangular: the diagonal only
+    return torch.cat([x1, a @ x2], 1), logdet  # merge (Y1 = X1, Y2 = A X2)
+    # END SOLUTION
+
+
+def my_ica_inverse(y: torch.Tensor, lay: ICA) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2T, D) -> (x, logdet_inv (B,)) with logdet_inv = -logdet."""
+    # BEGIN SOLUTION
+    t, d = y.shape[1] // 2, y.shape[2]
+    y1, y2 = y[:, :t], y[:, t:]
+    a = attention_from(y1, lay)  # Y1 = X1, so A is recomputed exactly
+    x2 = torch.linalg.solve_triangular(a, y2, upper=True)  # back-substitution, no inverse
+    return torch.cat([y1, x2], 1), -d * torch.log(torch.diagonal(a, dim1=1, dim2=2)).sum(1)
+    # END SOLUTION
+
+
+# %% [markdown]
+# Now the check. The library's layer starts near the identity ($\gamma = 0.1$, zero-initialised
+# temperature); a comparison at the starting point would hide a wrong $\gamma$ or $\tau$, so every
+# parameter is moved away from its initial value first.
+
+# %%
+mine = ICA(dim=D, tokens=T, partition="mmca", variant=0).double()
+with torch.no_grad():
+    for prm in mine.parameters():
+        prm.add_(0.3 * torch.randn_like(prm))  # perturbed: gamma, tau, W_q, W_k, LN weights
+y_lib, ld_lib = mine(x)
+y_own, ld_own = my_ica_forward(x, mine)
+x_own, ld_own_inv = my_ica_inverse(y_own, mine)
+print(f"gamma = {mine.gamma.item():.3f}, tau = {mine.log_temperature.exp().item():.3f}")
+print(f"max |y_own - y_lib|        = {(y_own - y_lib).abs().max().item():.1e}")
+print(f"max |logdet_own - lib|     = {(ld_own - ld_lib).abs().max().item():.1e}")
+print(f"round trip of our inverse  = {(x_own - x).abs().max().item():.1e}")
+assert torch.allclose(y_own, y_lib, atol=1e-12) and torch.allclose(ld_own, ld_lib, atol=1e-12)
+assert torch.allclose(x_own, x, atol=1e-12) and torch.allclose(ld_own_inv, -ld_own, atol=1e-12)
+assert abs(mine.gamma.item() - 0.1) > 1e-3  # the check ran away from the starting point
+
+# %% [markdown]
+# Twenty lines reproduce the library to round-off. What `mango_lite.ICA` adds is bookkeeping: several
+# heads, the other partitions (notebook 03), the lower-triangle direction, positional codes on $Q$ and
+# $K$, a query/key width independent of $D$, and input checks. The rest of this notebook checks the
+# claims behind these lines: the Jacobian, the log-det, the inverse and the conditioning.
+
+# %% [markdown]
 # ## 3. The Jacobian is block triangular
 #
 # Order the output as $(Y_1, Y_2)$ and the input as $(X_1, X_2)$ (a permutation, which changes
@@ -226,3 +310,61 @@ plt.show()
 #   exact and verified above against autograd (the published factor $T$ instead of $D$ is not).
 # * Inverse = recompute $A$ from $Y_1$ + one triangular solve.
 # * $|\gamma|<1$ gives a hard conditioning bound; notebook 02 shows what it does for a 96-layer stack.
+#
+# ## Exercises
+#
+# ### Exercise 1.2 · Predict the published log-det, then measure it
+#
+# The published code multiplies $\log|\det A|$ by $L/2 = T$ instead of $d$. For one head with $D = 64$
+# channels and $T = 256$ tokens per modality, by what factor is the published log-det of one layer off
+# from the exact one? Write your prediction as a number *before* running the check, which builds that
+# layer and measures the ratio.
+
+# %%
+# BEGIN SOLUTION
+# STUB: predicted_ratio = None  # published log-det / exact log-det, as a number
+predicted_ratio = 256 / 64  # the factor T replaces d = D: off by T / D = 4
+# END SOLUTION
+
+# %%
+big = ICA(dim=64, tokens=256, partition="imca", gamma=None).double()
+xb = torch.randn(2, 512, 64, dtype=torch.float64)
+measured_ratio = (reference.published_logdet(big, xb) / big(xb)[1]).mean().item()
+print(f"published / exact = {measured_ratio:.4f}; predicted {predicted_ratio}")
+assert abs(measured_ratio - predicted_ratio) < 1e-6
+
+# %% [markdown]
+# ### Exercise 1.3 · How large may gamma be?
+#
+# Section 6 bounds the condition number by $(1+|\gamma|)/(1-|\gamma|)$ whatever the attention does. Which
+# largest $|\gamma|$ still guarantees $\mathrm{cond}_\infty(A) \le 10$? Compute it, then the check draws
+# sharp random attention at that $\gamma$ and measures the worst condition number.
+
+# %%
+# BEGIN SOLUTION
+# STUB: gamma_max = None  # the largest |gamma| with (1 + |gamma|) / (1 - |gamma|) <= 10
+gamma_max = 9 / 11  # (1 + g) / (1 - g) = 10  <=>  g = 9 / 11
+# END SOLUTION
+
+# %%
+sharp = ICA(dim=4, tokens=32, partition="imca", gamma=gamma_max).double()
+with torch.no_grad():
+    sharp.log_temperature.fill_(-2.0)
+a_sharp = reference.attention_matrix(sharp, torch.randn(64, 64, 4, dtype=torch.float64))
+cond = torch.linalg.cond(a_sharp, p=float("inf")).max().item()
+print(f"gamma = {gamma_max:.4f}: worst cond_inf(A) over 64 draws = {cond:.2f}")
+assert abs((1 + gamma_max) / (1 - gamma_max) - 10) < 1e-9 and cond <= 10 + 1e-9
+
+# %% [markdown]
+# ### Exercise 1.4 · Lower triangle (written answer)
+#
+# `ICA(..., triangle="lower")` masks the other way: token $i$ attends to tokens $j \le i$. What changes in
+# the log-det and in the inverse, and why do MANGO blocks alternate the two directions?
+#
+# <!-- BEGIN SOLUTION -->
+# *Answer.* $A$ is then lower triangular with the same diagonal $1 + \gamma s_{ii}$, so the log-det formula
+# is unchanged; the inverse is a *lower* triangular solve (forward substitution). With the upper triangle
+# alone, token $i$ of $X_2$ receives only from tokens after it; in IMCA, where modality A's tokens come
+# first in $X_2$, B's tokens would never receive from A's. Alternating the direction between layers (as
+# TarFlow alternates its autoregressive order) lets information move both ways within a block.
+# <!-- END SOLUTION -->

@@ -1,0 +1,93 @@
+"""Exercises: the student notebooks are built from the sources, and their checks fail until solved."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+SOURCES = sorted((NB_DIR / "src").glob("*.py"))
+#: exercises each notebook must have once it has any (the issue's course plan: 3 in 01-04, 2 in 05-08)
+MINIMUM = {"0": 0, "1": 3, "2": 3, "3": 3, "4": 3, "5": 2, "6": 2, "7": 2, "8": 2}
+
+
+def _build():
+    spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+WITH_EXERCISES = [s for s in SOURCES if _build().exercises(s.read_text())]
+
+
+def test_some_notebook_has_exercises():
+    assert WITH_EXERCISES, "no notebook source marks an exercise"
+
+
+@pytest.mark.parametrize("src", WITH_EXERCISES, ids=lambda p: p.stem)
+def test_student_notebook_is_built_from_its_source(src):
+    build = _build()
+    text = src.read_text()
+    found = build.exercises(text)
+    assert len(found) >= MINIMUM[src.stem[1]], f"{src.stem}: {len(found)} exercises"
+    numbers = [n for n, _ in found]
+    assert len(set(numbers)) == len(numbers) and all(n.startswith(str(int(src.stem[:2])) + ".") for n in numbers)
+    want = build.student_notebook(src)
+    path = NB_DIR / "student" / f"{src.stem}.ipynb"
+    assert path.is_file(), f"{path.name} missing: run `python notebooks/build.py {src.stem[:2]}`"
+    got = nbformat.read(path, as_version=4)
+    assert [(c.cell_type, c.source) for c in got.cells] == [(c.cell_type, c.source) for c in want.cells], \
+        f"student/{path.name} is stale: run `python notebooks/build.py {src.stem[:2]}`"
+    full = build.parse_source(text)
+    for cell in full.cells:  # the full notebook shows no markers
+        assert "SOLUTION" not in cell.source and "# STUB:" not in cell.source
+    assert not any(c.get("outputs") for c in got.cells if c.cell_type == "code")
+
+
+def test_markers_are_checked():
+    build = _build()
+    with pytest.raises(ValueError, match="not closed"):
+        build.parse_source("# %%\n# BEGIN SOLUTION\nx = 1\n")
+    src = "# %%\ndef f():\n    # BEGIN SOLUTION\n    # STUB: return None\n    return 1\n    # END SOLUTION\n"
+    assert build.parse_source(src).cells[0].source == "def f():\n    return 1"
+    assert build.parse_source(src, student=True).cells[0].source == "def f():\n    return None"
+
+
+def _exercise_spans(nb) -> list[tuple[str, list[int]]]:
+    """(heading, code-cell indices) of each exercise: from its heading to the next markdown heading."""
+    spans: list[tuple[str, list[int]]] = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#"):
+            head = cell.source.lstrip().splitlines()[0]
+            spans.append((head, []))
+        elif cell.cell_type == "code" and spans:
+            spans[-1][1].append(i)
+    return [(h, idx) for h, idx in spans if " Exercise " in f" {h.lstrip('#').strip()}"]
+
+
+@pytest.mark.parametrize("src", [s for s in WITH_EXERCISES if s.stem[:2] in ("01", "02", "03", "04")], ids=lambda p: p.stem)
+def test_student_checks_fail_until_solved(src):
+    """Executed with the stubs in place, every exercise that has code fails in one of its cells: the
+    checks can fail. (The full notebooks, solutions in place, pass under nbval.)"""
+    from nbclient import NotebookClient
+
+    nb = _build().student_notebook(src)
+    env = {"MANGO_LITE_PRESET": "quick", "TQDM_DISABLE": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(NB_DIR)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    coded = [(h, idx) for h, idx in _exercise_spans(nb) if idx]
+    assert coded, f"{src.stem}: no exercise with code"
+    for head, idx in coded:
+        errors = [o for i in idx for o in nb.cells[i].outputs if o.get("output_type") == "error"]
+        assert errors, f"{src.stem}: {head!r} passes with the stubs in place"
