@@ -20,7 +20,7 @@ Reference semantics (TokenFusion / CEN ``image2image_translation``, github.com/y
   With ``n_a = n_b <= subset_size`` every subset is the whole set, so the std is ~0 and the
   number of subsets does not matter.
 * **Features.** Numbers are comparable to the papers only with the pytorch-fid Inception weights
-  (``pt_inception-2015-12-05-6726825d.pth``), which cannot be downloaded here:
+  (``pt_inception-2015-12-05-6726825d.pth``), which mango_lite never downloads:
   :class:`InceptionFeatures` takes the file from the user. :class:`RandomConvFeatures` and
   :class:`PixelFeatures` are offline *proxies*: use them to compare runs with each other, never
   with the papers' numbers; :func:`fid_kid` labels them ``"proxy"``.
@@ -697,7 +697,7 @@ class InceptionFeatures(nn.Module):
         if weights_path is None or not Path(weights_path).is_file():
             raise MangoLiteError(
                 "InceptionFeatures needs the pytorch-fid Inception weights file "
-                f"'{PYTORCH_FID_WEIGHTS_FILE}', which cannot be downloaded here"
+                f"'{PYTORCH_FID_WEIGHTS_FILE}', which mango_lite never downloads"
                 + (f" (no file at {weights_path})" if weights_path is not None else "")
                 + f". Fetch it elsewhere from {PYTORCH_FID_WEIGHTS_URL} and pass its path (or set "
                 "MANGO_LITE_FID_WEIGHTS); alternatively wrap pytorch-fid's InceptionV3 with "

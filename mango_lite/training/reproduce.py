@@ -728,7 +728,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         w("")
         w("Paper: RGB targets FID / KID(×10⁻²), other targets MAE(×10⁻¹) / MSE(×10⁻¹). Ours: for RGB targets "
           "FID / KID×100 computed with a **proxy** feature extractor (fixed random-init CNN, 64-d; the Inception "
-          "weights cannot be downloaded here) — **not comparable to the paper's FID/KID**, only to each other; "
+          "weights are never downloaded by mango_lite) — **not comparable to the paper's FID/KID**, only to each other; "
           "for other targets MAE×10 / RMSE×10 on the [-1, 1] scale of the TokenFusion loader. (Every printed "
           "\"MSE\" in the paper exceeds its MAE by more than an MSE of errors bounded by 2 could, so we read the "
           "second number as TokenFusion's RMSE; results.json also holds the MSE.)")

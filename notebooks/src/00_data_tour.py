@@ -7,8 +7,8 @@
 # Taskonomy or MM-IMDb folder and know what to expect.
 #
 # **Important: every image, depth map, poster and plot in this notebook is a generated stand-in.**
-# None of the real datasets can be downloaded on the machines this project runs on (Google Drive,
-# archive.org, university servers and Kaggle are all unreachable), and none is committed. Instead,
+# The real datasets are not shipped with mango_lite, and mango_lite never downloads them (the README's
+# *Data* section says where they come from and how to point it at your copies). Instead,
 # `mango_lite.datasets.synth` *renders* data and writes them in the **exact on-disk layouts** of the
 # real datasets (file names, list files, bit depths, label encodings). The notebook then reads them
 # with the **same loaders** (`NYUDv2`, `SUNRGBD`, `Taskonomy`, `MMIMDB`) and the same verifier a user
