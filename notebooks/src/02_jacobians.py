@@ -194,3 +194,84 @@ assert paper.iloc[-1] > 10 * ours.iloc[-1], "the paper form should be markedly w
 # is wrong by $T/D$. (3) With the paper's $\gamma=1$ the 96-layer stack loses invertibility in float32
 # (the error grows by orders of magnitude per block). With a learnable $\gamma$ that starts small, the
 # stack stays exactly invertible to ≈1e-5. `benchmarks/bench_ica.py` (c) tracks the same number.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 2.1 · A log-det check of your own
+#
+# Write `autograd_logdet(module, x)`: for each sample of `x`, the $\log|\det|$ of the autograd Jacobian of
+# `module` at that sample (`torch.autograd.functional.jacobian` and `torch.linalg.slogdet`), as a tensor
+# of shape `(B,)`. The check runs it on a coupling layer whose zero-initialised output was perturbed, on
+# samples of 8 tokens x 4 channels (section 3 changed `T` and `D`; a Jacobian grows with their square).
+
+# %%
+def autograd_logdet(module, x: torch.Tensor) -> torch.Tensor:
+    """log|det J| per sample (B,) of module: (B, ...) -> (B, ...), from the autograd Jacobian."""
+    # BEGIN SOLUTION
+    out = []
+    for xi in x:
+        f = lambda v: module(v.view(1, *xi.shape))[0].reshape(-1)  # noqa: E731
+        out.append(torch.linalg.slogdet(torch.autograd.functional.jacobian(f, xi.reshape(-1)))[1])
+    return torch.stack(out)
+    # END SOLUTION
+
+
+# %%
+small = lambda: torch.randn(2, 8, 4, dtype=D64)  # noqa: E731
+coupling = prepared(Coupling(4, hidden=8), small())
+xc = small()
+print("coupling log-det:", coupling(xc)[1].detach().numpy(), " yours:", autograd_logdet(coupling, xc).detach().numpy())
+assert torch.allclose(autograd_logdet(coupling, xc), coupling(xc)[1], atol=1e-10)
+assert coupling(xc)[1].abs().min() > 1e-3  # perturbed: a zero log-det would not test anything
+
+# %% [markdown]
+# ### Exercise 2.2 · Catch a missing log-det
+#
+# `HalfScale` below halves every value and *forgets* its log-det. Predict the log-det it should report
+# for one sample of shape `(8, 4)`, as a number, then check that your `autograd_logdet` finds the same
+# and that the module's own value is wrong. (This is the bug a round-trip test cannot see.)
+
+# %%
+class HalfScale(torch.nn.Module):
+    def forward(self, x):
+        return 0.5 * x, x.new_zeros(x.shape[0])  # BUG: log|det| is not 0
+
+    def inverse(self, z):
+        return 2.0 * z, z.new_zeros(z.shape[0])
+
+
+# BEGIN SOLUTION
+# STUB: predicted_half_logdet = None  # log|det| of x -> x / 2 for one sample of shape (8, 4)
+predicted_half_logdet = 8 * 4 * math.log(0.5)  # 32 coordinates, each scaled by 1/2
+# END SOLUTION
+
+# %%
+half, xh = HalfScale(), small()
+found = autograd_logdet(half, xh)
+print(f"predicted {predicted_half_logdet:.4f}, autograd {found[0].item():.4f}, module reports {half(xh)[1][0].item():.1f}")
+assert torch.allclose(found, torch.full_like(found, predicted_half_logdet), atol=1e-10)
+assert not torch.allclose(half(xh)[1], found)
+rt = half.inverse(half(xh)[0])[0]
+assert torch.equal(rt, xh)  # the round trip is perfect: only the log-det check catches the bug
+
+# %% [markdown]
+# ### Exercise 2.3 · When is the published factor right?
+#
+# Section 2 showed the published code multiplies $\log|\det A|$ by $T$ where the exact factor is the
+# channels per head $d = D / h$. For $T = 16$ tokens per modality and **two** heads, which channel count
+# $D$ makes the published log-det exact? The check builds that layer and compares.
+
+# %%
+# BEGIN SOLUTION
+# STUB: d_exact = None  # channels D (two heads) for which the published factor is right at T = 16
+d_exact = 32  # d = D / 2 must equal T = 16
+# END SOLUTION
+
+# %%
+lay = ICA(dim=d_exact, tokens=16, partition="imca", heads=2, gamma=None).double()
+xl = torch.randn(2, 32, d_exact, dtype=D64)
+pub, exact = reference.published_logdet(lay, xl), lay(xl)[1]
+print(f"D = {d_exact}: published {pub.detach().numpy().round(4)}, exact {exact.detach().numpy().round(4)}")
+assert torch.allclose(pub, exact, atol=1e-9)
+

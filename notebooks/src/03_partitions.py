@@ -154,3 +154,75 @@ widgets.interact(
 # modalities in one layer, and LICA learns the split. A MANGO block cycles through all of them
 # (2 MMCA, 4 IMCA, 2 LICA), so after one block every token can depend on every other token of both
 # modalities, and the whole map stays exactly invertible with a log-det read off triangular diagonals.
+
+# %% [markdown]
+# ## Exercises
+#
+# Token indices below are the original ones: $0,\dots,T-1$ are modality A's tokens, $T,\dots,2T-1$ are B's
+# ($T = 8$).
+#
+# ### Exercise 3.1 · Who feeds A's token 3?
+#
+# Take one IMCA layer, variant 0 ($X_1 = (A_1, B_1)$ the even tokens, $X_2 = (A_2, B_2)$ the odd ones), with
+# the paper's upper triangle. Which input tokens does *output* token 3 of A have a non-zero weight on in
+# the mixing matrix $M$? Work it out from the definitions (where does A's token 3 sit in $X_2$, and which
+# $X_2$ positions may it attend to?), then let the check read row 3 of $M$.
+
+# %%
+# BEGIN SOLUTION
+# STUB: feeds_a3 = set()  # original indices j with M[3, j] != 0
+# A's odd tokens 1, 3, 5, 7 then B's odd tokens 9, 11, 13, 15 form X2; A3 is X2's second token, and the
+# upper triangle lets it attend to X2 positions >= its own: A3, A5, A7 and all of B's odd tokens
+feeds_a3 = {3, 5, 7, 9, 11, 13, 15}
+# END SOLUTION
+
+# %%
+imca = ICA(dim=4, tokens=T, partition="imca", variant=0, gamma=0.9)
+with torch.no_grad():
+    row = imca.mixing_matrix(torch.randn(1, 2 * T, 4))[0, 0, 3]
+got = {int(j) for j in torch.nonzero(row.abs() > 1e-9).flatten()}
+print("non-zero weights of output token A3 on inputs:", sorted(got))
+assert feeds_a3 == got
+
+# %% [markdown]
+# ### Exercise 3.2 · The same with the lower triangle
+#
+# MANGO's blocks alternate the triangle (`triangle="lower"`: token $i$ attends to $j \le i$). Which inputs
+# feed A's token 3 now? What does this say about B's odd tokens receiving from A's within one IMCA layer?
+
+# %%
+# BEGIN SOLUTION
+# STUB: feeds_a3_lower = set()
+feeds_a3_lower = {1, 3}  # X2 positions <= A3's own: A1 and A3 (B's odd tokens come later in X2)
+# END SOLUTION
+
+# %%
+imca_low = ICA(dim=4, tokens=T, partition="imca", variant=0, gamma=0.9, triangle="lower")
+with torch.no_grad():
+    row = imca_low.mixing_matrix(torch.randn(1, 2 * T, 4))[0, 0, 3]
+got_low = {int(j) for j in torch.nonzero(row.abs() > 1e-9).flatten()}
+print("lower triangle, inputs of A3:", sorted(got_low))
+assert feeds_a3_lower == got_low
+
+# %% [markdown]
+# ### Exercise 3.3 · After one block, can A's token 3 depend on B's token 5?
+#
+# Through the values ($M$) *and* through the attention weights (which depend on $X_1$), after a whole
+# MANGO block of 8 ICA layers and a coupling. Answer `True` or `False`; the check computes the block's
+# autograd Jacobian block $\partial y_{A,3} / \partial x_{B,5}$.
+
+# %%
+# BEGIN SOLUTION
+# STUB: a3_depends_on_b5 = None  # True or False
+a3_depends_on_b5 = True  # MMCA v1 alone already re-mixes A with weights from B, and IMCA/LICA add value paths
+# END SOLUTION
+
+# %%
+xj = torch.randn(1, 2 * T, 4, dtype=torch.float64)
+blk = MangoBlock(dim=4, tokens=T).double()
+with torch.no_grad():
+    blk.train(); blk(xj); blk.eval()
+jac_block = torch.autograd.functional.jacobian(lambda v: blk(v)[0], xj)[0, 3, :, 0, T + 5, :]  # (4, 4)
+print(f"max |d y[A3] / d x[B5]| = {jac_block.abs().max().item():.3e}")
+assert a3_depends_on_b5 == bool(jac_block.abs().max() > 1e-12)
+
