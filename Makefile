@@ -3,7 +3,7 @@ PYTHON ?= python
 PRESET ?=
 OUT ?= results/$(if $(PRESET),$(PRESET),auto)
 
-.PHONY: test test-unit test-notebooks lab bench reproduce notebooks clean
+.PHONY: test test-unit test-notebooks lab bench reproduce notebooks gpu gpu-rehearsal clean
 
 test: test-unit test-notebooks  ## unit tests + every notebook executed by nbval, in quick mode
 
@@ -22,6 +22,12 @@ bench:  ## performance scripts (print ratios against references measured in the 
 
 reproduce:  ## the main job: stand-in data (or --data-root), MANGO + baselines on all three tasks
 	$(PYTHON) -m mango_lite reproduce $(if $(PRESET),--preset $(PRESET),) --out $(OUT)
+
+gpu:  ## a short GPU window (<= 9 min): flow checks, ICA vs fused attention, time-boxed reproduction -> results/gpu
+	$(PYTHON) -m mango_lite gpu-window --out results/gpu --minutes 9
+
+gpu-rehearsal:  ## the same on the CPU at tiny sizes, before spending a GPU window on a bug
+	$(PYTHON) -m mango_lite gpu-window --out runs/gpu-rehearsal --minutes 3 --dry-run
 
 notebooks:  ## rebuild the notebooks from notebooks/src and execute them at the cpu preset
 	$(PYTHON) notebooks/build.py --execute --preset $(if $(PRESET),$(PRESET),cpu)

@@ -218,6 +218,7 @@ def main() -> None:
         os.replace(tmp, out)
         print(f"wrote {out.relative_to(HERE.parent)}")
         write_student(src)
+    write_exercise_index()
 
 
 def student_notebook(src: Path) -> nbformat.NotebookNode | None:
@@ -231,6 +232,36 @@ def student_notebook(src: Path) -> nbformat.NotebookNode | None:
         cell.pop("id", None)
     nb.nbformat_minor = 4
     return nb
+
+
+def exercise_index() -> str:
+    """Markdown: every notebook's exercises (number and title), and how an instructor gets the student
+    versions. Written to ``notebooks/student/EXERCISES.md`` by every build; the README includes it."""
+    lines = ["# Exercises", "",
+             "Each notebook's exercises sit where the material they practise is taught (the written answers at "
+             "the end of a part). The full notebooks in `notebooks/` carry the solutions and their outputs; "
+             "`notebooks/student/` holds the same notebooks without outputs and with every solution replaced "
+             "by a stub, the checks kept, so each check fails until the exercise is solved "
+             "(`tests/test_exercises.py` runs the student versions of 01-04 to prove it). "
+             "`python notebooks/build.py` rebuilds both from `notebooks/src/`, where solutions are marked "
+             "`# BEGIN SOLUTION` / `# END SOLUTION` (optional `# STUB:` lines give the student's starting code).",
+             "", "| notebook | exercises |", "|---|---|"]
+    for src in sorted((HERE / "src").glob("*.py")):
+        found = exercises(src.read_text())
+        if found:
+            lines.append(f"| `{src.stem}` | " + "; ".join(f"{n} {t}" for n, t in found) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_exercise_index() -> None:
+    out = HERE / "student" / "EXERCISES.md"
+    out.parent.mkdir(exist_ok=True)
+    text = exercise_index()
+    if not out.is_file() or out.read_text() != text:
+        tmp = out.with_suffix(".md.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+        print(f"wrote {out.relative_to(HERE.parent)}")
 
 
 def write_student(src: Path) -> None:

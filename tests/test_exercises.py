@@ -49,6 +49,13 @@ def test_student_notebook_is_built_from_its_source(src):
     assert not any(c.get("outputs") for c in got.cells if c.cell_type == "code")
 
 
+def test_exercise_index_is_current():
+    """notebooks/student/EXERCISES.md (included in the README) lists what the sources hold."""
+    path = NB_DIR / "student" / "EXERCISES.md"
+    assert path.is_file() and path.read_text() == _build().exercise_index(), \
+        "notebooks/student/EXERCISES.md is stale: run `python notebooks/build.py`"
+
+
 def test_markers_are_checked():
     build = _build()
     with pytest.raises(ValueError, match="not closed"):

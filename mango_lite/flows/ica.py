@@ -290,7 +290,11 @@ class InvertibleCrossAttention(InvertibleModule):
         logdet = self._logdet(s, g)
         self._record(s, g)
         reuse = not (torch.is_grad_enabled() and s.requires_grad)  # sampling / reconstruction: no autograd
-        x2 = torch.linalg.solve_triangular(self._matrix(s, g, reuse), self._heads(y2), upper=self.upper)
+        a, v = self._matrix(s, g, reuse), self._heads(y2)
+        # under bf16/fp16 autocast the attention arrives in half precision, which the triangular solve has no
+        # kernel for (and would be too coarse for): solve in at least float32, return in y2's dtype
+        work = torch.promote_types(torch.promote_types(a.dtype, v.dtype), torch.float32)
+        x2 = torch.linalg.solve_triangular(a.to(work), v.to(work), upper=self.upper).to(v.dtype)
         x, ld_merge = self.partition.merge(y1, self._unheads(x2))
         return x, ld_part - logdet + ld_merge
 

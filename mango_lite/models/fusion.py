@@ -226,13 +226,17 @@ class MangoFusion(nn.Module):
         if self.training and self.noise > 0:
             fa = fa + self.noise * torch.randn_like(fa)
             fb = fb + self.noise * torch.randn_like(fb)
-        enc = self.flow.encode((fa, fb))
+        # the flow runs in float32 even under bf16 autocast: its log-dets sum thousands of small terms and its
+        # inverse must undo the forward, which bf16 matmuls do not (the GPU window measures both)
+        with torch.autocast(fa.device.type, enabled=False):
+            fa32, fb32 = fa.float(), fb.float()
+            enc = self.flow.encode((fa32, fb32))
+            bpd = enc.bits_per_dim.mean()
+            if not self.nll_to_encoders and torch.is_grad_enabled() and (fa.requires_grad or fb.requires_grad):
+                # the likelihood of the same features, its gradient stopped at the flow's input: it shapes the
+                # flow, never the encoders (which could otherwise lower it by collapsing the features)
+                bpd = self.flow.encode((fa32.detach(), fb32.detach())).bits_per_dim.mean()
         feats = [proj(f.flatten(1, 2)) for proj, f in zip(self.proj, enc.features)]
-        bpd = enc.bits_per_dim.mean()
-        if not self.nll_to_encoders and torch.is_grad_enabled() and (fa.requires_grad or fb.requires_grad):
-            # the likelihood of the same features, its gradient stopped at the flow's input: it shapes the
-            # flow, never the encoders (which could otherwise lower it by collapsing the features)
-            bpd = self.flow.encode((fa.detach(), fb.detach())).bits_per_dim.mean()
         with torch.no_grad():  # the same features under N(0, I): what "no flow at all" would score
             nats = 0.5 * math.log(2 * math.pi) + 0.25 * (fa.square().mean() + fb.square().mean())  # mean of both
         aux = {

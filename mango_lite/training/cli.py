@@ -170,6 +170,20 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("results", nargs="+", help="results.json files (or their folders), one per seed")
     p.add_argument("--out", default=None, help="write seeds.json and seeds.md into this folder")
     p.set_defaults(func=cmd_seeds)
+    # ------------------------------------------------------------------------------ gpu-window
+    p = sub.add_parser("gpu-window", help="everything a short GPU window should measure, within a time budget",
+                       formatter_class=fmt,
+                       description="Flow checks on the GPU (float32 and bf16), ICA against fused attention at "
+                                   "256-4096 tokens, then a time-boxed reproduction of MANGO, its controls and the "
+                                   "fused baselines; writes OUT/gpu_window.json and .md after every step. Needs only "
+                                   "torch (install with pip install --no-deps -e .).")
+    p.add_argument("--out", default="results/gpu", help="folder for gpu_window.json/.md and the reproduction")
+    p.add_argument("--minutes", type=float, default=9.0, help="time budget of the whole window")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="gpu", help="preset of the time-boxed reproduction")
+    p.add_argument("--device", default=None, help="device (default: cuda)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="rehearse on a machine without a GPU: the same steps on the CPU at tiny sizes")
+    p.set_defaults(func=cmd_gpu_window)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -305,3 +319,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         atomic_write_text(out / "seeds.md", md + "\n")
     print(md)
     return 0
+
+
+def cmd_gpu_window(args: argparse.Namespace) -> int:
+    from .accelerator import gpu_window
+
+    report = gpu_window(args.out, minutes=args.minutes, preset=args.preset, dry_run=args.dry_run, device=args.device)
+    bad = [r["module"] for r in report.get("flow_checks", []) if not r["f32_ok"]]
+    return 1 if bad or report.get("errors") else 0
