@@ -8,7 +8,7 @@
 # how much each model relies on RGB vs depth), and end with a browser over the validation images.
 #
 # **Read this first: every number here is measured on a generated stand-in, not on NYUDv2.** The real
-# dataset cannot be downloaded on the machines this project runs on. `mango_lite.datasets.synth` renders
+# dataset is not shipped with mango_lite or downloaded by it (section 2 shows how to use your copy). `mango_lite.datasets.synth` renders
 # indoor scenes and writes them in TokenFusion's exact NYUDv2 layout; the same loader (`NYUDv2`), transforms
 # and metrics then read them as they would read the real folder. The models are small, trained from
 # scratch on CPU at the run size of the current preset. So our percentages are **not comparable** to the
@@ -524,3 +524,63 @@ print(f"notebook time {time.time() - t_start:.0f}s")
 #   they must. The two measures disagree in size, so treat them as rough indications.
 # * **To make this comparable to Table 1:** the real NYUDv2 (`MANGO_LITE_NYUDV2` / `--data DIR`), pretrained
 #   backbones, the `gpu` / `paper` presets, and several seeds with confidence intervals.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 5.1 · mIoU from the confusion matrix
+#
+# `segmentation_scores` builds one confusion matrix over the whole validation split (rows: ground truth,
+# columns: prediction; void pixels skipped). From MANGO's matrix alone, compute the mIoU the TokenFusion
+# way: per class $\mathrm{IoU}_c = TP_c / (TP_c + FP_c + FN_c)$, a class with $0/0$ (absent from both) left
+# out of the mean, in percent. The check compares with the number the training engine logged.
+
+# %%
+conf = segmentation_scores(preds.preds["mango"], preds.label, 40)["confusion"].astype(np.float64)
+# BEGIN SOLUTION
+# STUB: my_miou = None  # mIoU in percent, from `conf` alone
+tp = np.diag(conf)
+union = conf.sum(0) + conf.sum(1) - tp  # TP + FP + FN
+my_miou = float(np.mean(tp[union > 0] / union[union > 0]) * 100)
+# END SOLUTION
+
+# %%
+print(f"my mIoU {my_miou:.4f} vs engine {results['mango'].metrics['miou']:.4f}")
+assert abs(my_miou - results["mango"].metrics["miou"]) < 1e-6
+
+# %% [markdown]
+# ### Exercise 5.2 · Switch the trained attention off
+#
+# Every ICA layer of the trained MANGO holds its attention weight in `layer.gate` ($\gamma$ =
+# tanh(rate $\cdot$ gate)). Set every $\gamma$ of a *copy* of the trained model to 0, leaving every other
+# weight as trained, and measure its validation mIoU. How much of the trained model's accuracy rests on
+# the attention? (Compare with `mango-noattn` in `results/mechanisms/`, which is *trained* without it.)
+
+# %%
+import copy
+
+from mango_lite.flows import InvertibleCrossAttention
+
+# BEGIN SOLUTION
+# STUB: miou_without_attention = None  # validation mIoU (%) of the copy with every gamma = 0
+no_attn = copy.deepcopy(models["mango"])
+with torch.no_grad():
+    for layer in no_attn.modules():
+        if isinstance(layer, InvertibleCrossAttention):
+            layer.gate.zero_()
+p_off = tx.predict_segmentation({"off": no_attn}, data.val, batch_size=preset.batch_size)
+miou_without_attention = segmentation_scores(p_off.preds["off"], p_off.label, 40)["miou"]
+# END SOLUTION
+
+# %%
+check = copy.deepcopy(models["mango"])
+gates = [m.gate for m in check.modules() if isinstance(m, InvertibleCrossAttention)]
+with torch.no_grad():
+    for g in gates:
+        g.mul_(0.0)
+ref_off = tx.predict_segmentation({"ref": check}, data.val, batch_size=preset.batch_size)
+want = segmentation_scores(ref_off.preds["ref"], ref_off.label, 40)["miou"]
+print(f"trained MANGO {results['mango'].metrics['miou']:.2f} mIoU; the same weights with gamma = 0: "
+      f"{miou_without_attention:.2f}")
+assert gates and abs(miou_without_attention - want) < 1e-9
+

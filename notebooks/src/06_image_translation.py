@@ -9,13 +9,13 @@
 #
 # **Read this first: what these numbers are and are not.**
 # * The data are a **generated stand-in** in the exact Taskonomy sample-repository layout
-#   (`mango_lite.datasets.synth`). The real Taskonomy cannot be downloaded on the machines this project
-#   runs on. Numbers below describe the stand-in, at the preset's image size, not the real data at 256 px.
+#   (`mango_lite.datasets.synth`). The real Taskonomy is not shipped with mango_lite or downloaded by it.
+#   Numbers below describe the stand-in, at the preset's image size, not the real data at 256 px.
 # * Our models are trained with an **L1 loss only**. TokenFusion / CEN / MANGO use the pix2pix recipe,
 #   i.e. L1 (weight 100) plus an adversarial loss. No discriminator is used here, which keeps CPU runs
 #   small and stable. L1-only models produce blurrier, more "average" images, and that hurts
 #   FID/KID in particular.
-# * FID/KID need InceptionV3 weights that cannot be downloaded here. RGB-target FID/KID below use a
+# * FID/KID need InceptionV3 weights, which mango_lite never downloads. RGB-target FID/KID below use a
 #   **proxy feature extractor**: a fixed, randomly initialised 4-layer CNN. They compare our runs with
 #   each other and are **not comparable to the paper's numbers**.
 # * Training uses the preset's sizes and epochs on two of the five pairs. All five pairs are trained by
@@ -542,6 +542,48 @@ print("\n".join(lines))
 # * *What would make this comparable.* The real Taskonomy subset (`python -m mango_lite train --task
 #   translation --pair ... --data PATH` with the sample repository's folder), the pytorch-fid Inception weights (pass them
 #   to `mango_lite.metrics.InceptionFeatures`), an adversarial loss and the paper's model size.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 6.1 · Where does fusion help most?
+#
+# For each trained pair, compute the *fusion gain*: the MAE×10 of the better unimodal model minus that of
+# the best fused model (`FUSION_MODELS`), so that a positive gain means fusing beats the better single
+# input. Which pair gains more, and does that fit what each target needs from its two inputs (section 1)?
+
+# %%
+# BEGIN SOLUTION
+# STUB: fusion_gain = {}  # pair -> MAE×10 of the better unimodal model minus that of the best fused one
+fusion_gain = {}
+for pair in RUN_PAIRS:
+    names = model_names("translation", pair)
+    uni = min(runs[pair, m].metrics["mae_x10"] for m in names if m not in FUSION_MODELS)
+    fused = min(runs[pair, m].metrics["mae_x10"] for m in names if m in FUSION_MODELS)
+    fusion_gain[pair] = uni - fused
+# END SOLUTION
+
+# %%
+for pair in RUN_PAIRS:
+    maes = {m: runs[pair, m].metrics["mae_x10"] for m in model_names("translation", pair)}
+    want = min(v for m, v in maes.items() if m not in FUSION_MODELS) - min(v for m, v in maes.items() if m in FUSION_MODELS)
+    print(f"{pair}: fusion gain {fusion_gain[pair]:+.3f} MAE×10")
+    assert abs(fusion_gain[pair] - want) < 1e-12
+
+# %% [markdown]
+# ### Exercise 6.2 · Why L1 blurs (written answer)
+#
+# Our translation models are trained with an L1 loss only. When the inputs leave the target's fine
+# texture uncertain, what does the L1-optimal prediction of each pixel look like, and which of the
+# reported metrics should punish that most: MAE, RMSE or the (proxy) FID?
+#
+# <!-- BEGIN SOLUTION -->
+# *Answer.* The L1-optimal prediction of each pixel is the *median* of its conditional distribution, so
+# wherever the texture is uncertain the prediction averages it away: a smooth, blurred image. MAE and
+# RMSE reward exactly this (it minimises per-pixel error); FID compares feature *distributions*, and
+# blurred images lack the high-frequency statistics of real ones, so FID punishes the blur most. That is
+# why pix2pix-style recipes add an adversarial term (section "Read this first").
+# <!-- END SOLUTION -->
 
 # %%
 shutil.rmtree(WORK, ignore_errors=True)

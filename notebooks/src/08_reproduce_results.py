@@ -12,8 +12,8 @@
 # 4. **a frank discussion:** what matches, what does not, and what it would take to close the gaps.
 #
 # **Read this first: our rows are measured on generated stand-ins, not on the paper's datasets.**
-# NYUDv2, SUN RGB-D, Taskonomy and MM-IMDb cannot be downloaded on the machines this project runs on.
-# `mango_lite.datasets.synth` writes procedurally rendered scenes and posters in each dataset's exact
+# NYUDv2, SUN RGB-D, Taskonomy and MM-IMDb are not shipped with mango_lite and never downloaded by it
+# (point `--data-root` at your copies). `mango_lite.datasets.synth` writes procedurally rendered scenes and posters in each dataset's exact
 # on-disk layout, so the same loaders and metrics run on them. There are far fewer images and they are
 # much smaller, and our models are small and trained from scratch on a CPU for a few epochs. The
 # paper's numbers come from real data at 256×256 with pretrained transformer backbones. They are
@@ -22,9 +22,8 @@
 # claim: whether MANGO ranks above Concat and TokenFusion, and by roughly how much in relative terms.
 #
 # Sources: the paper's tables are in `mango_lite/training/paper_tables.py`, copied from the authors'
-# table images (arXiv 2508.10133). The ablation and cost tables of the paper (Tables 4–8) could not be
-# read; only an LLM-written summary describes them. So for those sections, we state the claim as
-# "reported in a secondary summary, unverified".
+# table images (arXiv 2508.10133). The paper's ablation and cost tables (Tables 4–8) are not transcribed
+# here, so what these sections say about them is marked *unverified*.
 
 # %%
 import os
@@ -220,9 +219,11 @@ display(Markdown(rx.summarize_claims(claims)))
 # One seed ranks models within noise. For the `cpu` preset, `results/cpu-seeds/` repeats the four fused
 # models with seeds 1 and 2 on five groups (`reproduce --seed N`, combined by `python -m mango_lite seeds`).
 # And a ranking against *other* models does not say whether MANGO's own mechanisms do anything. That needs
-# the same model with one mechanism switched off: `mango-noattn` (every $\gamma$ fixed at 0) and
-# `mango-nonll` ($\lambda=0$), over three seeds per task (`python -m mango_lite mechanisms --study controls`,
-# tallied by `--goals` into `results/mechanisms/goals.json`). Both files are read here when they exist; the
+# the same model with one mechanism switched off: `mango-noattn` (every $\gamma$ fixed at 0),
+# `mango-nonll` ($\lambda=0$) and `mango-nll-encoders` (the paper's joint objective, where the NLL's
+# gradient also trains the encoders; MANGO's default lets it train the flow only), over three seeds per task
+# (`python -m mango_lite mechanisms --study controls`, tallied by `--goals` into
+# `results/mechanisms/goals.json`). Both files are read here when they exist; the
 # tables and the sentences under them are computed by `mango_lite.training.result_views` and
 # `mango_lite.training.mechanisms`, never typed.
 
@@ -243,14 +244,9 @@ if goals_file.is_file():
     goals = json.loads(goals_file.read_text())
     display(Markdown(f"**MANGO vs its controls** ({goals_file.relative_to(REPO)}, `cpu` preset, generated stand-ins, CPU)\n\n"
                      + goals_markdown(goals)))
-    assert set(goals["controls"]) == {"mango-noattn", "mango-nonll"} and len(goals["groups"]) >= 3
+    assert set(goals["controls"]) == {"mango-noattn", "mango-nonll", "mango-nll-encoders"} and len(goals["groups"]) >= 3
 else:
     print("no controls study in results/mechanisms (python -m mango_lite mechanisms --study controls ...)")
-stopgrad_file = REPO / "results" / "mechanisms" / "stopgrad" / "goals.json"
-if stopgrad_file.is_file():  # the likelihood kept out of the encoders (mango-stopgrad), same seeds
-    sg = json.loads(stopgrad_file.read_text())
-    display(Markdown(f"**MANGO vs `mango-stopgrad`** ({stopgrad_file.relative_to(REPO)}: the NLL trains the flow only; "
-                     "positive = MANGO, whose NLL also reaches the encoders, is better)\n\n" + goals_markdown(sg)))
 
 # %% [markdown]
 # **Why the mechanisms do not show in the task models here** (the measured reasons, from the studies
@@ -271,8 +267,8 @@ if stopgrad_file.is_file():  # the likelihood kept out of the encoders (mango-st
 #
 # A MANGO block is 8 invertible cross-attention (ICA) layers followed by one affine coupling. Each ICA
 # splits the tokens $X$ of both modalities into a conditioning half $X_1$ and a transformed half $X_2$,
-# and computes $Y_2 = (A + I)\,X_2$ with $A$ an upper-triangular attention matrix whose queries and
-# keys come from $X_1$. How $X$ is split is the *partition*:
+# and computes $Y_2 = A\,X_2$ with $A = I + \gamma S$, $S$ a triangular attention matrix whose queries and
+# keys come from $X_1$ (notation of notebook 01). How $X$ is split is the *partition*:
 #
 # * **MMCA:** $X_1$ = one modality, $X_2$ = the other. This gives direct cross-modal conditioning.
 # * **IMCA:** alternate tokens of *both* modalities on each side (four configurations).
@@ -370,8 +366,8 @@ print("blocks -> " + ", ".join(f"{r['blocks']}: {r[metric]:.2f} ({r['params'] / 
 # %% [markdown]
 # ## 5. Cost: what MANGO costs compared with the baselines
 #
-# A secondary summary of the paper's Table 8 says MANGO's parameters and inference time "remain higher than
-# lighter schemes such as TokenFusion". We measure this directly with `mango_lite.training.cost`:
+# The paper's cost discussion (Table 8, unverified here) says MANGO's parameters and inference time remain
+# higher than lighter schemes such as TokenFusion. We measure this directly with `mango_lite.training.cost`:
 #
 # * **parameters** of every model at the preset's sizes, for all three tasks (the fusion module
 #   separately, since encoders and heads are shared);
@@ -486,7 +482,7 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 # `cpu` preset's MANGO had several times the parameters it has now (section 5 counts the capped model). Every ICA layer still carries its own
 # query/key projections and LayerNorms. The triangular attention, the exact log-determinant and the
 # NLL term also add work to each step; the measured step and inference times are in the cost table. The
-# direction matches the paper's cost table, as a secondary summary reports it. The paper balances this cost
+# direction matches what the paper says of its cost table (unverified here). The paper balances this cost
 # against accuracy. Whether the trade is worth it cannot be decided from stand-in data.
 #
 # **What would close the gaps.** (1) The real datasets: pass `--data-root` / `MANGO_LITE_DATA_ROOT`. The
@@ -495,8 +491,56 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 # GPU. (3) Longer training with the paper's recipe (TokenFusion's schedule, which was not published for
 # MANGO) and tuning of the flow weight $\lambda$, which the paper says it did not explore fully.
 # (4) Several seeds per row, and Inception-based FID/KID with an adversarial term for the RGB translation
-# pairs. (5) The paper's ablation and cost tables themselves: their numbers could not be read here, so
-# every claim about them above comes from a secondary summary and is unverified.
+# pairs. (5) The paper's ablation and cost tables themselves: their numbers are not transcribed here, so
+# every claim about them above is unverified.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 8.1 · MANGO's place, by hand
+#
+# `results["results"]` maps each group (task, dataset or pair) to its entry; `entry["task"]` names the task
+# and `entry["models"][name]` holds each model's metrics. Using the headline metric of each task,
+# `HEADLINE[task] = (metric, higher_is_better)`, compute MANGO's place among the four fused models
+# (`FUSION_MODELS`, 1 = best) in every group. The check compares with an independent computation.
+
+# %%
+from mango_lite.training import FUSION_MODELS
+from mango_lite.training.result_views import HEADLINE
+
+# BEGIN SOLUTION
+# STUB: mango_places = {}  # group key -> MANGO's place among the fused models (1 = best)
+mango_places = {}
+for key, entry in results["results"].items():
+    metric, higher = HEADLINE[entry["task"]]
+    vals = {m: entry["models"][m][metric] for m in FUSION_MODELS if metric in entry["models"].get(m, {})}
+    order = sorted(vals, key=vals.get, reverse=higher)
+    mango_places[key] = order.index("mango") + 1
+# END SOLUTION
+
+# %%
+for key, entry in results["results"].items():
+    metric, higher = HEADLINE[entry["task"]]
+    sign = -1 if higher else 1
+    v = {m: sign * entry["models"][m][metric] for m in FUSION_MODELS if metric in entry["models"].get(m, {})}
+    want = 1 + sum(x < v["mango"] for m, x in v.items() if m != "mango")
+    assert mango_places[key] == want, (key, mango_places[key], want)
+print("MANGO's places:", ", ".join(f"{k} {p}" for k, p in mango_places.items()))
+
+# %% [markdown]
+# ### Exercise 8.2 · When does a difference mean something? (written answer)
+#
+# The seed-spread table above gives MANGO's and concat's mean ± std over three seeds. Suppose one seed puts
+# MANGO 0.5 mIoU above concat on NYUDv2 while the seed std is about 1 mIoU. What can you conclude, and
+# what would you need before writing "MANGO beats concat"?
+#
+# <!-- BEGIN SOLUTION -->
+# *Answer.* Nothing: a 0.5-point gap is half a seed std, the size of the difference between two runs of
+# the *same* model. A claim needs several seeds per model, compared *paired* (same seed, same data, so the
+# seed's luck cancels), and a difference larger than its spread: e.g. MANGO ahead in most paired seeds by
+# more than one std, or a confidence interval of the mean paired difference that excludes 0. This is the
+# rule `mango_lite.training.mechanisms.compare` applies to the controls.
+# <!-- END SOLUTION -->
 
 # %%
 shutil.rmtree(WORK, ignore_errors=True)
