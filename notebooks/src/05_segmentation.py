@@ -495,8 +495,8 @@ print(f"notebook time {time.time() - t_start:.0f}s")
 #   scores almost nothing on `cabinet` (4) and `box` (1). Every fused model scores on both kinds (the rows
 #   of the heatmap). Depth alone has the higher pixel accuracy (large
 #   planar wall/floor regions) but the lower mIoU: pixel accuracy and mIoU rank models differently.
-# * **MANGO is last of the four fused models here, and this run cannot order them.** Cross-attention
-#   has the best mIoU (22.9), then TokenFusion (21.6), concat (20.8) and MANGO (20.6), all within 2.3 mIoU
+# * **MANGO is third of the four fused models here, and this run cannot order them.** Cross-attention
+#   has the best mIoU (22.9), then TokenFusion (21.6), MANGO (21.3) and concat (20.8), all within 2.1 mIoU
 #   points. This is one seed on 339 validation images; the learning curves were still climbing when the
 #   cosine schedule ran out, and they cross several times on the way. Three seeds of MANGO against concat
 #   and against MANGO with each mechanism switched off are in `results/mechanisms/` (see the README). The
@@ -506,21 +506,25 @@ print(f"notebook time {time.time() - t_start:.0f}s")
 #   W/O Fusion vs Feature Concat rows.
 # * **MANGO costs more.** A flow cannot drop information, so it carries both modalities at full width
 #   through every squeeze (4x channels per squeeze against the baselines' 2x). `build_model` caps the
-#   coupling and query/key widths, and MANGO has 2.7x the parameters of concat (1.5 M vs 0.55 M), 2.9x its
-#   training time and 2.6x its inference time per image. The paper itself notes (Table 8) that MANGO's
+#   coupling and query/key widths, and MANGO has 2.7x the parameters of concat (1.5 M vs 0.55 M), 5.4x its
+#   training time and 2.7x its inference time per image. Part of the training time is a second pass
+#   through the flow: the likelihood term is computed on detached features so that it trains the flow
+#   but not the encoders (MANGO's default, see the README's *Controls*). The paper itself notes (Table 8) that MANGO's
 #   parameters and inference time exceed lighter schemes such as TokenFusion. Wall times come from a
 #   shared 2-core machine, so read them as ratios.
 # * **Inside MANGO the cross-modal attention stays weak.** With a gamma that Adam can move (rate 10) the
-#   learned weights spread in both directions, from -0.08 to 0.23, but their means stay near the start
-#   (IMCA 0.08, MMCA 0.12, LICA 0.09). The IMCA layers' cross-modal share (0.10-0.37, mean 0.25) lies
-#   below the content-free reference (about 0.34): the layers lean towards their own modality. The
-#   triangular matrices describe the layers, and are not evidence that the mixing improves predictions;
-#   the controls in `results/mechanisms/` (the same model with every gamma fixed at 0) answer that. The
-#   flow's likelihood term, now weighted 0.1, does work on the features: the training bits/dim fell from
-#   2.4 to 0.44, well below what the same features score under N(0, I) without a flow (about 2.0).
+#   learned weights spread in both directions, from -0.08 to 0.20, but their means stay near the start
+#   (IMCA 0.06, MMCA 0.09, LICA 0.06). The IMCA layers' cross-modal share (0.12-0.38, mean 0.27) lies
+#   below the content-free reference (about 0.34): the layers lean towards their own modality. Yet the
+#   trained model relies on them: the same weights with every gamma set to 0 lose about 3.7 mIoU
+#   (Exercise 5.2). Whether a model trained without attention does as well is a different question, which
+#   the control `mango-noattn` in `results/mechanisms/` answers. The flow's likelihood term, weighted 0.1,
+#   does work on the features: the training bits/dim fell from 2.4 to 1.2, below what the same features
+#   score under N(0, I) without a flow (about 2.0), and since the term no longer reaches the encoders,
+#   that is the flow modelling the features, not the features collapsing towards the flow.
 # * **Modality contributions.** Every fused model depends more on depth than on RGB by the ablation measure
-#   (RGB share about 0.32-0.43). The gradient measure is closer to balanced (0.37-0.47). MANGO is the most
-#   depth-leaning by the gradient measure (0.37) but not by ablation (0.36). The unimodal models give exactly 1 / 0, as
+#   (RGB share about 0.32-0.43). The gradient measure is closer to balanced (0.39-0.47). MANGO is the most
+#   depth-leaning by the gradient measure (0.39) but not by ablation (0.34). The unimodal models give exactly 1 / 0, as
 #   they must. The two measures disagree in size, so treat them as rough indications.
 # * **To make this comparable to Table 1:** the real NYUDv2 (`MANGO_LITE_NYUDV2` / `--data DIR`), pretrained
 #   backbones, the `gpu` / `paper` presets, and several seeds with confidence intervals.
