@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 00 · A tour of the data: four datasets, their generated stand-ins, and why fusion matters
 #
+# > **Prerequisites:** Python and numpy; nothing from the other notebooks. **Runtime:** about 30 s at `quick`, 2 min at `cpu`, on 2 CPU cores. **Notation:** the box in notebook 01, section 2.
+#
 # **Goal.** See what each task's modalities look like, learn how the stand-in data are made and why
 # they are built so that *fusing* modalities pays off, and know exactly how to plug in the real
 # datasets. By the end you should be able to point the same loaders at the real NYUDv2, SUN RGB-D,
@@ -589,3 +591,13 @@ display(browser)
 # %%
 shutil.rmtree(WORK, ignore_errors=True)
 print(f"removed {WORK};  notebook ran in {time.time() - t_start:.0f} s at preset {preset.name}")
+
+# %% [markdown]
+# ## References
+#
+# * Truong et al., *MANGO: Multimodal Attention-based Normalizing Flow Approach to Fusion Learning*, NeurIPS 2025, [arXiv:2508.10133](https://arxiv.org/abs/2508.10133)
+# * Silberman et al., *Indoor segmentation and support inference from RGBD images* (NYUDv2), ECCV 2012
+# * Song, Lichtenberg, Xiao, *SUN RGB-D*, CVPR 2015
+# * Zamir et al., *Taskonomy*, CVPR 2018, [arXiv:1804.08328](https://arxiv.org/abs/1804.08328)
+# * Arevalo et al., *Gated multimodal units for information fusion* (MM-IMDb), 2017, [arXiv:1702.01992](https://arxiv.org/abs/1702.01992)
+# * Wang et al., *Multimodal token fusion for vision transformers* (TokenFusion), CVPR 2022, [arXiv:2204.08721](https://arxiv.org/abs/2204.08721)

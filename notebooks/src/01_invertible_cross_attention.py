@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 01 · Invertible cross-attention, from the change of variables to a layer you can trust
 #
+# > **Prerequisites:** linear algebra (determinants, triangular systems), the change-of-variables formula, PyTorch basics. **Runtime:** a few seconds at either preset, on 2 CPU cores. **Exercises:** 4, marked *Exercise 1.x* (solutions in this version; students get `notebooks/student/`).
+#
 # **Goal.** Derive MANGO's invertible cross-attention (ICA) layer, see *why* it is invertible and why
 # its log-determinant is cheap, then check every claim numerically on the library's implementation
 # (`mango_lite.ICA`). By the end you should be able to write the layer's Jacobian on a napkin.
@@ -368,3 +370,14 @@ assert abs((1 + gamma_max) / (1 - gamma_max) - 10) < 1e-9 and cond <= 10 + 1e-9
 # first in $X_2$, B's tokens would never receive from A's. Alternating the direction between layers (as
 # TarFlow alternates its autoregressive order) lets information move both ways within a block.
 # <!-- END SOLUTION -->
+
+# %% [markdown]
+# ## References
+#
+# * Truong et al., *MANGO: Multimodal Attention-based Normalizing Flow Approach to Fusion Learning*, NeurIPS 2025, [arXiv:2508.10133](https://arxiv.org/abs/2508.10133)
+# * Dinh, Krueger, Bengio, *NICE*, 2015, [arXiv:1410.8516](https://arxiv.org/abs/1410.8516)
+# * Dinh, Sohl-Dickstein, Bengio, *Density estimation using Real NVP*, ICLR 2017, [arXiv:1605.08803](https://arxiv.org/abs/1605.08803)
+# * Kingma, Dhariwal, *Glow: generative flow with invertible 1×1 convolutions*, NeurIPS 2018, [arXiv:1807.03039](https://arxiv.org/abs/1807.03039)
+# * Papamakarios et al., *Normalizing flows for probabilistic modeling and inference*, JMLR 2021, [arXiv:1912.02762](https://arxiv.org/abs/1912.02762)
+# * Zhai et al., *Normalizing flows are capable generative models* (TarFlow), 2024, [arXiv:2412.06329](https://arxiv.org/abs/2412.06329)
+# * Vaswani et al., *Attention is all you need*, NeurIPS 2017, [arXiv:1706.03762](https://arxiv.org/abs/1706.03762)

@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 07 · Movie genres from poster + plot: MANGO against the fusion baselines, genre by genre
 #
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 20 s at `quick`, 9 min at `cpu` (six models), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
+#
 # **Goal.** Reproduce the *setting* of the paper's Table 3 (MM-IMDb, 23 genres, multi-label, micro and
 # macro F1) with mango_lite: train MANGO, three fusion baselines and the two unimodal models on the same
 # data, then go further than the table. We ask *which* genres each model gets right, grouped by which
@@ -625,3 +627,10 @@ for m in models.values():
     m.cpu()
 shutil.rmtree(WORK, ignore_errors=True)
 print(f"notebook wall time {time.time() - t_start:.0f} s (preset {preset.name}, {DEVICE})")
+
+# %% [markdown]
+# ## References
+#
+# * Truong et al., *MANGO: Multimodal Attention-based Normalizing Flow Approach to Fusion Learning*, NeurIPS 2025, [arXiv:2508.10133](https://arxiv.org/abs/2508.10133)
+# * Arevalo et al., *Gated multimodal units for information fusion* (MM-IMDb), 2017, [arXiv:1702.01992](https://arxiv.org/abs/1702.01992)
+# * Wang et al., *Multimodal token fusion for vision transformers* (TokenFusion), CVPR 2022, [arXiv:2204.08721](https://arxiv.org/abs/2204.08721)
