@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 04 · A multiscale MANGO flow as a joint density model of two image modalities
 #
+# > **Prerequisites:** notebooks 01-03; maximum likelihood and bits per dimension. **Runtime:** about 15 s at `quick`, 5 min at `cpu`, on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 4.x* (solutions in this version; students get `notebooks/student/`).
+#
 # **Goal.** Train `MultiscaleMango` by maximum likelihood on pairs of generated images (an intensity image
 # and a depth-like image of the same shapes), then use what only an exact flow gives you: bits/dim, exact
 # reconstruction, sampling, latent interpolation, and a likelihood test of whether the model learned how
@@ -302,3 +304,10 @@ print(f"continuous {both[0].mean().item():.3f} -> discrete {both[1].mean().item(
 # independent".
 # <!-- END SOLUTION -->
 
+# %% [markdown]
+# ## References
+#
+# * Truong et al., *MANGO: Multimodal Attention-based Normalizing Flow Approach to Fusion Learning*, NeurIPS 2025, [arXiv:2508.10133](https://arxiv.org/abs/2508.10133)
+# * Kingma, Dhariwal, *Glow: generative flow with invertible 1×1 convolutions*, NeurIPS 2018, [arXiv:1807.03039](https://arxiv.org/abs/1807.03039)
+# * Dinh, Sohl-Dickstein, Bengio, *Density estimation using Real NVP*, ICLR 2017, [arXiv:1605.08803](https://arxiv.org/abs/1605.08803)
+# * Papamakarios et al., *Normalizing flows for probabilistic modeling and inference*, JMLR 2021, [arXiv:1912.02762](https://arxiv.org/abs/1912.02762)

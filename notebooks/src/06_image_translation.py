@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 06 · Multimodal image-to-image translation (Taskonomy stand-in): MANGO against four baselines
 #
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 40 s at `quick`, 20 min at `cpu` (twelve models), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
+#
 # **Goal.** Reproduce the *protocol* of the paper's Table 2 at laptop scale. The task is to predict one
 # Taskonomy domain from two others. We train MANGO, three fusion baselines and both unimodal models
 # on the same data with the same encoders and heads, and measure them with the paper's metrics.
@@ -588,3 +590,10 @@ for pair in RUN_PAIRS:
 # %%
 shutil.rmtree(WORK, ignore_errors=True)
 print(f"notebook ran in {(time.time() - t_start) / 60:.1f} min ({preset.name} preset, {DEV})")
+
+# %% [markdown]
+# ## References
+#
+# * Truong et al., *MANGO: Multimodal Attention-based Normalizing Flow Approach to Fusion Learning*, NeurIPS 2025, [arXiv:2508.10133](https://arxiv.org/abs/2508.10133)
+# * Wang et al., *Multimodal token fusion for vision transformers* (TokenFusion), CVPR 2022, [arXiv:2204.08721](https://arxiv.org/abs/2204.08721)
+# * Zamir et al., *Taskonomy*, CVPR 2018, [arXiv:1804.08328](https://arxiv.org/abs/1804.08328)
