@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 08 · Reproducing the paper's results: the full tables, ablations and cost, set beside MANGO's claims
 #
+# > **Prerequisites:** notebooks 05-07; it reads `results/<preset>/` written by `python -m mango_lite reproduce`. **Runtime:** about 2 min at `quick`, 6 min at `cpu` (with `results/cpu` present), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 8.x* (solutions in this version; students get `notebooks/student/`).
+#
 # **Goal.** Put everything mango_lite measured next to what the MANGO paper (NeurIPS 2025) prints, and
 # say plainly which claims hold and which do not. This covers four things:
 #
@@ -249,18 +251,20 @@ else:
     print("no controls study in results/mechanisms (python -m mango_lite mechanisms --study controls ...)")
 
 # %% [markdown]
-# **Why the mechanisms do not show in the task models here** (the measured reasons, from the studies
-# above and notebooks 04-07). The attention: trained $\gamma$ stay small and spread to both sides of 0,
-# and removing the attention altogether (`mango-noattn`) is within seed noise of MANGO or better; on these
-# stand-ins, and with encoders that already see both modalities' local structure, the attention's
-# mixing does not help the task. In the *density* model of notebook 04, where nothing else can
-# carry information between the modalities, the same attention lowers the joint bits/dim in every seed.
-# The likelihood: with $\lambda$ chosen per task it makes the fused features a density model
-# (validation bits/dim below the identity baseline); without it the flow is no density model at all.
-# But the task barely notices, and on translation part of the gain is collapse of the features towards
-# what the flow predicts best (negative bits/dim). `mango-stopgrad` keeps the NLL's gradient out of the
-# encoders (the flow alone is trained by it), so that collapse is impossible; the last table above, when
-# present, compares it with MANGO over the same seeds.
+# **What the controls say** (the measured reasons, from the studies above and notebooks 04-07; the counts
+# are the ones printed under the table). *The attention* does not earn its place in the task models:
+# trained $\gamma$ stay small and spread to both sides of 0, and a model trained without attention
+# (`mango-noattn`) is within seed noise of MANGO or better. The trained MANGO does rely on its attention
+# (zeroing $\gamma$ after training costs mIoU, notebook 05, Exercise 5.2), but a model trained without it
+# compensates; with encoders that already see both modalities' local structure, the mixing does not help
+# the task on these stand-ins. In the *density* model of notebook 04, where nothing else carries
+# information between the modalities, the same attention lowers the joint bits/dim in every seed.
+# *The likelihood* makes the fused features a density model (validation bits/dim below the identity
+# baseline; without it the flow is no density model at all), and MANGO is ahead of `mango-nonll` in most
+# paired seeds. When the NLL's gradient also reaches the encoders (the paper's joint objective,
+# `mango-nll-encoders`), the encoders lower it by collapsing the features towards what the flow predicts
+# best (negative bits/dim on translation). MANGO's default keeps the likelihood out of the encoders, so
+# it trains the flow alone; that default is ahead of the joint objective in almost every paired seed.
 
 # %% [markdown]
 # ## 4. Ablations: partitions and number of blocks (segmentation, NYUDv2 stand-in)
@@ -547,3 +551,14 @@ shutil.rmtree(WORK, ignore_errors=True)
 total = time.time() - t_start
 print(f"notebook finished in {total / 60:.1f} min (preset {preset.name}, {DEVICE}); ablation {abl_time:.0f} s, "
       f"cost {cost_time:.0f} s; results from {'this notebook' if RES_DIR.is_relative_to(WORK) else RES_DIR.relative_to(REPO)}")
+
+# %% [markdown]
+# ## References
+#
+# * Truong et al., *MANGO: Multimodal Attention-based Normalizing Flow Approach to Fusion Learning*, NeurIPS 2025, [arXiv:2508.10133](https://arxiv.org/abs/2508.10133)
+# * Wang et al., *Multimodal token fusion for vision transformers* (TokenFusion), CVPR 2022, [arXiv:2204.08721](https://arxiv.org/abs/2204.08721)
+# * Jia et al., *GeminiFusion*, ICML 2024, [arXiv:2406.01210](https://arxiv.org/abs/2406.01210)
+# * Silberman et al., *Indoor segmentation and support inference from RGBD images* (NYUDv2), ECCV 2012
+# * Song, Lichtenberg, Xiao, *SUN RGB-D*, CVPR 2015
+# * Zamir et al., *Taskonomy*, CVPR 2018, [arXiv:1804.08328](https://arxiv.org/abs/1804.08328)
+# * Arevalo et al., *Gated multimodal units for information fusion* (MM-IMDb), 2017, [arXiv:1702.01992](https://arxiv.org/abs/1702.01992)
