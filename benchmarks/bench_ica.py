@@ -20,30 +20,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
 
-
-def _interleaved(a, b, pairs: int) -> dict:
-    """Time ``a`` and ``b`` alternately for ``pairs`` rounds after one warm-up of each: medians of both
-    and the per-round ratio a / b as median, min and max."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(pairs):
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    ratios = [x / y for x, y in zip(ta, tb)]
-    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
-            "ratio_min": min(ratios), "ratio_max": max(ratios), "pairs": pairs}
+from mango_lite.timing import interleaved
 
 
 def _peak_mib() -> float:
@@ -59,8 +42,8 @@ def case_inverse(tokens: int, dim: int, batch: int, repeats: int) -> dict:
     x = torch.randn(batch, 2 * tokens, dim)
     with torch.no_grad():
         z, _ = m(x)
-        pub = _interleaved(lambda: reference.published_inverse(m, z), lambda: m.inverse(z), repeats)
-        inv = _interleaved(lambda: m.inverse(z), lambda: m(x), repeats)
+        pub = interleaved(lambda: reference.published_inverse(m, z), lambda: m.inverse(z), repeats)
+        inv = interleaved(lambda: m.inverse(z), lambda: m(x), repeats)
         err_ours = (m.inverse(z)[0] - x).abs().max().item()
         err_pub = (reference.published_inverse(m, z) - x).abs().max().item()
     return {
@@ -81,7 +64,7 @@ def case_forward(tokens: int, dim: int, batch: int, repeats: int) -> dict:
     m = ICA(dim=dim, tokens=tokens, partition="mmca").eval()
     x = torch.randn(batch, 2 * tokens, dim)
     with torch.no_grad():
-        r = _interleaved(lambda: m(x), lambda: reference.causal_attention(m, x), repeats)
+        r = interleaved(lambda: m(x), lambda: reference.causal_attention(m, x), repeats)
     return {"case": "b", "tokens": tokens, "dim": dim, "batch": batch, "ica_forward_logdet_s": r["a_s"],
             "causal_attention_s": r["b_s"], "ratio": r["ratio"], "ratio_min": r["ratio_min"],
             "ratio_max": r["ratio_max"], "pairs": repeats, "peak_rss_mib": _peak_mib()}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mango_lite import ICA, MangoBlock, MultiscaleMango
-from mango_lite.flows import Coupling
+from mango_lite.flows import Coupling, perturb_parameters
 from mango_lite.flows.coupling import GridConditioner
 from mango_lite.flows.ica import grid_position_code
 from tests.conftest import jacobian_logdet, multiscale_jacobian_logdet
@@ -19,12 +19,7 @@ D64 = torch.float64
 
 
 def _perturb(module: torch.nn.Module, std: float = 0.3) -> None:
-    """Move every parameter away from its initial value (zero-initialised layers included). An ICA's
-    gate is moved by ``std`` in units of tanh's argument (``gamma_rate * gate``), like every other scale."""
-    rates = {id(m.gate): m.gamma_rate for m in module.modules() if isinstance(m, ICA) and isinstance(m.gate, torch.nn.Parameter)}
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std / rates.get(id(p), 1.0) * torch.randn_like(p))
+    perturb_parameters(module, std)
 
 
 def _three_checks(module, x, atol=1e-9, jac_atol=1e-7):

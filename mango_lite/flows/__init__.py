@@ -8,6 +8,7 @@ from .flow import MangoFlow
 from .ica import ICA, InvertibleCrossAttention, record_attention
 from .lu import InvertibleLinearLU
 from .multiscale import MultiscaleEncoding, MultiscaleMango, from_tokens, to_tokens
+from .perturb import perturb_parameters
 from .partition import (
     PARTITIONS,
     IMCAPartition,
@@ -22,6 +23,6 @@ __all__ = [
     "ActNorm", "Coupling", "DEFAULT_LAYERS", "FlowSequence", "ICA", "IMCAPartition", "InvertibleCrossAttention",
     "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
     "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",
-    "from_tokens", "layers_for", "make_partition", "record_attention", "squeeze2d", "standard_normal_log_prob",
+    "from_tokens", "layers_for", "make_partition", "perturb_parameters", "record_attention", "squeeze2d", "standard_normal_log_prob",
     "to_tokens", "unsqueeze2d",
 ]

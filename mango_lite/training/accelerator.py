@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +33,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..flows.perturb import perturb_parameters
+from ..timing import interleaved
 from ..utils import atomic_write_json, atomic_write_text, device_name
 
 #: the goals of the GPU window (issue: the paper's configuration end to end)
@@ -44,19 +45,6 @@ GOAL_INVERSE_OVER_FORWARD = 2.0
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _perturb(module: nn.Module, std: float = 0.3, seed: int = 0) -> None:
-    """Move every parameter away from its initial value (an ICA gate in units of tanh's argument)."""
-    from ..flows import InvertibleCrossAttention
-
-    g = torch.Generator().manual_seed(seed)
-    rates = {id(m.gate): m.gamma_rate for m in module.modules()
-             if isinstance(m, InvertibleCrossAttention) and isinstance(m.gate, nn.Parameter)}
-    with torch.no_grad():
-        for p in module.parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype)
-            p.add_(std / rates.get(id(p), 1.0) * noise)
 
 
 def _cases(dry_run: bool) -> list[tuple[str, Callable[[], nn.Module], tuple[int, ...]]]:
@@ -111,7 +99,7 @@ def flow_checks(device: str | torch.device, dry_run: bool = False) -> list[dict[
         with torch.no_grad():
             m(x64.to(device))  # ActNorm data init
         m.eval()
-        _perturb(m)
+        perturb_parameters(m, 0.3, torch.Generator().manual_seed(0))
         row: dict[str, Any] = {"module": name, "shape": list(shape)}
         with torch.no_grad():
             _, ld64, _ = _call(m, x64.to(device))
@@ -153,21 +141,10 @@ def flow_checks(device: str | torch.device, dry_run: bool = False) -> list[dict[
 
 
 def _interleaved(a: Callable[[], Any], b: Callable[[], Any], pairs: int, device: torch.device) -> dict[str, float]:
-    a(), b()
-    ta, tb = [], []
-    for _ in range(pairs):
-        _sync(device)
-        t0 = time.perf_counter()
-        a()
-        _sync(device)
-        t1 = time.perf_counter()
-        b()
-        _sync(device)
-        tb.append(time.perf_counter() - t1)
-        ta.append(t1 - t0)
-    ratios = [x / y for x, y in zip(ta, tb)]
-    return {"a_ms": 1e3 * statistics.median(ta), "b_ms": 1e3 * statistics.median(tb),
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    """:func:`mango_lite.timing.interleaved` with device syncs, in milliseconds."""
+    r = interleaved(a, b, pairs, sync=lambda: _sync(device))
+    return {"a_ms": 1e3 * r["a_s"], "b_ms": 1e3 * r["b_s"], "ratio": r["ratio"], "ratio_min": r["ratio_min"],
+            "ratio_max": r["ratio_max"]}
 
 
 def _peak_mib(device: torch.device, fn: Callable[[], Any]) -> float | None:

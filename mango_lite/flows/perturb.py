@@ -1,0 +1,34 @@
+"""Moving a flow's parameters away from their initial values, for checks.
+
+Many flow layers start as the identity (zero-initialised coupling outputs, ActNorm before its data-dependent
+init, the split prior at zero, a small attention gate). A log-det check at that start passes even when a
+term is missing, because the missing term is exactly 0 there. :func:`perturb_parameters` is what every
+Jacobian check in mango_lite (tests, the GPU window's flow checks) applies first.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["perturb_parameters"]
+
+
+def perturb_parameters(module: nn.Module, std: float = 0.3, generator: torch.Generator | None = None) -> nn.Module:
+    """Add ``std * N(0, 1)`` to every parameter of ``module`` in place and return it.
+
+    An ICA gate is moved by ``std`` in units of the argument of its tanh (``gamma_rate * gate``), like every
+    other scale, so a fast gate rate does not turn the perturbation into a saturated gamma. ``generator``
+    (a CPU generator) makes the draw independent of the global RNG; ``None`` uses the global RNG."""
+    from .ica import InvertibleCrossAttention
+
+    rates = {id(m.gate): m.gamma_rate for m in module.modules()
+             if isinstance(m, InvertibleCrossAttention) and isinstance(m.gate, nn.Parameter)}
+    with torch.no_grad():
+        for p in module.parameters():
+            if generator is None:
+                noise = torch.randn(p.shape, dtype=p.dtype, device=p.device)
+            else:
+                noise = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.device, p.dtype)
+            p.add_(std / rates.get(id(p), 1.0) * noise)
+    return module
