@@ -4,7 +4,12 @@
            on 2 CPU cores). On by default when the ``CI`` environment variable is set.
 ``cpu``    default without a GPU: minutes per experiment, enough to see real learning.
 ``gpu``    default when CUDA is available: larger images and the paper's 12 blocks where it fits.
-``paper``  the real datasets at the paper's configuration (256x256, 12 blocks); needs a GPU and the data.
+``paper``  the real datasets at the paper's configuration; needs a GPU, the data and pretrained weights:
+           SegFormer (MiT) image encoders from a local folder, their stride-8 features squeezed once into the
+           flow's 16 x 16 tokens per modality (dim 256, 512 tokens: the official code's defaults), 12 MANGO
+           blocks in all, AdamW with poly decay after a linear warm-up, the new layers at 10x the encoders'
+           learning rate, and whole-image (sliding-window) validation for segmentation, as TokenFusion and
+           GeminiFusion train and score.
 
 Notebooks and the CLI call :func:`get_preset` and read sizes from the returned :class:`Preset`; nothing
 else decides how big a run is.
@@ -17,6 +22,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PRESET_NAMES = ("quick", "cpu", "gpu", "paper")
+
+#: ``build_model(encoder=...)`` choices for the image modalities (:mod:`mango_lite.models.pretrained`)
+IMAGE_ENCODERS = ("conv", "timm", "segformer")
 
 #: The NLL weight lambda per task (loss = task loss + lambda * flow bits/dim). What the weight does
 #: depends on the task loss's scale: cross-entropy ends near 0.9, the L1 of translation near 0.03-0.14 and
@@ -65,6 +73,36 @@ class Preset:
     def with_overrides(self, **kw: Any) -> "Preset":
         return replace(self, **kw)
 
+    def with_encoders(self, **options: Any) -> "Preset":
+        """This preset with encoder keywords of :func:`~mango_lite.models.build_model` (``encoder``,
+        ``encoder_weights``, ``encoder_name``, ``text_model``, ``text_finetune``; None values are ignored) set
+        for every task. A ``text_model`` applies to the genre task's plots (``text_encoder="pretrained"``)."""
+        unknown = set(options) - set(ENCODER_OPTIONS)
+        if unknown:
+            raise ValueError(f"with_encoders: unknown options {sorted(unknown)}; expected some of {ENCODER_OPTIONS}")
+        given = {k: v for k, v in options.items() if v is not None}
+        if not given:
+            return self
+        tasks = {t: dict(v) for t, v in (self.tasks or {}).items()}
+        for task in ("segmentation", "translation", "genre"):
+            entry = tasks.setdefault(task, {})
+            model = dict(entry.get("model", {}))
+            model.update({k: v for k, v in given.items() if k not in ("text_model", "text_finetune")})
+            if task == "genre" and "text_model" in given:
+                model.update(text_encoder="pretrained", text_model=str(given["text_model"]),
+                             text_finetune=bool(given.get("text_finetune", False)))
+            if "encoder_weights" in model:
+                model["encoder_weights"] = str(model["encoder_weights"])
+            entry["model"] = model
+        return replace(self, tasks=tasks)
+
+
+#: TokenFusion / GeminiFusion's optimisation (PolyWarmupAdamW: linear warm-up over 1500 iterations, then
+#: (1 - t) ** 1; weight decay 0.01; the pretrained backbone at lr, the new layers at 10 x lr)
+_PAPER_OPTIMISATION: dict[str, Any] = {"scheduler": "poly", "poly_power": 1.0, "warmup_steps": 1500,
+                                       "weight_decay": 0.01, "new_layer_lr_mult": 10.0}
+#: SegFormer MiT encoders; their stride-8 stage, squeezed once by the flow, gives 16 x 16 tokens at 256 px
+_PAPER_IMAGE_ENCODER: dict[str, Any] = {"encoder": "segformer", "encoder_stride": 8}
 
 _PRESETS: dict[str, Preset] = {
     "quick": Preset(
@@ -80,10 +118,19 @@ _PRESETS: dict[str, Preset] = {
         width=64, lr=5e-4, flow_weight=0.1, density_size=32, density_blocks=4, density_steps=3000,
     ),
     "paper": Preset(
-        name="paper", image_size=256, n_train=0, n_val=0, epochs=100, batch_size=8, blocks=12, scales=3,
+        name="paper", image_size=256, n_train=0, n_val=0, epochs=100, batch_size=8, blocks=12, scales=1,
         width=64, lr=6e-5, flow_weight=0.1, density_size=64, density_blocks=12, density_steps=20000,
+        tasks={
+            "segmentation": {**_PAPER_OPTIMISATION, "eval_window": 256, "eval_batch_size": 1,
+                             "model": dict(_PAPER_IMAGE_ENCODER)},
+            "translation": {**_PAPER_OPTIMISATION, "model": dict(_PAPER_IMAGE_ENCODER)},
+            "genre": {**_PAPER_OPTIMISATION, "model": dict(_PAPER_IMAGE_ENCODER)},
+        },
     ),
 }
+
+#: keyword names of build_model that choose the encoders (see :meth:`Preset.with_encoders`)
+ENCODER_OPTIONS = ("encoder", "encoder_weights", "encoder_name", "text_model", "text_finetune")
 
 
 def default_preset_name() -> str:

@@ -12,7 +12,7 @@ Fusions: "mango", "concat", "tokenfusion", "crossattn", and unimodal "a" / "b" -
 heads, so a comparison isolates the fusion. Interpretability: :mod:`mango_lite.models.interpret`.
 """
 
-from .encoders import ConvBlock, ConvEncoder, FlowStandardize, TimmEncoder, group_norm
+from .encoders import ConvBlock, ConvEncoder, FlowStandardize, group_norm
 from .fusion import (
     ConcatFusion,
     CrossAttentionFusion,
@@ -26,14 +26,22 @@ from .fusion import (
 )
 from .heads import GenreHead, SegformerHead, TranslationHead
 from .interpret import AttentionRecord, attention_maps, cross_modal_share, modality_contribution, token_scores
+from .pretrained import (
+    IMAGE_ENCODERS,
+    PretrainedTextEncoder,
+    SegformerEncoder,
+    TimmEncoder,
+    build_image_encoder,
+    split_pretrained_parameters,
+)
 from .task_models import FUSIONS, IGNORE_INDEX, TASKS, ModelOutput, TaskModel, build_model, count_parameters
 from .text import BOS_ID, PAD_ID, HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder
 
 __all__ = [
-    "AttentionRecord", "BOS_ID", "ConcatFusion", "ConvBlock", "ConvEncoder", "CrossAttentionFusion", "FUSIONS",
+    "AttentionRecord", "BOS_ID", "IMAGE_ENCODERS", "PretrainedTextEncoder", "SegformerEncoder", "ConcatFusion", "ConvBlock", "ConvEncoder", "CrossAttentionFusion", "FUSIONS",
     "FlowStandardize", "FusionOutput", "GenreHead", "HashTokenizer", "IGNORE_INDEX", "MangoFusion",
     "ModelOutput", "MultiHeadAttention", "PAD_ID", "SegformerHead", "SentenceEncoder", "TASKS", "TaskModel",
     "TextEncoder", "TimmEncoder", "TokenFusion", "TranslationHead", "UnimodalFusion", "VectorEncoder",
-    "attention_maps", "build_model", "count_parameters", "cross_modal_share", "group_norm",
+    "attention_maps", "build_image_encoder", "build_model", "split_pretrained_parameters", "count_parameters", "cross_modal_share", "group_norm",
     "layers_for_partitions", "modality_contribution", "scale_channels", "token_scores",
 ]

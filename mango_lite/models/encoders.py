@@ -1,4 +1,4 @@
-"""Per-modality image encoders: small conv stems trained from scratch, and an optional timm hook.
+"""Per-modality image encoders trained from scratch (pretrained ones: :mod:`mango_lite.models.pretrained`).
 
 Every encoder maps an image batch ``(B, in_channels, H, W)`` (float32) to a feature map
 ``(B, width, H / stride, W / stride)`` that ends with :class:`FlowStandardize`, a normalisation *without*
@@ -14,19 +14,14 @@ training noise added in :class:`mango_lite.models.fusion.MangoFusion`, which bou
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import torch
 from torch import Tensor, nn
-
-from ..errors import MangoLiteError
 
 __all__ = [
     "group_norm",
     "FlowStandardize",
     "ConvBlock",
     "ConvEncoder",
-    "TimmEncoder",
 ]
 
 
@@ -120,56 +115,3 @@ class ConvEncoder(nn.Module):
                 f"ConvEncoder: H and W must be divisible by the stride {self.stride}, got {tuple(x.shape[-2:])}"
             )
         return self.standardize(self.proj(self.body(x)))
-
-
-class TimmEncoder(nn.Module):
-    """Optional pretrained backbone through ``timm`` - only with a local weights file, never a download.
-
-    ``(B, in_channels, H, W) -> (B, width, H/stride, W/stride)``: timm's ``features_only`` model, the
-    feature level whose reduction equals ``stride``, a 1x1 projection to ``width`` and the same
-    :class:`FlowStandardize` as :class:`ConvEncoder`. Raises :class:`MangoLiteError` if timm is not
-    installed, the weights file does not exist, or the model has no level with that reduction.
-    """
-
-    def __init__(
-        self, name: str, weights_path: str | Path, in_channels: int, width: int, stride: int = 8
-    ) -> None:
-        super().__init__()
-        try:
-            import timm  # noqa: PLC0415 - optional dependency
-        except ImportError as exc:
-            raise MangoLiteError(
-                "TimmEncoder needs the optional package 'timm' (pip install timm); it is not installed. "
-                "Use ConvEncoder (trained from scratch) instead."
-            ) from exc
-        path = Path(weights_path)
-        if not path.is_file():
-            raise MangoLiteError(
-                f"TimmEncoder: weights file {str(path)!r} does not exist. mango_lite never downloads weights; "
-                "pass a local checkpoint (a state_dict saved with torch.save)."
-            )
-        model = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_channels)
-        reductions = list(model.feature_info.reduction())
-        if stride not in reductions:
-            raise MangoLiteError(
-                f"TimmEncoder: model {name!r} has feature reductions {reductions}, none equals stride {stride}"
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        missing, _unexpected = model.load_state_dict(state, strict=False)
-        if len(missing) == len(list(model.state_dict())):
-            raise MangoLiteError(
-                f"TimmEncoder: no tensor of {str(path)!r} matched model {name!r} (all {len(missing)} keys missing)"
-            )
-        self.level = reductions.index(stride)
-        self.backbone = model
-        self.stride = stride
-        self.in_channels = in_channels
-        self.width = width
-        self.proj = nn.Conv2d(model.feature_info.channels()[self.level], width, 1)
-        self.standardize = FlowStandardize(width)
-
-    def forward(self, x: Tensor) -> Tensor:
-        feats = self.backbone(x)
-        return self.standardize(self.proj(feats[self.level]))

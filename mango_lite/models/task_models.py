@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoders import ConvEncoder
 from .fusion import (
     ConcatFusion,
     CrossAttentionFusion,
@@ -35,6 +34,7 @@ from .fusion import (
     scale_channels,
 )
 from .heads import GenreHead, SegformerHead, TranslationHead
+from .pretrained import PretrainedTextEncoder, build_image_encoder
 from .text import HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder
 
 __all__ = ["TASKS", "FUSIONS", "ModelOutput", "TaskModel", "build_model", "count_parameters", "IGNORE_INDEX"]
@@ -57,13 +57,18 @@ FUSION_KEYS: dict[str, frozenset[str]] = {
 #: keyword was stored meant (until the mechanisms study, MANGO's NLL always reached the encoders)
 LEGACY_DEFAULTS: dict[str, Any] = {"flow_nll_to_encoders": True}
 
+#: build_model keywords added later for every fusion, with the value that every configuration stored
+#: before them meant (encoders trained from scratch)
+ADDED_DEFAULTS: dict[str, Any] = {"encoder": "conv", "encoder_weights": None, "encoder_name": None,
+                                  "text_model": None, "text_finetune": False}
+
 
 def complete_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A stored configuration with :data:`LEGACY_DEFAULTS` filled in where a MANGO configuration lacks them,
-    so an old run is rebuilt (and compared) as the model it was, not as today's default."""
+    """A stored configuration with :data:`ADDED_DEFAULTS` (and, for MANGO, :data:`LEGACY_DEFAULTS`) filled in
+    where it lacks them, so an old run is rebuilt (and compared) as the model it was, not as today's default."""
     if config.get("fusion", "mango") != "mango":
-        return dict(config)
-    return {**LEGACY_DEFAULTS, **config}
+        return {**ADDED_DEFAULTS, **config}
+    return {**ADDED_DEFAULTS, **LEGACY_DEFAULTS, **config}
 
 
 def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +272,12 @@ def build_model(
     flow_nll_to_encoders: bool = False,
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
+    encoder: str = "conv",
+    encoder_weights: str | None = None,
+    encoder_name: str | None = None,
     text_encoder: str = "hash",
+    text_model: str | None = None,
+    text_finetune: bool = False,
     vocab_size: int = 4096,
     max_text_len: int = 64,
     text_dim: int = 300,
@@ -284,7 +294,11 @@ def build_model(
     ("mmca", "imca", "lica") (see :func:`layers_for_partitions`); ``layers`` overrides it with an explicit
     ``[(partition, variant), ...]`` block. ``text_encoder`` (genre): "hash" (word ids / raw strings ->
     :class:`TextEncoder`), "vector" (a (B, text_dim) feature vector, e.g. MM-IMDb's 300-d word2vec mean),
-    "sentence" (frozen all-MiniLM-L6-v2, optional dependency). ``embed`` = head width (default 4*width).
+    "sentence" (frozen all-MiniLM-L6-v2, optional dependency), "pretrained" (a Hugging Face model from the
+    local folder ``text_model``, mean-pooled, frozen unless ``text_finetune``: :class:`PretrainedTextEncoder`).
+    ``encoder``: the image encoders, "conv" (:class:`ConvEncoder`, trained from scratch), "segformer" (MiT from
+    the local folder ``encoder_weights``) or "timm" (model ``encoder_name``, weights file ``encoder_weights``),
+    see :mod:`mango_lite.models.pretrained`; nothing is downloaded. ``embed`` = head width (default 4*width).
     ``flow_hidden`` / ``flow_qk_dim``: MANGO's coupling width and ICA query/key width (defaults 4*width and
     2*width at every scale; the flow's channels are 4*width, 8*width, ... so uncapped widths would grow
     the flow 4-16x per scale while the baselines grow 2x).
@@ -324,7 +338,11 @@ def build_model(
     use_a = fusion != "b"
     use_b = fusion != "a"
 
-    enc_a = ConvEncoder(in_channels[0], width, encoder_stride, encoder_depth) if use_a else None
+    def image_encoder(channels: int) -> nn.Module:
+        return build_image_encoder(encoder, channels, width, encoder_stride, encoder_depth, encoder_weights,
+                                   encoder_name)
+
+    enc_a = image_encoder(in_channels[0]) if use_a else None
     tokenizer: HashTokenizer | None = None
     enc_b: nn.Module | None = None
     if use_b:
@@ -336,10 +354,14 @@ def build_model(
                 enc_b = VectorEncoder(text_dim, width, h * w, grid=(h, w))
             elif text_encoder == "sentence":
                 enc_b = SentenceEncoder(width, h * w, grid=(h, w))
+            elif text_encoder == "pretrained":
+                enc_b = PretrainedTextEncoder(text_model, width, h * w, grid=(h, w), finetune=text_finetune)
             else:
-                raise ValueError(f"text_encoder must be 'hash', 'vector' or 'sentence', got {text_encoder!r}")
+                raise ValueError(
+                    f"text_encoder must be 'hash', 'vector', 'sentence' or 'pretrained', got {text_encoder!r}"
+                )
         else:
-            enc_b = ConvEncoder(in_channels[1], width, encoder_stride, encoder_depth)
+            enc_b = image_encoder(in_channels[1])
 
     outs = scale_channels(width, scales)
     if fusion == "mango":
@@ -383,6 +405,9 @@ def build_model(
         flow_conditioner=flow_conditioner, sparsity_weight=sparsity_weight,
         exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
         max_text_len=max_text_len, text_dim=text_dim, flow_nll_to_encoders=bool(flow_nll_to_encoders),
+        encoder=str(encoder).lower(), encoder_weights=None if encoder_weights is None else str(encoder_weights),
+        encoder_name=encoder_name, text_model=None if text_model is None else str(text_model),
+        text_finetune=bool(text_finetune),
     )
     return TaskModel(
         task, fusion, enc_a, enc_b, fuse, head, flow_weight=flow_weight, sparsity_weight=sparsity_weight,

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..presets import PRESET_NAMES, default_preset_name
+from ..presets import IMAGE_ENCODERS, PRESET_NAMES, Preset, default_preset_name, get_preset
 from .tasks import PAIRS, SEGMENTATION_DATASETS, TASK_NAMES
 
 
@@ -32,6 +32,31 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not text:
             return text
         return super()._get_help_string(action)
+
+
+def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    """Encoder choice: from scratch, or pretrained weights the user has on disk (never downloaded)."""
+    g = p.add_argument_group("encoders (pretrained weights are read from local paths, never downloaded)")
+    g.add_argument("--encoder", choices=IMAGE_ENCODERS, default=None,
+                   help="image encoders: conv (trained from scratch), segformer (MiT, a local transformers "
+                        "folder), timm (a timm model with a local weights file); default: the preset's "
+                        "(segformer at --preset paper, conv otherwise)")
+    g.add_argument("--encoder-weights", default=None,
+                   help="segformer: folder with config.json and the weights (e.g. a copy of nvidia/mit-b2); "
+                        "timm: a state_dict file")
+    g.add_argument("--encoder-name", default=None, help="timm model name, e.g. mit_b2 or resnet50")
+    g.add_argument("--text-model", default=None,
+                   help="genre plots: a local Hugging Face model folder with its tokenizer (e.g. a copy of "
+                        "sentence-transformers/all-MiniLM-L6-v2), mean-pooled and frozen")
+    g.add_argument("--text-finetune", action="store_true", help="train the --text-model too (default: frozen)")
+
+
+def preset_with_encoders(name: str, args: argparse.Namespace) -> Preset:
+    """The preset ``name`` with the encoder options given on the command line."""
+    return get_preset(name).with_encoders(
+        encoder=args.encoder, encoder_weights=args.encoder_weights, encoder_name=args.encoder_name,
+        text_model=args.text_model, text_finetune=True if args.text_finetune else None,
+    )
 
 
 def add_training_parsers(sub: Any) -> None:
@@ -64,6 +89,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_encoder_arguments(p)
     p.set_defaults(func=cmd_train)
     # --------------------------------------------------------------------------- evaluate
     p = sub.add_parser("evaluate", help="evaluate a checkpoint", formatter_class=fmt,
@@ -114,6 +140,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_encoder_arguments(p)
     p.set_defaults(func=cmd_reproduce)
     # ----------------------------------------------------------------------------- ablate
     p = sub.add_parser("ablate", help="MANGO ablation: partitions / number of blocks", formatter_class=fmt,
@@ -171,6 +198,16 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--out", default=None, help="write seeds.json and seeds.md into this folder")
     p.set_defaults(func=cmd_seeds)
     # ------------------------------------------------------------------------------ gpu-window
+    p = sub.add_parser("params", help="parameter counts of MANGO and the fusion baselines at a preset",
+                       formatter_class=fmt,
+                       description="Build MANGO and the fused baselines as train builds them at --preset and print "
+                                   "their trainable parameters (encoders, fusion, head) beside the paper's Table 8 "
+                                   "claim. Encoders that need weights you did not give are counted from scratch.")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="paper", help="run size whose models are counted")
+    p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=None, help="restrict to these tasks (default: all)")
+    p.add_argument("--out", default=None, help="also write params.json and params.md into this folder")
+    add_encoder_arguments(p)
+    p.set_defaults(func=cmd_params)
     p = sub.add_parser("gpu-window", help="everything a short GPU window should measure, within a time budget",
                        formatter_class=fmt,
                        description="Flow checks on the GPU (float32 and bf16), ICA against fused attention at "
@@ -196,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raise MangoLiteError(f"--pair applies to --task translation only (got --task {args.task})")
     resolve_model(args.task, args.model, pair)
-    preset = args.preset or default_preset_name()
+    preset = preset_with_encoders(args.preset or default_preset_name(), args)
     cache = args.data_cache if args.data_cache is not None else Path(args.out) / "data"
     res = train_task(args.task, args.model, preset, args.out, data_root=args.data, pair=pair, dataset=args.dataset,
                      device=args.device, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
@@ -230,7 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    preset = args.preset or default_preset_name()
+    preset = preset_with_encoders(args.preset or default_preset_name(), args)
     cluster = None
     if args.cluster:
         cluster = {"executor": args.cluster, "timeout_min": args.job_minutes}
@@ -242,11 +279,25 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                     seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
                     overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, jobs=args.jobs, cluster=cluster,
                     amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
-    out = Path(args.out) if args.out else Path("results") / preset
+    out = Path(args.out) if args.out else Path("results") / preset.name
     failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"
           + (f"; diverged runs: {failed}" if failed else ""))
     return 1 if failed else 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from ..utils import atomic_write_json, atomic_write_text
+    from .cost import parameter_counts, parameter_markdown
+
+    counts = parameter_counts(preset_with_encoders(args.preset, args), args.tasks)
+    text = parameter_markdown(counts)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out / "params.json", counts)
+        atomic_write_text(out / "params.md", text)
+    print(text, end="")
+    return 0
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:

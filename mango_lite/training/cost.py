@@ -358,3 +358,72 @@ def task_costs(
         c["data"] = data.info.source
         out[name] = c
     return out
+
+
+#: what the models of each task read when no data is at hand: (input channels, outputs, extra build_model
+#: keywords): NYUDv2 RGB + depth -> 40 classes; Shade + Texture -> RGB; MM-IMDb poster + 300-d plot vector
+#: (the GMU release) -> 23 genres
+_COUNT_SHAPES: dict[str, tuple[tuple[int, int], int, dict[str, Any]]] = {
+    "segmentation": ((3, 1), 40, {}),
+    "translation": ((1, 3), 3, {}),
+    "genre": ((3, 3), 23, {"text_encoder": "vector", "text_dim": 300}),
+}
+
+#: what the paper says about its Table 8 (the numbers themselves are not in the public sources)
+TABLE8_CLAIM = "MANGO has more parameters (and a longer inference time) than lighter fusions such as TokenFusion"
+
+
+def parameter_counts(preset: Any = None, tasks: Sequence[str] | None = None,
+                     models: Sequence[str] = ("mango", "tokenfusion", "crossattn", "concat")) -> dict[str, Any]:
+    """Trainable parameters of ``models`` on ``tasks`` exactly as ``train`` / ``reproduce`` build them at
+    ``preset`` (no data needed: the shapes of NYUDv2, Shade + Texture -> RGB and MM-IMDb's vectors).
+
+    A preset whose encoders need weights that were not given (the ``paper`` preset without
+    ``with_encoders(encoder_weights=...)``) is counted with encoders trained from scratch, and says so in
+    ``"encoders"``. Returns ``{"preset", "encoders", "claim", "tasks": {task: {model: {"total", "encoders",
+    "fusion", "head"}}}, "claim_holds": {task: bool}}`` (MANGO heavier than TokenFusion)."""
+    from types import SimpleNamespace
+
+    from ..models import count_parameters
+    from .tasks import TASK_NAMES, _preset, build_task_model, control_overrides, model_kwargs
+
+    preset = _preset(preset)
+    encoders = "as the preset builds them"
+    needs_weights = any(
+        dict(v.get("model", {})).get("encoder", "conv") != "conv" and not dict(v.get("model", {})).get("encoder_weights")
+        for k, v in (preset.tasks or {}).items() if k in TASK_NAMES
+    )
+    if needs_weights:
+        preset = preset.with_encoders(encoder="conv")
+        encoders = "trained from scratch (ConvEncoder): no pretrained weights given"
+    out: dict[str, Any] = {"preset": preset.name, "encoders": encoders, "claim": TABLE8_CLAIM, "tasks": {},
+                           "claim_holds": {}}
+    for task in tasks or TASK_NAMES:
+        channels, outputs, extra = _COUNT_SHAPES[task]
+        data = SimpleNamespace(in_channels=channels, num_outputs=outputs, model_kwargs=extra)
+        rows: dict[str, dict[str, int]] = {}
+        for name in models:
+            net = build_task_model(task, name, model_kwargs(task, data, preset, control_overrides(name)))
+            rows[name] = count_parameters(net)
+            del net
+        out["tasks"][task] = rows
+        if "mango" in rows and "tokenfusion" in rows:
+            out["claim_holds"][task] = rows["mango"]["total"] > rows["tokenfusion"]["total"]
+    return out
+
+
+def parameter_markdown(counts: Mapping[str, Any]) -> str:
+    """The counts of :func:`parameter_counts` as a Markdown table (millions), with Table 8's claim checked."""
+    lines = [f"# Parameters at the `{counts['preset']}` preset", "",
+             f"Encoders: {counts['encoders']}. Millions of trainable parameters, built as `train` builds them.", "",
+             "| task | model | total | encoders | fusion | head |", "|---|---|---:|---:|---:|---:|"]
+    for task, rows in counts["tasks"].items():
+        for name, c in rows.items():
+            lines.append(f"| {task} | {name} | {c['total'] / 1e6:.2f} | {c['encoders'] / 1e6:.2f} | "
+                         f"{c['fusion'] / 1e6:.2f} | {c['head'] / 1e6:.2f} |")
+    holds = counts.get("claim_holds", {})
+    if holds:
+        yes = [t for t, v in holds.items() if v]
+        lines += ["", f"Paper, Table 8: {counts['claim']}. Here MANGO has more parameters than TokenFusion on "
+                      f"{len(yes)} of {len(holds)} tasks" + (f" ({', '.join(yes)})." if yes else ".")]
+    return "\n".join(lines) + "\n"

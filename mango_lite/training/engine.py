@@ -59,8 +59,14 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 0  # linear warm-up, in optimizer steps
-    scheduler: str = "cosine"  # "cosine" (to ``min_lr_ratio * lr``) or "constant"
+    # "cosine" (to ``min_lr_ratio * lr``), "poly" ((1 - t) ** poly_power, TokenFusion/GeminiFusion's
+    # PolyWarmupAdamW) or "constant"
+    scheduler: str = "cosine"
     min_lr_ratio: float = 0.05
+    poly_power: float = 1.0
+    # learning rate of the layers that start from scratch, as a multiple of ``lr``; pretrained backbones
+    # (mango_lite.models.pretrained) train at ``lr`` itself (SegFormer fine-tuning: 10x for the new layers)
+    new_layer_lr_mult: float = 1.0
     grad_clip: float | None = 1.0  # max global grad norm; None disables clipping (the inf check stays)
     seed: int = 0
     device: str | None = None  # None: cuda > mps > cpu
@@ -75,6 +81,9 @@ class TrainConfig:
     select_mode: str = "max"  # "max" or "min" for select_metric (val_loss is always "min")
     max_steps_per_epoch: int | None = None  # cap (smoke tests); None = the full epoch
     eval_batch_size: int | None = None
+    # validate segmentation on whole images by sliding windows of this side (models whose flow is sized to
+    # one input resolution, e.g. LICA); None: the model sees the validation images as they come
+    eval_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -83,8 +92,12 @@ class TrainConfig:
             raise MangoLiteError(f"batch_size must be >= 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise MangoLiteError(f"lr must be a positive finite number, got {self.lr}")
-        if self.scheduler not in ("cosine", "constant"):
-            raise MangoLiteError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
+        if self.scheduler not in ("cosine", "poly", "constant"):
+            raise MangoLiteError(f"scheduler must be 'cosine', 'poly' or 'constant', got {self.scheduler!r}")
+        if not (self.new_layer_lr_mult > 0 and math.isfinite(self.new_layer_lr_mult)):
+            raise MangoLiteError(f"new_layer_lr_mult must be a positive finite number, got {self.new_layer_lr_mult}")
+        if self.eval_window is not None and self.eval_window < 1:
+            raise MangoLiteError(f"eval_window must be a positive number of pixels or None, got {self.eval_window}")
         if self.select_mode not in ("max", "min"):
             raise MangoLiteError(f"select_mode must be 'max' or 'min', got {self.select_mode!r}")
 
@@ -275,10 +288,8 @@ class Trainer:
             if len(train_set) < self.config.batch_size:  # type: ignore[arg-type]
                 raise MangoLiteError(f"a distributed run needs at least one full batch ({self.config.batch_size}) "
                                      f"of training samples, got {len(train_set)}")  # type: ignore[arg-type]
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=self.config.lr, weight_decay=self.config.weight_decay,
-        )
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.config.lr,
+                                           weight_decay=self.config.weight_decay)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
@@ -306,8 +317,21 @@ class Trainer:
             steps = min(steps, int(self.config.max_steps_per_epoch))
         return max(1, steps)
 
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """One group of every trainable parameter, or, when the model holds pretrained backbones and
+        ``new_layer_lr_mult != 1``, the layers trained from scratch at ``lr * new_layer_lr_mult`` first and
+        the backbones at ``lr`` (the scheduler scales both alike)."""
+        from ..models.pretrained import split_pretrained_parameters
+
+        pre, new = split_pretrained_parameters(self.model)
+        if not pre or self.config.new_layer_lr_mult == 1.0:
+            return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        return [{"params": new, "lr": self.config.lr * self.config.new_layer_lr_mult},
+                {"params": pre, "lr": self.config.lr}]
+
     def _lr_factor(self, step: int) -> float:
-        """Multiplier of the base lr after ``step`` optimizer steps: linear warm-up then cosine."""
+        """Multiplier of the base lr after ``step`` optimizer steps: linear warm-up, then cosine, poly or
+        constant."""
         cfg = self.config
         if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -315,6 +339,8 @@ class Trainer:
             return 1.0
         total = max(1, cfg.epochs * self.steps_per_epoch - cfg.warmup_steps)
         t = min(1.0, max(0.0, (step - cfg.warmup_steps) / total))
+        if cfg.scheduler == "poly":
+            return (1.0 - t) ** cfg.poly_power
         return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -448,7 +474,12 @@ class Trainer:
         dataset = self.val_set if dataset is None else dataset
         if dataset is None:
             return {}
-        return evaluate_model(self.model, dataset, self.adapter, self.device, self.eval_loader(dataset),
+        model = self.model
+        if self.config.eval_window:
+            from ..models.sliding_window import SlidingWindow
+
+            model = SlidingWindow(model, self.config.eval_window)
+        return evaluate_model(model, dataset, self.adapter, self.device, self.eval_loader(dataset),
                               autocast=self.autocast, prefix=prefix, progress=self.progress)
 
     # ------------------------------------------------------------- checkpoints
@@ -577,6 +608,8 @@ class Trainer:
             record["train_time_s"] = time.perf_counter() - te  # the optimisation alone, for step costs
             record["global_step"] = self.global_step
             record["lr"] = self.optimizer.param_groups[0]["lr"]
+            if len(self.optimizer.param_groups) > 1:
+                record["lr_pretrained"] = self.optimizer.param_groups[1]["lr"]
             last = epoch + 1 == self.config.epochs
             if self.val_set is not None and ((epoch + 1) % max(1, self.config.eval_every) == 0 or last):
                 self.last_val = self.evaluate()

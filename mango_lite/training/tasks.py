@@ -303,7 +303,9 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
     if task == "segmentation":
         cls = NYUDv2 if dataset == "nyudv2" else SUNRGBD
         train = cls(info.root, "train", transform=segmentation_transforms(size, True, generator=gen))
-        val = cls(info.root, "val", transform=segmentation_transforms(size, False))
+        # whole-image validation (the engine's sliding windows) sees the frames as stored; else a centre crop
+        whole = (preset.tasks or {}).get(task, {}).get("eval_window")
+        val = cls(info.root, "val", transform=None if whole else segmentation_transforms(size, False))
         return TaskData(task, info, train, val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
                         [gen], class_names=tuple(cls.classes))
     # genre: raw posters + plots when present, else the GMU hdf5 (300-d plot vectors)
@@ -685,7 +687,9 @@ def evaluate_checkpoint(
         old = spec.get("data") or {}
         if spec.get("data_root"):
             data_root = spec["data_root"]
-        elif old.get("root"):
+        elif old.get("root") and Path(old["root"]).is_dir():  # the same folder (verified again)
+            data_root = old["root"]
+        elif old.get("root"):  # generated stand-ins since removed: generate them again in the same cache
             cache_dir = cache_dir or Path(old["root"]).parent
     data = build_task_data(task, preset, data_root, spec.get("pair"), spec.get("dataset"), cache_dir, log=log)
     splits = {"train": data.train, "val": data.val, "test": data.test}
@@ -696,7 +700,13 @@ def evaluate_checkpoint(
     if split == "train":  # evaluate without augmentation
         ds = type(data.val)(**_same_dataset_kwargs(data, "train"))
     adapter = make_adapter(data)
-    metrics = evaluate_model(net, ds, adapter, dev, batch_size=batch_size or int(preset.batch_size), prefix="")
+    task_cfg = dict((preset.tasks or {}).get(task, {}))
+    if task_cfg.get("eval_window"):  # whole images, as the run validated (see TrainConfig.eval_window)
+        from ..models.sliding_window import SlidingWindow
+
+        net = SlidingWindow(net, int(task_cfg["eval_window"]))
+    bs = batch_size or int(task_cfg.get("eval_batch_size") or preset.batch_size)
+    metrics = evaluate_model(net, ds, adapter, dev, batch_size=bs, prefix="")
     return {"task": task, "model": spec.get("model"), "fusion": spec["fusion"], "pair": spec.get("pair"),
             "dataset": data.info.name, "split": split,
             "data": {k: v for k, v in data.info.to_dict().items() if k != "meta"}, "checkpoint": state["path"],

@@ -275,14 +275,22 @@ def encode_taskonomy(out: dict[str, np.ndarray], rng: np.random.Generator) -> di
 # --------------------------------------------------------------------------------------------------
 # writers
 # --------------------------------------------------------------------------------------------------
-def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0) -> Path:
-    """Write ``n`` NYUDv2 stand-in samples in TokenFusion's layout under ``root`` (see module doc)."""
+def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0, height: int | None = None) -> Path:
+    """Write ``n`` NYUDv2 stand-in samples in TokenFusion's layout under ``root`` (see module doc).
+
+    ``height``: frames ``height x size`` (the central rows of the ``size x size`` rendering), e.g.
+    ``size=640, height=480`` for frames of the real dataset's 480 x 640."""
     root = _check_args(root, n, size, seed, "write_nyudv2")
+    if height is not None and not 8 <= int(height) <= size:
+        raise DataError(f"write_nyudv2: height must be between 8 and size={size}, got {height!r}")
+    top = 0 if height is None else (size - int(height)) // 2
+    rows = slice(top, None if height is None else top + int(height))
     n_tr, n_va = split_counts(n, (NYU_SPLIT_SIZES["train"], NYU_SPLIT_SIZES["val"]))
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), _SALT["nyudv2"], 10**9])).permutation(n) + 1
     train_ids, val_ids = sorted(perm[:n_tr].tolist()), sorted(perm[n_tr:].tolist())
     for i in range(1, n + 1):
-        out = render_scene(_rng(seed, "nyudv2", i), size)
+        out = {k: v[rows] for k, v in render_scene(_rng(seed, "nyudv2", i), size).items()
+               if k in ("rgb", "depth", "labels")}
         stem = f"{i:06d}.png"
         depth_mm = np.clip(np.round(out["depth"] * NYU_DEPTH_UNITS_PER_M), 0, 65535).astype(np.uint16)
         _save_png(root / "rgb" / stem, out["rgb"])
@@ -302,6 +310,7 @@ def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0
         rgb_encoding="uint8 RGB PNG",
         classes_used=list(USED_CLASS_IDS),
         split_ratio=[NYU_SPLIT_SIZES["train"], NYU_SPLIT_SIZES["val"]],
+        **({} if height is None else {"height": int(height)}),
     ))
     return root
 

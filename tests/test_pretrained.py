@@ -1,0 +1,197 @@
+"""Encoders from user-supplied weights: randomly initialised models saved to a temporary folder and loaded
+through the same path a user's pretrained copy takes (nothing is downloaded), then one training step."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from mango_lite.errors import MangoLiteError
+from mango_lite.models import build_model, split_pretrained_parameters
+from mango_lite.models.pretrained import PretrainedTextEncoder, SegformerEncoder, TimmEncoder
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def mit_folder(tmp_path_factory):
+    """A tiny Mix Transformer (4 stages, reductions 4/8/16/32) saved as a user's local copy would be."""
+    torch.manual_seed(0)
+    cfg = transformers.SegformerConfig(
+        num_channels=3, num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[4, 2, 1, 1], hidden_sizes=[8, 16, 24, 32],
+        num_attention_heads=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2],
+    )
+    folder = tmp_path_factory.mktemp("mit")
+    transformers.SegformerModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def text_folder(tmp_path_factory):
+    """A tiny BERT with its own word-piece vocabulary, saved with its tokenizer."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"a the man woman love war space ship ghost house of in".split()]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    transformers.BertTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    cfg = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=64)
+    transformers.BertModel(cfg).save_pretrained(folder)
+    return folder
+
+
+def _one_step(model, a, b, target):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    loss, _ = model.loss(model(a, b), target)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def test_segformer_encoder_loads_the_saved_weights_and_keeps_the_stages_it_needs(mit_folder):
+    saved = transformers.SegformerModel.from_pretrained(str(mit_folder), local_files_only=True)
+    enc = SegformerEncoder(mit_folder, in_channels=1, width=12, stride=8)
+    assert enc.reductions == [4, 8, 16, 32] and enc.level == 1
+    stages = enc.backbone.stages if hasattr(enc.backbone, "stages") else enc.backbone.encoder.block
+    assert len(stages) == 2  # stages past stride 8 dropped
+    ours = enc.backbone.state_dict()
+    for k, v in ours.items():  # every kept tensor is the user's, not a fresh initialisation
+        assert torch.equal(v, saved.state_dict()[k]), k
+    depth = torch.randn(2, 1, 32, 48)
+    out = enc(depth)
+    assert out.shape == (2, 12, 4, 6)
+    # a 1-channel modality is fed as its 3-fold repeat (TokenFusion's way of feeding depth)
+    ref = saved(pixel_values=depth.expand(-1, 3, -1, -1), output_hidden_states=True).hidden_states[1]
+    enc.eval()
+    assert torch.allclose(enc.features(depth.expand(-1, 3, -1, -1)), ref, atol=1e-6)
+
+
+def test_segformer_encoder_errors_name_what_is_missing(mit_folder, tmp_path):
+    with pytest.raises(MangoLiteError, match="does not exist. mango_lite never downloads"):
+        SegformerEncoder(tmp_path / "absent", 3, 8)
+    with pytest.raises(MangoLiteError, match="needs local pretrained weights"):
+        SegformerEncoder(None, 3, 8)
+    with pytest.raises(MangoLiteError, match=r"feature reductions \[4, 8, 16, 32\]; none equals encoder_stride 2"):
+        SegformerEncoder(mit_folder, 3, 8, stride=2)
+    with pytest.raises(MangoLiteError, match="reads 3 channels .* got in_channels=2"):
+        SegformerEncoder(mit_folder, 2, 8)
+    with pytest.raises(MangoLiteError, match="could not load a SegFormer model"):
+        SegformerEncoder(tmp_path, 3, 8)  # a folder without config.json
+
+
+def test_segmentation_model_with_segformer_encoders_trains_one_step_with_separate_learning_rates(mit_folder):
+    torch.manual_seed(0)
+    model = build_model("segmentation", "mango", in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1,
+                        scales=1, encoder_stride=8, encoder="segformer", encoder_weights=str(mit_folder))
+    assert model.config["encoder"] == "segformer"
+    pre, new = split_pretrained_parameters(model)
+    backbone = [p for e in (model.encoder_a, model.encoder_b) for p in e.backbone.parameters()]
+    assert {id(p) for p in pre} == {id(p) for p in backbone}
+    assert len(pre) + len(new) == len([p for p in model.parameters() if p.requires_grad])
+    before = [p.detach().clone() for p in pre]
+    loss = _one_step(model, torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32), torch.randint(0, 5, (2, 32, 32)))
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(p, q) for p, q in zip(pre, before)), "the pretrained backbone did not train"
+
+
+def test_pretrained_text_encoder_mean_pools_a_frozen_language_model(text_folder):
+    enc = PretrainedTextEncoder(text_folder, width=8, tokens=4, grid=(2, 2))
+    texts = ["a man in space", "the ghost of a house and a woman in love"]
+    out = enc(texts)
+    assert out.shape == (2, 8, 2, 2)
+    assert list(enc.pretrained_parameters()) == []  # frozen: nothing for the optimizer
+    enc.train()
+    assert not enc.backbone.training  # a frozen model keeps dropout off
+    # the pooled vector is the mean over real tokens: padding does not change a short plot's embedding
+    alone = enc.embed(texts[:1])
+    assert torch.allclose(alone, enc.embed(texts)[:1], atol=1e-5)
+    tuned = PretrainedTextEncoder(text_folder, width=8, tokens=4, grid=(2, 2), finetune=True)
+    assert len(list(tuned.pretrained_parameters())) == len(list(tuned.backbone.parameters()))
+    with pytest.raises(ValueError, match="expected a list of plot strings"):
+        enc(torch.zeros(2, 300))
+
+
+def test_genre_model_with_a_pretrained_text_encoder_trains_one_step(text_folder):
+    torch.manual_seed(0)
+    model = build_model("genre", "mango", in_channels=(3, 3), num_outputs=23, image_size=32, width=8, blocks=1,
+                        scales=1, encoder_stride=8, text_encoder="pretrained", text_model=str(text_folder))
+    texts = ["a love story in a house", "war in space"]
+    target = torch.zeros(2, 23)
+    target[0, 3] = target[1, 7] = 1
+    assert torch.isfinite(_one_step(model, torch.randn(2, 3, 32, 32), texts, target))
+    with pytest.raises(MangoLiteError, match="needs local pretrained weights"):
+        build_model("genre", "concat", in_channels=(3, 3), num_outputs=23, image_size=32, width=8, scales=1,
+                    encoder_stride=8, text_encoder="pretrained")
+
+
+class _FakeFeatures(nn.Module):
+    """What ``timm.create_model(..., features_only=True)`` returns: levels at reductions 2 and 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.stage = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        info = types.SimpleNamespace(reduction=lambda: [2, 4], channels=lambda: [4, 6])
+        self.feature_info = info
+
+    def forward(self, x):
+        f1 = self.stem(x)
+        return [f1, self.stage(f1)]
+
+
+@pytest.fixture
+def fake_timm(monkeypatch):
+    """timm needs torchvision, which has no CPU build here: the wiring is tested against a stand-in module
+    with timm's interface (the real package is tested below when installed)."""
+    mod = types.ModuleType("timm")
+    mod.create_model = lambda name, pretrained, features_only, in_chans: _FakeFeatures()
+    monkeypatch.setitem(sys.modules, "timm", mod)
+    return mod
+
+
+def test_timm_encoder_loads_matching_tensors_and_picks_the_level(fake_timm, tmp_path):
+    torch.manual_seed(1)
+    saved = _FakeFeatures()
+    path = tmp_path / "backbone.pth"
+    torch.save({"state_dict": saved.state_dict()}, path)
+    enc = TimmEncoder("fake", path, in_channels=1, width=5, stride=4)
+    assert enc.matched == 4 and enc.level == 1
+    assert torch.equal(enc.backbone.stage.weight, saved.stage.weight)
+    assert enc(torch.randn(2, 1, 16, 16)).shape == (2, 5, 4, 4)
+    torch.save({"other": torch.zeros(3)}, tmp_path / "wrong.pth")
+    with pytest.raises(MangoLiteError, match="no tensor of .* fits timm model 'fake'"):
+        TimmEncoder("fake", tmp_path / "wrong.pth", 3, 5, 4)
+    with pytest.raises(MangoLiteError, match="none equals encoder_stride 8"):
+        TimmEncoder("fake", path, 3, 5, 8)
+    with pytest.raises(MangoLiteError, match="needs encoder_name"):
+        build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
+                    encoder_stride=4, encoder="timm", encoder_weights=str(path))
+
+
+def test_timm_encoder_without_timm_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import fails
+    with pytest.raises(MangoLiteError, match=r"optional package 'timm'.*mango_lite\[pretrained\]"):
+        TimmEncoder("resnet18", tmp_path / "x.pth", 3, 8, 8)
+
+
+def test_real_timm_backbone_round_trip(tmp_path):
+    timm = pytest.importorskip("timm")  # needs torchvision; skipped where it has no build
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "r18.pth")
+    enc = TimmEncoder("resnet18", tmp_path / "r18.pth", in_channels=3, width=8, stride=8)
+    assert enc(torch.randn(1, 3, 32, 32)).shape == (1, 8, 4, 4)
+
+
+def test_old_configurations_mean_encoders_trained_from_scratch():
+    from mango_lite.models.task_models import complete_config, relevant_config
+
+    new = build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
+                      encoder_stride=4).config
+    old = {k: v for k, v in new.items() if k not in ("encoder", "encoder_weights", "encoder_name", "text_model",
+                                                      "text_finetune")}
+    assert complete_config(old)["encoder"] == "conv"
+    assert relevant_config(old) == relevant_config(new)
