@@ -195,3 +195,16 @@ def test_old_configurations_mean_encoders_trained_from_scratch():
                                                       "text_finetune")}
     assert complete_config(old)["encoder"] == "conv"
     assert relevant_config(old) == relevant_config(new)
+
+
+def test_a_pretrained_text_encoder_refuses_the_plot_vectors_of_the_hdf5_release(tmp_path):
+    pytest.importorskip("h5py")
+    from mango_lite.datasets.synth.mmimdb import write_mmimdb
+    from mango_lite.presets import get_preset
+    from mango_lite.training.tasks import build_task_data
+
+    root = write_mmimdb(tmp_path / "mmimdb", 10, size=16, seed=0)
+    (root / "split.json").unlink()  # no raw split: the loader reads the GMU hdf5 (300-d plot vectors)
+    preset = get_preset("quick").with_encoders(text_model=str(tmp_path / "any-text-model"))
+    with pytest.raises(MangoLiteError, match="reads the plots as text, but .* holds MM-IMDb's GMU hdf5"):
+        build_task_data("genre", preset, data_root=root)

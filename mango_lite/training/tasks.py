@@ -317,6 +317,12 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
     test = MMIMDB(root, "test", source=source, transform=poster_transforms(hw, False))
     b_key = "plot" if source == "raw" else "features"
     kw = {"text_encoder": "hash"} if source == "raw" else {"text_encoder": "vector", "text_dim": 300}
+    asked = dict((preset.tasks or {}).get(task, {}).get("model", {})).get("text_encoder")
+    if source != "raw" and asked in ("pretrained", "sentence"):
+        raise MangoLiteError(
+            f"a pretrained text encoder ({asked!r}, e.g. --text-model) reads the plots as text, but {info.root} holds "
+            "MM-IMDb's GMU hdf5 release (300-d plot vectors only); use the raw release (split.json + dataset/)"
+        )
     info.meta = {**info.meta, "mmimdb_source": source}
     return TaskData(task, info, train, val, test, "test", "image", b_key, "labels", (3, 3), MMIMDB.num_classes,
                     [gen], model_kwargs=kw, class_names=tuple(MMIMDB.classes))
