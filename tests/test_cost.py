@@ -103,7 +103,7 @@ def _fake_results() -> dict:
 
 
 def test_claim_rows_respect_metric_direction_and_paper_values() -> None:
-    from mango_lite.viz import results_extra as rx
+    from mango_lite.viz import reproduction as rx
 
     rows = {r["group"]: r for r in rx.claim_rows(_fake_results())}
     seg, tr = rows["NYUDv2"], rows["RGB+Edge→Depth"]
@@ -118,7 +118,7 @@ def test_claim_rows_respect_metric_direction_and_paper_values() -> None:
 
 
 def test_check_results_reports_missing_failed_and_out_of_range() -> None:
-    from mango_lite.viz import results_extra as rx
+    from mango_lite.viz import reproduction as rx
 
     res = _fake_results()
     assert rx.check_results(res) == []

@@ -1,8 +1,10 @@
 """No absolute path of any machine in what the repository ships: code, docstrings, README, results
-files and committed notebook outputs (a home folder or work tree means something only on one machine)."""
+files and committed notebook outputs (a home folder or work tree means something only on one machine);
+and modules named by what they hold."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,3 +46,9 @@ def test_the_pattern_catches_home_and_work_folders_but_not_urls_or_relative_path
     assert MACHINE_PATH.search(f"saved to {work}")
     assert not MACHINE_PATH.search("https://example.org" + home)
     assert not MACHINE_PATH.search(f"results{work} and .{home} and ~{home}")
+
+
+def test_modules_are_named_by_what_they_hold():
+    vague = [str(p.relative_to(ROOT)) for p in _tracked()
+             if p.suffix == ".py" and re.search(r"_(extra|misc|utils2|helpers)$", p.stem)]
+    assert not vague, f"modules named by nothing they hold: {vague}"

@@ -44,7 +44,7 @@ from mango_lite.training import paper_tables as P
 from mango_lite.training.tasks import load_model
 from mango_lite.utils import device_name, pick_device
 from mango_lite.viz import plot_attention, plot_curves_overlay, segmentation_grid
-from mango_lite.viz import tasks_extra as tx
+from mango_lite.viz import segmentation as tx
 from mango_lite.viz.data import layout_tree, rgbd_grid
 
 sns.set_theme(style="whitegrid", context="notebook")

@@ -95,11 +95,11 @@ from mango_lite.training.tasks import load_model, predict_samples
 from mango_lite.utils import device_name, pick_device
 from mango_lite.viz import plot_attention, plot_curves_overlay, plot_history, plot_results, translation_grid
 from mango_lite.viz import data as vd
-from mango_lite.viz.translation_extra import (
+from mango_lite.viz.translation import (
     ablation_grid, ablation_maps, attention_row_maps, contrast_stretch, median_baseline, table2_comparison,
     translation_browser,
 )
-from mango_lite.viz.tasks_extra import full_row
+from mango_lite.viz.segmentation import full_row
 
 sns.set_theme(style="whitegrid", context="notebook")
 t_start = time.time()

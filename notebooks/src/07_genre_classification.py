@@ -46,7 +46,7 @@ from mango_lite.training import paper_tables as P
 from mango_lite.training.tasks import load_model
 from mango_lite.utils import device_name, pick_device
 from mango_lite.viz import plot_attention, plot_curves_overlay, plot_history, plot_results
-from mango_lite.viz import genre_extra as gx
+from mango_lite.viz import genres as gx
 from mango_lite.viz.data import STANDIN, layout_tree, poster_grid
 
 sns.set_theme(style="whitegrid", context="notebook")

@@ -49,7 +49,7 @@ from mango_lite.training import paper_tables as P
 from mango_lite.training.cost import task_costs
 from mango_lite.training.tasks import build_task_data, model_kwargs, model_names, resolve_model
 from mango_lite.utils import device_name, pick_device
-from mango_lite.viz import results_extra as rx
+from mango_lite.viz import reproduction as rx
 
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.precision", 2)

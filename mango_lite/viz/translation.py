@@ -1,4 +1,5 @@
-"""Helpers for the image-translation notebook (``06_image_translation``) that the library did not have.
+"""Where each modality matters, per-sample errors, baselines and Table 2 rows of image-translation models
+(notebook ``06_image_translation``).
 
 * :func:`ablation_maps` - *where* in the image each input modality matters: the per-pixel version of
   :func:`mango_lite.models.modality_contribution` (``method="ablation"``). Its spatial mean over the

@@ -1,4 +1,4 @@
-"""Helpers for the RGB-D segmentation notebook (``05_segmentation``) that the library did not have.
+"""Predictions, per-image scores and attention figures of RGB-D segmentation models (notebook ``05_segmentation``).
 
 * :func:`predict_segmentation` - every model over a whole split, in order: inputs, labels and class maps
   (:class:`SegPredictions`), plus each model's inference time.

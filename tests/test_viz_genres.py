@@ -1,4 +1,4 @@
-"""mango_lite.viz.genre_extra: per-genre / per-cue-group scores against scikit-learn, the cue readers
+"""mango_lite.viz.genres: per-genre / per-cue-group scores against scikit-learn, the cue readers
 against hand-computed lookup tables and the generator's design, per-genre reliance against
 modality_contribution, whole-split predictions against a direct forward pass, figures (smoke)."""
 
@@ -22,7 +22,7 @@ from mango_lite.datasets.constants import MMIMDB_GENRES
 from mango_lite.datasets.synth.mmimdb import GENRE_CUES, sample_cues, sample_genre_sets
 from mango_lite.errors import DataError
 from mango_lite.models import build_model, modality_contribution
-from mango_lite.viz import genre_extra as gx
+from mango_lite.viz import genres as gx
 
 K = len(MMIMDB_GENRES)
 

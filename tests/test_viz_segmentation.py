@@ -1,4 +1,4 @@
-"""mango_lite.viz.tasks_extra: whole-split predictions against a direct forward pass, per-image accuracy
+"""mango_lite.viz.segmentation: whole-split predictions against a direct forward pass, per-image accuracy
 against scikit-learn, ICA query maps / shares / gamma against hand-built attention matrices, labels,
 figures and the browser (smoke)."""
 
@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score
 
 from mango_lite.errors import DataError, MangoLiteError
 from mango_lite.models import AttentionRecord, attention_maps, build_model, cross_modal_share, modality_contribution
-from mango_lite.viz import tasks_extra as tx
+from mango_lite.viz import segmentation as tx
 
 K = 5
 

@@ -1,4 +1,4 @@
-"""Tests of mango_lite.viz.translation_extra (helpers of notebook 06)."""
+"""Tests of mango_lite.viz.translation (helpers of notebook 06)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from mango_lite.errors import MangoLiteError
 from mango_lite.models import build_model, modality_contribution
 from mango_lite.training import paper_tables as P
-from mango_lite.viz.translation_extra import (
+from mango_lite.viz.translation import (
     ablation_grid,
     ablation_maps,
     attention_row_maps,
