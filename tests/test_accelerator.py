@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from mango_lite.flows import InvertibleCrossAttention as ICA
@@ -69,3 +72,16 @@ def test_timed_reproduction_stops_when_the_budget_cannot_hold_another_group(monk
     md = acc.window_markdown({"device": "cpu", "torch": torch.__version__, "git_commit": None, "started": "now",
                               "dry_run": True, "reproduction": res, "errors": {"ica_timings": "RuntimeError: x"}})
     assert "not reached: genre, translation" in md and "ica_timings failed" in md
+
+
+def test_train_steps_time_mango_against_tokenfusion_and_price_one_run():
+    (r,) = acc.train_steps(torch.device("cpu"), dry_run=True)
+    assert r["preset"] == "quick" and r["first"] == "mango" and set(r["models"]) == {"mango", "tokenfusion"}
+    q = r["first_over"]["tokenfusion"]
+    assert q["ratio_min"] <= q["ratio"] <= q["ratio_max"]
+    assert r["models"]["mango"]["params"] > r["models"]["tokenfusion"]["params"]
+    # one run = ceil(train images / batch) steps per epoch, the preset's epochs
+    assert r["run_minutes"]["nyudv2"] == pytest.approx(math.ceil(795 / 16) * 2 * r["models"]["mango"]["step_ms"] / 6e4)
+    md = acc.window_markdown({"device": "cpu", "torch": torch.__version__, "git_commit": None, "started": "now",
+                              "dry_run": True, "train_steps": [r]})
+    assert "| quick | 16, 32 |" in md and "MANGO / TokenFusion" in md

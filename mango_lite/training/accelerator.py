@@ -13,7 +13,10 @@ everything it should measure runs from this module, in order of importance, insi
    (``scaled_dot_product_attention``) with the same projections and mask, and the inverse against the
    forward, at 256 to 4096 tokens per modality; the two sides interleaved, median ratio with its min-max;
    peak device memory of each.
-3. **A time-boxed reproduction** (:func:`timed_reproduction`): MANGO, its controls and the fused baselines
+3. **Training steps** (:func:`train_steps`): MANGO's optimizer step against TokenFusion's, interleaved, at
+   the ``gpu`` preset (goal: at most 2x) and at the ``paper`` preset, with what one NYUDv2 / SUN RGB-D run
+   at that step time costs.
+4. **A time-boxed reproduction** (:func:`timed_reproduction`): MANGO, its controls and the fused baselines
    on the three tasks at a preset, group after group, until the budget is spent (the groups not reached
    are listed as such).
 
@@ -223,6 +226,23 @@ def timed_reproduction(out: str | Path, preset: str, budget_s: float, device: st
             "results": str(Path(out) / "results.json")}
 
 
+#: MANGO's training step at most this many times TokenFusion's at the gpu preset
+GOAL_STEP_OVER_TOKENFUSION = 2.0
+
+
+def train_steps(device: torch.device, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Training-step times of MANGO and TokenFusion (:func:`mango_lite.training.cost.train_step_timings`) at the
+    ``gpu`` preset (the goal) and at the ``paper`` preset (what one real-data run costs; encoders from scratch,
+    since no pretrained weights travel with a GPU window). The dry run uses the ``quick`` preset."""
+    from ..presets import get_preset
+    from .cost import train_step_timings
+
+    if dry_run:
+        return [train_step_timings(device, "quick", pairs=2)]
+    return [train_step_timings(device, "gpu", pairs=5),
+            train_step_timings(device, get_preset("paper").with_encoders(encoder="conv"), pairs=3)]
+
+
 def window_markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU window: {report['device']}", "",
              f"torch {report['torch']}, git {str(report.get('git_commit'))[:10]}, {report['started']}"
@@ -251,6 +271,20 @@ def window_markdown(report: dict[str, Any]) -> str:
                          f"[{r['forward_over_sdpa_min']:.2f}-{r['forward_over_sdpa_max']:.2f}] | "
                          f"{r['inverse_over_forward']:.2f} [{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] | {m} |")
         lines.append("")
+    if report.get("train_steps"):
+        lines += ["## Training step: MANGO against TokenFusion (segmentation, NYUDv2 shapes)", "",
+                  f"Goal: MANGO's step at most {GOAL_STEP_OVER_TOKENFUSION}x TokenFusion's at the gpu preset. One run "
+                  "= the preset's epochs over NYUDv2's 795 / SUN RGB-D's 5,285 training images.", "",
+                  "| preset | batch, px | MANGO (ms) | TokenFusion (ms) | MANGO / TokenFusion | one NYUDv2 run | one SUN RGB-D run |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in report["train_steps"]:
+            q = r["first_over"].get("tokenfusion", {})
+            runs = r["run_minutes"]
+            lines.append(f"| {r['preset']} | {r['batch']}, {r['image_size']} | {r['models']['mango']['step_ms']:.0f} | "
+                         f"{r['models']['tokenfusion']['step_ms']:.0f} | {q.get('ratio', float('nan')):.2f} "
+                         f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}] | "
+                         f"{runs['nyudv2']:.0f} min | {runs['sunrgbd']:.0f} min |")
+        lines.append("")
     if report.get("reproduction"):
         rep = report["reproduction"]
         lines += ["## Time-boxed reproduction", "",
@@ -265,7 +299,7 @@ def window_markdown(report: dict[str, Any]) -> str:
 
 def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_run: bool = False,
                device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the three steps within ``minutes`` and write OUT/gpu_window.{json,md} after each."""
+    """Run the four steps within ``minutes`` and write OUT/gpu_window.{json,md} after each."""
     from .reproduce import git_commit
 
     t0 = time.time()
@@ -287,6 +321,7 @@ def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_r
         ("flow_checks", lambda: flow_checks(dev, dry_run)),
         ("ica_timings", lambda: ica_timings(dev, (16, 32) if dry_run else (256, 1024, 2048, 4096),
                                             dim=16 if dry_run else 64, pairs=3 if dry_run else 7)),
+        ("train_steps", lambda: train_steps(dev, dry_run)),
     ]
     for name, fn in steps:
         log(f"gpu-window: {name} ...")

@@ -373,6 +373,19 @@ _COUNT_SHAPES: dict[str, tuple[tuple[int, int], int, dict[str, Any]]] = {
 TABLE8_CLAIM = "MANGO has more parameters (and a longer inference time) than lighter fusions such as TokenFusion"
 
 
+def preset_model(task: str, name: str, preset: Any) -> nn.Module:
+    """Model ``name`` (a fusion or a MANGO control) of ``task`` built as ``train`` builds it at ``preset``, with
+    the data shapes of :data:`_COUNT_SHAPES` (no data needed)."""
+    from types import SimpleNamespace
+
+    from .tasks import _preset, build_task_model, control_overrides, model_kwargs, resolve_model
+
+    preset = _preset(preset)
+    channels, outputs, extra = _COUNT_SHAPES[task]
+    data = SimpleNamespace(in_channels=channels, num_outputs=outputs, model_kwargs=extra)
+    return build_task_model(task, resolve_model(task, name), model_kwargs(task, data, preset, control_overrides(name)))
+
+
 def parameter_counts(preset: Any = None, tasks: Sequence[str] | None = None,
                      models: Sequence[str] = ("mango", "tokenfusion", "crossattn", "concat")) -> dict[str, Any]:
     """Trainable parameters of ``models`` on ``tasks`` exactly as ``train`` / ``reproduce`` build them at
@@ -382,10 +395,8 @@ def parameter_counts(preset: Any = None, tasks: Sequence[str] | None = None,
     ``with_encoders(encoder_weights=...)``) is counted with encoders trained from scratch, and says so in
     ``"encoders"``. Returns ``{"preset", "encoders", "claim", "tasks": {task: {model: {"total", "encoders",
     "fusion", "head"}}}, "claim_holds": {task: bool}}`` (MANGO heavier than TokenFusion)."""
-    from types import SimpleNamespace
-
     from ..models import count_parameters
-    from .tasks import TASK_NAMES, _preset, build_task_model, control_overrides, model_kwargs
+    from .tasks import TASK_NAMES, _preset
 
     preset = _preset(preset)
     encoders = "as the preset builds them"
@@ -399,11 +410,9 @@ def parameter_counts(preset: Any = None, tasks: Sequence[str] | None = None,
     out: dict[str, Any] = {"preset": preset.name, "encoders": encoders, "claim": TABLE8_CLAIM, "tasks": {},
                            "claim_holds": {}}
     for task in tasks or TASK_NAMES:
-        channels, outputs, extra = _COUNT_SHAPES[task]
-        data = SimpleNamespace(in_channels=channels, num_outputs=outputs, model_kwargs=extra)
         rows: dict[str, dict[str, int]] = {}
         for name in models:
-            net = build_task_model(task, name, model_kwargs(task, data, preset, control_overrides(name)))
+            net = preset_model(task, name, preset)
             rows[name] = count_parameters(net)
             del net
         out["tasks"][task] = rows
@@ -427,3 +436,64 @@ def parameter_markdown(counts: Mapping[str, Any]) -> str:
         lines += ["", f"Paper, Table 8: {counts['claim']}. Here MANGO has more parameters than TokenFusion on "
                       f"{len(yes)} of {len(holds)} tasks" + (f" ({', '.join(yes)})." if yes else ".")]
     return "\n".join(lines) + "\n"
+
+
+#: training samples of one epoch of the real datasets (NYUDv2 795, SUN RGB-D 5,285, Taskonomy subset 1,000,
+#: MM-IMDb 15,552), to turn a step time into the time of one run
+REAL_TRAIN_SIZES: dict[str, int] = {"nyudv2": 795, "sunrgbd": 5285, "taskonomy": 1000, "mmimdb": 15552}
+
+
+def train_step_timings(device: str | torch.device, preset: Any, models: Sequence[str] = ("mango", "tokenfusion"),
+                       task: str = "segmentation", pairs: int = 5, amp: bool = True) -> dict[str, Any]:
+    """One optimizer step (forward, loss, backward, AdamW) of each of ``models`` at ``preset``'s batch and image
+    size on ``device``, interleaved (:func:`mango_lite.timing.interleaved`, the first model against each
+    other one), bf16 autocast on CUDA when ``amp``. Segmentation models get NYUDv2's shapes.
+
+    Returns ``{"preset", "device", "batch", "image_size", "models": {name: {"step_ms", "params"}},
+    "first_over": {name: {"ratio", "ratio_min", "ratio_max"}} (the first model's step over ``name``'s),
+    "run_minutes": {dataset: minutes of one run of the first model at the preset's epochs}}``."""
+    from ..timing import interleaved
+    from ..utils import device_name
+    from .tasks import _preset
+
+    preset = _preset(preset)
+    dev = torch.device(device)
+    bs, size = int(preset.batch_size), int(preset.image_size)
+    channels, outputs, _ = _COUNT_SHAPES[task]
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(bs, channels[0], size, size, generator=g).to(dev)
+    b = torch.randn(bs, channels[1], size, size, generator=g).to(dev)
+    y = torch.randint(0, outputs, (bs, size, size), generator=g).to(dev)
+    use_amp = amp and dev.type == "cuda"
+
+    def stepper(name: str) -> tuple[Callable[[], None], int]:
+        torch.manual_seed(0)
+        net = preset_model(task, name, preset).to(dev).train()
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-12)
+
+        def step() -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
+                loss, _ = net.loss(net(a, b), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step, int(sum(p.numel() for p in net.parameters() if p.requires_grad))
+
+    steps = {name: stepper(name) for name in models}
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+    first = models[0]
+    out: dict[str, Any] = {"preset": preset.name, "device": device_name(dev), "batch": bs, "image_size": size,
+                           "task": task, "amp": use_amp, "first": models[0], "models": {}, "first_over": {}}
+    first_ms: list[float] = []
+    for name in models[1:]:
+        r = interleaved(steps[first][0], steps[name][0], pairs, sync=sync)
+        first_ms.append(1e3 * r["a_s"])
+        out["models"][name] = {"step_ms": 1e3 * r["b_s"], "params": steps[name][1]}
+        out["first_over"][name] = {"ratio": r["ratio"], "ratio_min": r["ratio_min"], "ratio_max": r["ratio_max"]}
+    out["models"][first] = {"step_ms": statistics.median(first_ms) if first_ms else float("nan"),
+                            "params": steps[first][1]}
+    ms = out["models"][first]["step_ms"]
+    out["run_minutes"] = {ds: math.ceil(n / bs) * int(preset.epochs) * ms / 6e4
+                          for ds, n in REAL_TRAIN_SIZES.items() if ds in ("nyudv2", "sunrgbd")}
+    return out

@@ -195,10 +195,25 @@ def reproduce_jobs(bench: Mapping[str, Any]) -> str:
 
 
 #: view name -> function of the parsed JSON file
+def paper_step(bench: Mapping[str, Any]) -> str:
+    """``benchmarks/bench_paper_step.py --out``: MANGO's and TokenFusion's step at the paper preset and the
+    time of one real-data run at that speed."""
+    m, t = bench["models"]["mango"], bench["models"]["tokenfusion"]
+    q = bench["first_over"]["tokenfusion"]
+    runs = bench["run_minutes"]
+    return (f"- preset `{bench['preset']}` on {bench['device']} ({bench['threads']} threads, torch {bench['torch']}), "
+            f"segmentation at batch {bench['batch']}, {bench['image_size']} px, encoders {bench['encoders']}: "
+            f"MANGO {m['step_ms'] / 1e3:.2f} s per step, TokenFusion {t['step_ms'] / 1e3:.2f} s "
+            f"(MANGO / TokenFusion {q['ratio']:.2f}× [{q['ratio_min']:.2f}-{q['ratio_max']:.2f}] over "
+            f"{bench['pairs']} interleaved pairs); one MANGO run at this speed: NYUDv2 {runs['nyudv2'] / 60:.0f} h, "
+            f"SUN RGB-D {runs['sunrgbd'] / 60:.0f} h.\n")
+
+
 VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "headline": headline,
     "seed_spread": seed_spread,
     "train_step": train_step,
     "ica_bench": ica_bench,  # type: ignore[dict-item]
     "reproduce_jobs": reproduce_jobs,
+    "paper_step": paper_step,
 }
