@@ -3,7 +3,7 @@ PYTHON ?= python
 PRESET ?=
 OUT ?= results/$(if $(PRESET),$(PRESET),auto)
 
-.PHONY: test test-unit test-notebooks lab bench reproduce notebooks gpu gpu-rehearsal clean
+.PHONY: test test-unit test-notebooks lab bench reproduce notebooks book gpu gpu-rehearsal clean
 
 test: test-unit test-notebooks  ## unit tests + every notebook executed by nbval, in quick mode
 
@@ -31,6 +31,11 @@ gpu-rehearsal:  ## the same on the CPU at tiny sizes, before spending a GPU wind
 
 notebooks:  ## rebuild the notebooks from notebooks/src and execute them at the cpu preset
 	$(PYTHON) notebooks/build.py --execute --preset $(if $(PRESET),$(PRESET),cpu)
+
+book:  ## static site of the committed notebooks and the exercise index (Sphinx + myst-nb, no execution) -> build/book
+	$(PYTHON) -m sphinx -b html -c book -W --keep-going -q . build/book
+	@printf '<meta http-equiv="refresh" content="0; url=book/index.html">\n' > build/book/index.html
+	@echo "book: build/book/index.html"
 
 clean:
 	rm -rf .pytest_cache build dist *.egg-info runs

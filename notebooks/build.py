@@ -14,8 +14,9 @@ the kernel), and never when an output names this checkout's absolute path.
 ``--text-only`` is for prose edits after a long run: it refuses when any code cell differs from the
 committed notebook's, so outputs always belong to the code shown above them.
 
-Sources use the py:percent convention: ``# %%`` starts a code cell, ``# %% [markdown]`` a markdown cell
-whose lines are commented with ``# ``. Execution uses the current Python environment's kernel.
+Sources use jupytext's py:percent format (``# %%`` starts a code cell, ``# %% [markdown]`` a markdown cell
+whose lines are commented with ``# ``), read with jupytext; ``jupytext --to ipynb`` opens them too. Execution
+uses the current Python environment's kernel.
 """
 
 from __future__ import annotations
@@ -86,30 +87,17 @@ def parse_markdown_text(text: str) -> str:
 
 
 def parse_source(text: str, student: bool = False) -> nbformat.NotebookNode:
-    """py:percent source -> notebook; ``student=True`` replaces the exercise solutions by their stubs."""
+    """py:percent source -> notebook (read by jupytext); ``student=True`` replaces the exercise solutions by
+    their stubs, otherwise the exercise markers are dropped."""
+    import jupytext
+
+    read = jupytext.reads(text, fmt="py:percent")
     nb = nbformat.v4.new_notebook()
-    cells: list[tuple[str, list[str]]] = []
-    kind, buf = None, []
-    for line in text.splitlines():
-        if line.startswith("# %%"):
-            if kind is not None:
-                cells.append((kind, buf))
-            kind, buf = ("markdown" if "[markdown]" in line else "code"), []
-            continue
-        if kind is None:
-            continue  # module header before the first cell
-        buf.append(line)
-    if kind is not None:
-        cells.append((kind, buf))
-    for kind, lines in cells:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        while lines and not lines[0].strip():
-            lines.pop(0)
-        if kind == "markdown":
-            body = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines]
-            nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(_split_regions(body, student, True))))
-        else:
+    for cell in read.cells:
+        lines = cell.source.splitlines()
+        if cell.cell_type == "markdown":
+            nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(_split_regions(lines, student, True))))
+        elif cell.cell_type == "code":
             nb.cells.append(nbformat.v4.new_code_cell("\n".join(_split_regions(lines, student, False))))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
