@@ -45,3 +45,18 @@ def multiscale_jacobian_logdet(m, xa: torch.Tensor, xb: torch.Tensor) -> torch.T
 #: folder - in text the project ships (docs, results files, notebook outputs)
 MACHINE_PATH = re.compile(r"(?<![\w.:/~-])(?:/(?:home|Users|work|scratch|tmp|root|mnt|private|var/folders)/[\w.-]+"
                           r"|[A-Za-z]:\\\\(?:Users|work)\\\\)")
+
+
+@pytest.fixture(scope="session")
+def mit_folder(tmp_path_factory):
+    """A tiny randomly initialised SegFormer Mix Transformer (4 stages, reductions 4/8/16/32, widths 8-32),
+    saved to a folder as a user's local copy of pretrained MiT weights would be (needs ``transformers``)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.SegformerConfig(
+        num_channels=3, num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 16, 24, 32],
+        num_attention_heads=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2],
+    )
+    folder = tmp_path_factory.mktemp("mit")
+    transformers.SegformerModel(cfg).save_pretrained(folder)
+    return folder

@@ -18,20 +18,6 @@ from mango_lite.presets import get_preset
 from mango_lite.training.engine import TrainConfig, Trainer
 from mango_lite.training.tasks import build_task_data, evaluate_checkpoint, model_kwargs, train_task
 
-transformers = pytest.importorskip("transformers")
-
-
-@pytest.fixture(scope="module")
-def mit_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = transformers.SegformerConfig(
-        num_channels=3, num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 16, 24, 32],
-        num_attention_heads=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2],
-    )
-    folder = tmp_path_factory.mktemp("mit")
-    transformers.SegformerModel(cfg).save_pretrained(folder)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def nyu_frames(tmp_path_factory):

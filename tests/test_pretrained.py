@@ -18,19 +18,6 @@ transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def mit_folder(tmp_path_factory):
-    """A tiny Mix Transformer (4 stages, reductions 4/8/16/32) saved as a user's local copy would be."""
-    torch.manual_seed(0)
-    cfg = transformers.SegformerConfig(
-        num_channels=3, num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[4, 2, 1, 1], hidden_sizes=[8, 16, 24, 32],
-        num_attention_heads=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2],
-    )
-    folder = tmp_path_factory.mktemp("mit")
-    transformers.SegformerModel(cfg).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def text_folder(tmp_path_factory):
     """A tiny BERT with its own word-piece vocabulary, saved with its tokenizer."""
     torch.manual_seed(0)
