@@ -81,6 +81,8 @@ class Preset:
         if unknown:
             raise ValueError(f"with_encoders: unknown options {sorted(unknown)}; expected some of {ENCODER_OPTIONS}")
         given = {k: v for k, v in options.items() if v is not None}
+        if given.get("text_finetune") and "text_model" not in given:
+            raise ValueError("with_encoders: text_finetune needs text_model, the pretrained text model to fine-tune")
         if not given:
             return self
         tasks = {t: dict(v) for t, v in (self.tasks or {}).items()}

@@ -195,3 +195,13 @@ def test_a_pretrained_text_encoder_refuses_the_plot_vectors_of_the_hdf5_release(
     preset = get_preset("quick").with_encoders(text_model=str(tmp_path / "any-text-model"))
     with pytest.raises(MangoLiteError, match="reads the plots as text, but .* holds MM-IMDb's GMU hdf5"):
         build_task_data("genre", preset, data_root=root)
+
+
+def test_weights_for_encoders_trained_from_scratch_are_refused(tmp_path, capsys):
+    with pytest.raises(MangoLiteError, match="encoder='conv' trains its encoders from scratch"):
+        build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
+                    encoder_stride=4, encoder_weights=str(tmp_path))
+    from mango_lite.cli import main
+
+    assert main(["params", "--preset", "quick", "--text-finetune"]) == 2
+    assert "--text-finetune needs --text-model" in capsys.readouterr().err

@@ -259,6 +259,9 @@ def build_image_encoder(kind: str, in_channels: int, width: int, stride: int, de
 
     kind = str(kind).lower()
     if kind == "conv":
+        if weights is not None:
+            raise MangoLiteError(f"encoder_weights {str(weights)!r} given, but encoder='conv' trains its encoders from "
+                                 "scratch; choose encoder='segformer' or 'timm' (--encoder) to load them")
         return ConvEncoder(in_channels, width, stride, depth)
     if kind == "timm":
         if not name:

@@ -53,6 +53,10 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
 
 def preset_with_encoders(name: str, args: argparse.Namespace) -> Preset:
     """The preset ``name`` with the encoder options given on the command line."""
+    if args.text_finetune and not args.text_model:
+        from ..errors import MangoLiteError
+
+        raise MangoLiteError("--text-finetune needs --text-model, the local text model to fine-tune")
     return get_preset(name).with_encoders(
         encoder=args.encoder, encoder_weights=args.encoder_weights, encoder_name=args.encoder_name,
         text_model=args.text_model, text_finetune=True if args.text_finetune else None,
