@@ -370,3 +370,18 @@ def test_reproduce_through_submitit_local_jobs_matches_one_process(tmp_path, tin
     assert list((tmp_path / "sub" / "submitit").iterdir())  # the jobs' pickles and logs
     with pytest.raises(MangoLiteError, match="'slurm' or 'local'"):
         rp.reproduce(TINY, tmp_path / "bad", cluster={"executor": "pbs"}, overwrite=True, **kw)
+
+
+def test_plan_states_the_time_one_after_another_and_with_workers(tmp_path):
+    import importlib
+
+    import torch
+
+    from mango_lite.presets import get_preset
+
+    rp = importlib.import_module("mango_lite.training.reproduce")  # the module (the package exports the function)
+    groups = rp.plan_runs("quick", tasks=["genre"])
+    lines = rp._plan_lines(get_preset("quick"), torch.device("cpu"), 0, tmp_path, groups, (600.0, "cpu (2 cores)"), 2)
+    assert "estimated time: 10 min one run after another, about 5 min in 2 worker processes" in lines[-1]
+    one = rp._plan_lines(get_preset("quick"), torch.device("cpu"), 0, tmp_path, groups, (600.0, "cpu (2 cores)"), 1)
+    assert "worker processes" not in one[-1]

@@ -213,7 +213,7 @@ def _data_report(groups: Sequence[RunGroup], data_root: str | os.PathLike | None
 
 
 def _plan_lines(preset: Preset, dev: torch.device, seed: int, out: Path, groups: Sequence[RunGroup],
-                estimate: tuple[float | None, str | None]) -> list[str]:
+                estimate: tuple[float | None, str | None], workers: int = 1) -> list[str]:
     n_runs = sum(len(g.models) for g in groups)
     lines = [f"reproduce: preset {preset.name}, device {device_name(dev)}, seed {seed}, {n_runs} runs in "
              f"{len(groups)} groups ({preset.epochs} epochs each) -> {display_path(out)}"]
@@ -223,7 +223,9 @@ def _plan_lines(preset: Preset, dev: torch.device, seed: int, out: Path, groups:
     if sec is None:
         lines.append("  estimated time: unknown (no measured runs at this preset in mango_lite/training/run_costs.json)")
     else:
-        lines.append(f"  estimated time: {_duration(sec)} one run after another (measured on {where}; "
+        parallel = (f", about {_duration(sec / workers)} in {workers} worker processes at full speed"
+                    if workers > 1 else "")
+        lines.append(f"  estimated time: {_duration(sec)} one run after another{parallel} (measured on {where}; "
                      f"more on a slower or busier machine)")
     return lines
 
@@ -431,7 +433,8 @@ def reproduce(
     runs = [(g.task, m) for g in groups for m in g.models]
     costs = load_run_costs()  # measured seconds per run, read once for the estimate and the ETA
     estimate = estimate_seconds(preset.name, runs, costs)
-    for line in _plan_lines(preset, dev, seed, out, groups, estimate):
+    workers = 1 if cluster else max(1, min(int(jobs) if jobs else default_jobs(dev), len(runs)))
+    for line in _plan_lines(preset, dev, seed, out, groups, estimate, workers):
         log(line)
     _data_report(groups, data_root, allow_stand_ins, log)
     results: dict[str, Any] = {
