@@ -69,6 +69,18 @@ def test_segformer_encoder_errors_name_what_is_missing(mit_folder, tmp_path):
         SegformerEncoder(mit_folder, 2, 8)
     with pytest.raises(MangoLiteError, match="could not load a SegFormer model"):
         SegformerEncoder(tmp_path, 3, 8)  # a folder without config.json
+    # a folder whose weights do not cover the model: refused, not silently initialised at random
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(mit_folder / "config.json", other)
+    state = load_file(str(next(mit_folder.glob("*.safetensors"))))
+    save_file({k: v for i, (k, v) in enumerate(sorted(state.items())) if i % 2}, str(other / "model.safetensors"))
+    with pytest.raises(MangoLiteError, match="miss .* tensors of the model"):
+        SegformerEncoder(other, 3, 8)
 
 
 def test_segmentation_model_with_segformer_encoders_trains_one_step_with_separate_learning_rates(mit_folder):
@@ -151,7 +163,7 @@ def test_timm_encoder_loads_matching_tensors_and_picks_the_level(fake_timm, tmp_
     assert torch.equal(enc.backbone.stage.weight, saved.stage.weight)
     assert enc(torch.randn(2, 1, 16, 16)).shape == (2, 5, 4, 4)
     torch.save({"other": torch.zeros(3)}, tmp_path / "wrong.pth")
-    with pytest.raises(MangoLiteError, match="no tensor of .* fits timm model 'fake'"):
+    with pytest.raises(MangoLiteError, match="only 0 of the 4 tensors of timm model 'fake'"):
         TimmEncoder("fake", tmp_path / "wrong.pth", 3, 5, 4)
     with pytest.raises(MangoLiteError, match="none equals encoder_stride 8"):
         TimmEncoder("fake", path, 3, 5, 8)

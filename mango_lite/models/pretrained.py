@@ -119,7 +119,8 @@ class TimmEncoder(PretrainedImageEncoder):
     ``torch.save`` or a safetensors file), e.g. ``name="mit_b2"`` or ``"resnet50"``.
 
     ``(B, in_channels, H, W) -> (B, width, H/stride, W/stride)``. Raises :class:`MangoLiteError` if timm is
-    missing, the file does not exist, no tensor of it fits the model, or no level has reduction ``stride``."""
+    missing, the file does not exist, fewer than 90 % of the model's tensors are in it with their shapes (the
+    classifier head of an ImageNet checkpoint is ignored), or no level has reduction ``stride``."""
 
     def __init__(self, name: str, weights_path: str | os.PathLike | None, in_channels: int, width: int,
                  stride: int = 8) -> None:
@@ -132,9 +133,12 @@ class TimmEncoder(PretrainedImageEncoder):
         state = _load_state(path)
         own = model.state_dict()
         matched = [k for k in own if k in state and tuple(state[k].shape) == tuple(own[k].shape)]
-        if not matched:
-            raise MangoLiteError(f"TimmEncoder: no tensor of {str(path)!r} fits timm model {name!r} "
-                                 f"(it has {len(own)} tensors, the file {len(state)})")
+        if len(matched) < 0.9 * len(own):  # a partial load would train mostly from scratch, silently
+            missing = [k for k in own if k not in set(matched)]
+            raise MangoLiteError(
+                f"TimmEncoder: only {len(matched)} of the {len(own)} tensors of timm model {name!r} are in "
+                f"{str(path)!r} with the right shape (first missing: {missing[:5]}); is it a checkpoint of this model?"
+            )
         model.load_state_dict({k: state[k] for k in matched}, strict=False)
         self.matched = len(matched)  # tensors loaded (the rest keep timm's initialisation)
         self.backbone = model
@@ -170,9 +174,13 @@ class SegformerEncoder(PretrainedImageEncoder):
         tf = _import_optional("transformers", "SegformerEncoder")
         path = _existing(folder, "SegformerEncoder", "model folder")
         try:
-            model = tf.SegformerModel.from_pretrained(str(path), local_files_only=True)
+            model, info = tf.SegformerModel.from_pretrained(str(path), local_files_only=True, output_loading_info=True)
         except Exception as exc:  # noqa: BLE001 - every loading failure is reported the same way
             raise MangoLiteError(f"SegformerEncoder: could not load a SegFormer model from {str(path)!r}: {exc}") from exc
+        missing = list(info.get("missing_keys") or []) + list(info.get("mismatched_keys") or [])
+        if missing:  # transformers would initialise them at random and only log it
+            raise MangoLiteError(f"SegformerEncoder: the weights in {str(path)!r} miss {len(missing)} tensors of the "
+                                 f"model (first: {[str(k) for k in missing[:5]]}); is it a MiT checkpoint?")
         cfg = model.config
         if int(cfg.num_channels) != 3:
             raise MangoLiteError(f"SegformerEncoder: {str(path)!r} reads {cfg.num_channels} channels, expected 3")
