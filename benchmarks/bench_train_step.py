@@ -44,8 +44,8 @@ def main() -> None:
     size, bs = p.image_size, p.batch_size
     kw = dict(in_channels=(3, 1), num_outputs=40, image_size=size, width=p.width, blocks=p.blocks, scales=p.scales,
               flow_weight=p.flow_weight)
-    # MANGO's default computes the likelihood in a second, detached pass; mango-nll-encoders is the same
-    # model with the paper's joint objective (one pass), so the pair shows what the second pass costs
+    # MANGO's default differentiates the likelihood a second time, for the flow only; mango-nll-encoders is the same
+    # model with the paper's joint objective (one backward pass), so the pair shows what that second backward costs
     variants = {"concat": ("concat", {}), "mango": ("mango", {}),
                 "mango-nll-encoders": ("mango", {"flow_nll_to_encoders": True}), "mango (before)": ("mango", BEFORE)}
     g = torch.Generator().manual_seed(0)

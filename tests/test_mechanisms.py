@@ -468,6 +468,74 @@ def test_default_keeps_the_nll_out_of_the_encoders_only():
         assert torch.allclose(grads[True][n], grads[False][n], atol=1e-6, rtol=1e-4), n
 
 
+def _two_pass_flow_bpd(fusion, fa, fb):
+    """The likelihood as MANGO's default computed it before: a second flow pass on detached features."""
+    with torch.autocast(fa.device.type, enabled=False):
+        return fusion.flow.encode((fa.float().detach(), fb.float().detach())).bits_per_dim.mean()
+
+
+def test_flow_only_likelihood_gradient_equals_a_second_detached_pass(monkeypatch):
+    """The default differentiates the likelihood of the *same* flow forward with respect to the flow's
+    parameters only. Every parameter's gradient of the whole training loss (task + lambda * NLL) must equal
+    the one obtained with a second flow pass on detached features, and the encoders must get only the
+    task's gradient. Parameters are perturbed so that no zero-initialised term hides a difference."""
+    from mango_lite.flows import perturb_parameters
+    from mango_lite.models import build_model
+    from mango_lite.models import fusion as fusion_module
+
+    kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2, flow_noise=0.0,
+              flow_weight=0.5)
+    a, b = torch.randn(4, 3, 32, 32), torch.randn(4, 1, 32, 32)
+    y = torch.randint(0, 5, (4, 32, 32))
+    grads, losses = {}, {}
+    for how in ("one pass", "two passes"):
+        torch.manual_seed(0)
+        model = build_model("segmentation", "mango", **kw).train()
+        perturb_parameters(model, 0.05, generator=torch.Generator().manual_seed(1))
+        if how == "two passes":  # the second, detached pass replaces the flow-only gradient
+            calls = []
+            original = fusion_module.MangoFusion.forward
+
+            def forward(self, fa, fb, _original=original):
+                out = _original(self, fa, fb)
+                calls.append(1)
+                out.aux["flow_bpd"] = _two_pass_flow_bpd(self, fa, fb)
+                return out
+
+            monkeypatch.setattr(fusion_module, "flow_only_gradient", lambda loss, params: loss)
+            monkeypatch.setattr(fusion_module.MangoFusion, "forward", forward)
+        loss, _ = model.loss(model(a, b), y)
+        loss.backward()
+        losses[how] = loss.detach()
+        grads[how] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        if how == "two passes":
+            assert calls == [1]
+    assert torch.allclose(losses["one pass"], losses["two passes"], rtol=1e-6)
+    assert grads["one pass"].keys() == grads["two passes"].keys()
+    flow = [n for n in grads["one pass"] if ".flow." in n]
+    assert flow and any(n.startswith("enc") for n in grads["one pass"])
+    for n, g in grads["one pass"].items():
+        ref = grads["two passes"][n]
+        assert torch.allclose(g, ref, atol=1e-5 * float(ref.abs().max()) + 1e-8, rtol=1e-4), n
+
+
+def test_flow_only_gradient_reaches_the_given_parameters_only():
+    """The identity in value; its gradient goes to the parameters it was given, not to the loss's inputs."""
+    from mango_lite.models.fusion import flow_only_gradient
+
+    w = torch.tensor([2.0, -1.0], requires_grad=True)
+    x = torch.tensor([0.5, 3.0], requires_grad=True)
+    loss = (w * x).square().sum()
+    out = flow_only_gradient(loss, [w])
+    assert out.item() == loss.item()
+    (out + 0.0 * x.sum()).backward()
+    assert torch.allclose(w.grad, 2 * w.detach() * x.detach() ** 2)
+    assert torch.equal(x.grad, torch.zeros(2))
+    constant = torch.ones(2).sum()
+    assert flow_only_gradient(constant, [w]) is constant  # nothing to differentiate: returned as it is
+    assert flow_only_gradient(loss, []) is loss
+
+
 def test_no_likelihood_control_skips_the_detached_pass():
     """With weight 0 the NLL trains nothing, so MANGO's stop-gradient pass would be wasted work."""
     from mango_lite.models import build_model

@@ -169,8 +169,9 @@ class MangoFusion(nn.Module):
     ``flow_options``: further :class:`~mango_lite.flows.MultiscaleMango` keywords (``gamma``,
     ``learn_gamma``, ``gamma_rate``, ``alternate``, ``positions``, ``conditioner``).
     ``layers``: ICA ``(partition, variant)`` list of each MangoBlock (ablation), ``None`` = default.
-    ``nll_to_encoders=False``: ``flow_bpd`` is computed by a second pass on the detached inputs, so the NLL
-    term trains the flow but sends no gradient into the encoders (the task loss still does).
+    ``nll_to_encoders=False``: ``flow_bpd``'s gradient is taken with respect to the flow's parameters only
+    (:func:`flow_only_gradient`, on the same forward pass), so the NLL term trains the flow but sends no
+    gradient into the encoders (the task loss still does).
     ``hidden``: coupling conditioner width; ``qk_dim``: cap on the ICA query/key width (``None``: the
     flow's defaults, 2 D_s and D_s, which grow 4x per squeeze; :func:`~mango_lite.models.build_model`
     caps both so the flow's size stays near the baselines').
@@ -235,7 +236,7 @@ class MangoFusion(nn.Module):
             if not self.nll_to_encoders and torch.is_grad_enabled() and (fa.requires_grad or fb.requires_grad):
                 # the likelihood of the same features, its gradient stopped at the flow's input: it shapes the
                 # flow, never the encoders (which could otherwise lower it by collapsing the features)
-                bpd = self.flow.encode((fa32.detach(), fb32.detach())).bits_per_dim.mean()
+                bpd = flow_only_gradient(bpd, [p for p in self.flow.parameters() if p.requires_grad])
         feats = [proj(f.flatten(1, 2)) for proj, f in zip(self.proj, enc.features)]
         with torch.no_grad():  # the same features under N(0, I): what "no flow at all" would score
             nats = 0.5 * math.log(2 * math.pi) + 0.25 * (fa.square().mean() + fb.square().mean())  # mean of both
@@ -247,6 +248,42 @@ class MangoFusion(nn.Module):
             "logdet": enc.logdet.detach().mean(),
         }
         return FusionOutput(feats, aux)
+
+
+class _FlowOnlyGradient(torch.autograd.Function):
+    """Identity on a loss value whose backward sends its gradient to the given parameters only.
+
+    ``forward(ctx, held, *params)``: ``held[0]`` is the loss with its graph; it is passed inside a list so
+    that autograd records no edge to it, only to ``params``. ``backward`` differentiates the held loss
+    with respect to ``params`` (a nested pass over the shared graph, kept alive for the outer pass) and
+    returns those gradients; nothing flows on towards the loss's other inputs."""
+
+    @staticmethod
+    def forward(ctx, held, *params):  # type: ignore[no-untyped-def, override]
+        ctx.held = held
+        ctx.save_for_backward(*params)
+        return held[0].detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
+        (loss,) = ctx.held
+        ctx.held = None
+        grads = torch.autograd.grad(loss, ctx.saved_tensors, grad, retain_graph=True, allow_unused=True)
+        return (None, *grads)
+
+
+def flow_only_gradient(loss: Tensor, params: Sequence[Tensor]) -> Tensor:
+    """``loss`` (a scalar with graph) unchanged in value, but its gradient reaches ``params`` only.
+
+    MANGO's likelihood must train the flow and never the encoders. Evaluating it a second time on
+    detached features would cost a second flow forward; differentiating the *same* forward with
+    respect to the flow's parameters alone costs only the backward. The shared graph's first pass is the
+    outer backward's own: this node was created after the flow's forward, so the engine (which runs
+    later-created nodes first) reaches it before the flow's nodes free their buffers."""
+    params = list(params)
+    if not params or not loss.requires_grad:
+        return loss
+    return _FlowOnlyGradient.apply([loss], *params)
 
 
 # ------------------------------------------------------------------------------------------ baselines

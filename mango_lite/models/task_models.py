@@ -307,8 +307,8 @@ def build_model(
     ``flow_conditioner``: MANGO's ICA and coupling options (see :class:`~mango_lite.flows.MangoBlock`).
     ``flow_nll_to_encoders``: ``False`` (default): the NLL term trains the flow only (stop-gradient on the
     flow's input for the likelihood; the task loss still trains everything), so the encoders cannot lower it
-    by shrinking or collapsing the features; costs a second pass through the flow in training (none when
-    ``flow_weight`` is 0). ``True``: the paper's joint objective, the NLL's gradient reaches the encoders too.
+    by shrinking or collapsing the features; costs a second backward pass through the flow in training (none
+    when ``flow_weight`` is 0). ``True``: the paper's joint objective, the NLL's gradient reaches the encoders too.
     The defaults are the changes of the mechanisms study (``python -m mango_lite mechanisms``): alternating
     triangles, 2-D positional codes on Q/K, gamma rate 10, 3x3 grid conditioner, the NLL kept out of the
     encoders; the paper's layout is ``flow_alternate=False, flow_positions=False, flow_gamma_rate=1,
@@ -374,7 +374,7 @@ def build_model(
             hidden=flow_hidden, qk_dim=flow_qk_dim, gamma=flow_gamma, learn_gamma=flow_learn_gamma,
             gamma_rate=flow_gamma_rate, alternate=flow_alternate, positions=flow_positions,
             conditioner=flow_conditioner,
-            # with weight 0 no NLL gradient reaches anything: skip the second, detached pass
+            # with weight 0 no NLL gradient reaches anything: skip the flow-only backward pass
             nll_to_encoders=flow_nll_to_encoders or not flow_weight,
         )
     elif fusion == "concat":
