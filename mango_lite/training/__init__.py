@@ -2,6 +2,7 @@
 
     from mango_lite.training import train_task, reproduce, run_ablation
     res = train_task("segmentation", "mango", "quick", "runs/seg-mango")   # RunResult (test metrics ...)
+    runs = train_models("segmentation", ["mango", "concat"], "quick", "runs/seg", data)  # in worker processes
     reproduce("quick", "results/quick")                                      # results.json / results.md
     run_ablation("segmentation", ["mmca", "imca", "lica", "all"], "quick", "runs/ablation")
 
@@ -35,6 +36,7 @@ from .tasks import (
     train_task,
 )
 from .reproduce import plan_runs, parse_variant, reproduce, results_markdown, run_ablation
+from .workers import default_jobs, train_models
 
 __all__ = [
     "BatchAdapter", "CONTROL_MODELS", "DataInfo", "FUSION_MODELS", "FitResult", "GenreAdapter", "History", "PAIRS", "RunResult",
@@ -42,5 +44,5 @@ __all__ = [
     "TranslationPair", "build_task_data", "epoch_seed", "evaluate_checkpoint", "evaluate_model",
     "latest_checkpoint", "load_checkpoint", "load_model", "model_names", "predict_samples", "parse_variant", "plan_runs", "prepare_data",
     "reproduce", "resolve_model", "resolve_pair", "results_markdown", "run_ablation", "save_checkpoint",
-    "train_task",
+    "default_jobs", "train_models", "train_task",
 ]

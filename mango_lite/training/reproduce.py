@@ -61,6 +61,7 @@ from .tasks import (
     train_task,
     unimodal_names,
 )
+from .workers import default_jobs, run_in_workers, train_in_worker
 
 QUICK_PAIRS = ("shade_texture_to_rgb", "rgb_edge_to_depth")
 MAIN_METRIC = {"segmentation": ("miou", "max"), "translation": ("mae", "min"), "genre": ("micro_f1", "max")}
@@ -234,55 +235,12 @@ def _duration(sec: float) -> str:
     return f"{sec / 60:.0f} min" if sec >= 90 else f"{sec:.0f} s"
 
 
-#: memory one CPU training run may need at the larger presets (workers are capped so they all fit)
-WORKER_MEMORY_BYTES = 2 * 2**30
-
-
-def default_jobs(device: torch.device | str = "cpu") -> int:
-    """How many runs to train at once: every core this process may use on a CPU-only run (each run
-    gets one torch thread, which measured faster than one run with many threads on small machines),
-    capped by available memory at :data:`WORKER_MEMORY_BYTES` per run; 1 on a GPU (the runs would share
-    it). ``MANGO_LITE_JOBS`` overrides."""
-    env = os.environ.get("MANGO_LITE_JOBS")
-    if env:
-        return max(1, int(env))
-    if torch.device(device).type != "cpu":
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        by_memory = max(1, free // WORKER_MEMORY_BYTES)
-    except (AttributeError, ValueError, OSError):
-        by_memory = cores
-    return int(max(1, min(cores, by_memory)))
-
-
-def _train_one(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, float]:
-    """Worker: train one run of a reproduction (one torch thread); ``(result, None, seconds)`` or
-    ``(None, error, seconds)`` when it diverged. Its log lines go to ``train.log`` in the run folder."""
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    run_dir = Path(spec["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "train.log", "a", encoding="utf-8") as fh:
-        def log(msg: str) -> None:
-            fh.write(msg + "\n")
-            fh.flush()
-
-        td = build_task_data(spec["task"], spec["preset"], pair=spec["pair"], dataset=spec["dataset"],
-                             info=DataInfo(**spec["info"]))
-        try:
-            res = train_task(spec["task"], spec["model"], spec["preset"], run_dir, pair=spec["pair"],
-                             dataset=spec["dataset"], device=spec["device"], seed=spec["seed"], resume=spec["resume"],
-                             overwrite=True, data=td, progress=False, verbose=True, save_best=False,
-                             keep_checkpoints=1, amp=spec["amp"], log=log)
-        except TrainingError as exc:
-            log(f"FAILED: {exc}")
-            return None, str(exc), time.perf_counter() - t0
-    return res.to_dict(), None, time.perf_counter() - t0
+def _worker_specs(pending: Sequence[tuple[RunGroup, str, Path]], preset: Preset, infos: Mapping[str, DataInfo],
+                  device: str | None, seed: int, resume: bool, amp: bool) -> dict[tuple[str, str], dict[str, Any]]:
+    """(group key, model) -> the :func:`~mango_lite.training.workers.train_in_worker` spec of each pending run."""
+    return {(g.key, m): dict(task=g.task, model=m, preset=preset, run_dir=str(d), pair=g.pair, dataset=g.dataset,
+                             info=infos[g.dataset].to_dict(), device=device, seed=seed, resume=resume, amp=amp)
+            for g, m, d in pending}
 
 
 def _train_in_workers(pending: Sequence[tuple[RunGroup, str, Path]], jobs: int, preset: Preset,
@@ -290,39 +248,19 @@ def _train_in_workers(pending: Sequence[tuple[RunGroup, str, Path]], jobs: int, 
                       record: Callable[..., None], log: Callable[[str], None]) -> None:
     """Train ``pending`` runs in ``jobs`` spawned worker processes; ``record`` each as it finishes. An
     error other than a diverged run (or an interruption) cancels the runs not yet started."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    specs = {}
-    for group, model, run_dir in pending:
-        specs[(group.key, model)] = dict(task=group.task, model=model, preset=preset, run_dir=str(run_dir),
-                                         pair=group.pair, dataset=group.dataset, info=infos[group.dataset].to_dict(),
-                                         device=device, seed=seed, resume=resume, amp=amp)
+    specs = _worker_specs(pending, preset, infos, device, seed, resume, amp)
     where = {(g.key, m): (g, m, d) for g, m, d in pending}
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
-    try:
-        futures = {pool.submit(_train_one, spec): key for key, spec in specs.items()}
-        started = 0
-        for key in list(futures.values())[:jobs]:
-            started += 1
-            log(f"[{started}/{len(pending)}] {key[0]} {key[1]} -> {display_path(where[key][2])} (worker)")
-        running = set(futures)
-        while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                group, model, run_dir = where[futures[fut]]
-                res, error, seconds = fut.result()
-                if error is not None:
-                    log(f"    {group.key} {model} FAILED: {error}")
-                record(group, model, run_dir, res, error, seconds)
-                if started < len(pending):
-                    nxt = list(futures.values())[started]
-                    started += 1
-                    log(f"[{started}/{len(pending)}] {nxt[0]} {nxt[1]} -> {display_path(where[nxt][2])} (worker)")
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+
+    def start(key: Any, k: int, n: int) -> None:
+        log(f"[{k}/{n}] {key[0]} {key[1]} -> {display_path(where[key][2])} (worker)")
+
+    def done(key: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
+        group, model, run_dir = where[key]
+        if error is not None:
+            log(f"    {group.key} {model} FAILED: {error}")
+        record(group, model, run_dir, res, error, seconds)
+
+    run_in_workers(specs, jobs, done, start)
 
 
 def _train_on_cluster(pending: Sequence[tuple[RunGroup, str, Path]], cluster: Mapping[str, Any], folder: Path,
@@ -344,11 +282,9 @@ def _train_on_cluster(pending: Sequence[tuple[RunGroup, str, Path]], cluster: Ma
     opts.setdefault("timeout_min", 240)
     opts.setdefault("name", "mango_lite")
     executor.update_parameters(**opts)
+    specs = _worker_specs(pending, preset, infos, device, seed, resume, amp)
     with executor.batch():  # one job array
-        jobs = [(executor.submit(_train_one, dict(
-            task=g.task, model=m, preset=preset, run_dir=str(d), pair=g.pair, dataset=g.dataset,
-            info=infos[g.dataset].to_dict(), device=device, seed=seed, resume=resume, amp=amp)), (g, m, d))
-            for g, m, d in pending]
+        jobs = [(executor.submit(train_in_worker, specs[(g.key, m)]), (g, m, d)) for g, m, d in pending]
     log(f"  submitted {len(jobs)} runs as {kind} jobs (logs in {display_path(folder)})")
     waiting = list(jobs)
     while waiting:
