@@ -196,6 +196,22 @@ def test_ablation_tiny(tmp_path, tiny_preset) -> None:
     assert cfg["partitions"] == ("mmca",) or cfg["partitions"] == ["mmca"]
 
 
+def test_ablation_in_two_workers_gives_the_numbers_of_one_process(tmp_path, tiny_preset) -> None:
+    """Variants trained at once in worker processes: the same metrics, in the variants' order."""
+    from mango_lite.training import run_ablation
+
+    kw = dict(device="cpu", progress=False)
+    one = run_ablation("genre", ["blocks=2", "mmca"], "quick", tmp_path / "one", jobs=1, **kw)
+    two = run_ablation("genre", ["blocks=2", "mmca"], "quick", tmp_path / "two", jobs=2, **kw)
+    assert list(two["variants"]) == ["blocks=2", "mmca"]
+    for v in ("blocks=2", "mmca"):
+        assert one["variants"][v]["metrics"]["micro_f1"] == pytest.approx(two["variants"][v]["metrics"]["micro_f1"],
+                                                                          abs=1e-9), v
+        assert one["variants"][v]["params"] == two["variants"][v]["params"]
+    assert list(json.loads((tmp_path / "two" / "ablation.json").read_text())["variants"]) == ["blocks=2", "mmca"]
+    assert (tmp_path / "two" / "runs" / "mmca" / "train.log").is_file()
+
+
 def test_seed_summary_combines_reproductions() -> None:
     from mango_lite.errors import MangoLiteError
     from mango_lite.training.reproduce import seed_summary, seed_summary_markdown

@@ -161,6 +161,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every variant")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="variants trained at once in worker processes, one torch thread each (default: every core "
+                        "as memory allows on a CPU machine, 1 with a GPU; $MANGO_LITE_JOBS overrides)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ablate)
     # ------------------------------------------------------------------------- mechanisms
@@ -309,7 +312,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     res = run_ablation(args.task, args.variants, args.preset or default_preset_name(), args.out,
                        data_root=args.data, pair=args.pair, dataset=args.dataset, device=args.device,
-                       seed=args.seed, epochs=args.epochs, progress=_progress(args), verbose=True)
+                       seed=args.seed, epochs=args.epochs, jobs=args.jobs, progress=_progress(args), verbose=True)
     _print_json({n: v.get("metrics", {}).get(res["metric"], v.get("error")) for n, v in res["variants"].items()})
     return 0
 

@@ -818,6 +818,7 @@ def run_ablation(
     seed: int = 0,
     epochs: int | None = None,
     resume: bool = False,
+    jobs: int | None = 1,
     progress: bool | None = None,
     verbose: bool = False,
     log: Callable[[str], None] | None = None,
@@ -828,7 +829,10 @@ def run_ablation(
         {"task", "dataset", "pair", "preset", "data", "metric", "variants": {name: {"overrides",
          "metrics", "params", "wall_time_s", "run_dir"}}}
 
-    plus ``OUT/ablation.md`` and ``OUT/figures/ablation_<metric>.png``."""
+    plus ``OUT/ablation.md`` and ``OUT/figures/ablation_<metric>.png``. ``jobs``: variants trained at
+    once in worker processes with one torch thread each (``None``: every core on a CPU-only machine, see
+    :func:`~mango_lite.training.workers.default_jobs`); each run is seeded by ``seed`` alone, so the
+    numbers do not depend on it. ``ablation.json`` is rewritten after every finished variant."""
     task = check_task(task)
     preset = _preset(preset)
     parsed = [parse_variant(v) for v in variants]
@@ -847,18 +851,37 @@ def run_ablation(
         "data": td.info.source, "data_description": data_description(td.info, td), "metric": metric,
         "mode": mode, "seed": seed, "variants": {},
     }
-    for name, over in parsed:
-        run_dir = out / "runs" / name.replace("+", "_").replace(",", "__").replace("=", "")
-        log(f"ablation {task}: {name} -> {display_path(run_dir)}")
-        try:
-            res = train_task(task, "mango", preset, run_dir, data=td, device=device, seed=seed, epochs=epochs,
-                             model_overrides=over, resume=resume, overwrite=True, progress=progress,
-                             verbose=verbose, save_best=False, keep_checkpoints=1, log=log)
-            report["variants"][name] = {"overrides": over, "metrics": res.metrics, "params": res.params,
-                                        "wall_time_s": res.wall_time_s, "run_dir": str(run_dir)}
-        except TrainingError as exc:
-            report["variants"][name] = {"overrides": over, "error": str(exc), "run_dir": str(run_dir)}
+    run_dirs = {name: out / "runs" / name.replace("+", "_").replace(",", "__").replace("=", "") for name, _ in parsed}
+    overrides = dict(parsed)
+
+    def record(name: str, res: Mapping[str, Any] | None, error: str | None) -> None:
+        entry: dict[str, Any] = {"overrides": overrides[name], "run_dir": str(run_dirs[name])}
+        entry.update({"error": error} if error is not None else
+                     {"metrics": res["metrics"], "params": res["params"], "wall_time_s": res["wall_time_s"]})  # type: ignore[index]
+        done = {**report["variants"], name: entry}
+        report["variants"] = {n: done[n] for n in names if n in done}  # the variants' order, whatever finished first
         atomic_write_json(out / "ablation.json", report)
+
+    dev = pick_device(device)
+    n_jobs = max(1, min(int(jobs) if jobs else default_jobs(dev), len(parsed)))
+    if n_jobs == 1:
+        for name, over in parsed:
+            log(f"ablation {task}: {name} -> {display_path(run_dirs[name])}")
+            try:
+                res = train_task(task, "mango", preset, run_dirs[name], data=td, device=device, seed=seed,
+                                 epochs=epochs, model_overrides=over, resume=resume, overwrite=True, progress=progress,
+                                 verbose=verbose, save_best=False, keep_checkpoints=1, log=log)
+                record(name, res.to_dict(), None)
+            except TrainingError as exc:
+                record(name, None, str(exc))
+    else:
+        specs = {name: dict(task=task, model="mango", preset=preset, run_dir=str(run_dirs[name]),
+                            pair=td.pair.name if td.pair else None, dataset=td.info.name, info=td.info.to_dict(),
+                            device=device, seed=seed, resume=resume, amp=True, epochs=epochs, model_overrides=over)
+                 for name, over in parsed}
+        log(f"ablation {task}: {len(specs)} variants in {n_jobs} worker processes")
+        run_in_workers(specs, n_jobs, lambda name, res, error, seconds: record(str(name), res, error),
+                       lambda name, k, n: log(f"ablation {task}: [{k}/{n}] {name} -> {display_path(run_dirs[str(name)])}"))
     from ..viz.plots import plot_results
 
     ok = {n: v["metrics"] for n, v in report["variants"].items() if "metrics" in v}

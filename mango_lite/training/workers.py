@@ -25,7 +25,6 @@ import torch
 
 from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
-from ..utils import display_path
 from .tasks import DataInfo, RunResult, TaskData, _preset, build_task_data, train_task
 
 __all__ = ["WORKER_MEMORY_BYTES", "default_jobs", "train_in_worker", "run_in_workers", "train_models"]
@@ -63,8 +62,9 @@ def train_in_worker(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | 
     ``spec``: ``task, model, preset, run_dir, pair, dataset, info`` (a :class:`DataInfo` dict), ``device,
     seed, resume, amp``; optional ``retrain_stale`` (a folder holding a run of a differently configured
     model, e.g. from an older mango_lite, is trained again from scratch instead of refused) and
-    ``save_best`` / ``keep_checkpoints`` (defaults: False / 1, as a reproduction keeps them) and ``overwrite``
-    (default True: a reproduction has already decided which runs to redo)."""
+    ``save_best`` / ``keep_checkpoints`` (defaults: False / 1, as a reproduction keeps them), ``overwrite``
+    (default True: a reproduction has already decided which runs to redo), ``epochs`` and
+    ``model_overrides`` (an ablation's variant), as :func:`~mango_lite.training.train_task` takes them."""
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     run_dir = Path(spec["run_dir"])
@@ -77,8 +77,9 @@ def train_in_worker(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | 
         td = build_task_data(spec["task"], spec["preset"], pair=spec["pair"], dataset=spec["dataset"],
                              info=DataInfo(**spec["info"]))
         kw = dict(pair=spec["pair"], dataset=spec["dataset"], device=spec["device"], seed=spec["seed"],
-                  overwrite=spec.get("overwrite", True), data=td, progress=False, verbose=True, save_best=spec.get("save_best", False),
-                  keep_checkpoints=spec.get("keep_checkpoints", 1), amp=spec["amp"], log=log)
+                  overwrite=spec.get("overwrite", True), data=td, progress=False, verbose=True,
+                  save_best=spec.get("save_best", False), keep_checkpoints=spec.get("keep_checkpoints", 1),
+                  amp=spec["amp"], epochs=spec.get("epochs"), model_overrides=spec.get("model_overrides"), log=log)
         try:
             try:
                 res = train_task(spec["task"], spec["model"], spec["preset"], run_dir, resume=spec["resume"], **kw)
@@ -202,7 +203,7 @@ def train_models(
                         keep_checkpoints=2)
              for name in _longest_first(task, models, preset)}
     say(f"training {len(models)} models in {n_jobs} worker processes (one torch thread each; "
-        f"logs in {display_path(out)}/<model>/train.log)")
+        f"each run's log: train.log in its folder)")
     errors: dict[str, str] = {}
 
     def done(name: Hashable, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:

@@ -23,8 +23,6 @@
 
 # %%
 import os
-import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,43 +32,29 @@ import torch
 from IPython.display import display
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from mango_lite import get_preset, seed_everything
 from mango_lite.datasets import NYU40_CLASSES, instructions
-from mango_lite.errors import MangoLiteError
 from mango_lite.metrics import segmentation_scores
 from mango_lite.models import attention_maps, modality_contribution
-from mango_lite.training import build_task_data, latest_checkpoint, train_task
+from mango_lite.notebook import start_notebook
+from mango_lite.training import build_task_data, latest_checkpoint, train_models
 from mango_lite.training import paper_tables as P
 from mango_lite.training.tasks import load_model
-from mango_lite.utils import device_name, pick_device
 from mango_lite.viz import plot_attention, plot_curves_overlay, segmentation_grid
 from mango_lite.viz import segmentation as tx
 from mango_lite.viz.data import layout_tree, rgbd_grid
 
-sns.set_theme(style="whitegrid", context="notebook")
-t_start = time.time()
-preset = get_preset()
-device = pick_device()
-from mango_lite.utils import configure_threads
-
-configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
-seed_everything(0)
-DEVICE = device_name(device)
+# theme, one torch thread on small CPU-only machines, seed 0, preset from MANGO_LITE_PRESET, device. Run
+# folders go to the git-ignored runs/05_segmentation/<preset>/ at the repository root and are reused: a
+# finished run of the same model is reloaded, one of a differently built model (an older mango_lite) is
+# trained again. Delete the folder to train everything from scratch.
+session = start_notebook("05_segmentation", keep_runs=True)
+preset, device, WORK = session.preset, session.device, session.work
 # Real data: point MANGO_LITE_NYUDV2 at a folder in TokenFusion's layout (see section 2); otherwise the
 # stand-in is generated at the preset's size.
 DATA_ROOT = os.environ.get("MANGO_LITE_NYUDV2") or None
-# Run folders (checkpoints, histories) go to the git-ignored runs/ folder at the repository root. A finished
-# run of the same preset is reused (resume=True: the engine reloads its last checkpoint), unless it was
-# written by a differently configured model (an older mango_lite), which is retrained; delete the
-# folder to train again from scratch.
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-WORK = Path(os.environ.get("MANGO_LITE_RUNS", ROOT / "runs")) / "05_segmentation" / preset.name
 FUSED = ("mango", "concat", "tokenfusion", "crossattn")
 UNIMODAL = ("rgb", "depth")
 MODELS = FUSED + UNIMODAL
-print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}  image={preset.image_size}px  "
-      f"epochs={preset.epochs}  batch={preset.batch_size}  width={preset.width}  blocks/scale={preset.blocks}  "
-      f"scales={preset.scales}  lambda={preset.flow_weight}\nruns -> {WORK.relative_to(ROOT) if WORK.is_relative_to(ROOT) else WORK}")
 
 # %% [markdown]
 # ## 1. The task and its metrics
@@ -133,12 +117,10 @@ assert np.isclose(ex["miou"], 100 * iou_sk.mean()) and np.isclose(ex["pixel_acc"
 # the evaluation split.
 
 # %%
-t0 = time.time()
 data = build_task_data("segmentation", preset, data_root=DATA_ROOT, cache_dir=WORK.parent / "data")
 SOURCE = data.info.source
-TAG = f"{SOURCE} NYUDv2, preset {preset.name}, {DEVICE}"
-shown = Path(data.info.root).relative_to(ROOT) if Path(data.info.root).is_relative_to(ROOT) else Path(data.info.root).name
-print(f"{SOURCE}: {shown}  ({time.time() - t0:.1f}s)")
+TAG = session.tag(f"{SOURCE} NYUDv2")
+print(f"{SOURCE}: {session.shown(data.info.root)}")
 print(f"train {len(data.train)}  val {len(data.val)}  classes {data.num_outputs}  "
       f"inputs {data.a_key}{tuple(data.val[0][data.a_key].shape)} + {data.b_key}{tuple(data.val[0][data.b_key].shape)}")
 print(layout_tree(data.info.root))
@@ -202,23 +184,17 @@ print(instructions("nyudv2", "/path/to/nyudv2").split("\n\nKnown files")[0])
 # | `rgb` | RGB only | one stream | W/O Fusion |
 # | `depth` | depth only | one stream | - |
 #
-# `train_task` trains each model with the preset's optimiser settings (AdamW, cosine schedule, gradient
+# `train_models` trains each model (through `train_task`, the same function the CLI uses) with the preset's optimiser settings (AdamW, cosine schedule, gradient
 # clipping), validates every epoch, and writes checkpoints and histories. The figures and tables below
 # use the **last** epoch. `best.pt` is chosen on the same validation split, so using it would flatter
 # every model.
 
 # %%
-results = {}
-for name in MODELS:
-    out = WORK / name
-    try:
-        results[name] = train_task("segmentation", name, preset, out, data=data, resume=True, seed=0)
-    except MangoLiteError as exc:  # the folder holds a run of an older mango_lite model: train afresh
-        if "different configuration" not in str(exc) and "do not fit" not in str(exc):
-            raise
-        print(f"{name}: stale run folder ({str(exc)[:160]}...) -> training from scratch")
-        results[name] = train_task("segmentation", name, preset, out, data=data, overwrite=True, seed=0)
-    r = results[name]
+# the six runs at once, one per core (worker processes with one torch thread each; on a GPU one after
+# another), the longest first; each run is seeded by seed 0 alone, so the numbers do not depend on how
+# many run together
+results = train_models("segmentation", MODELS, preset, WORK, data, seed=0)
+for name, r in results.items():
     trained = sum(h.get("time_s", 0.0) for h in r.history)
     print(f"{name:12s} params {r.params / 1e3:8.1f}k  epochs {len(r.history)}  train time {trained:7.1f}s  "
           f"pixel acc {r.metrics['pixel_acc']:5.1f}  mean acc {r.metrics['mean_acc']:5.1f}  mIoU {r.metrics['miou']:5.1f}"
@@ -468,7 +444,7 @@ best_uni = m.loc[list(UNIMODAL), "miou"].idxmax()
 worst_uni = m.loc[list(UNIMODAL), "miou"].idxmin()
 rank = m["miou"].rank(ascending=False).astype(int)
 print(f"Measured on: {TAG}")
-print(f"mIoU ranking: " + ", ".join(f"{n} {m.loc[n, 'miou']:.1f}" for n in m["miou"].sort_values(ascending=False).index))
+print("mIoU ranking: " + ", ".join(f"{n} {m.loc[n, 'miou']:.1f}" for n in m["miou"].sort_values(ascending=False).index))
 for n in FUSED:
     print(f"  {n:12s} mIoU {m.loc[n, 'miou'] - m.loc[best_uni, 'miou']:+5.1f} vs the better unimodal ({best_uni}), "
           f"{m.loc[n, 'miou'] - m.loc['mango', 'miou']:+5.1f} vs MANGO")
@@ -482,7 +458,7 @@ if preset.name != "quick":
         assert m.loc[n, "pixel_acc"] > ref["pixel_acc"] + 10, f"{n}: not clearly above the majority-class predictor"
     for n in FUSED:
         assert m.loc[n, "miou"] > m.loc[worst_uni, "miou"], f"{n}: fused model below the weaker unimodal one"
-print(f"notebook time {time.time() - t_start:.0f}s")
+print(session.finish())
 
 # %% [markdown]
 # **Discussion (committed run, preset `cpu`, generated stand-in, CPU).** The numbers quoted here are those
