@@ -70,30 +70,24 @@
 
 # %%
 import os
-import tempfile
-import time
-import shutil
 from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from IPython.display import display
-from tqdm.auto import tqdm
 
-from mango_lite import get_preset, seed_everything
 from mango_lite.datasets import TASKONOMY_DOMAINS, Taskonomy, translation_transforms
 from mango_lite.models import attention_maps, cross_modal_share, modality_contribution
+from mango_lite.notebook import start_notebook
 from mango_lite.training import (
     FUSION_MODELS, PAIRS, build_task_data, evaluate_checkpoint, latest_checkpoint, model_names, prepare_data,
-    train_task,
+    train_models,
 )
 from mango_lite.training.tasks import load_model, predict_samples
-from mango_lite.utils import device_name, pick_device
-from mango_lite.viz import plot_attention, plot_curves_overlay, plot_history, plot_results, translation_grid
+from mango_lite.viz import plot_attention, plot_history, plot_results, translation_grid
 from mango_lite.viz import data as vd
 from mango_lite.viz.translation import (
     ablation_grid, ablation_maps, attention_row_maps, contrast_stretch, median_baseline, table2_comparison,
@@ -101,23 +95,16 @@ from mango_lite.viz.translation import (
 )
 from mango_lite.viz.segmentation import full_row
 
-sns.set_theme(style="whitegrid", context="notebook")
-t_start = time.time()
-preset = get_preset()
-device = pick_device()
-from mango_lite.utils import configure_threads
-
-configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
-seed_everything(0)
+# theme, one torch thread on small CPU-only machines, seed 0, preset from MANGO_LITE_PRESET, device, and a
+# temporary folder for the run folders (removed at the end)
+session = start_notebook("06_image_translation")
+preset, device, WORK = session.preset, session.device, session.work
 RUN_PAIRS = ["shade_texture_to_rgb", "rgb_edge_to_depth"]
 EPOCHS = preset.epochs
-WORK = Path(tempfile.mkdtemp(prefix="mango_lite_06_"))  # runs (checkpoints) go here, removed at the end
 DATA_CACHE = Path(os.environ.get("MANGO_LITE_DATA_CACHE", WORK / "data"))
 TAG = "generated stand-in"
-DEV = device_name(device)
-print(f"preset={preset.name}  device={DEV}  torch threads={torch.get_num_threads()}")
-print(f"image {preset.image_size}px  width={preset.width}  MANGO blocks/scale={preset.blocks}  scales={preset.scales}  "
-      f"epochs={EPOCHS}  batch={preset.batch_size}  lr={preset.lr}  flow weight λ={preset.flow_weight_for('translation')}")
+DEV = session.device_label
+print(f"lr={preset.lr}  flow weight λ={preset.flow_weight_for('translation')}")
 
 # %% [markdown]
 # ## 2. The data: a Taskonomy stand-in with every domain
@@ -140,9 +127,8 @@ print(f"image {preset.image_size}px  width={preset.width}  MANGO blocks/scale={p
 # layout, and texture edges say where the albedo changes (not where depth jumps).
 
 # %%
-t0 = time.time()
 info = prepare_data("taskonomy", preset, cache_dir=DATA_CACHE)
-print(f"{info.source}, in the scratch folder  ({time.time() - t0:.0f} s)   splits {info.meta.get('counts')}")
+print(f"{info.source}, in the scratch folder   splits {info.meta.get('counts')}")
 print(vd.layout_tree(info.root))
 assert info.source == TAG and info.meta.get("synthetic") is True
 scene = Taskonomy(info.root, "val", TASKONOMY_DOMAINS, transform=translation_transforms(preset.image_size, False))
@@ -155,22 +141,25 @@ plt.show()
 # `train_task` does everything for one model: it builds the model at the preset's sizes, trains with
 # AdamW and a cosine schedule (seeded data order and augmentation), validates every epoch and
 # checkpoints atomically. At the end it returns the last epoch's validation metrics (`RunResult`).
-# All six models of a pair share one `TaskData`, so they see the same images in the same order.
+# `train_models` calls it for the six models of a pair, several at once in worker processes on a CPU-only
+# machine. All six models of a pair share one `TaskData`, so they see the same images in the same order.
 # The augmentation is TokenFusion's: resize to 286/256 of the size, random crop, horizontal flip.
 
 # %%
 datas = {pair: build_task_data("translation", preset, pair=pair, info=info) for pair in RUN_PAIRS}
-jobs = [(pair, model) for pair in RUN_PAIRS for model in model_names("translation", pair)]
+# per pair, its six runs at once, one per core (worker processes with one torch thread each; on a GPU one
+# after another), the longest first; each run is seeded by seed 0 alone, so the numbers do not depend on how
+# many run together
 runs = {}
-bar = tqdm(jobs, desc="training runs")
-for pair, model in bar:
-    bar.set_postfix_str(f"{PAIRS[pair].label} / {model}")
-    runs[pair, model] = train_task("translation", model, preset, WORK / "runs" / pair / model, data=datas[pair],
-                                   epochs=EPOCHS, seed=0, verbose=False, progress=False)
-    r = runs[pair, model]
-    tqdm.write(f"{PAIRS[pair].label:18s} {model:15s} {r.params / 1e6:5.2f} M params  {r.wall_time_s:6.1f} s  "
-               f"val MAE×10 {r.metrics['mae_x10']:.3f}")
-print(f"{len(runs)} runs in {sum(r.wall_time_s for r in runs.values()) / 60:.1f} min on {DEV} ({TAG} data)")
+for pair in RUN_PAIRS:
+    print(PAIRS[pair].label)
+    done = train_models("translation", model_names("translation", pair), preset, WORK / "runs" / pair, datas[pair],
+                        seed=0, log=lambda line: print("   ", line))
+    runs.update({(pair, model): r for model, r in done.items()})
+for (pair, model), r in runs.items():
+    print(f"{PAIRS[pair].label:18s} {model:15s} {r.params / 1e6:5.2f} M params  {r.wall_time_s:6.1f} s  "
+          f"val MAE×10 {r.metrics['mae_x10']:.3f}")
+print(f"{len(runs)} runs, {sum(r.wall_time_s for r in runs.values()) / 60:.1f} min of training in all on {DEV} ({TAG} data)")
 
 # %%
 for (pair, model), r in runs.items():
@@ -588,8 +577,7 @@ for pair in RUN_PAIRS:
 # <!-- END SOLUTION -->
 
 # %%
-shutil.rmtree(WORK, ignore_errors=True)
-print(f"notebook ran in {(time.time() - t_start) / 60:.1f} min ({preset.name} preset, {DEV})")
+print(session.finish())
 
 # %% [markdown]
 # ## References

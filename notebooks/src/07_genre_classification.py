@@ -24,12 +24,6 @@
 # interpretability → a browser → what was measured.
 
 # %%
-import os
-import shutil
-import tempfile
-import time
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -37,34 +31,25 @@ import seaborn as sns
 import torch
 from IPython.display import display
 
-from mango_lite import get_preset, seed_everything
 from mango_lite.datasets.synth.mmimdb import CUE_DESCRIPTIONS, GENRE_CUES
 from mango_lite.metrics import multilabel_f1
 from mango_lite.models import attention_maps, count_parameters, cross_modal_share, modality_contribution
-from mango_lite.training import build_task_data, latest_checkpoint, train_task
+from mango_lite.notebook import start_notebook
+from mango_lite.training import build_task_data, latest_checkpoint, train_models
 from mango_lite.training import paper_tables as P
 from mango_lite.training.tasks import load_model
-from mango_lite.utils import device_name, pick_device
 from mango_lite.viz import plot_attention, plot_curves_overlay, plot_history, plot_results
 from mango_lite.viz import genres as gx
 from mango_lite.viz.data import STANDIN, layout_tree, poster_grid
 
-sns.set_theme(style="whitegrid", context="notebook")
-t_start = time.time()
-preset = get_preset()
-device = pick_device()
-from mango_lite.utils import configure_threads
-
-configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
-seed_everything(0)
-DEVICE = device_name(device)
-TAG = f"{STANDIN} MM-IMDb, preset {preset.name}, {DEVICE}"
-WORK = Path(tempfile.mkdtemp(prefix="mango_lite_07_"))  # data + run folders; removed at the end
+# theme, one torch thread on small CPU-only machines, seed 0, preset from MANGO_LITE_PRESET, device, and a
+# temporary folder for the data and the run folders (removed at the end)
+session = start_notebook("07_genre_classification")
+preset, device, WORK = session.preset, session.device, session.work
+TAG = session.tag(f"{STANDIN} MM-IMDb")
 FUSED = ("mango", "concat", "tokenfusion", "crossattn")
 UNIMODAL = ("image", "text")
 MODELS = FUSED + UNIMODAL
-print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}  image={preset.image_size}px  "
-      f"epochs={preset.epochs}  width={preset.width}  blocks/scale={preset.blocks}  scales={preset.scales}")
 
 # %% [markdown]
 # ## 1. The task: 23 genres, several per film
@@ -103,11 +88,10 @@ print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}
 # tokenizer (no pretrained text encoder is available offline).
 
 # %%
-t0 = time.time()
 data = build_task_data("genre", preset, cache_dir=WORK / "data")
-root = Path(data.info.root)
+root = data.info.root
 splits = {"train": data.train, "dev (validation)": data.val, "test": data.test}
-print(f"{data.info.source}: {root.name}  ({time.time() - t0:.1f}s)  source={data.info.meta['mmimdb_source']}")
+print(f"{data.info.source}: {session.shown(root)}  source={data.info.meta['mmimdb_source']}")
 print({k: len(v) for k, v in splits.items()}, "  modalities:", data.a_key, "+", data.b_key, "->", data.target_key)
 print(layout_tree(root))
 assert data.info.source == STANDIN and data.num_outputs == 23
@@ -188,7 +172,8 @@ if preset.name != "quick":  # enough films for the lookup tables to be estimated
 #
 # ## 3. Training six models on the same data
 #
-# `train_task("genre", model, preset, …, data=data)` trains each model on the shared data. The models
+# `train_models("genre", models, preset, …, data)` trains each model on the shared data (through
+# `train_task`, the function the CLI uses), several at once in worker processes on a CPU-only machine. The models
 # have the same encoders (a small CNN for the poster, a hashing-tokenizer transformer for the plot,
 # each producing a grid of `width`-channel tokens) and the same head. Only the fusion differs:
 #
@@ -201,14 +186,15 @@ if preset.name != "quick":  # enough films for the lookup tables to be estimated
 # | `image` | poster only | one stream (the paper's "Image Network" row) |
 # | `text` | plot only | one stream (the paper's "Text Network" row) |
 #
-# Each run keeps its checkpoints and history in a temporary folder. The test metrics are computed on
+# Each run keeps its checkpoints, history and log (`train.log`) in a temporary folder. The test metrics are computed on
 # the final epoch's weights; the dev split is used for the learning curves only.
 
 # %%
-runs: dict[str, object] = {}
-for name in MODELS:
-    runs[name] = train_task("genre", name, preset, WORK / "runs" / name, data=data, seed=0, verbose=False)
-    r = runs[name]
+# the six runs at once, one per core (worker processes with one torch thread each; on a GPU one after
+# another), the longest first; each run is seeded by seed 0 alone, so the numbers do not depend on how
+# many run together
+runs = train_models("genre", MODELS, preset, WORK / "runs", data, seed=0)
+for name, r in runs.items():
     print(f"{name:12s} {r.wall_time_s:7.1f}s  params {r.params / 1e6:5.2f} M  test micro-F1 {r.metrics['micro_f1']:5.1f}  "
           f"macro-F1 {r.metrics['macro_f1']:5.1f}")
 for name, r in runs.items():
@@ -625,8 +611,7 @@ assert all(multilabel_f1(pred.labels, pred.probs["mango"], threshold=t)["micro"]
 # %%
 for m in models.values():
     m.cpu()
-shutil.rmtree(WORK, ignore_errors=True)
-print(f"notebook wall time {time.time() - t_start:.0f} s (preset {preset.name}, {DEVICE})")
+print(session.finish())
 
 # %% [markdown]
 # ## References

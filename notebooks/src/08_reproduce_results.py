@@ -29,44 +29,31 @@
 
 # %%
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from mango_lite import get_preset, seed_everything
+from mango_lite import get_preset
 from mango_lite.models import build_model, count_parameters
-from mango_lite.training import PAIRS, plan_runs, reproduce, results_markdown, run_ablation, train_task
-from mango_lite.training import paper_tables as P
+from mango_lite.notebook import start_notebook
+from mango_lite.training import plan_runs, reproduce, results_markdown, run_ablation, train_task
 from mango_lite.training.cost import task_costs
 from mango_lite.training.tasks import build_task_data, model_kwargs, model_names, resolve_model
-from mango_lite.utils import device_name, pick_device
 from mango_lite.viz import reproduction as rx
 
-sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.precision", 2)
 pd.set_option("display.width", 160)
-t_start = time.time()
-preset = get_preset()
-device = pick_device()
-from mango_lite.utils import configure_threads
-
-configure_threads()  # one torch thread on small CPU-only machines: threads oversubscribe shared cores (MANGO_LITE_THREADS overrides)
-seed_everything(0)
-DEVICE = device_name(device)
-WORK = Path(tempfile.mkdtemp(prefix="mango_lite_08_"))  # anything trained here; removed at the end
-# the notebook runs from notebooks/ (build.py, Jupyter) or from the repository root
-REPO = Path.cwd().resolve().parent if (Path.cwd() / "build.py").is_file() else Path.cwd().resolve()
+# theme, one torch thread on small CPU-only machines, seed 0, preset from MANGO_LITE_PRESET, device, and a
+# temporary folder for anything trained here (removed at the end)
+session = start_notebook("08_reproduce_results")
+preset, device, WORK, DEVICE = session.preset, session.device, session.work, session.device_label
+REPO = session.root.resolve()  # results/ is read from here; printed paths are relative to it
 DATA_ROOT = os.environ.get("MANGO_LITE_DATA_ROOT")  # real datasets (sub-folders nyudv2/ ...), if any
-print(f"preset={preset.name}  device={DEVICE}  threads={torch.get_num_threads()}  image={preset.image_size}px  "
-      f"epochs={preset.epochs}  width={preset.width}  blocks/scale={preset.blocks}  scales={preset.scales}")
 print(f"real data root: {'set by MANGO_LITE_DATA_ROOT' if DATA_ROOT else 'none (generated stand-ins)'}")
 
 # %% [markdown]
@@ -316,8 +303,9 @@ ABL_CACHE = RES_DIR / "data" if not ABL_OVERRIDES and (RES_DIR / "data").is_dir(
 print(f"ablation settings: image={abl_preset.image_size}px width={abl_preset.width} blocks={abl_preset.blocks} "
       f"scenes={abl_preset.n_train + abl_preset.n_val} epochs={abl_preset.epochs} lr={abl_preset.lr:g}; variants: {variants}")
 t0 = time.time()
+# the variants at once, one per core (worker processes with one torch thread each; on a GPU one after another)
 abl = run_ablation("segmentation", variants, abl_preset, ABL_DIR, data_root=abl_data_root, cache_dir=ABL_CACHE,
-                   seed=0, progress=False, verbose=False)
+                   seed=0, jobs=None, progress=False, verbose=False)
 # reference runs on the same data: a second seed of the full model (noise level) and Concat
 abl_seed1 = run_ablation("segmentation", ["all"], abl_preset, WORK / "ablation_seed1", data_root=abl_data_root,
                          cache_dir=ABL_CACHE, seed=1, progress=False, verbose=False)
@@ -552,10 +540,9 @@ print("MANGO's places:", ", ".join(f"{k} {p}" for k, p in mango_places.items()))
 # <!-- END SOLUTION -->
 
 # %%
-shutil.rmtree(WORK, ignore_errors=True)
-total = time.time() - t_start
-print(f"notebook finished in {total / 60:.1f} min (preset {preset.name}, {DEVICE}); ablation {abl_time:.0f} s, "
-      f"cost {cost_time:.0f} s; results from {'this notebook' if RES_DIR.is_relative_to(WORK) else RES_DIR.relative_to(REPO)}")
+print(f"ablation {abl_time:.0f} s, cost {cost_time:.0f} s; results from "
+      f"{'this notebook' if RES_DIR.is_relative_to(WORK) else RES_DIR.relative_to(REPO)}")
+print(session.finish())
 
 # %% [markdown]
 # ## References

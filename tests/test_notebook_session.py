@@ -1,0 +1,54 @@
+"""The task notebooks' common setup (mango_lite.notebook)."""
+
+from __future__ import annotations
+
+import torch
+
+from mango_lite.notebook import repository_root, start_notebook
+
+
+def test_start_notebook_sets_preset_threads_seed_and_a_temporary_folder(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MANGO_LITE_PRESET", "quick")
+    monkeypatch.setenv("MANGO_LITE_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        session = start_notebook("99_test", theme=False)
+        assert session.preset.name == "quick" and session.threads == 1 == torch.get_num_threads()
+        assert session.temporary and session.work.is_dir() and not session.work.is_relative_to(tmp_path)
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and "preset=quick" in out and "threads=1" in out and str(tmp_path) not in out
+        assert session.tag("NYUDv2") == f"NYUDv2, preset quick, {session.device_label}"
+        line = session.finish()
+        assert not session.work.exists()  # the temporary folder is gone
+        assert line.startswith("notebook ran in ") and "(preset quick, " in line
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_start_notebook_seeds_every_time(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    a = start_notebook("99_a", theme=False, verbose=False, seed=3)
+    x = torch.rand(4)
+    a.finish()
+    b = start_notebook("99_b", theme=False, verbose=False, seed=3)
+    assert torch.equal(x, torch.rand(4))
+    b.finish()
+
+
+def test_kept_runs_live_under_runs_and_are_shown_without_machine_paths(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # as Jupyter starts a notebook
+    monkeypatch.setenv("MANGO_LITE_PRESET", "quick")
+    monkeypatch.delenv("MANGO_LITE_RUNS", raising=False)
+    assert repository_root() == tmp_path
+    session = start_notebook("05_segmentation", keep_runs=True, theme=False)
+    assert session.work == tmp_path / "runs" / "05_segmentation" / "quick" and session.work.is_dir()
+    assert "runs -> runs/05_segmentation/quick" in capsys.readouterr().out
+    assert session.shown(session.work / "mango") == "runs/05_segmentation/quick/mango"
+    assert session.shown("/elsewhere/data/nyudv2-n96") == "nyudv2-n96"  # outside the repository: the name only
+    session.finish()
+    assert session.work.is_dir()  # kept runs stay
+    monkeypatch.setenv("MANGO_LITE_RUNS", str(tmp_path / "elsewhere"))
+    other = start_notebook("05_segmentation", keep_runs=True, theme=False, verbose=False)
+    assert other.work == tmp_path / "elsewhere" / "05_segmentation" / "quick"
