@@ -11,19 +11,23 @@ Nothing here is needed to use the library; it keeps the notebooks' first cell ab
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .presets import Preset, get_preset
 from .utils import configure_threads, device_name, pick_device, seed_everything
 
-__all__ = ["NotebookSession", "start_notebook", "repository_root"]
+__all__ = ["NotebookSession", "start_notebook", "repository_root", "committed_run"]
 
 
 def repository_root(cwd: str | os.PathLike | None = None) -> Path:
@@ -106,3 +110,27 @@ def start_notebook(name: str, *, seed: int = 0, keep_runs: bool = False, theme: 
               f"epochs={p.epochs}  batch={p.batch_size}  width={p.width}  blocks/scale={p.blocks}  scales={p.scales}"
               + (f"\nruns -> {nb.shown(work)}" if keep_runs else ""))
     return nb
+
+
+def committed_run(path: str | os.PathLike) -> dict[str, Any]:
+    """How a committed notebook (``.ipynb``) was run, read from the notebook itself: ``preset`` and
+    ``device`` from its first output line that names them (``None`` when it names none), ``seconds`` from
+    the first cell's start to the last cell's reply in the execution metadata Jupyter records (``None``
+    when it recorded none), and ``cells`` executed."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    text = "\n".join("".join(o.get("text", "")) for c in code for o in c.get("outputs", [])
+                     if o.get("output_type") == "stream")
+    preset = re.search(r"preset[=: ]+(\w+)", text)
+    device = re.search(r"device[=: ]+(\S+(?: \(\d+ cores\))?)", text)
+    stamps = [c.get("metadata", {}).get("execution", {}) for c in code]
+    stamps = [t for t in stamps if "iopub.execute_input" in t and "shell.execute_reply" in t]
+
+    def when(s: str) -> datetime:
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+    seconds = None
+    if stamps:
+        seconds = (when(stamps[-1]["shell.execute_reply"]) - when(stamps[0]["iopub.execute_input"])).total_seconds()
+    return {"preset": preset.group(1) if preset else None, "device": device.group(1) if device else None,
+            "seconds": seconds, "cells": sum(1 for c in code if c.get("execution_count"))}

@@ -52,3 +52,30 @@ def test_kept_runs_live_under_runs_and_are_shown_without_machine_paths(tmp_path,
     monkeypatch.setenv("MANGO_LITE_RUNS", str(tmp_path / "elsewhere"))
     other = start_notebook("05_segmentation", keep_runs=True, theme=False, verbose=False)
     assert other.work == tmp_path / "elsewhere" / "05_segmentation" / "quick"
+
+
+def test_committed_run_reads_preset_device_and_time_from_the_notebook(tmp_path) -> None:
+    import json
+
+    from mango_lite.notebook import committed_run
+    from mango_lite.training.result_views import notebook_runtimes
+
+    def cell(text, start, end):
+        return {"cell_type": "code", "execution_count": 1, "source": "", "metadata": {"execution": {
+            "iopub.execute_input": start, "shell.execute_reply": end}},
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": text}]}
+
+    nb = {"cells": [cell("preset=cpu  device=cpu (2 cores)  threads=1\n", "2026-12-01T02:00:00.000Z",
+                         "2026-12-01T02:00:03.000Z"),
+                    {"cell_type": "markdown", "source": "x", "metadata": {}},
+                    cell("done\n", "2026-12-01T02:04:00.000Z", "2026-12-01T02:05:30.500Z")],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "05_task.ipynb").write_text(json.dumps(nb))
+    bare = {**nb, "cells": [{**nb["cells"][2], "metadata": {}}]}
+    (tmp_path / "01_maths.ipynb").write_text(json.dumps(bare))
+    run = committed_run(tmp_path / "05_task.ipynb")
+    assert run == {"preset": "cpu", "device": "cpu (2 cores)", "seconds": 330.5, "cells": 2}
+    assert committed_run(tmp_path / "01_maths.ipynb") == {"preset": None, "device": None, "seconds": None, "cells": 1}
+    table = notebook_runtimes(tmp_path)
+    assert "| `05_task` | cpu | cpu (2 cores) | 5.5 min |" in table and "| `01_maths` | - | - | - |" in table
+    assert table.index("01_maths") < table.index("05_task")

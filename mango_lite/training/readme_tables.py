@@ -33,6 +33,13 @@ _BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+)(?: (?P<view>\w+))? -->\n)(?
 
 def _included(root: Path, rel: str, view: str | None = None) -> str:
     path = root / rel
+    if path.is_dir() and view is not None:
+        from .result_views import FOLDER_VIEWS
+
+        if view not in FOLDER_VIEWS:
+            raise MangoLiteError(f"README include: unknown folder view {view!r} for {rel}/ (expected one of "
+                                 f"{sorted(FOLDER_VIEWS)})")
+        return FOLDER_VIEWS[view](path).rstrip() + "\n"
     if not path.is_file():
         raise MangoLiteError(f"README include: {rel} does not exist (relative to {root.name}/)")
     if view is not None:

@@ -19,6 +19,7 @@ Views (:data:`VIEWS`):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .reproduce import DATASET_LABELS, HEADLINE
@@ -207,6 +208,25 @@ def paper_step(bench: Mapping[str, Any]) -> str:
             f"(MANGO / TokenFusion {q['ratio']:.2f}× [{q['ratio_min']:.2f}-{q['ratio_max']:.2f}] over "
             f"{bench['pairs']} interleaved pairs); one MANGO run at this speed: NYUDv2 {runs['nyudv2'] / 60:.0f} h, "
             f"SUN RGB-D {runs['sunrgbd'] / 60:.0f} h.\n")
+
+
+def notebook_runtimes(folder: Path) -> str:
+    """One row per committed notebook of ``folder``: the preset and device of its committed run (``-`` where
+    its outputs do not name them) and how long that run took (:func:`mango_lite.notebook.committed_run`), so
+    the README's runtimes are measured."""
+    from ..notebook import committed_run
+
+    lines = ["| notebook | committed run: preset | device | runtime |", "|---|---|---|---|"]
+    for nb in sorted(Path(folder).glob("*.ipynb")):
+        run = committed_run(nb)
+        sec = run["seconds"]
+        took = "-" if sec is None else (f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min")
+        lines.append(f"| `{nb.stem}` | {run['preset'] or '-'} | {run['device'] or '-'} | {took} |")
+    return "\n".join(lines) + "\n"
+
+
+#: views of a folder rather than of one JSON file (``<!-- include: notebooks notebook_runtimes -->``)
+FOLDER_VIEWS: dict[str, Callable[[Path], str]] = {"notebook_runtimes": notebook_runtimes}
 
 
 VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {

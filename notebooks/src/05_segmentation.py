@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · RGB-D semantic segmentation: MANGO against the fusion baselines (the setting of Table 1)
 #
-# > **Prerequisites:** notebooks 00 and 01; segmentation metrics are derived in section 1. **Runtime:** about 20 s at `quick`, 10 min at `cpu` (it trains six models), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 5.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00 and 01; segmentation metrics are derived in section 1. **Runtime:** about 15 s at `quick`, 4 min at `cpu` (it trains six models, two at a time), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 5.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *setting* of the paper's Table 1 with mango_lite: NYUDv2-style RGB-D semantic
 # segmentation, 40 classes, pixel accuracy, mean accuracy and mIoU. We train MANGO, three fusion baselines
@@ -484,12 +484,12 @@ print(session.finish())
 #   W/O Fusion vs Feature Concat rows.
 # * **MANGO costs more.** A flow cannot drop information, so it carries both modalities at full width
 #   through every squeeze (4x channels per squeeze against the baselines' 2x). `build_model` caps the
-#   coupling and query/key widths, and MANGO has 2.7x the parameters of concat (1.5 M vs 0.55 M), 5.4x its
-#   training time and 2.7x its inference time per image. Part of the training time is a second pass
-#   through the flow: the likelihood term is computed on detached features so that it trains the flow
-#   but not the encoders (MANGO's default, see the README's *Controls*). The paper itself notes (Table 8) that MANGO's
-#   parameters and inference time exceed lighter schemes such as TokenFusion. Wall times come from a
-#   shared 2-core machine, so read them as ratios.
+#   coupling and query/key widths, and MANGO has 2.7x the parameters of concat (1.5 M vs 0.55 M), 3.5x its
+#   training time and 2.5x its inference time per image. Part of the training time is a second backward
+#   pass through the flow: the likelihood term is differentiated for the flow's parameters alone so that it
+#   trains the flow but not the encoders (MANGO's default, see the README's *Controls*). The paper itself
+#   notes (Table 8) that MANGO's parameters and inference time exceed lighter schemes such as TokenFusion.
+#   The six runs trained two at a time on a 2-core machine, so read the wall times as ratios.
 # * **Inside MANGO the cross-modal attention stays weak.** With a gamma that Adam can move (rate 10) the
 #   learned weights spread in both directions, from -0.08 to 0.20, but their means stay near the start
 #   (IMCA 0.06, MMCA 0.09, LICA 0.06). The IMCA layers' cross-modal share (0.12-0.38, mean 0.27) lies

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Multimodal image-to-image translation (Taskonomy stand-in): MANGO against four baselines
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 40 s at `quick`, 20 min at `cpu` (twelve models), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 30 s at `quick`, 12 min at `cpu` (twelve models, two at a time), on 2 CPU cores: for a lab session run it at `quick` and give the `cpu` run as homework. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *protocol* of the paper's Table 2 at laptop scale. The task is to predict one
 # Taskonomy domain from two others. We train MANGO, three fusion baselines and both unimodal models
@@ -213,7 +213,7 @@ plt.show()
 #
 # All on the validation set, with the input-blind median as the first row of each pair. Parameters
 # count every trainable weight (encoders, fusion, head). Time is the wall-clock training time,
-# validation included, on this machine.
+# validation included, in its worker process (two runs share the 2-core machine, so compare ratios).
 
 # %%
 rows = []

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Movie genres from poster + plot: MANGO against the fusion baselines, genre by genre
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 20 s at `quick`, 9 min at `cpu` (six models), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 20 s at `quick`, 3 min at `cpu` (six models, two at a time), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *setting* of the paper's Table 3 (MM-IMDb, 23 genres, multi-label, micro and
 # macro F1) with mango_lite: train MANGO, three fusion baselines and the two unimodal models on the same
@@ -222,8 +222,8 @@ plt.show()
 # ## 5. The metric table, and the paper's Table 3 beside it (not comparable)
 #
 # Test split, threshold 0.5. "train s" is the whole `train_task` call (training, dev evaluation every
-# epoch, test evaluation) on this machine, which is shared with other jobs, so times are indicative
-# only. The parameter count includes the encoders and the head; `count_parameters` splits it.
+# epoch, test evaluation) in its worker process; two runs share the 2-core machine, so times are
+# indicative only. The parameter count includes the encoders and the head; `count_parameters` splits it.
 
 # %%
 # the final-epoch weights (those the test metrics were computed with), rebuilt from the checkpoints

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Reproducing the paper's results: the full tables, ablations and cost, set beside MANGO's claims
 #
-# > **Prerequisites:** notebooks 05-07; it reads `results/<preset>/` written by `python -m mango_lite reproduce`. **Runtime:** about 2 min at `quick`, 6 min at `cpu` (with `results/cpu` present), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 8.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 05-07; it reads `results/<preset>/` written by `python -m mango_lite reproduce`. **Runtime:** about 30 s at `quick`, 4 min at `cpu` (with `results/cpu` present), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 8.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Put everything mango_lite measured next to what the MANGO paper (NeurIPS 2025) prints, and
 # say plainly which claims hold and which do not. This covers four things:
@@ -483,9 +483,9 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 # against accuracy. Whether the trade is worth it cannot be decided from stand-in data.
 #
 # **What would close the gaps.** (1) The real datasets: pass `--data-root` / `MANGO_LITE_DATA_ROOT`. The
-# loaders and metrics already read the real layouts. (2) Pretrained backbones (`TimmEncoder` when `timm`
-# and weights are available) and the paper's depth (12 blocks) at 256×256, which needs the `paper` preset on a
-# GPU. (3) Longer training with the paper's recipe (TokenFusion's schedule, which was not published for
+# loaders and metrics already read the real layouts. (2) Pretrained backbones (`--encoder segformer` or
+# `--encoder timm` with weights you supply; none are downloaded) and the paper's depth (12 blocks) at
+# 256×256: the `paper` preset, on a GPU (README, *The paper's configuration*). (3) Longer training with the paper's recipe (TokenFusion's schedule, which was not published for
 # MANGO) and tuning of the flow weight $\lambda$, which the paper says it did not explore fully.
 # (4) Several seeds per row, and Inception-based FID/KID with an adversarial term for the RGB translation
 # pairs. (5) The paper's ablation and cost tables themselves: their numbers are not transcribed here, so
