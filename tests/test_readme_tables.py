@@ -94,3 +94,28 @@ def test_benchmark_views_render_medians_with_their_spread():
                  "mango": {"median_ms": 900, "ratio_to_concat": 3.0, "ratio_min": 2.5, "ratio_max": 4.0, "params": 1.5e6}}}
     md = train_step(bench)
     assert "| mango | 900 | 3.00× [2.50-4.00] | 1.50 M |" in md and "met by no MANGO variant" in md
+
+
+def test_reproduction_time_view_and_its_comparison():
+    """The main job's time as time_reproduction.py writes it, and its run-by-run comparison."""
+    import importlib.util
+    from pathlib import Path
+
+    from mango_lite.training.result_views import reproduce_wall
+
+    spec = importlib.util.spec_from_file_location("time_reproduction", Path(__file__).resolve().parents[1]
+                                                  / "benchmarks" / "time_reproduction.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    res = {"results": {"segmentation/nyudv2": {"task": "segmentation", "models": {
+        "mango": {"miou": 21.25}, "concat": {"miou": 20.0}, "rgb": {"miou": 14.0}}}}}
+    ref = {"results": {"segmentation/nyudv2": {"task": "segmentation", "models": {
+        "mango": {"miou": 21.25}, "concat": {"miou": 20.5}}}}}
+    c = mod.compare(res, ref)
+    assert c["same"] == 1 and [d["run"] for d in c["differ"]] == ["segmentation/nyudv2/concat"]
+    assert c["missing"] == ["segmentation/nyudv2/rgb"]
+    line = reproduce_wall({"preset": "cpu", "runs": 3, "jobs": 2, "device": "cpu (2 cores)", "wall_time_s": 1500,
+                           "sum_of_run_times_s": 2880, "plan_estimate_one_after_another_s": 3000,
+                           "compared_with_reference": c})
+    assert "**25 min** wall (48 min of runs; the plan estimated 50 min one run after another)" in line
+    assert "1 of 3 runs gave the headline metric of the committed reproduction again (1 differ)" in line

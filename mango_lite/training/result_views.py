@@ -195,6 +195,18 @@ def reproduce_jobs(bench: Mapping[str, Any]) -> str:
             f"every round: {'yes' if bench['same_metrics_every_round'] else 'NO'}.\n")
 
 
+def reproduce_wall(run: Mapping[str, Any]) -> str:
+    """``benchmarks/time_reproduction.py --out``: how long one whole reproduction took in its workers,
+    against the plan's estimate, and how many runs gave the reference's headline metric again."""
+    c = run["compared_with_reference"]
+    est = run.get("plan_estimate_one_after_another_s")
+    plan = f"; the plan estimated {est / 60:.0f} min one run after another" if est else ""
+    return (f"- preset `{run['preset']}`, {run['runs']} runs in {run['jobs']} worker processes on {run['device']}: "
+            f"**{run['wall_time_s'] / 60:.0f} min** wall ({run['sum_of_run_times_s'] / 60:.0f} min of runs{plan}); "
+            f"{c['same']} of {run['runs']} runs gave the headline metric of the committed reproduction again"
+            f" ({len(c['differ'])} differ).\n")
+
+
 #: view name -> function of the parsed JSON file
 def paper_step(bench: Mapping[str, Any]) -> str:
     """``benchmarks/bench_paper_step.py --out``: MANGO's and TokenFusion's step at the paper preset and the
@@ -236,4 +248,5 @@ VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "ica_bench": ica_bench,  # type: ignore[dict-item]
     "reproduce_jobs": reproduce_jobs,
     "paper_step": paper_step,
+    "reproduce_wall": reproduce_wall,
 }
