@@ -78,4 +78,5 @@ def test_committed_run_reads_preset_device_and_time_from_the_notebook(tmp_path) 
     assert committed_run(tmp_path / "01_maths.ipynb") == {"preset": None, "device": None, "seconds": None, "cells": 1}
     table = notebook_runtimes(tmp_path)
     assert "| `05_task` | cpu | cpu (2 cores) | 5.5 min |" in table and "| `01_maths` | - | - | - |" in table
+    assert table.rstrip().endswith("1 of 1 timed notebooks ran in at most 6 minutes.")
     assert table.index("01_maths") < table.index("05_task")

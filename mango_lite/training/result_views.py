@@ -228,13 +228,24 @@ def notebook_runtimes(folder: Path) -> str:
     the README's runtimes are measured."""
     from ..notebook import committed_run
 
+    def took(sec: float | None) -> str:
+        return "-" if sec is None else (f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min")
+
     lines = ["| notebook | committed run: preset | device | runtime |", "|---|---|---|---|"]
+    timed = {}
     for nb in sorted(Path(folder).glob("*.ipynb")):
         run = committed_run(nb)
-        sec = run["seconds"]
-        took = "-" if sec is None else (f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min")
-        lines.append(f"| `{nb.stem}` | {run['preset'] or '-'} | {run['device'] or '-'} | {took} |")
+        if run["seconds"] is not None:
+            timed[nb.stem] = run["seconds"]
+        lines.append(f"| `{nb.stem}` | {run['preset'] or '-'} | {run['device'] or '-'} | {took(run['seconds'])} |")
+    longer = {k: v for k, v in timed.items() if v > LAB_MINUTES * 60}
+    lines += ["", f"{_count(len(timed) - len(longer), len(timed))} timed notebooks ran in at most {LAB_MINUTES} minutes"
+              + ("." if not longer else "; longer: " + ", ".join(f"`{k}` ({took(v)})" for k, v in longer.items()) + ".")]
     return "\n".join(lines) + "\n"
+
+
+#: the length of a lab session a notebook should fit in at the cpu preset
+LAB_MINUTES = 6
 
 
 #: views of a folder rather than of one JSON file (``<!-- include: notebooks notebook_runtimes -->``)
