@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Multimodal image-to-image translation (Taskonomy stand-in): MANGO against four baselines
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 30 s at `quick`, 12 min at `cpu` (twelve models, two at a time), on 2 CPU cores: for a lab session set `MANGO_LITE_PAIRS=rgb_edge_to_depth` (one pair, half the time) or run it at `quick`. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 30 s at `quick`, 12-17 min at `cpu` (twelve models, two at a time; measured on a shared 2-core machine): for a lab session set `MANGO_LITE_PAIRS=rgb_edge_to_depth` (one pair, half the time) or run it at `quick`. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *protocol* of the paper's Table 2 at laptop scale. The task is to predict one
 # Taskonomy domain from two others. We train MANGO, three fusion baselines and both unimodal models
