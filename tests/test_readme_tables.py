@@ -118,4 +118,38 @@ def test_reproduction_time_view_and_its_comparison():
                            "sum_of_run_times_s": 2880, "plan_estimate_one_after_another_s": 3000,
                            "compared_with_reference": c})
     assert "**25 min** wall (48 min of runs; the plan estimated 50 min one run after another)" in line
-    assert "1 of 3 runs gave the headline metric of the committed reproduction again (1 differ)" in line
+    assert c["max_rel_diff"] == pytest.approx(0.5 / 20.5)
+    assert ("1 of 3 runs gave the headline metric of the committed reproduction again to 1e-6; 1 differ by "
+            "at most 2.4 % (largest: segmentation/nyudv2/concat, miou 20 against 20.5)") in line
+
+
+def test_ddp_benchmark_view():
+    """bench_ddp.py's figures as the README renders them: the median and spread of the per-round
+    speed-ups, every round's times and the loss difference."""
+    from mango_lite.training.result_views import ddp_bench
+
+    rounds = [{"one_process_s": 100.0, "ddp_s": 62.5, "val_loss_rel_diff": 0.01},
+              {"one_process_s": 110.0, "ddp_s": 55.0, "val_loss_rel_diff": 0.03}]
+    line = ddp_bench({"task": "segmentation", "model": "mango", "preset": "cpu", "epochs": 2, "procs": 2,
+                      "backend": "gloo", "device": "cpu (2 cores)", "rounds": rounds, "speedup_median": 1.8,
+                      "speedup_min": 1.6, "speedup_max": 2.0, "val_loss_rel_diff_max": 0.03,
+                      "train_speedup_median": 1.9, "train_speedup_min": 1.85, "train_speedup_max": 1.95})
+    assert "speed-up 1.80× [1.60-2.00] over one process in 2 interleaved round(s)" in line
+    assert "(one process 100 s, 110 s; DDP 62 s, 55 s, start-up and validation included)" in line
+    assert "the optimisation alone 1.90× [1.85-1.95]; final validation loss within 3.0 %" in line
+
+
+def test_worker_and_submitit_benchmark_views():
+    """bench_reproduce_jobs.py's line: the 1.7x goal belongs to the worker processes; the submitit mode
+    (all jobs at once on one machine) names its path and claims no goal."""
+    from mango_lite.training.result_views import reproduce_jobs
+
+    bench = {"preset": "quick", "tasks": ["genre"], "runs": 6, "jobs": 2, "device": "cpu (2 cores)", "goal": 1.7,
+             "rounds": [{"serial_s": 20.0, "parallel_s": 12.0}, {"serial_s": 22.0, "parallel_s": 11.0}],
+             "speedup_median": 1.83, "speedup_min": 1.67, "speedup_max": 2.0, "same_metrics_every_round": True}
+    line = reproduce_jobs(bench)
+    assert "2 workers on cpu (2 cores): speed-up 1.83× [1.67-2.00] over 2 round(s)" in line
+    assert "(one after another 20 s, 22 s; workers 12 s, 11 s); goal 1.7×; identical metrics in every round: yes." in line
+    line = reproduce_jobs({**bench, "cluster": "local", "same_metrics_every_round": False})
+    assert "as submitit local jobs (all started at once)" in line and "goal" not in line
+    assert "submitit local jobs 12 s, 11 s); identical metrics in every round: NO." in line

@@ -186,12 +186,16 @@ def reproduce_jobs(bench: Mapping[str, Any]) -> str:
     """``benchmarks/bench_reproduce_jobs.py --out``: wall-time speed-up of worker processes over one run
     after another, per interleaved round, and whether every metric agreed."""
     rounds = bench["rounds"]
+    cluster = bench.get("cluster")
+    mode = f"as submitit {cluster} jobs (all started at once)" if cluster else f"{bench['jobs']} workers"
+    label = f"submitit {cluster} jobs" if cluster else "workers"
     return (f"- preset `{bench['preset']}`, tasks {bench['tasks'] if isinstance(bench['tasks'], str) else ', '.join(bench['tasks'])}"
-            f" ({bench['runs']} runs), {bench['jobs']} workers on {bench['device']}: speed-up "
+            f" ({bench['runs']} runs), {mode} on {bench['device']}: speed-up "
             f"{bench['speedup_median']:.2f}× [{bench['speedup_min']:.2f}-{bench['speedup_max']:.2f}] over "
             f"{len(rounds)} round(s) (one after another "
-            + ", ".join(f"{r['serial_s']:.0f} s" for r in rounds) + "; workers "
-            + ", ".join(f"{r['parallel_s']:.0f} s" for r in rounds) + f"); goal {bench['goal']}×; identical metrics in "
+            + ", ".join(f"{r['serial_s']:.0f} s" for r in rounds) + f"; {label} "
+            + ", ".join(f"{r['parallel_s']:.0f} s" for r in rounds) + ")" + ("" if cluster else f"; goal {bench['goal']}×")
+            + "; identical metrics in "
             f"every round: {'yes' if bench['same_metrics_every_round'] else 'NO'}.\n")
 
 
@@ -201,13 +205,31 @@ def reproduce_wall(run: Mapping[str, Any]) -> str:
     c = run["compared_with_reference"]
     est = run.get("plan_estimate_one_after_another_s")
     plan = f"; the plan estimated {est / 60:.0f} min one run after another" if est else ""
+    rel = [(abs(d["value"] - d["reference"]) / max(abs(d["reference"]), 1e-12), d) for d in c["differ"]]
+    worst = max(rel, key=lambda x: x[0], default=None)
+    differ = (f"; {len(rel)} differ by at most {100 * worst[0]:.2g} % (largest: {worst[1]['run']}, "
+              f"{worst[1]['metric']} {worst[1]['value']:.4g} against {worst[1]['reference']:.4g})"
+              if worst else "")
     return (f"- preset `{run['preset']}`, {run['runs']} runs in {run['jobs']} worker processes on {run['device']}: "
             f"**{run['wall_time_s'] / 60:.0f} min** wall ({run['sum_of_run_times_s'] / 60:.0f} min of runs{plan}); "
-            f"{c['same']} of {run['runs']} runs gave the headline metric of the committed reproduction again"
-            f" ({len(c['differ'])} differ).\n")
+            f"{c['same']} of {run['runs']} runs gave the headline metric of the committed reproduction again to "
+            f"1e-6{differ}.\n")
 
 
-#: view name -> function of the parsed JSON file
+def ddp_bench(bench: Mapping[str, Any]) -> str:
+    """``benchmarks/bench_ddp.py --out``: one run on several DDP processes (``torchrun``) against one process,
+    per interleaved round, and how far the final validation loss moved."""
+    rounds = bench["rounds"]
+    return (f"- {bench['task']} / {bench['model']} at preset `{bench['preset']}`, {bench['epochs']} epochs, "
+            f"{bench['procs']} processes ({bench['backend']}) on {bench['device']}: speed-up "
+            f"{bench['speedup_median']:.2f}× [{bench['speedup_min']:.2f}-{bench['speedup_max']:.2f}] over one process "
+            f"in {len(rounds)} interleaved round(s) (one process " + ", ".join(f"{r['one_process_s']:.0f} s" for r in rounds)
+            + "; DDP " + ", ".join(f"{r['ddp_s']:.0f} s" for r in rounds) + ", start-up and validation included); "
+            + (f"the optimisation alone {bench['train_speedup_median']:.2f}× [{bench['train_speedup_min']:.2f}-"
+               f"{bench['train_speedup_max']:.2f}]; " if "train_speedup_median" in bench else "") + "final validation "
+            f"loss within {100 * bench['val_loss_rel_diff_max']:.1f} % of one process's.\n")
+
+
 def paper_step(bench: Mapping[str, Any]) -> str:
     """``benchmarks/bench_paper_step.py --out``: MANGO's and TokenFusion's step at the paper preset and the
     time of one real-data run at that speed."""
@@ -252,6 +274,7 @@ LAB_MINUTES = 6
 FOLDER_VIEWS: dict[str, Callable[[Path], str]] = {"notebook_runtimes": notebook_runtimes}
 
 
+#: view name -> function of the parsed JSON file
 VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "headline": headline,
     "seed_spread": seed_spread,
@@ -260,4 +283,5 @@ VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "reproduce_jobs": reproduce_jobs,
     "paper_step": paper_step,
     "reproduce_wall": reproduce_wall,
+    "ddp_bench": ddp_bench,
 }

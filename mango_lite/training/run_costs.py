@@ -1,10 +1,14 @@
 """Measured wall time per run, for the plan and the estimate a reproduction prints before it starts.
 
 ``run_costs.json`` (beside this module) holds, per preset, task and kind of model (``mango``, ``concat``,
-``tokenfusion``, ``crossattn``, ``unimodal``), the median seconds of one finished run of a committed
-reproduction, with the device it was measured on. It is written from results files, never typed:
+``tokenfusion``, ``crossattn``, ``unimodal``), the median seconds of one finished run of a whole
+reproduction, with the device it was measured on. Each run is timed in the worker that trained it, so
+with runs sharing the machine the sum divided by the workers is the wall time to expect. It is written
+from results files, never typed:
 
     python -m mango_lite.training.run_costs results/quick/results.json results/cpu/results.json
+    python benchmarks/time_reproduction.py --preset cpu --keep runs/cpu --out ...   # a fresh cpu timing
+    python -m mango_lite.training.run_costs results/quick/results.json runs/cpu/results.json
 
 A plan at a preset without measurements gets no estimate rather than a guessed one.
 """
