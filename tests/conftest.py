@@ -60,3 +60,23 @@ def mit_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mit")
     transformers.SegformerModel(cfg).save_pretrained(folder)
     return folder
+
+
+def execute_notebook(nb, env: dict[str, str] | None = None, folder: str | os.PathLike | None = None):
+    """Execute notebook ``nb`` (an nbformat node, changed in place and returned) at the quick preset with
+    progress bars off and ``env`` added to the environment for the kernel, in ``folder`` (default:
+    ``notebooks/``, where Jupyter runs them); errors stay in the outputs for the test to read."""
+    from pathlib import Path
+
+    from nbclient import NotebookClient
+
+    env = {"MANGO_LITE_PRESET": "quick", "TQDM_DISABLE": "1", **(env or {})}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {
+            "path": str(folder or Path(__file__).resolve().parents[1] / "notebooks")}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return nb

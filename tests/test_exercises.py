@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.conftest import execute_notebook
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted((NB_DIR / "src").glob("*.py"))
@@ -81,18 +82,7 @@ def _exercise_spans(nb) -> list[tuple[str, list[int]]]:
 def test_student_checks_fail_until_solved(src):
     """Executed with the stubs in place, every exercise that has code fails in one of its cells: the
     checks can fail. (The full notebooks, solutions in place, pass under nbval.)"""
-    from nbclient import NotebookClient
-
-    nb = _build().student_notebook(src)
-    env = {"MANGO_LITE_PRESET": "quick", "TQDM_DISABLE": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                       resources={"metadata": {"path": str(NB_DIR)}}).execute()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    nb = execute_notebook(_build().student_notebook(src), folder=NB_DIR)
     coded = [(h, idx) for h, idx in _exercise_spans(nb) if idx]
     assert coded, f"{src.stem}: no exercise with code"
     for head, idx in coded:

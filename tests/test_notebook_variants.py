@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import execute_notebook
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -13,22 +14,10 @@ NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 def _execute(name: str, env: dict[str, str]):
     import importlib.util
 
-    from nbclient import NotebookClient
-
     spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)  # type: ignore[union-attr]
-    nb = build.parse_source((NB_DIR / "src" / f"{name}.py").read_text())
-    env = {"MANGO_LITE_PRESET": "quick", "TQDM_DISABLE": "1", **env}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                       resources={"metadata": {"path": str(NB_DIR)}}).execute()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return nb
+    return execute_notebook(build.parse_source((NB_DIR / "src" / f"{name}.py").read_text()), env)
 
 
 def _errors(nb) -> list[str]:
