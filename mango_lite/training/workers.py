@@ -81,14 +81,8 @@ def train_in_worker(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str | 
                   save_best=spec.get("save_best", False), keep_checkpoints=spec.get("keep_checkpoints", 1),
                   amp=spec["amp"], epochs=spec.get("epochs"), model_overrides=spec.get("model_overrides"), log=log)
         try:
-            try:
-                res = train_task(spec["task"], spec["model"], spec["preset"], run_dir, resume=spec["resume"], **kw)
-            except MangoLiteError as exc:
-                if not (spec.get("retrain_stale") and _is_stale(exc)):
-                    raise
-                log(f"stale run folder ({exc}); training from scratch")
-                res = train_task(spec["task"], spec["model"], spec["preset"], run_dir, resume=False,
-                                 **{**kw, "overwrite": True})
+            res = _train_or_retrain(spec["task"], spec["model"], spec["preset"], run_dir, spec["resume"],
+                                    bool(spec.get("retrain_stale")), kw, log)
         except TrainingError as exc:
             log(f"FAILED: {exc}")
             return None, str(exc), time.perf_counter() - t0
@@ -99,6 +93,20 @@ def _is_stale(exc: Exception) -> bool:
     """A resume refused because the folder holds a run of a differently built model."""
     return isinstance(exc, MangoLiteError) and not isinstance(exc, TrainingError) and (
         "different configuration" in str(exc) or "do not fit" in str(exc))
+
+
+def _train_or_retrain(task: str, model: str, preset: Preset | str, run_dir: Path, resume: bool,
+                      retrain_stale: bool, kw: dict[str, Any], log: Callable[[str], None]) -> RunResult:
+    """:func:`train_task`; with ``retrain_stale``, a folder refused as holding a run of a differently built
+    model is trained again from scratch instead (the one place both the workers and the in-process path
+    decide it)."""
+    try:
+        return train_task(task, model, preset, run_dir, resume=resume, **kw)
+    except MangoLiteError as exc:
+        if not (retrain_stale and _is_stale(exc)):
+            raise
+        log(f"{model}: stale run folder of a differently built model ({exc}); training from scratch")
+        return train_task(task, model, preset, run_dir, resume=False, **{**kw, "overwrite": True})
 
 
 def run_in_workers(specs: Mapping[Hashable, dict[str, Any]], jobs: int,
@@ -187,14 +195,8 @@ def train_models(
     if n_jobs == 1:
         for name in models:
             kw = dict(pair=data.pair.name if data.pair else None, dataset=data.info.name, device=device, seed=seed,
-                      data=data, amp=amp, progress=None, verbose=False)
-            try:
-                results[name] = train_task(task, name, preset, out / name, resume=resume, overwrite=overwrite, **kw)
-            except MangoLiteError as exc:
-                if not (resume and _is_stale(exc)):
-                    raise
-                say(f"{name}: stale run folder of a differently built model: training from scratch")
-                results[name] = train_task(task, name, preset, out / name, overwrite=True, **kw)
+                      data=data, amp=amp, progress=None, verbose=False, overwrite=overwrite)
+            results[name] = _train_or_retrain(task, name, preset, out / name, resume, resume, kw, say)
             report(name, results[name])
         return results
     specs = {name: dict(task=task, model=name, preset=preset, run_dir=str(out / name),
