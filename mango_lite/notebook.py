@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+from .errors import MangoLiteError
 from .presets import Preset, get_preset
 from .utils import configure_threads, device_name, pick_device, seed_everything
 
-__all__ = ["NotebookSession", "start_notebook", "repository_root", "committed_run"]
+__all__ = ["NotebookSession", "start_notebook", "repository_root", "committed_run", "lab_epochs"]
 
 
 def repository_root(cwd: str | os.PathLike | None = None) -> Path:
@@ -110,6 +111,25 @@ def start_notebook(name: str, *, seed: int = 0, keep_runs: bool = False, theme: 
               f"epochs={p.epochs}  batch={p.batch_size}  width={p.width}  blocks/scale={p.blocks}  scales={p.scales}"
               + (f"\nruns -> {nb.shown(work)}" if keep_runs else ""))
     return nb
+
+
+def lab_epochs(preset: Preset, fraction: float = 0.5, minimum: int = 2) -> int:
+    """Epochs of a lab-length run: ``MANGO_LITE_EPOCHS`` when it is set, else ``fraction`` of the preset's
+    epochs (rounded), at least ``minimum`` and at most the preset's.
+
+    For a notebook that would not fit a lab session at the preset's full schedule: it trains this many
+    epochs and says so, while the main job (``python -m mango_lite reproduce``) always trains the preset's.
+    Raises MangoLiteError naming the variable when it is not a positive integer."""
+    raw = os.environ.get("MANGO_LITE_EPOCHS", "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise MangoLiteError(f"MANGO_LITE_EPOCHS must be a positive integer (epochs to train), got {raw!r}")
+        return value
+    return max(1, min(preset.epochs, max(minimum, round(fraction * preset.epochs))))
 
 
 def committed_run(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from mango_lite.notebook import repository_root, start_notebook
+from mango_lite.errors import MangoLiteError
+from mango_lite.notebook import lab_epochs, repository_root, start_notebook
+from mango_lite.presets import get_preset
 
 
 def test_start_notebook_sets_preset_threads_seed_and_a_temporary_folder(tmp_path, monkeypatch, capsys) -> None:
@@ -80,3 +83,16 @@ def test_committed_run_reads_preset_device_and_time_from_the_notebook(tmp_path) 
     assert "| `05_task` | cpu | cpu (2 cores) | 5.5 min |" in table and "| `01_maths` | - | - | - |" in table
     assert table.rstrip().endswith("1 of 1 timed notebooks ran in at most 6 minutes.")
     assert table.index("01_maths") < table.index("05_task")
+
+
+def test_lab_epochs_halves_the_schedule_unless_told(monkeypatch) -> None:
+    monkeypatch.delenv("MANGO_LITE_EPOCHS", raising=False)
+    assert lab_epochs(get_preset("cpu")) == 6  # half of 12
+    assert lab_epochs(get_preset("quick")) == 2  # never below the minimum, never above the preset's 2
+    assert lab_epochs(get_preset("quick").with_overrides(epochs=1)) == 1
+    monkeypatch.setenv("MANGO_LITE_EPOCHS", "12")
+    assert lab_epochs(get_preset("quick")) == 12  # told: the variable wins
+    for bad in ("0", "-3", "six", "2.5"):
+        monkeypatch.setenv("MANGO_LITE_EPOCHS", bad)
+        with pytest.raises(MangoLiteError, match=f"MANGO_LITE_EPOCHS must be a positive integer.*{bad!r}"):
+            lab_epochs(get_preset("cpu"))

@@ -52,6 +52,16 @@ def test_finished_runs_are_reloaded_and_stale_ones_trained_again(tmp_path, genre
         assert res["concat"].metrics["macro_f1"] == pytest.approx(first["concat"].metrics["macro_f1"], abs=1e-9)
 
 
+def test_epochs_sets_the_schedule_in_both_paths(tmp_path, genre_data) -> None:
+    """A lab-length run: ``epochs`` reaches train_task in this process and in the workers alike."""
+    two = TINY.with_overrides(epochs=2)
+    for jobs in (1, 2):
+        res = train_models("genre", ["concat", "text"], two, tmp_path / str(jobs), genre_data, jobs=jobs, epochs=1,
+                           log=None)
+        assert [len(r.history) for r in res.values()] == [1, 1], jobs
+        assert all(r.epochs_run == 1 for r in res.values()), jobs
+
+
 def test_an_existing_run_is_refused_without_resume(tmp_path, genre_data) -> None:
     train_models("genre", ["text"], TINY, tmp_path, genre_data, jobs=1, log=None)
     with pytest.raises(MangoLiteError, match="--overwrite"):

@@ -165,6 +165,7 @@ def train_models(
     resume: bool = True,
     overwrite: bool = False,
     amp: bool = True,
+    epochs: int | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, RunResult]:
     """Train every model of ``models`` on ``data`` into ``out/<model>`` and return their results, in
@@ -175,7 +176,8 @@ def train_models(
     torch thread each, the longest (by measured run cost) first. ``resume``: a finished run of the same
     configuration is reloaded, an unfinished one continued; a folder holding a run of a differently
     configured model (an older mango_lite) is trained again from scratch. Without ``resume``, a folder that
-    holds checkpoints is refused unless ``overwrite``. ``log``: one line per finished
+    holds checkpoints is refused unless ``overwrite``. ``epochs``: the length of the schedule (``None``: the
+    preset's), e.g. a shorter run for a lab. ``log``: one line per finished
     run (``None``: silent); a worker's own log goes to ``out/<model>/train.log``. Each run is seeded by
     ``seed`` alone, so the numbers do not depend on ``jobs``. Raises TrainingError if a run diverged."""
     from ..utils import pick_device
@@ -195,14 +197,14 @@ def train_models(
     if n_jobs == 1:
         for name in models:
             kw = dict(pair=data.pair.name if data.pair else None, dataset=data.info.name, device=device, seed=seed,
-                      data=data, amp=amp, progress=None, verbose=False, overwrite=overwrite)
+                      data=data, amp=amp, progress=None, verbose=False, overwrite=overwrite, epochs=epochs)
             results[name] = _train_or_retrain(task, name, preset, out / name, resume, resume, kw, say)
             report(name, results[name])
         return results
     specs = {name: dict(task=task, model=name, preset=preset, run_dir=str(out / name),
                         pair=data.pair.name if data.pair else None, dataset=data.info.name, info=data.info.to_dict(),
                         device=device, seed=seed, resume=resume, amp=amp, retrain_stale=resume, overwrite=overwrite, save_best=True,
-                        keep_checkpoints=2)
+                        keep_checkpoints=2, epochs=epochs)
              for name in _longest_first(task, models, preset)}
     say(f"training {len(models)} models in {n_jobs} worker processes (one torch thread each; "
         f"each run's log: train.log in its folder)")
