@@ -111,6 +111,15 @@ def test_loss_decreases_and_metrics_improve(tmp_path: Path) -> None:
     assert res.final["val_loss"] == pytest.approx(float(F.mse_loss(pred, val.y)), rel=1e-5)
 
 
+def test_resume_refuses_a_run_longer_than_asked_for(tmp_path: Path) -> None:
+    """A finished 3-epoch run is not handed back as a 2-epoch one; more epochs continue it (tests/test_cli.py)."""
+    done, _ = make_trainer(tmp_path, epochs=3)
+    done.fit()
+    shorter, _ = make_trainer(tmp_path, epochs=2)
+    with pytest.raises(MangoLiteError, match=r"different configuration \(3 epochs done, 2 asked for\)"):
+        shorter.fit(resume=True)
+
+
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
     full, _ = make_trainer(tmp_path / "full", epochs=4)
     full.fit()

@@ -53,9 +53,12 @@ def test_finished_runs_are_reloaded_and_stale_ones_trained_again(tmp_path, genre
 
 
 def test_epochs_sets_the_schedule_in_both_paths(tmp_path, genre_data) -> None:
-    """A lab-length run: ``epochs`` reaches train_task in this process and in the workers alike."""
+    """A lab-length run: ``epochs`` reaches train_task in this process and in the workers alike, and a
+    folder holding a longer finished run is trained again rather than handed back as the shorter one."""
     two = TINY.with_overrides(epochs=2)
     for jobs in (1, 2):
+        longer = train_models("genre", ["concat", "text"], two, tmp_path / str(jobs), genre_data, jobs=jobs, log=None)
+        assert [len(r.history) for r in longer.values()] == [2, 2], jobs  # the preset's schedule
         res = train_models("genre", ["concat", "text"], two, tmp_path / str(jobs), genre_data, jobs=jobs, epochs=1,
                            log=None)
         assert [len(r.history) for r in res.values()] == [1, 1], jobs

@@ -555,6 +555,11 @@ class Trainer:
             if path is None:
                 return False
         state = ckpt.load_checkpoint(path, map_location=self.device)
+        done = int(state.get("epoch", 0))
+        if done > self.config.epochs:  # its history would be returned as a run of fewer epochs
+            raise MangoLiteError(
+                f"{display_path(path)}: cannot resume: the checkpoint's run has a different configuration "
+                f"({done} epochs done, {self.config.epochs} asked for); use another --out, or overwrite the run")
         self.load_state_dict(state, str(path))
         self.log(f"resumed from {display_path(path)} (epoch {self.epoch}, step {self.global_step})")
         return True
