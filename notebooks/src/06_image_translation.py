@@ -211,9 +211,10 @@ for pair in RUN_PAIRS:
                     ls="-" if name in FUSION_MODELS else "--")
         ax.set_xlabel("epoch"); ax.set_ylabel(key); ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].axhline(blind[pair]["mae"], color="k", ls=":", lw=1, label="input-blind median")
-    axes[0].legend(fontsize=7)
+    # one legend under both panels, where it covers no curve
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=7, fontsize=7, frameon=False)
     fig.suptitle(f"{PAIRS[pair].label} - {TAG} data, {preset.image_size}px, {DEV}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     plt.show()
 fig = plot_history(runs[RUN_PAIRS[0], "mango"].history, title=f"MANGO, {PAIRS[RUN_PAIRS[0]].label} (all loss terms)")
 plt.show()
