@@ -22,6 +22,7 @@ uses the current Python environment's kernel.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -102,6 +103,21 @@ def parse_source(text: str, student: bool = False) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
+
+
+def stable_cell_ids(nb: nbformat.NotebookNode) -> None:
+    """Give every cell an id made from its type and text (nbformat 4.5 wants one per cell). nbformat's
+    random ids change on every build and fill each notebook diff with noise; these change only with the
+    cell, so a prose edit shows as the lines it changed."""
+    seen: set[str] = set()
+    for cell in nb.cells:
+        base = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+        cid, n = base, 1
+        while cid in seen:  # two cells with the same text
+            n += 1
+            cid = f"{base}-{n}"
+        seen.add(cid)
+        cell["id"] = cid
 
 
 _BAR = re.compile(r"\d+%\|")
@@ -201,6 +217,7 @@ def main() -> None:
             problems = clean_outputs(nb, HERE.parent.resolve())
             if problems:
                 sys.exit(f"{out.name}: not written, " + "; ".join(problems))
+        stable_cell_ids(nb)
         tmp = out.with_suffix(".ipynb.tmp")
         nbformat.write(nb, tmp)
         os.replace(tmp, out)

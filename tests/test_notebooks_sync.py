@@ -15,11 +15,15 @@ NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted((NB_DIR / "src").glob("*.py"))
 
 
-def _parse_source():
+def _build():
     spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod.parse_source
+    return mod
+
+
+def _parse_source():
+    return _build().parse_source
 
 
 def test_every_source_has_a_notebook_and_vice_versa():
@@ -37,6 +41,30 @@ def test_notebook_code_matches_its_source_and_has_outputs(src):
     executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
     assert len(executed) == len(got), f"{src.stem}.ipynb has cells that were never executed"
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "committed without outputs"
+
+
+def test_cell_ids_follow_the_cells_text():
+    """Ids change with a cell's text only, and two cells of the same text still get two ids."""
+    build = _build()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# a"), nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("b")])
+    build.stable_cell_ids(nb)
+    ids = [c.id for c in nb.cells]
+    assert len(set(ids)) == 4 and ids[2] == ids[1] + "-2"
+    nb.cells[3].source = "b, edited"
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("new first cell"))
+    build.stable_cell_ids(nb)
+    assert [c.id for c in nb.cells][1:4] == ids[:3] and nb.cells[4].id != ids[3]
+    nbformat.validate(nb)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_committed_notebooks_carry_the_stable_cell_ids(src):
+    """Built by notebooks/build.py, so a rebuild after a prose edit changes the edited cells only."""
+    nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
+    got = [c.get("id") for c in nb.cells]
+    _build().stable_cell_ids(nb)
+    assert got == [c.id for c in nb.cells], f"rebuild {src.stem}.ipynb with `python notebooks/build.py --text-only {src.stem[:2]}`"
 
 
 _BAR = re.compile(r"\d+%\|")
