@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -60,6 +61,19 @@ def mit_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mit")
     transformers.SegformerModel(cfg).save_pretrained(folder)
     return folder
+
+
+@functools.cache
+def notebook_build():
+    """``notebooks/build.py`` as a module (it is a script, not part of the package): parse_source,
+    student_notebook, exercises, stable_cell_ids, ..."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("nb_build", Path(__file__).resolve().parents[1] / "notebooks" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
 
 
 def execute_notebook(nb, env: dict[str, str] | None = None, folder: str | os.PathLike | None = None):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.conftest import execute_notebook
+from tests.conftest import execute_notebook, notebook_build
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted((NB_DIR / "src").glob("*.py"))
@@ -16,14 +15,7 @@ SOURCES = sorted((NB_DIR / "src").glob("*.py"))
 MINIMUM = {"0": 0, "1": 3, "2": 3, "3": 3, "4": 3, "5": 2, "6": 2, "7": 2, "8": 2}
 
 
-def _build():
-    spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-WITH_EXERCISES = [s for s in SOURCES if _build().exercises(s.read_text())]
+WITH_EXERCISES = [s for s in SOURCES if notebook_build().exercises(s.read_text())]
 
 
 def test_some_notebook_has_exercises():
@@ -32,7 +24,7 @@ def test_some_notebook_has_exercises():
 
 @pytest.mark.parametrize("src", WITH_EXERCISES, ids=lambda p: p.stem)
 def test_student_notebook_is_built_from_its_source(src):
-    build = _build()
+    build = notebook_build()
     text = src.read_text()
     found = build.exercises(text)
     assert len(found) >= MINIMUM[src.stem[1]], f"{src.stem}: {len(found)} exercises"
@@ -53,12 +45,12 @@ def test_student_notebook_is_built_from_its_source(src):
 def test_exercise_index_is_current():
     """notebooks/student/EXERCISES.md (included in the README) lists what the sources hold."""
     path = NB_DIR / "student" / "EXERCISES.md"
-    assert path.is_file() and path.read_text() == _build().exercise_index(), \
+    assert path.is_file() and path.read_text() == notebook_build().exercise_index(), \
         "notebooks/student/EXERCISES.md is stale: run `python notebooks/build.py`"
 
 
 def test_markers_are_checked():
-    build = _build()
+    build = notebook_build()
     with pytest.raises(ValueError, match="not closed"):
         build.parse_source("# %%\n# BEGIN SOLUTION\nx = 1\n")
     src = "# %%\ndef f():\n    # BEGIN SOLUTION\n    # STUB: return None\n    return 1\n    # END SOLUTION\n"
@@ -82,7 +74,7 @@ def _exercise_spans(nb) -> list[tuple[str, list[int]]]:
 def test_student_checks_fail_until_solved(src):
     """Executed with the stubs in place, every exercise that has code fails in one of its cells: the
     checks can fail. (The full notebooks, solutions in place, pass under nbval.)"""
-    nb = execute_notebook(_build().student_notebook(src), folder=NB_DIR)
+    nb = execute_notebook(notebook_build().student_notebook(src), folder=NB_DIR)
     coded = [(h, idx) for h, idx in _exercise_spans(nb) if idx]
     assert coded, f"{src.stem}: no exercise with code"
     for head, idx in coded:

@@ -6,18 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import execute_notebook
+from tests.conftest import execute_notebook, notebook_build
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def _execute(name: str, env: dict[str, str]):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)  # type: ignore[union-attr]
-    return execute_notebook(build.parse_source((NB_DIR / "src" / f"{name}.py").read_text()), env)
+    return execute_notebook(notebook_build().parse_source((NB_DIR / "src" / f"{name}.py").read_text()), env)
 
 
 def _errors(nb) -> list[str]:

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.conftest import MACHINE_PATH
+from tests.conftest import MACHINE_PATH, notebook_build
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted((NB_DIR / "src").glob("*.py"))
-
-
-def _build():
-    spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-def _parse_source():
-    return _build().parse_source
 
 
 def test_every_source_has_a_notebook_and_vice_versa():
@@ -33,7 +21,7 @@ def test_every_source_has_a_notebook_and_vice_versa():
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_notebook_code_matches_its_source_and_has_outputs(src):
-    parse = _parse_source()
+    parse = notebook_build().parse_source
     want = [c.source for c in parse(src.read_text()).cells if c.cell_type == "code"]
     nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
     got = [c.source for c in nb.cells if c.cell_type == "code"]
@@ -45,7 +33,7 @@ def test_notebook_code_matches_its_source_and_has_outputs(src):
 
 def test_cell_ids_follow_the_cells_text():
     """Ids change with a cell's text only, and two cells of the same text still get two ids."""
-    build = _build()
+    build = notebook_build()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# a"), nbformat.v4.new_code_cell("x = 1"),
                                          nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("b")])
     build.stable_cell_ids(nb)
@@ -63,7 +51,7 @@ def test_committed_notebooks_carry_the_stable_cell_ids(src):
     """Built by notebooks/build.py, so a rebuild after a prose edit changes the edited cells only."""
     nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
     got = [c.get("id") for c in nb.cells]
-    _build().stable_cell_ids(nb)
+    notebook_build().stable_cell_ids(nb)
     assert got == [c.id for c in nb.cells], f"rebuild {src.stem}.ipynb with `python notebooks/build.py --text-only {src.stem[:2]}`"
 
 

@@ -165,6 +165,7 @@ for pair in RUN_PAIRS:
     done = train_models("translation", model_names("translation", pair), preset, WORK / "runs" / pair, datas[pair],
                         seed=0, epochs=EPOCHS, log=lambda line: print("   ", line))
     runs.update({(pair, model): r for model, r in done.items()})
+live = {p: {m: runs[p, m].metrics for m in model_names("translation", p)} for p in RUN_PAIRS}  # pair -> model -> metrics
 for (pair, model), r in runs.items():
     print(f"{PAIRS[pair].label:18s} {model:15s} {r.params / 1e6:5.2f} M params  {r.wall_time_s:6.1f} s  "
           f"val MAE×10 {r.metrics['mae_x10']:.3f}")
@@ -244,13 +245,11 @@ display(table.round(3))
 
 # %%
 for pair in RUN_PAIRS:
-    res = {m: runs[pair, m].metrics for m in model_names("translation", pair)}
-    res["input-blind"] = blind[pair]
+    res = {**live[pair], "input-blind": blind[pair]}
     plot_results(res, "mae_x10", title=f"{PAIRS[pair].label}: MAE×10 (val, {TAG}, {DEV})")
     plt.show()
 for pair in [p for p in RUN_PAIRS if PAIRS[p].rgb_target]:  # FID compares images: RGB targets only
-    res = {m: runs[pair, m].metrics for m in model_names("translation", pair)}
-    plot_results(res, "fid_proxy", title=f"{PAIRS[pair].label}: FID with PROXY features (not Inception)")
+    plot_results(live[pair], "fid_proxy", title=f"{PAIRS[pair].label}: FID with PROXY features (not Inception)")
     plt.show()
 if preset.name != "quick":
     for pair in RUN_PAIRS:
@@ -300,7 +299,7 @@ else:
           f"{int((grid[list(FUSION_MODELS)].min(axis=1) < grid[['A only', 'B only']].min(axis=1)).sum())} of {len(grid)}.")
 
 if full and main["preset"] == preset.name:
-    cmp_rows = [{"pair": PAIRS[p].label, "model": m, f"{EPOCHS} epochs (this run)": runs[p, m].metrics["mae_x10"],
+    cmp_rows = [{"pair": PAIRS[p].label, "model": m, f"{EPOCHS} epochs (this run)": live[p][m]["mae_x10"],
                  f"{full_epochs} epochs (main job)": full[p][m]["mae_x10"]}
                 for p in RUN_PAIRS for m in model_names("translation", p)]
     cmp = pd.DataFrame(cmp_rows).set_index(["pair", "model"])
@@ -312,7 +311,7 @@ if full and main["preset"] == preset.name:
           f"(change from {ch.min():+.1f} % to {ch.max():+.1f} %)")
     for p in RUN_PAIRS:
         ms = model_names("translation", p)
-        rank_here = sorted(ms, key=lambda m: runs[p, m].metrics["mae_x10"]).index("mango") + 1
+        rank_here = sorted(ms, key=lambda m: live[p][m]["mae_x10"]).index("mango") + 1
         rank_full = sorted(ms, key=lambda m: full[p][m]["mae_x10"]).index("mango") + 1
         print(f"{PAIRS[p].label}: MANGO ranks {rank_here} of {len(ms)} after {EPOCHS} epochs, "
               f"{rank_full} of {len(ms)} after {full_epochs}")
@@ -331,10 +330,7 @@ elif full:
 # within one source means anything.
 
 # %%
-if full:
-    ours, size = full, main["preset_config"]["image_size"]
-else:
-    ours, size = {pair: {m: runs[pair, m].metrics for m in model_names("translation", pair)} for pair in RUN_PAIRS}, preset.image_size
+ours, size = (full, main["preset_config"]["image_size"]) if full else (live, preset.image_size)
 side = table2_comparison(ours, list(ours), data_label=TAG, size=size)
 display(side.round(3))
 
@@ -618,7 +614,7 @@ print("\n".join(lines))
 # input. Which pair gains most, and does that fit what each target needs from its two inputs (section 1)?
 
 # %%
-by_pair = full or {p: {m: runs[p, m].metrics for m in model_names("translation", p)} for p in RUN_PAIRS}
+by_pair = full or live
 # BEGIN SOLUTION
 # STUB: fusion_gain = {}  # pair -> MAE×10 of the better unimodal model minus that of the best fused one
 fusion_gain = {}
