@@ -85,3 +85,13 @@ def test_train_steps_time_mango_against_tokenfusion_and_price_one_run():
     md = acc.window_markdown({"device": "cpu", "torch": torch.__version__, "git_commit": None, "started": "now",
                               "dry_run": True, "train_steps": [r]})
     assert "| quick | 16, 32 |" in md and "MANGO / TokenFusion" in md
+
+
+def test_ddp_check_runs_one_mango_run_on_two_processes(tmp_path):
+    """The GPU window's two-process step, rehearsed with gloo on the CPU: the run finishes on 2 processes."""
+    r = acc.ddp_check(torch.device("cpu"), tmp_path, dry_run=True)
+    assert r["returncode"] == 0, r.get("error_tail")
+    assert r["ran_on"] == 2 and r["loss"] == r["loss"]
+    md = acc.window_markdown({"device": "cpu", "torch": torch.__version__, "git_commit": None, "started": "now",
+                              "dry_run": True, "ddp_check": r})
+    assert "Ran on 2 processes (cpu)" in md

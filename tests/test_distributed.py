@@ -154,3 +154,80 @@ def test_two_process_mango_run_trains(tmp_path, monkeypatch):
     two = _two_processes("segmentation", "mango", tmp_path / "two", cache)
     assert all(v == v for v in two["metrics"].values())  # finite, no NaN
     assert two["metrics"]["loss"] == pytest.approx(one.metrics["loss"], rel=0.05)
+
+
+class _CudaGroupEmulator:
+    """Stands in for ``torch.distributed`` on a 2-GPU machine, enforcing the rule that broke multi-GPU
+    training: a collective goes to the backend the group has for the tensor's device, and NCCL serves
+    CUDA tensors only (``init_process_group("nccl")`` leaves CPU tensors without a backend)."""
+
+    class ReduceOp:
+        MIN, SUM = "min", "sum"
+
+    def __init__(self) -> None:
+        self.backend: str | None = None
+        self.reduced: list[tuple[str, str]] = []
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_initialized(self) -> bool:
+        return self.backend is not None
+
+    def init_process_group(self, backend: str) -> None:
+        self.backend = backend
+
+    def get_backend(self) -> str:
+        return self.backend
+
+    def get_rank(self) -> int:
+        return 0
+
+    def get_world_size(self) -> int:
+        return 2
+
+    def _per_device(self) -> dict[str, str]:
+        if ":" in self.backend:
+            return dict(part.split(":") for part in self.backend.split(","))
+        return {"cuda": "nccl"} if self.backend == "nccl" else {"cpu": self.backend, "cuda": self.backend}
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
+        device = tensor.device.type
+        if device not in self._per_device():
+            raise RuntimeError(f"No backend type associated with device type {device}")
+        self.reduced.append((device, self._per_device()[device]))
+        if op == "sum":
+            tensor *= 2  # both ranks hold the same values
+
+
+def test_step_reductions_of_a_cuda_group_have_a_backend(monkeypatch):
+    """On CUDA machines the group used to be NCCL alone, and the per-step flag and loss reductions (CPU
+    tensors) were rejected on the first step: the group now carries gloo for CPU tensors."""
+    from mango_lite.training import distributed
+
+    group = _CudaGroupEmulator()
+    monkeypatch.setattr(distributed, "dist", group)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+
+    assert distributed.init_from_env().world_size == 2
+    assert "cuda:nccl" in group.backend  # gradients still go through NCCL
+    assert distributed.all_true(True) is True
+    assert distributed.mean_over_ranks({"train_loss": 0.5, "train_nll": 2.0}) == {"train_loss": 0.5,
+                                                                                   "train_nll": 2.0}
+    assert group.reduced == [("cpu", "gloo"), ("cpu", "gloo")]
+
+
+def test_a_group_joined_with_nccl_alone_reduces_on_the_gpu(monkeypatch):
+    """A caller that joined an NCCL-only group before training gets its reductions on its GPU."""
+    from mango_lite.training import distributed
+
+    group = _CudaGroupEmulator()
+    group.init_process_group("nccl")
+    monkeypatch.setattr(distributed, "dist", group)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert distributed.reduction_device() == torch.device("cuda", 1)
+    group.backend = "cpu:gloo,cuda:nccl"
+    assert distributed.reduction_device() == torch.device("cpu")

@@ -16,7 +16,10 @@ everything it should measure runs from this module, in order of importance, insi
 3. **Training steps** (:func:`train_steps`): MANGO's optimizer step against TokenFusion's, interleaved, at
    the ``gpu`` preset (goal: at most 2x) and at the ``paper`` preset, with what one NYUDv2 / SUN RGB-D run
    at that step time costs.
-4. **A time-boxed reproduction** (:func:`timed_reproduction`): MANGO, its controls and the fused baselines
+4. **Two processes, one run** (:func:`ddp_check`, only on a machine with two GPUs or more, and in the dry
+   run on the CPU): one short MANGO run through ``torchrun --nproc_per_node 2`` (NCCL for the gradients,
+   gloo for the per-step reductions), its exit status and final loss.
+5. **A time-boxed reproduction** (:func:`timed_reproduction`): MANGO, its controls and the fused baselines
    on the three tasks at a preset, group after group, until the budget is spent (the groups not reached
    are listed as such).
 
@@ -243,6 +246,36 @@ def train_steps(device: torch.device, dry_run: bool = False) -> list[dict[str, A
             train_step_timings(device, get_preset("paper").with_encoders(encoder="conv"), pairs=3)]
 
 
+def ddp_check(device: torch.device, out: Path, dry_run: bool = False, timeout_s: float = 240.0) -> dict[str, Any]:
+    """One MANGO segmentation run at the ``quick`` preset for one epoch on two processes, typed as a user
+    types it (``torchrun --standalone --nproc_per_node 2 -m mango_lite train ...``); on CUDA each process
+    takes one GPU. Returns the exit status, wall time and the run's final loss (or the error's tail)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun")
+    launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
+    run_dir = out / "ddp_check"
+    cmd = [*launcher, "--standalone", "--nproc_per_node", "2", "-m", "mango_lite", "train", "--task", "segmentation",
+           "--model", "mango", "--preset", "quick", "--epochs", "1", "--device", device.type, "--quiet",
+           "--data-cache", str(out / "ddp_check_data"), "--out", str(run_dir)]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=timeout_s)
+    row: dict[str, Any] = {"processes": 2, "device": device.type, "returncode": done.returncode,
+                           "wall_s": time.perf_counter() - t0, "dry_run": dry_run}
+    if done.returncode == 0:
+        import json
+
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        row.update(ran_on=metrics["spec"]["processes"], loss=metrics["metrics"]["loss"])
+    else:
+        row["error_tail"] = done.stderr[-2000:]
+    return row
+
+
 def window_markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU window: {report['device']}", "",
              f"torch {report['torch']}, git {str(report.get('git_commit'))[:10]}, {report['started']}"
@@ -285,6 +318,11 @@ def window_markdown(report: dict[str, Any]) -> str:
                          f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}] | "
                          f"{runs['nyudv2']:.0f} min | {runs['sunrgbd']:.0f} min |")
         lines.append("")
+    if report.get("ddp_check"):
+        r = report["ddp_check"]
+        lines += ["## Two processes, one run (torchrun, MANGO, quick preset, 1 epoch)", "",
+                  (f"Ran on {r['ran_on']} processes ({r['device']}) in {r['wall_s']:.0f} s; final loss {r['loss']:.4f}."
+                   if r["returncode"] == 0 else f"**Failed** (exit {r['returncode']}): see `gpu_window.json`."), ""]
     if report.get("reproduction"):
         rep = report["reproduction"]
         lines += ["## Time-boxed reproduction", "",
@@ -299,7 +337,7 @@ def window_markdown(report: dict[str, Any]) -> str:
 
 def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_run: bool = False,
                device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the four steps within ``minutes`` and write OUT/gpu_window.{json,md} after each."""
+    """Run the steps within ``minutes`` and write OUT/gpu_window.{json,md} after each."""
     from .reproduce import git_commit
 
     t0 = time.time()
@@ -323,6 +361,8 @@ def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_r
                                             dim=16 if dry_run else 64, pairs=3 if dry_run else 7)),
         ("train_steps", lambda: train_steps(dev, dry_run)),
     ]
+    if dry_run or torch.cuda.device_count() >= 2:
+        steps.append(("ddp_check", lambda: ddp_check(dev, out, dry_run)))
     for name, fn in steps:
         log(f"gpu-window: {name} ...")
         try:

@@ -4,8 +4,10 @@
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m mango_lite train ...
 
 :func:`init_from_env` joins the process group that torchrun describes in the environment (``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): NCCL with CUDA (each process on GPU
-``LOCAL_RANK``), gloo on CPU. The engine then
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): on CUDA a group with two backends, ``cpu:gloo,cuda:nccl``
+(each process on GPU ``LOCAL_RANK``; DDP's gradient buckets are CUDA tensors and go through NCCL, the
+engine's small per-step reductions of Python numbers are CPU tensors and go through gloo — NCCL alone
+rejects CPU tensors), gloo alone on CPU. The engine then
 
 * splits every global batch of ``batch_size`` samples into ``world_size`` equal slices (the epoch order
   comes from the same seeded permutation on every rank, so the union of the slices is the batch a single
@@ -25,6 +27,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+
+# NCCL only reduces CUDA tensors; the flags and logged losses reduced every step are CPU tensors, so a
+# CUDA group needs gloo beside NCCL for them (one group, the backend chosen by the tensor's device).
+CUDA_BACKEND = "cpu:gloo,cuda:nccl"
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ def init_from_env() -> DistState:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if torch.cuda.is_available():
             torch.cuda.set_device(local)
-            dist.init_process_group("nccl")
+            dist.init_process_group(CUDA_BACKEND)
         else:
             dist.init_process_group("gloo")
     return state()
@@ -64,11 +71,19 @@ def state() -> DistState:
     return DistState(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
 
+def reduction_device() -> torch.device:
+    """Where the engine's small reductions live: the CPU, unless the group can reduce CUDA tensors only
+    (a group the caller joined with NCCL alone before training; :func:`init_from_env` adds gloo)."""
+    if str(dist.get_backend()) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_true(flag: bool) -> bool:
     """``flag`` and-reduced over every rank (True on one process)."""
     if not state().active:
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=reduction_device())
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
 
@@ -78,7 +93,7 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     if not state().active or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=reduction_device())
     dist.all_reduce(t)
     t /= state().world_size
     return dict(zip(keys, t.tolist()))
