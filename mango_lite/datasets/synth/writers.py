@@ -66,6 +66,7 @@ from PIL import Image
 from ...errors import DataError
 from ...utils import atomic_write, atomic_write_json, atomic_write_text
 from ..constants import NYU_SPLIT_SIZES, SUN_SPLIT_SIZES, TASKONOMY_DOMAINS, TASKONOMY_SPLIT_SIZES
+from .misregistration import disparity_px, render_misregistered, render_scene_misregistered
 from .scenes import GENERATOR_NAME, GENERATOR_VERSION, USED_CLASS_IDS, render, render_scene, sample_camera, sample_scene
 
 __all__ = [
@@ -121,6 +122,27 @@ def _check_args(root, n, size, seed, name: str) -> Path:
         raise DataError(f"{name}: root {str(root)!r} exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _check_baseline(baseline: float, name: str) -> float:
+    try:
+        value = float(baseline)
+    except (TypeError, ValueError):
+        raise DataError(f"{name}: baseline must be a number of metres >= 0, got {baseline!r}") from None
+    if not (value >= 0 and np.isfinite(value)):
+        raise DataError(f"{name}: baseline must be a number of metres >= 0, got {baseline!r}")
+    return value
+
+
+def _misregistration_meta(baseline: float, displaced: tuple[str, ...], disparities: list[np.ndarray]) -> dict:
+    """meta.json entries of misregistered data (none for registered data, so b = 0 writes the old file)."""
+    if not baseline:
+        return {}
+    return {"baseline_m": float(baseline), "misregistered": list(displaced),
+            "median_disparity_px": float(np.median(np.concatenate(disparities))),
+            "misregistration": "the listed modalities are seen from a camera baseline_m metres to the right of "
+                               "the first modality's (each point shifted left by f b / z px); their pixels "
+                               "hidden from the first camera are missing (depth 0)"}
 
 
 def split_counts(n: int, ratio: tuple[int, int]) -> tuple[int, int]:
@@ -275,12 +297,18 @@ def encode_taskonomy(out: dict[str, np.ndarray], rng: np.random.Generator) -> di
 # --------------------------------------------------------------------------------------------------
 # writers
 # --------------------------------------------------------------------------------------------------
-def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0, height: int | None = None) -> Path:
+def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0, height: int | None = None,
+                 baseline: float = 0.0) -> Path:
     """Write ``n`` NYUDv2 stand-in samples in TokenFusion's layout under ``root`` (see module doc).
 
     ``height``: frames ``height x size`` (the central rows of the ``size x size`` rendering), e.g.
-    ``size=640, height=480`` for frames of the real dataset's 480 x 640."""
+    ``size=640, height=480`` for frames of the real dataset's 480 x 640.
+    ``baseline``: metres between the colour camera and the depth camera (:mod:`.misregistration`): the
+    depth maps are seen from a camera that far to the right, unregistered (each point shifted by its
+    disparity f b / z, pixels hidden from the colour camera missing); RGB and labels stay in the colour
+    camera's frame. 0 (default) writes registered data, bit for bit as before the option existed."""
     root = _check_args(root, n, size, seed, "write_nyudv2")
+    baseline = _check_baseline(baseline, "write_nyudv2")
     if height is not None and not 8 <= int(height) <= size:
         raise DataError(f"write_nyudv2: height must be between 8 and size={size}, got {height!r}")
     top = 0 if height is None else (size - int(height)) // 2
@@ -288,9 +316,13 @@ def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0
     n_tr, n_va = split_counts(n, (NYU_SPLIT_SIZES["train"], NYU_SPLIT_SIZES["val"]))
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), _SALT["nyudv2"], 10**9])).permutation(n) + 1
     train_ids, val_ids = sorted(perm[:n_tr].tolist()), sorted(perm[n_tr:].tolist())
+    disparities: list[np.ndarray] = []
     for i in range(1, n + 1):
-        out = {k: v[rows] for k, v in render_scene(_rng(seed, "nyudv2", i), size).items()
-               if k in ("rgb", "depth", "labels")}
+        full = (render_scene(_rng(seed, "nyudv2", i), size) if baseline == 0
+                else render_scene_misregistered(_rng(seed, "nyudv2", i), size, baseline, ("depth",)))
+        out = {k: v[rows] for k, v in full.items() if k in ("rgb", "depth", "labels")}
+        if baseline:
+            disparities.append(disparity_px(full["depth_clean"][rows], float(full["focal_px"]), baseline).ravel())
         stem = f"{i:06d}.png"
         depth_mm = np.clip(np.round(out["depth"] * NYU_DEPTH_UNITS_PER_M), 0, 65535).astype(np.uint16)
         _save_png(root / "rgb" / stem, out["rgb"])
@@ -311,6 +343,7 @@ def write_nyudv2(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0
         classes_used=list(USED_CLASS_IDS),
         split_ratio=[NYU_SPLIT_SIZES["train"], NYU_SPLIT_SIZES["val"]],
         **({} if height is None else {"height": int(height)}),
+        **_misregistration_meta(baseline, ("depth",), disparities),
     ))
     return root
 
@@ -347,11 +380,13 @@ def taskonomy_name(domain: str, point: int, view: int) -> str:
     return f"{domain}/point_{point}_view_{view}_domain_{domain}.png"
 
 
-def iter_taskonomy_views(n: int, size: int, seed: int):
+def iter_taskonomy_views(n: int, size: int, seed: int, baseline: float = 0.0,
+                         displaced: tuple[str, ...] = ()):
     """Yield ``(point, view, render_output, kmeans_rng)`` for the ``n`` Taskonomy views of ``seed``:
     point ``P`` is one room sampled from ``SeedSequence([seed, 3, P])`` and seen by 1-3 cameras
     (views 0, 1, 2). ``kmeans_rng`` is a separate generator for the view's segment maps, so what a
-    consumer does with it cannot change later views."""
+    consumer does with it cannot change later views. ``baseline`` > 0 renders the domains in ``displaced``
+    from a camera that far to the right (:func:`.misregistration.render_misregistered`)."""
     done, point = 0, 0
     while done < n:
         rng = _rng(seed, "taskonomy", point)
@@ -359,24 +394,36 @@ def iter_taskonomy_views(n: int, size: int, seed: int):
         n_views = min(int(rng.integers(1, 4)), n - done)
         for view in range(n_views):
             cam = sample_camera(scene, rng)
-            out = render(scene, cam, size, rng)
+            out = (render(scene, cam, size, rng) if not baseline
+                   else render_misregistered(scene, cam, size, rng, baseline, displaced))
             krng = np.random.default_rng(np.random.SeedSequence([int(seed), _SALT["taskonomy"], point, 1000 + view]))
             yield point, view, out, krng
             done += 1
         point += 1
 
 
-def write_taskonomy(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0) -> Path:
+#: the Taskonomy domains a misregistered stand-in renders from the second camera: the second input of both
+#: translation pairs that read it (Shade+Texture -> RGB, RGB+Edge -> Depth); targets stay in the first frame
+TASKONOMY_DISPLACED = ("edge_texture",)
+
+
+def write_taskonomy(root: str | os.PathLike, n: int, size: int = 128, seed: int = 0, baseline: float = 0.0) -> Path:
     """Write ``n`` Taskonomy stand-in views (all ten domains each) under ``root`` (see module doc).
 
     Views are grouped into points (one room each, 1-3 camera views); the first ``n_train`` views in
     point order form ``train_domain.txt``, the rest ``val_domain.txt`` (a point can straddle the cut).
+    ``baseline``: the domains of :data:`TASKONOMY_DISPLACED` are seen from a camera that many metres to the
+    right of the others' (see :func:`write_nyudv2`); 0 (default) writes registered views, bit for bit.
     """
     root = _check_args(root, n, size, seed, "write_taskonomy")
+    baseline = _check_baseline(baseline, "write_taskonomy")
+    disparities: list[np.ndarray] = []
     n_tr, n_va = split_counts(n, (TASKONOMY_SPLIT_SIZES["train"], TASKONOMY_SPLIT_SIZES["val"]))
     templates: list[str] = []
     points = set()
-    for point, view, out, krng in iter_taskonomy_views(n, size, seed):
+    for point, view, out, krng in iter_taskonomy_views(n, size, seed, baseline, TASKONOMY_DISPLACED):
+        if baseline:
+            disparities.append(disparity_px(out["depth_clean"], float(out["focal_px"]), baseline).ravel())
         enc = encode_taskonomy(out, krng)
         for dom in TASKONOMY_DOMAINS:
             _save_png(root / taskonomy_name(dom, point, view), enc[dom])
@@ -390,5 +437,6 @@ def write_taskonomy(root: str | os.PathLike, n: int, size: int = 128, seed: int 
         {"train": n_tr, "val": n_va},
         points=len(points), domains=list(TASKONOMY_DOMAINS), encodings=TASKONOMY_ENCODINGS,
         split_ratio=[TASKONOMY_SPLIT_SIZES["train"], TASKONOMY_SPLIT_SIZES["val"]],
+        **_misregistration_meta(baseline, TASKONOMY_DISPLACED, disparities),
     ))
     return root
