@@ -23,6 +23,9 @@ from typing import Any
 
 PRESET_NAMES = ("quick", "cpu", "gpu", "paper")
 
+#: the share of the training split that ``Preset.selection_split`` holds out for selection
+SELECTION_FRACTION = 0.15
+
 #: ``build_model(encoder=...)`` choices for the image modalities (:mod:`mango_lite.models.pretrained`)
 IMAGE_ENCODERS = ("conv", "timm", "segformer")
 
@@ -58,6 +61,14 @@ class Preset:
     density_blocks: int = 1
     density_steps: int = 100
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # generated stand-ins only: metres between the camera of the first modality and the camera that sees the
+    # second (NYUDv2's depth, Taskonomy's edge texture; datasets/synth/misregistration.py). 0 = registered
+    # (pixel-aligned) modalities; b > 0 shifts every point of the second by its disparity f b / z pixels
+    sensor_baseline_m: float = 0.0
+    # segmentation and translation: hold a seeded SELECTION_FRACTION of the training split out (no augmentation)
+    # for best-checkpoint selection and every choice made on scores, and report on the dataset's own held-out
+    # split, which then informs no choice. False: select and report on that one split (the older protocol)
+    selection_split: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,10 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=300, help="number of samples over all splits (default 300)")
     s.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--sensor-baseline", type=float, default=0.0,
+                   help="nyudv2, taskonomy: metres between the first modality's camera and the camera that sees the "
+                        "second (depth / edge texture); each point shifts by its disparity f*b/z px, pixels the "
+                        "first camera cannot see are missing (default 0: pixel-aligned)")
     s.set_defaults(func=cmd_synth)
     return data
 
@@ -105,7 +109,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.n <= 0 or args.size <= 0:
         raise DataError(f"--n and --size must be positive, got n={args.n}, size={args.size}")
     writer = get_writer(args.name)
-    root = writer(args.root, args.n, args.size, args.seed)
-    print(f"wrote {args.name} stand-in ({args.n} samples, {args.size} px, seed {args.seed}) to {root}")
+    if args.sensor_baseline:
+        if args.name not in ("nyudv2", "taskonomy"):
+            raise DataError(f"--sensor-baseline: only the nyudv2 and taskonomy stand-ins can be misregistered, not {args.name}")
+        root = writer(args.root, args.n, args.size, args.seed, baseline=args.sensor_baseline)
+    else:
+        root = writer(args.root, args.n, args.size, args.seed)
+    shift = ""
+    if args.sensor_baseline:
+        import json
+
+        meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
+        shift = f", second modality from {args.sensor_baseline:g} m to the right: median disparity {meta['median_disparity_px']:.1f} px"
+    print(f"wrote {args.name} stand-in ({args.n} samples, {args.size} px, seed {args.seed}{shift}) to {root}")
     print(f"next: python -m mango_lite data verify {args.name} --root {root}")
     return 0

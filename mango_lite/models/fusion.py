@@ -399,8 +399,12 @@ class _TwoStream(nn.Module):
             for k in range(self.blocks):
                 a, b = self.conv[s][k][0](a), self.conv[s][k][1](b)
                 a, b = self._mix(s, k, a, b, aux)
-            feats.append(self.fuse[s](torch.cat([a, b], dim=1)))
+            feats.append(self._fuse(s, torch.cat([a, b], dim=1)))
         return FusionOutput(feats, self._finish_aux(aux))
+
+    def _fuse(self, s: int, both: Tensor) -> Tensor:
+        """The scale's fused map from the concatenated streams (B, 2C, h, w): 1x1 conv + GN."""
+        return self.fuse[s](both)
 
 
 class ConcatFusion(_TwoStream):

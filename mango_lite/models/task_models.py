@@ -33,6 +33,7 @@ from .fusion import (
     layers_for_partitions,
     scale_channels,
 )
+from .context_fusion import ContextConcatFusion
 from .heads import GenreHead, SegformerHead, TranslationHead
 from .pretrained import PretrainedTextEncoder, build_image_encoder
 from .text import HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder
@@ -50,6 +51,7 @@ FUSION_KEYS: dict[str, frozenset[str]] = {
                         "flow_gamma_rate", "flow_alternate", "flow_positions", "flow_conditioner", "partitions",
                         "layers", "flow_nll_to_encoders"}),
     "tokenfusion": frozenset({"sparsity_weight", "exchange_threshold"}),
+    "concat": frozenset({"context_dilations", "context_hidden"}),
 }
 
 
@@ -60,7 +62,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {"flow_nll_to_encoders": True}
 #: build_model keywords added later for every fusion, with the value that every configuration stored
 #: before them meant (encoders trained from scratch)
 ADDED_DEFAULTS: dict[str, Any] = {"encoder": "conv", "encoder_weights": None, "encoder_name": None,
-                                  "text_model": None, "text_finetune": False}
+                                  "text_model": None, "text_finetune": False, "context_dilations": None,
+                                  "context_hidden": None}
 
 
 def complete_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +275,8 @@ def build_model(
     flow_nll_to_encoders: bool = False,
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
+    context_dilations: Sequence[int] | None = None,
+    context_hidden: int | None = None,
     encoder: str = "conv",
     encoder_weights: str | None = None,
     encoder_name: str | None = None,
@@ -377,6 +382,9 @@ def build_model(
             # with weight 0 no NLL gradient reaches anything: skip the flow-only backward pass
             nll_to_encoders=flow_nll_to_encoders or not flow_weight,
         )
+    elif fusion == "concat" and context_dilations:  # concat with a large receptive field (context_fusion.py)
+        fuse = ContextConcatFusion(width, (h, w), scales, blocks, outs, dilations=tuple(context_dilations),
+                                   hidden=context_hidden)
     elif fusion == "concat":
         fuse = ConcatFusion(width, (h, w), scales, blocks, outs)
     elif fusion == "tokenfusion":
@@ -403,7 +411,9 @@ def build_model(
         flow_qk_dim=flow_qk_dim, flow_gamma=flow_gamma, flow_learn_gamma=flow_learn_gamma,
         flow_gamma_rate=flow_gamma_rate, flow_alternate=flow_alternate, flow_positions=flow_positions,
         flow_conditioner=flow_conditioner, sparsity_weight=sparsity_weight,
-        exchange_threshold=exchange_threshold, text_encoder=text_encoder, vocab_size=vocab_size,
+        exchange_threshold=exchange_threshold,
+        context_dilations=None if not context_dilations else tuple(int(d) for d in context_dilations),
+        context_hidden=None if context_hidden is None else int(context_hidden), text_encoder=text_encoder, vocab_size=vocab_size,
         max_text_len=max_text_len, text_dim=text_dim, flow_nll_to_encoders=bool(flow_nll_to_encoders),
         encoder=str(encoder).lower(), encoder_weights=None if encoder_weights is None else str(encoder_weights),
         encoder_name=encoder_name, text_model=None if text_model is None else str(text_model),

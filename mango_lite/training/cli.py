@@ -90,6 +90,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     p.add_argument("--data-cache", default=None, help="where stand-ins are generated (default OUT/data)")
+    p.add_argument("--sensor-baseline", type=float, default=None,
+                   help="stand-ins of segmentation (NYUDv2) and translation: metres between the cameras of the two "
+                        "inputs, misregistering the second by its disparity f*b/z (default 0: pixel-aligned)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -241,6 +244,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise MangoLiteError(f"--pair applies to --task translation only (got --task {args.task})")
     resolve_model(args.task, args.model, pair)
     preset = preset_with_encoders(args.preset or default_preset_name(), args)
+    if args.sensor_baseline is not None:
+        if not args.sensor_baseline >= 0 or args.data is not None:
+            from ..errors import MangoLiteError
+
+            raise MangoLiteError(f"--sensor-baseline: expected metres >= 0 for a generated stand-in (no --data), got "
+                                 f"{args.sensor_baseline}" + (f" with --data {args.data}" if args.data else ""))
+        preset = preset.with_overrides(sensor_baseline_m=float(args.sensor_baseline))
     cache = args.data_cache if args.data_cache is not None else Path(args.out) / "data"
     res = train_task(args.task, args.model, preset, args.out, data_root=args.data, pair=pair, dataset=args.dataset,
                      device=args.device, seed=args.seed, resume=args.resume, overwrite=args.overwrite,

@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ..datasets.constants import TRANSLATION_PAIRS
 from ..errors import MangoLiteError
@@ -57,6 +57,12 @@ CONTROL_MODELS: dict[str, dict[str, Any]] = {
     # the paper's joint objective: the likelihood's gradient reaches the encoders too (MANGO's default keeps
     # it out of them, so they cannot lower the NLL by collapsing the features)
     "mango-nll-encoders": {"flow_nll_to_encoders": True},
+}
+#: variants of a fusion made for a study (the registration study, results/registration): name -> (fusion,
+#: build_model overrides). Valid ``--model`` names; never part of the main job. ``context_hidden="budget"``
+#: sizes the context branches so the whole model has about MANGO's trainable parameters (same kwargs).
+STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "concat-context": ("concat", {"context_dilations": (1, 2, 3), "context_hidden": "budget"}),
 }
 SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
 TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}
@@ -140,13 +146,15 @@ def resolve_model(task: str, name: str, pair: str | TranslationPair | None = Non
         return key
     if key in CONTROL_MODELS:
         return "mango"
+    if key in STUDY_MODELS:
+        return STUDY_MODELS[key][0]
     ua, ub = unimodal_names(task, pair)
     if key == ua:
         return "a"
     if key == ub:
         return "b"
     raise MangoLiteError(f"unknown model {name!r} for task {task!r}; expected one of "
-                         f"{model_names(task, pair) + tuple(CONTROL_MODELS)}")
+                         f"{model_names(task, pair) + tuple(CONTROL_MODELS) + tuple(STUDY_MODELS)}")
 
 
 def default_dataset(task: str) -> str:
@@ -218,13 +226,18 @@ def _read_meta(root: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+#: the stand-ins whose second modality can be seen from a displaced camera (``Preset.sensor_baseline_m``)
+MISREGISTERED_DATASETS = ("nyudv2", "taskonomy")
+
+
 def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, seed: int = DATA_SEED,
                  domains: Sequence[str] | None = None, verify_limit: int | None = 16,
                  log: Callable[[str], None] | None = None) -> DataInfo:
     """Locate (``data_root``: verify) or generate the folder of ``dataset``.
 
-    Generated folders are ``CACHE/{dataset}-n{n}-s{size}-seed{seed}`` and are reused when their
+    Generated folders are ``CACHE/{dataset}-n{n}-s{size}-seed{seed}`` (``-b{baseline}`` appended when the
+    preset's ``sensor_baseline_m`` misregisters the second modality) and are reused when their
     ``meta.json`` (written last by the writers, so its presence means the folder is complete) matches.
     Raises DataError when ``data_root`` fails verification."""
     from ..datasets import verify_dataset
@@ -241,12 +254,18 @@ def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: st
         source = GENERATED if meta.get("synthetic") else REAL
         return DataInfo(dataset, str(root), source, meta)
     n, size = generated_spec(dataset, preset)
+    baseline = float(preset.sensor_baseline_m)
+    if baseline and dataset not in MISREGISTERED_DATASETS:
+        raise MangoLiteError(f"sensor_baseline_m={baseline}: only the {MISREGISTERED_DATASETS} stand-ins can be "
+                             f"rendered misregistered, not {dataset!r}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    root = root / f"{dataset}-n{n}-s{size}-seed{seed}"
+    # registered data keep the folder name they always had; a baseline gets its own folder
+    root = root / (f"{dataset}-n{n}-s{size}-seed{seed}" + (f"-b{baseline:g}" if baseline else ""))
     meta = _read_meta(root)
-    if not (meta.get("synthetic") and int(meta.get("n", -1)) == n and int(meta.get("seed", -1)) == seed):
+    if not (meta.get("synthetic") and int(meta.get("n", -1)) == n and int(meta.get("seed", -1)) == seed
+            and float(meta.get("baseline_m", 0.0)) == baseline):
         t0 = time.perf_counter()
-        get_writer(dataset)(root, n, size, seed)
+        get_writer(dataset)(root, n, size, seed, **({"baseline": baseline} if baseline else {}))
         meta = _read_meta(root)
         if log:
             log(f"generated {dataset} stand-in: {n} samples at {size} px in {time.perf_counter() - t0:.1f}s -> {display_path(root)}")
@@ -296,7 +315,9 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
         info = info or prepare_data(dataset, preset, data_root, cache_dir, domains=domains, log=log)
         train = Taskonomy(info.root, "train", domains, transform=translation_transforms(size, True, generator=gen))
         val = Taskonomy(info.root, "val", domains, transform=translation_transforms(size, False))
-        return TaskData(task, info, train, val, val, "val", tp.inputs[0], tp.inputs[1], tp.target,
+        train, select = _selection_split(preset, train,
+                                         Taskonomy(info.root, "train", domains, transform=translation_transforms(size, False)))
+        return TaskData(task, info, train, select or val, val, "val", tp.inputs[0], tp.inputs[1], tp.target,
                         (domain_channels(tp.inputs[0]), domain_channels(tp.inputs[1])), domain_channels(tp.target),
                         [gen], pair=tp, class_names=(tp.target,))
     info = info or prepare_data(dataset, preset, data_root, cache_dir, log=log)
@@ -306,7 +327,8 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
         # whole-image validation (the engine's sliding windows) sees the frames as stored; else a centre crop
         whole = (preset.tasks or {}).get(task, {}).get("eval_window")
         val = cls(info.root, "val", transform=None if whole else segmentation_transforms(size, False))
-        return TaskData(task, info, train, val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
+        train, select = _selection_split(preset, train, cls(info.root, "train", transform=segmentation_transforms(size, False)))
+        return TaskData(task, info, train, select or val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
                         [gen], class_names=tuple(cls.classes))
     # genre: raw posters + plots when present, else the GMU hdf5 (300-d plot vectors)
     root = Path(info.root)
@@ -326,6 +348,27 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
     info.meta = {**info.meta, "mmimdb_source": source}
     return TaskData(task, info, train, val, test, "test", "image", b_key, "labels", (3, 3), MMIMDB.num_classes,
                     [gen], model_kwargs=kw, class_names=tuple(MMIMDB.classes))
+
+
+def selection_indices(n: int, seed: int = DATA_SEED) -> tuple[list[int], list[int]]:
+    """``(train, selection)`` indices of a training split of ``n`` samples: a seeded
+    :data:`~mango_lite.presets.SELECTION_FRACTION` (at least one sample) is held out for selection."""
+    from ..presets import SELECTION_FRACTION
+
+    if n < 2:
+        raise MangoLiteError(f"a selection split needs a training split of at least 2 samples, got {n}")
+    k = min(n - 1, max(1, round(SELECTION_FRACTION * n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) + 7919)).tolist()
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def _selection_split(preset: Preset, train: Dataset, train_plain: Dataset) -> tuple[Dataset, Dataset | None]:
+    """With ``preset.selection_split``: the training split minus a held-out selection split (the same samples
+    without augmentation, from ``train_plain``); else ``(train, None)``."""
+    if not preset.selection_split:
+        return train, None
+    keep, held = selection_indices(len(train))
+    return Subset(train, keep), Subset(train_plain, held)
 
 
 # --------------------------------------------------------------------------------- adapters
@@ -462,8 +505,26 @@ def model_kwargs(task: str, data: TaskData, preset: Preset, overrides: Mapping[s
 
 
 def control_overrides(model: str) -> dict[str, Any]:
-    """The build_model overrides that make MANGO's control ``model`` (empty for every other model)."""
-    return dict(CONTROL_MODELS.get(str(model).strip().lower(), {}))
+    """The build_model overrides that make MANGO's control or the study variant ``model`` (empty for every
+    other model)."""
+    key = str(model).strip().lower()
+    if key in STUDY_MODELS:
+        return dict(STUDY_MODELS[key][1])
+    return dict(CONTROL_MODELS.get(key, {}))
+
+
+def resolve_budget(task: str, fusion: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``context_hidden="budget"`` replaced by the branch width that gives the model about
+    as many trainable parameters as MANGO built from the same keywords."""
+    if kwargs.get("context_hidden") != "budget":
+        return dict(kwargs)
+    from ..models.context_fusion import context_hidden_for_budget
+
+    base = {k: v for k, v in kwargs.items() if k not in ("context_dilations", "context_hidden")}
+    target = count_params(build_task_model(task, "mango", base))
+    hidden = context_hidden_for_budget(lambda h: build_task_model(task, fusion, {**kwargs, "context_hidden": h}),
+                                       target)
+    return {**kwargs, "context_hidden": hidden}
 
 
 def build_task_model(task: str, fusion: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
@@ -582,7 +643,8 @@ def train_task(
         if dist.active and dist.is_main:
             distributed.barrier()
     fusion = resolve_model(task, model, data.pair)
-    kwargs = model_kwargs(task, data, preset, {**control_overrides(model), **dict(model_overrides or {})})
+    kwargs = resolve_budget(task, fusion, model_kwargs(task, data, preset,
+                                                       {**control_overrides(model), **dict(model_overrides or {})}))
     seed_everything(seed)  # model initialisation depends on the seed only
     net = build_task_model(task, fusion, kwargs)
     cfg = TrainConfig(**_task_config(preset, task, epochs=epochs, batch_size=batch_size, lr=lr), seed=seed,
