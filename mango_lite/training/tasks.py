@@ -63,6 +63,8 @@ CONTROL_MODELS: dict[str, dict[str, Any]] = {
 #: sizes the context branches so the whole model has about MANGO's trainable parameters (same kwargs).
 STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "concat-context": ("concat", {"context_dilations": (1, 2, 3), "context_hidden": "budget"}),
+    # MANGO with a gamma per X2 row computed from X1 (flows/ica.py, gamma_mode="token"; a deviation from the paper)
+    "mango-gamma-token": ("mango", {"flow_gamma_mode": "token"}),
 }
 SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
 TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}

@@ -1,0 +1,360 @@
+"""The registration study: does cross-modal attention gain as the two modalities drift apart?
+
+On pixel-aligned stand-ins a fusion that pairs position i of RGB with position i of depth already has the
+right partner, and MANGO's attention can only add information from *other* positions, which no task
+needs. This study misregisters the depth stand-in by a stereo baseline (:mod:`mango_lite.datasets.synth.
+misregistration`: each point shifted by its disparity f b / z, hidden pixels missing) at four levels of
+median disparity, and trains MANGO, its no-attention control and the fusion baselines on each level with
+several seeds. Its hypothesis, levels, models, metric and decision rules are fixed in
+``results/registration/PROTOCOL.md``, committed before the first run; this module carries them out.
+
+* :func:`study_plan`: the runs (level x model x seed), the baselines that give each level, as JSON.
+* :func:`run_study`: trains the runs not yet finished (resumable; worker processes, one torch thread each),
+  the primary comparison (MANGO and its no-attention control) first.
+* :func:`summarize`: per level and model the test metric over seeds; the paired per-seed differences of
+  MANGO against every other model with their t intervals; the slope of the attention's gain over the
+  levels; the protocol's verdicts, computed. Writes ``summary.json`` and ``summary.md``.
+
+Reported numbers come from the test split (NYUDv2's ``val`` list, never used for a choice); best-checkpoint
+selection sees a held-out part of the training split (``Preset.selection_split``), and the reported
+metric is the last epoch's, so no number is chosen on the split it is reported on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..metrics.paired import paired_difference, slope_interval
+from ..presets import Preset
+from ..utils import atomic_write_json, atomic_write_text
+from .tasks import DATA_SEED, _preset, default_cache_dir, prepare_data
+
+TASK = "segmentation"
+DATASET = "nyudv2"
+METRIC = "miou"  # test mIoU (%), higher is better
+METRIC_LABEL = "test mIoU (%)"
+#: median disparity of the misregistered depth, pixels at REFERENCE_SIZE (scales with the image size)
+DISPARITY_LEVELS_PX = (0.0, 2.0, 4.0, 8.0)
+REFERENCE_SIZE = 64
+#: MANGO and its no-attention control (the primary comparison), then the fusions it is compared with
+PRIMARY = ("mango", "mango-noattn")
+MODELS = PRIMARY + ("concat", "concat-context", "crossattn", "tokenfusion", "mango-gamma-token")
+SEEDS = (0, 1, 2)
+
+
+def calibrate_baselines(levels_px: Sequence[float] = DISPARITY_LEVELS_PX, size: int = REFERENCE_SIZE,
+                        frames: int = 64, seed: int = DATA_SEED) -> list[float]:
+    """The stereo baseline (metres) whose median disparity over the NYUDv2 stand-in's first ``frames``
+    frames at ``size`` px is each level: disparity = f b / z, so the median is b * median(f / z)."""
+    from ..datasets.synth.scenes import render_scene
+    from ..datasets.synth.writers import _rng
+
+    per_metre = []
+    for i in range(1, frames + 1):
+        z = render_scene(_rng(seed, DATASET, i), size)["depth_clean"]
+        focal = 0.5 * size / np.tan(np.radians(60.0) / 2.0)
+        per_metre.append((focal / z).ravel())
+    px_per_metre = float(np.median(np.concatenate(per_metre)))
+    return [round(float(level) / px_per_metre, 4) for level in levels_px]
+
+
+def level_name(level_px: float) -> str:
+    return f"d{level_px:g}px"
+
+
+def study_preset(preset: str | Preset, baseline_m: float) -> Preset:
+    """The study's preset: ``preset`` with the depth seen from ``baseline_m`` metres away and a selection
+    split held out of the training split."""
+    return _preset(preset).with_overrides(sensor_baseline_m=float(baseline_m), selection_split=True)
+
+
+def study_plan(preset: str | Preset = "cpu", models: Sequence[str] = MODELS, seeds: Sequence[int] = SEEDS,
+               levels_px: Sequence[float] = DISPARITY_LEVELS_PX) -> dict[str, Any]:
+    """Everything that decides the runs, as JSON: task, preset, levels and their baselines, models, seeds,
+    and the run order (the primary pair over every level and seed first)."""
+    p = _preset(preset)
+    baselines = calibrate_baselines(levels_px)
+    runs = []
+    for group in (PRIMARY, tuple(m for m in models if m not in PRIMARY)):
+        for seed in seeds:
+            for level in levels_px:
+                runs += [{"level_px": float(level), "model": m, "seed": int(seed)} for m in group if m in models]
+    return {"task": TASK, "dataset": DATASET, "metric": METRIC, "higher_is_better": True, "preset": p.name,
+            "preset_config": p.to_dict(),
+            "reference_size": REFERENCE_SIZE, "levels_px": [float(v) for v in levels_px], "baselines_m": baselines,
+            "models": list(models), "seeds": [int(s) for s in seeds], "runs": runs}
+
+
+def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
+    return Path(out) / "runs" / level_name(run["level_px"]) / run["model"] / f"seed{run['seed']}"
+
+
+def _finished(folder: Path, preset: Preset, model: str, seed: int) -> bool:
+    """A run folder holds this run's final metrics (same preset, model and seed)."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return False
+    spec = json.loads(path.read_text(encoding="utf-8")).get("spec", {})
+    return spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
+        json.dumps(preset.to_dict()))
+
+
+def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[str] = MODELS,
+              seeds: Sequence[int] = SEEDS, levels_px: Sequence[float] = DISPARITY_LEVELS_PX, jobs: int | None = None,
+              device: str | None = "cpu", cache_dir: str | Path | None = None, max_runs: int | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every run of :func:`study_plan` that has no finished folder under ``out/runs`` (a killed run
+    continues from its last epoch), at most ``max_runs`` of them; returns ``{"done", "left", "failed"}``.
+    ``plan.json`` is written first; runs go to ``out/runs/d{level}px/{model}/seed{k}``."""
+    from .workers import default_jobs, run_in_workers
+
+    out = Path(out)
+    plan = study_plan(preset, models, seeds, levels_px)
+    atomic_write_json(out / "plan.json", plan)
+    base = _preset(preset)
+    presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
+    todo = [r for r in plan["runs"] if not _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"])]
+    left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
+    todo = todo[:max_runs] if max_runs is not None else todo
+    log(f"registration study: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
+        f"{len(todo)} to train now" + (f", {left_after} left for later" if left_after else ""))
+    if not todo:
+        return {"done": 0, "left": left_after, "failed": {}}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    infos = {lv: prepare_data(DATASET, presets[lv], cache_dir=cache, log=log).to_dict()
+             for lv in sorted({r["level_px"] for r in todo})}
+    specs = {}
+    for r in todo:
+        specs[(r["level_px"], r["model"], r["seed"])] = dict(
+            task=TASK, model=r["model"], preset=presets[r["level_px"]], run_dir=str(run_dir(out, r)), pair=None,
+            dataset=DATASET, info=infos[r["level_px"]], device=device, seed=r["seed"], resume=True, amp=True,
+            retrain_stale=True, overwrite=False, save_best=True, keep_checkpoints=1)
+    failed: dict[str, str] = {}
+    t0 = time.perf_counter()
+    count = {"done": 0}
+
+    def done(key: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
+        name = f"{level_name(key[0])}/{key[1]}/seed{key[2]}"
+        if error is not None:
+            failed[name] = error
+            log(f"{name}: FAILED: {error}")
+            return
+        count["done"] += 1
+        log(f"{name}: {METRIC} {res['metrics'][METRIC]:.2f} ({seconds:.0f} s); {count['done']} of {len(todo)} "
+            f"after {time.perf_counter() - t0:.0f} s")
+
+    run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
+    return {"done": count["done"], "left": left_after, "failed": failed}
+
+
+# ------------------------------------------------------------------------------------------ summary
+def collect(out: str | Path) -> dict[str, Any]:
+    """The finished runs under ``out/runs`` that belong to ``out/plan.json``: ``{level: {model: {seed: metrics}}}``,
+    plus each run's trainable parameters and wall time."""
+    out = Path(out)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    base = Preset(**plan["preset_config"])
+    presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
+    runs: dict[float, dict[str, dict[int, dict[str, Any]]]] = {}
+    for r in plan["runs"]:
+        folder = run_dir(out, r)
+        if not _finished(folder, presets[r["level_px"]], r["model"], r["seed"]):
+            continue
+        m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        runs.setdefault(r["level_px"], {}).setdefault(r["model"], {})[r["seed"]] = {
+            "metrics": m["metrics"], "params": m["params"], "wall_time_s": m["wall_time_s"],
+            "median_disparity_px": (m.get("data", {}).get("meta", {}) or {}).get("median_disparity_px", 0.0),
+            "device": m.get("device")}
+    return {"plan": plan, "runs": runs}
+
+
+def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """Per level and model: mean and sd of the test metric over the finished seeds; MANGO against every
+    other model, paired by seed, with 95 % t intervals; the attention's gain (MANGO - no-attention) against
+    the level (per-seed slopes, t interval); the protocol's verdicts. Writes ``summary.json`` / ``summary.md``.
+    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see :func:`parameters_receiving_gradient`)."""
+    got = collect(out)
+    plan, runs = got["plan"], got["runs"]
+    levels = [lv for lv in plan["levels_px"] if lv in runs]
+    table: dict[str, dict[str, Any]] = {}
+    for lv in levels:
+        row = {}
+        for model, seeds in runs[lv].items():
+            vals = [seeds[s]["metrics"][METRIC] for s in sorted(seeds)]
+            row[model] = {"n": len(vals), "mean": float(np.mean(vals)),
+                          "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
+                          "seeds": sorted(seeds), "values": vals,
+                          "median_disparity_px": float(np.mean([seeds[s]["median_disparity_px"] for s in seeds])),
+                          "params": int(next(iter(seeds.values()))["params"])}
+        table[level_name(lv)] = row
+    paired: dict[str, dict[str, Any]] = {}
+    for lv in levels:
+        mango = runs[lv].get("mango", {})
+        for other, seeds in runs[lv].items():
+            common = sorted(set(mango) & set(seeds))
+            if other == "mango" or len(common) < 1:
+                continue
+            res = paired_difference([mango[s]["metrics"][METRIC] for s in common],
+                                    [seeds[s]["metrics"][METRIC] for s in common], plan["higher_is_better"])
+            paired.setdefault(level_name(lv), {})[other] = {**res.to_dict(), "seeds": common}
+    trend = _gain_trend(plan, runs)
+    summary = {"plan": {k: v for k, v in plan.items() if k not in ("runs", "preset_config")}, "runs_planned": len(plan["runs"]),
+               "runs_finished": sum(len(s) for lv in runs.values() for s in lv.values()), "table": table,
+               "mango_minus": paired, "attention_gain_trend": trend,
+               "verdicts": _verdicts(plan, paired, trend, table), "effective_params": effective_params or {},
+               "devices": sorted({r["device"] for lv in runs.values() for s in lv.values() for r in s.values()
+                                  if r.get("device")})}
+    atomic_write_json(Path(out) / "summary.json", summary)
+    atomic_write_text(Path(out) / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def _gain_trend(plan: dict[str, Any], runs: dict[float, Any]) -> dict[str, Any] | None:
+    """Slope of the per-seed gain mango - mango-noattn over the levels, over the seeds that finished every level."""
+    levels = plan["levels_px"]
+    if not all(lv in runs and "mango" in runs[lv] and "mango-noattn" in runs[lv] for lv in levels):
+        return None
+    seeds = sorted(set.intersection(*(set(runs[lv]["mango"]) & set(runs[lv]["mango-noattn"]) for lv in levels)))
+    if len(seeds) < 2:
+        return None
+    per_seed = [[runs[lv]["mango"][s]["metrics"][METRIC] - runs[lv]["mango-noattn"][s]["metrics"][METRIC]
+                 for lv in levels] for s in seeds]
+    return {**slope_interval(levels, per_seed), "seeds": seeds, "gains": per_seed, "unit": "metric points per px"}
+
+
+def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any] | None,
+              table: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's decision rules, computed (None where the runs they need have not finished)."""
+    top = level_name(max(plan["levels_px"]))
+    zero = level_name(min(plan["levels_px"]))
+    at_top = paired.get(top, {})
+    full = len(plan["seeds"])
+
+    def ready(model: str) -> bool:
+        return model in at_top and at_top[model]["n"] == full
+
+    gain = at_top["mango-noattn"] if ready("mango-noattn") else None
+    rises = None if trend is None or len(trend["seeds"]) < full else trend["verdict"] == "rises"
+    h1 = None if gain is None or rises is None else bool(gain["low"] > 0 and rises)
+    refuted = None if gain is None else bool(gain["high"] <= 0 or (rises is not None and trend["high"] <= 0))
+    return {
+        "largest_level": top,
+        "attention_gain_at_largest_level": None if gain is None else gain["verdict"],
+        "attention_gain_rises_with_disparity": rises,
+        "hypothesis": (None if h1 is None else "confirmed" if h1 else "refuted" if refuted else "not shown"),
+        "mango_vs_concat_context_at_largest_level": at_top["concat-context"]["verdict"] if ready("concat-context") else None,
+        "mango_vs_crossattn_at_largest_level": at_top["crossattn"]["verdict"] if ready("crossattn") else None,
+        "mango_gamma_token_vs_mango_at_largest_level": (
+            {"better": "worse", "worse": "better"}.get(at_top["mango-gamma-token"]["verdict"], "no difference shown")
+            if ready("mango-gamma-token") else None),
+        "aligned_level": zero,
+        "aligned_models": sorted(table.get(zero, {})),
+    }
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    plan = s["plan"]
+    lines = [f"# Registration study: {plan['task']} on the {plan['dataset']} stand-in, `{plan['preset']}` preset", "",
+             f"{s['runs_finished']} of {s['runs_planned']} runs finished; generated stand-in data, device "
+             f"{', '.join(s['devices']) or '-'}. Metric: {METRIC_LABEL} on the test split (last epoch); selection "
+             "on a split held out of training. Protocol: `PROTOCOL.md` (committed before the first run).", "",
+             "## Test metric per disparity level (mean ± sd over seeds, n)", ""]
+    models = [m for m in plan["models"] if any(m in row for row in s["table"].values())]
+    lines += ["| level (median disparity) | baseline (m) | " + " | ".join(models) + " |",
+              "|---|---|" + "---|" * len(models)]
+    for lv, b in zip(plan["levels_px"], plan["baselines_m"]):
+        row = s["table"].get(level_name(lv))
+        if not row:
+            continue
+        cells = []
+        for m in models:
+            c = row.get(m)
+            cells.append("-" if c is None else f"{c['mean']:.2f} ± {c['sd']:.2f} ({c['n']})" if c["n"] > 1
+                         else f"{c['mean']:.2f} (1)")
+        measured = max((c["median_disparity_px"] for c in row.values()), default=0.0)
+        lines.append(f"| {lv:g} px (measured {measured:.1f}) | {b:g} | " + " | ".join(cells) + " |")
+    lines += ["", "## MANGO minus each model, paired by seed (95 % t interval; positive = MANGO better)", ""]
+    others = [m for m in models if m != "mango"]
+    lines += ["| level | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+    for lv in plan["levels_px"]:
+        row = s["mango_minus"].get(level_name(lv))
+        if not row:
+            continue
+        cells = []
+        for m in others:
+            d = row.get(m)
+            cells.append("-" if d is None else
+                         f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {d['verdict']} (n={d['n']})"
+                         if d["n"] > 1 else f"{d['mean']:+.2f} (n=1)")
+        lines.append(f"| {lv:g} px | " + " | ".join(cells) + " |")
+    t = s["attention_gain_trend"]
+    lines += ["", "## Does the attention's gain grow with the disparity?", ""]
+    if t is None:
+        lines.append("Not yet computable: needs MANGO and mango-noattn at every level for at least two seeds.")
+    else:
+        lines.append(f"Slope of (mango - mango-noattn) against the median disparity, per seed then averaged over "
+                     f"{len(t['seeds'])} seeds: {t['mean']:+.3f} {t['unit']} [{t['low']:+.3f}, {t['high']:+.3f}]: "
+                     f"{t['verdict']}.")
+    v = s["verdicts"]
+    lines += ["", "## Verdicts (the protocol's rules, computed)", ""]
+    for key, value in v.items():
+        if key not in ("aligned_models",):
+            lines.append(f"- {key.replace('_', ' ')}: {'not yet (runs missing)' if value is None else value}")
+    if s.get("effective_params"):
+        lines += ["", "## Trainable parameters: nominal and receiving a gradient", "",
+                  "| model | nominal | receiving gradient |", "|---|---:|---:|"]
+        for m, p in s["effective_params"].items():
+            lines.append(f"| {m} | {p['nominal']:,} | {p['receiving_gradient']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def parameters_receiving_gradient(model: Any, batch_a: Any, batch_b: Any, target: Any) -> dict[str, int]:
+    """Trainable parameters of ``model`` (nominal) and those the training loss can reach: the parameter tensors
+    that get a non-zero gradient once every parameter is moved off its start (zero-initialised outputs would
+    otherwise block the gradient of the layers before them at step one). The no-attention control's query and
+    key weights, for instance, never get one: its layers skip the attention. ``model`` is perturbed in place."""
+    import torch
+
+    from ..flows.perturb import perturb_parameters
+
+    perturb_parameters(model, std=0.1, generator=torch.Generator().manual_seed(0))
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(batch_a, batch_b)
+    loss, _ = model.loss(out, target)
+    loss.backward()
+    nominal = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    alive = sum(p.numel() for p in model.parameters()
+                if p.requires_grad and p.grad is not None and bool(torch.any(p.grad != 0)))
+    model.zero_grad(set_to_none=True)
+    return {"nominal": int(nominal), "receiving_gradient": int(alive)}
+
+
+def effective_parameters(preset: str | Preset, models: Sequence[str] = MODELS, cache_dir: str | Path | None = None,
+                         batch: int = 4) -> dict[str, dict[str, int]]:
+    """:func:`parameters_receiving_gradient` of every model, built as the study builds it (registered level,
+    seed 0), on the first ``batch`` training samples."""
+    import torch
+
+    from .tasks import (build_task_data, build_task_model, control_overrides, model_kwargs, resolve_budget,
+                        resolve_model)
+    from ..utils import seed_everything
+
+    p = study_preset(preset, 0.0)
+    data = build_task_data(TASK, p, cache_dir=cache_dir if cache_dir is not None else default_cache_dir())
+    samples = [data.val[i] for i in range(min(batch, len(data.val)))]  # no augmentation draws
+    stacked = {k: torch.stack([s[k] for s in samples]) for k in (data.a_key, data.b_key, data.target_key)}
+    out = {}
+    for name in models:
+        fusion = resolve_model(TASK, name)
+        seed_everything(0)
+        net = build_task_model(TASK, fusion, resolve_budget(TASK, fusion, model_kwargs(TASK, data, p,
+                                                                                        control_overrides(name))))
+        out[name] = parameters_receiving_gradient(net, stacked[data.a_key], stacked[data.b_key],
+                                                  stacked[data.target_key])
+    return out

@@ -1,0 +1,58 @@
+"""The registration study's runner and summary, end to end at a tiny size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mango_lite.presets import get_preset
+from mango_lite.training import registration as reg
+
+TINY = get_preset("quick").with_overrides(image_size=16, n_train=24, n_val=8, width=8, blocks=1, scales=1, epochs=1)
+
+
+def test_baselines_are_calibrated_to_the_levels_of_median_disparity():
+    b = reg.calibrate_baselines((0.0, 2.0, 4.0), frames=8)
+    assert b[0] == 0.0 and b[2] == pytest.approx(2 * b[1], rel=1e-3) and 0.02 < b[1] < 0.5
+
+
+def test_the_plan_puts_the_primary_comparison_first():
+    plan = reg.study_plan(TINY, models=("concat", "mango", "mango-noattn"), seeds=(0, 1), levels_px=(0.0, 4.0))
+    first = plan["runs"][:8]
+    assert {r["model"] for r in first} == {"mango", "mango-noattn"} and len(plan["runs"]) == 12
+    assert plan["preset_config"]["name"] == TINY.name
+
+
+def test_study_runs_resumes_and_summarizes(tmp_path):
+    out, cache = tmp_path / "study", tmp_path / "data"
+    kw = dict(models=("mango", "mango-noattn", "concat"), seeds=(0, 1), levels_px=(0.0, 8.0), jobs=1,
+              cache_dir=cache, log=lambda m: None)
+    first = reg.run_study(out, TINY, max_runs=3, **kw)
+    assert first == {"done": 3, "left": 9, "failed": {}}
+    rest = reg.run_study(out, TINY, **kw)  # the three finished runs are kept, not retrained
+    assert rest["done"] == 9 and rest["left"] == 0
+    assert reg.run_study(out, TINY, **kw)["done"] == 0
+    spec = json.loads((out / "runs" / "d8px" / "mango" / "seed1" / "metrics.json").read_text())["spec"]
+    assert spec["preset"]["selection_split"] and spec["preset"]["sensor_baseline_m"] > 0
+    s = reg.summarize(out, {"mango": {"nominal": 10, "receiving_gradient": 10}})
+    assert s["runs_finished"] == 12
+    row = s["table"]["d8px"]["mango"]
+    assert row["n"] == 2 and row["median_disparity_px"] > 0
+    d = s["mango_minus"]["d8px"]["mango-noattn"]
+    assert d["n"] == 2 and d["low"] <= d["mean"] <= d["high"]
+    assert d["mean"] == pytest.approx(row["mean"] - s["table"]["d8px"]["mango-noattn"]["mean"])
+    assert s["attention_gain_trend"]["seeds"] == [0, 1]
+    assert s["verdicts"]["hypothesis"] in ("confirmed", "refuted", "not shown")
+    md = (out / "summary.md").read_text()
+    assert "MANGO minus each model" in md and "| mango | 10 | 10 |" in md
+    from mango_lite.viz.registration import plot_dose_response
+
+    assert plot_dose_response(s, tmp_path / "fig.png").get_axes() and (tmp_path / "fig.png").stat().st_size > 1000
+
+
+def test_the_no_attention_control_leaves_its_query_key_weights_without_gradient(tmp_path):
+    p = reg.effective_parameters(TINY, ("mango", "mango-noattn", "concat"), cache_dir=tmp_path)
+    assert p["mango"]["receiving_gradient"] == p["mango"]["nominal"]
+    assert p["concat"]["receiving_gradient"] == p["concat"]["nominal"]
+    assert p["mango-noattn"]["receiving_gradient"] < 0.9 * p["mango-noattn"]["nominal"]
