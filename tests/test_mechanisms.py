@@ -360,8 +360,15 @@ def test_compare_computes_wins_and_the_one_std_rule():
     c = compare(rep, "mango", "x")
     assert c["diff"] == pytest.approx(11.0 - 29.0 / 3) and c["seeds_a_better"] == 2 and c["seeds"] == 3
     assert c["better_by_more_than_std"] is False  # the larger std (x: 2.47) exceeds the difference (1.33)
+    assert c["paired"]["differences"] == [2.0, 2.5, -0.5] and c["paired"]["verdict"] == "no difference shown"
     rep["higher_is_better"] = False
     assert compare(rep, "mango", "x")["diff"] < 0
+    # a small difference of the same sign in every seed: hidden by the unpaired stds, shown by the pairing
+    rep = {"higher_is_better": True, "rows": {"mango": row([10.2, 12.18, 14.22]), "x": row([10.0, 12.0, 14.0])}}
+    c = compare(rep, "mango", "x")
+    assert c["better_by_more_than_std"] is False and c["paired"]["verdict"] == "better"
+    rep["rows"]["x"] = row([10.4, 12.39, 14.41])
+    assert compare(rep, "mango", "x")["paired"]["verdict"] == "worse"
 
 
 def test_goals_summary_counts_tasks_from_groups():
@@ -379,7 +386,8 @@ def test_goals_summary_counts_tasks_from_groups():
     reports = [
         rep("segmentation", None, True, [20, 21, 22], [17, 18, 19], [17, 18, 19], [19, 20, 21]),
         rep("translation", "p1", False, [1.0, 1.1, 1.2], [1.5, 1.6, 1.7], [1.5, 1.6, 1.7], [1.3, 1.3, 1.3]),
-        rep("translation", "p2", False, [1.0, 1.1, 1.2], [1.05, 1.15, 1.25], [1.5, 1.6, 1.7], [0.9, 0.9, 0.9], flow=3.0),
+        rep("translation", "p2", False, [1.0, 1.1, 1.2], [1.05, 1.05, 1.3], [1.5, 1.6, 1.7], [0.9, 0.9, 0.9], flow=3.0),
+        rep("genre", None, True, [20, 21, 22], [20.5, 21.6, 22.4], [17, 18, 19], [19, 20, 21]),
     ]
     s = goals_summary(reports)
     assert s["groups"]["segmentation/x"]["beats_every_control"] is True
@@ -388,9 +396,11 @@ def test_goals_summary_counts_tasks_from_groups():
     assert s["tasks"]["translation"]["beats_mango-nonll"] is True
     assert s["tasks"]["translation"]["not_below_baseline"] is False and s["tasks"]["translation"]["flow_beats_identity"] is False
     assert s["groups"]["segmentation/x"]["step_ratio"] == pytest.approx(2.0)
+    assert s["tasks"]["genre"]["worse_than_mango-noattn"] is True and s["tasks"]["segmentation"]["worse_than_mango-noattn"] is False
     md = goals_markdown(s)
-    assert "better than mango-noattn by more than one std on 1 of 2 tasks (segmentation)" in md
-    assert "not below concat on 1 of 2 tasks" in md
+    assert ("Against mango-noattn: MANGO better in 2 of 4 groups (segmentation/x, translation/p1), worse in 1 "
+            "(genre/x)") in md
+    assert "**worse**" in md and "not below concat on 2 of 3 tasks" in md
 
 
 def test_density_study_runs_every_variant_and_seed():

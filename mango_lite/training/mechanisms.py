@@ -272,10 +272,16 @@ def summarise(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def compare(report: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
-    """Is row ``a`` better than row ``b`` by more than one std? Only the seeds both rows finished are used
-    (paired); the std is the larger of the two rows' sample stds over those seeds. Returns ``{"diff",
-    "std", "better_by_more_than_std", "seeds_a_better", "seeds"}`` (diff > 0 means a is better, whatever
-    the metric's direction) or None when fewer than two seeds are shared."""
+    """Row ``a`` against row ``b`` over the seeds both finished, paired by seed.
+
+    Returns ``{"diff", "std", "better_by_more_than_std", "seeds_a_better", "seeds", "paired"}`` (diff > 0
+    means a is better, whatever the metric's direction) or None when fewer than two seeds are shared.
+    ``paired`` is :func:`~mango_lite.metrics.paired.paired_difference`'s record: the per-seed differences,
+    their sd and 95 % t interval and a verdict ("better" / "worse" / "no difference shown") -- the statistic
+    the tables report. ``std`` (the larger of the two rows' unpaired sample stds) and
+    ``better_by_more_than_std`` are the older, weaker criterion, kept for comparison."""
+    from ..metrics.paired import paired_difference
+
     rows = report["rows"]
     if a not in rows or b not in rows:
         return None
@@ -288,8 +294,13 @@ def compare(report: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
     diff = sign * (statistics.fmean(va) - statistics.fmean(vb))
     std = max(statistics.stdev(va), statistics.stdev(vb))
     wins = sum(1 for x, y in zip(va, vb) if sign * (x - y) > 0)
+    paired = paired_difference(va, vb, higher_is_better=bool(report["higher_is_better"])).to_dict()
     return {"diff": diff, "std": std, "better_by_more_than_std": diff > std, "seeds_a_better": wins,
-            "seeds": len(common)}
+            "seeds": len(common), "paired": paired}
+
+
+def _verdict_words(verdict: str) -> str:
+    return {"better": "mango better", "worse": "mango worse"}.get(verdict, "no difference shown")
 
 
 def _pm(s: Mapping[str, Any], nd: int) -> str:
@@ -346,9 +357,10 @@ def study_markdown(report: Mapping[str, Any]) -> str:
             c = compare(report, "mango", other)
             if c is None:
                 continue
-            verdict = "better by more than one std" if c["better_by_more_than_std"] else "not better by more than one std"
-            lines.append(f"- mango vs {other}: difference {c['diff']:+.{nd}f} (positive = mango better), larger std "
-                         f"{c['std']:.{nd}f}: {verdict}; mango better in {c['seeds_a_better']} of {c['seeds']} seeds.")
+            pd = c["paired"]
+            lines.append(f"- mango vs {other}: paired difference {pd['mean']:+.{nd}f} (positive = mango better), sd "
+                         f"{pd['sd']:.{nd}f}, 95 % t interval [{pd['low']:+.{nd}f}, {pd['high']:+.{nd}f}]: "
+                         f"{_verdict_words(pd['verdict'])}; mango better in {c['seeds_a_better']} of {c['seeds']} seeds.")
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +369,7 @@ def goals_summary(reports: Sequence[Mapping[str, Any]], controls: Sequence[str] 
                   baseline: str = "concat") -> dict[str, Any]:
     """The mechanisms goals over several control studies (one per task group), computed:
 
-    * per group: MANGO better than each control by more than one std (:func:`compare`), MANGO not below
+    * per group: MANGO against each control, paired by seed with a 95 % t interval (:func:`compare`), MANGO not below
       ``baseline`` (mean), the flow's validation bits/dim below the identity baseline, MANGO's training step
       over the baseline's;
     * per task: a goal holds for a task when it holds on every group of that task (translation has two).
@@ -380,8 +392,8 @@ def goals_summary(reports: Sequence[Mapping[str, Any]], controls: Sequence[str] 
         step_m = (m.get("step_ms") or {}).get("mean")
         step_b = ((rows.get(baseline, {}).get("summary") or {}).get("step_ms") or {}).get("mean")
         g["step_ratio"] = None if not step_m or not step_b else step_m / step_b
-        g["beats_every_control"] = (all(v is not None and v["better_by_more_than_std"] for v in g["controls"].values())
-                                    if g["controls"] else None)
+        g["beats_every_control"] = (all(v is not None and v["paired"]["verdict"] == "better"
+                                        for v in g["controls"].values()) if g["controls"] else None)
         groups[name] = g
     tasks: dict[str, dict[str, Any]] = {}
     for g in groups.values():
@@ -390,49 +402,57 @@ def goals_summary(reports: Sequence[Mapping[str, Any]], controls: Sequence[str] 
         for key in ("beats_every_control", "not_below_baseline", "flow_beats_identity"):
             t[key] = bool(t.get(key, True) and bool(g[key]))
         for c, v in g["controls"].items():
-            t[f"beats_{c}"] = bool(t.get(f"beats_{c}", True) and v is not None and v["better_by_more_than_std"])
+            t[f"beats_{c}"] = bool(t.get(f"beats_{c}", True) and v is not None and v["paired"]["verdict"] == "better")
+            t[f"worse_than_{c}"] = bool(t.get(f"worse_than_{c}", False) or (v is not None
+                                                                          and v["paired"]["verdict"] == "worse"))
     return {"groups": groups, "tasks": tasks, "controls": list(controls), "baseline": baseline}
 
 
 def goals_markdown(summary: Mapping[str, Any]) -> str:
-    """The goals summary as Markdown: one row per group, then the per-task tally."""
+    """The goals summary as Markdown: one row per group (MANGO minus each control, paired by seed, with its
+    95 % t interval and verdict), then the per-task tally."""
     ctl = summary["controls"]
     base = summary["baseline"]
-    head = " | ".join(f"mango − {c} (std)" for c in ctl)
+    head = " | ".join(f"mango − {c} [95 % interval]" for c in ctl)
     lines = [f"| group | metric | paired seeds | {head} | mango − {base} | flow / identity bits/dim | step / {base} |",
              "|---|---|---|" + "---|" * len(ctl) + "---|---|---|"]
 
     def d(v: Mapping[str, Any] | None, nd: int) -> str:
         if v is None:
             return "-"
-        mark = " ✔" if v["better_by_more_than_std"] else ""
-        return f"{v['diff']:+.{nd}f} ({v['std']:.{nd}f}){mark}"
+        if "paired" not in v:  # a summary written before the paired statistics
+            return f"{v['diff']:+.{nd}f} (std {v['std']:.{nd}f})"
+        p = v["paired"]
+        mark = {"better": " **better**", "worse": " **worse**"}.get(p["verdict"], "")
+        return f"{p['mean']:+.{nd}f} [{p['low']:+.{nd}f}, {p['high']:+.{nd}f}]{mark}"
 
     for name, g in summary["groups"].items():
         nd = 3 if g["metric"] == "mae_x10" else 2
         vs = g["vs_baseline"]
         flow = "-" if g["flow_bpd"] is None else f"{g['flow_bpd']:.2f} / {g['identity_bpd']:.2f}"
         ratio = "-" if g["step_ratio"] is None else f"{g['step_ratio']:.1f}×"
-        vs_txt = "-" if vs is None else f"{vs['diff']:+.{nd}f}"
         counts = sorted({v["seeds"] for v in [*g["controls"].values(), vs] if v is not None})
         paired = "-" if not counts else "/".join(map(str, counts))
         lines.append(f"| {name} | {g['metric']} | {paired} | " + " | ".join(d(g["controls"][c], nd) for c in ctl)
-                     + f" | {vs_txt} | {flow} | {ratio} |")
+                     + f" | {d(vs, nd)} | {flow} | {ratio} |")
     tasks = summary["tasks"]
     n = len(tasks)
     lines.append("")
-    lines.append("Differences are signed so that positive means MANGO is better (MAE: lower). ✔: better by more "
-                 "than the larger of the two seed stds.")
+    lines.append("Differences are signed so that positive means MANGO is better (MAE: lower): the mean of the "
+                 "per-seed differences with its 95 % Student t interval; **better** / **worse** where the interval "
+                 "excludes 0, otherwise no difference is shown.")
     for c in ctl:
-        k = sum(1 for t in tasks.values() if t.get(f"beats_{c}"))
-        lines.append(f"- MANGO better than {c} by more than one std on {k} of {n} tasks "
-                     f"({', '.join(t for t, v in tasks.items() if v.get(f'beats_{c}')) or 'none'}).")
-        cmp = [g["controls"][c] for g in summary["groups"].values() if g["controls"].get(c)]
-        if cmp:
-            wins, pairs = sum(v["seeds_a_better"] for v in cmp), sum(v["seeds"] for v in cmp)
-            ahead = sum(1 for v in cmp if v["diff"] > 0)
-            lines.append(f"- MANGO ahead of {c} on average in {ahead} of {len(cmp)} groups and in {wins} of {pairs} "
-                         f"paired seeds ({c} ahead in {pairs - wins}).")
+        cmp = {name: g["controls"][c] for name, g in summary["groups"].items() if g["controls"].get(c)}
+        if not cmp:
+            continue
+        verdicts = {name: (v.get("paired") or {}).get("verdict") for name, v in cmp.items()}
+        better = [k for k, v in verdicts.items() if v == "better"]
+        worse = [k for k, v in verdicts.items() if v == "worse"]
+        wins, pairs = sum(v["seeds_a_better"] for v in cmp.values()), sum(v["seeds"] for v in cmp.values())
+        lines.append(f"- Against {c}: MANGO better in {len(better)} of {len(cmp)} groups"
+                     + (f" ({', '.join(better)})" if better else "")
+                     + f", worse in {len(worse)}" + (f" ({', '.join(worse)})" if worse else "")
+                     + f"; ahead in {wins} of {pairs} paired seeds ({c} ahead in {pairs - wins}).")
     k = sum(1 for t in tasks.values() if t["not_below_baseline"])
     lines.append(f"- MANGO not below {base} on {k} of {n} tasks.")
     k = sum(1 for t in tasks.values() if t["flow_beats_identity"])
