@@ -56,8 +56,9 @@ class MangoBlock(InvertibleModule):
         alternate: odd-numbered ICA layers use the lower triangle (``triangle="lower"``), so within a
             block tokens receive from tokens before and after them - in IMCA, modality B from A as well
             as A from B. ``False`` = the paper's upper triangle everywhere.
-        learn_gamma / gamma_rate: see :class:`InvertibleCrossAttention` (``gamma=0.0, learn_gamma=False``:
-            the no-attention control).
+        learn_gamma / gamma_rate / gamma_mode: see :class:`InvertibleCrossAttention` (``gamma=0.0,
+            learn_gamma=False``: the no-attention control; ``gamma_mode`` "token" / "modality": a gamma per X2
+            row, a deviation from the paper, default "head").
         grid: (h, w) of each modality's tokens (T = h * w). Needed by ``positions`` and
             ``conditioner="grid"``.
         positions: fixed 2-D positional codes on every ICA's queries and keys.
@@ -81,6 +82,7 @@ class MangoBlock(InvertibleModule):
         grid: tuple[int, int] | None = None,
         positions: bool = False,
         conditioner: str = "tokens",
+        gamma_mode: str = "head",
     ) -> None:
         super().__init__()
         self.dim, self.tokens = dim, tokens
@@ -95,7 +97,7 @@ class MangoBlock(InvertibleModule):
             mods.append(InvertibleCrossAttention(
                 dim, tokens, name, variant, heads, gamma=gamma, qk_dim=qk_dim,
                 triangle="lower" if alternate and i % 2 else "upper", learn_gamma=learn_gamma,
-                gamma_rate=gamma_rate, grid=grid if positions else None,
+                gamma_rate=gamma_rate, grid=grid if positions else None, gamma_mode=gamma_mode,
             ))
         mods.append(ActNorm(dim))
         mods.append(Coupling(dim, hidden, flip=flip_coupling, grid=grid if conditioner == "grid" else None))

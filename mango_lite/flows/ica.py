@@ -38,6 +38,42 @@ head) to the normalised queries and keys. It depends on X1's positions only, nev
 still a function of X1 alone: the Jacobian stays block triangular and the log-det and inverse are
 unchanged.
 
+Per-row gamma (``gamma_mode``; a DEVIATION FROM THE PAPER, off by default). One gamma per head serves every
+row of X2, but rows can want opposite amounts: in the alignment toy (``mango_lite.training.alignment``) B's rows
+gain from subtracting the A token the attention found (gamma < 0) while A's rows, whose tokens are independent,
+want no mixing (gamma = 0), so a shared gamma settles in between. ``gamma_mode`` gives each row i of X2 its own
+gamma_i, still computed from X1 alone (constants count as functions of X1):
+
+    A = I + diag(gamma) S,   Y2 = A X2,   gamma = (gamma_1, ..., gamma_T) per head, |gamma_i| < 1
+
+* ``"head"`` (default, the layer as described above, bit for bit): gamma_i = tanh(r g_h) for every row.
+* ``"token"``: gamma_i = tanh(r (g_h + b_{h,i} + w_h . LN(x1_i))), with b (heads, T) a learned bias per row
+  and w (heads, D) a linear read of X1's token i (LN = layer norm without affine parameters, so the read
+  does not depend on the token's scale; it is 0 when D = 1). Row i of X2 is paired with token i of X1: the
+  co-located token for MMCA, a neighbouring one for IMCA, the token at the same row of W x for LICA.
+* ``"modality"``: gamma_i = tanh(r (g_h + c_{h,m(i)})), with c (heads, 2) one learned offset per modality
+  and m(i) the modality of the token that row i of X2 holds: for MMCA all rows hold the X2 modality (the
+  mode is then head mode reparametrised; the other modality's offset gets no gradient), for IMCA the first
+  T/2 rows hold A's tokens and the last T/2 B's. LICA's rows are learned mixtures; m(i) is the modality of the token row i holds at initialisation, when W is the starting
+  permutation (as the positional codes use X1's starting positions): a learned constant per token position
+  class, not a statement about what the row holds after training.
+
+(r = ``gamma_rate``, g_h the per-head gate.) b, w and c start at 0, so at initialisation every row has the
+per-head gamma and the layer equals head mode exactly; ``gamma`` then still returns tanh(r g_h), the per-head
+part, and :meth:`InvertibleCrossAttention.row_gamma` the gamma of every row for given X1 tokens. Why the three
+properties of the layer survive:
+
+* Log-det. diag(gamma) S is upper (lower) triangular like S, so A is triangular with diagonal
+  1 + gamma_i s_ii, and per head and channel the X2 block of the Jacobian is A; hence
+  log|det J| = d * sum_i log(1 + gamma_i s_ii) summed over heads, with 1 + gamma_i s_ii > 0 since |gamma_i| < 1
+  and 0 < s_ii <= 1.
+* Conditioning. Row i of A has diagonal 1 + gamma_i s_ii and off-diagonal mass |gamma_i| (1 - s_ii), so
+  (1 + gamma_i s_ii) - |gamma_i| (1 - s_ii) >= 1 - |gamma_i| > 0: every row is strictly diagonally dominant
+  and ||A^-1||_inf <= 1 / (1 - max_i |gamma_i|), as for one gamma.
+* Triangular Jacobian. gamma depends on X1 (and constants) only, never on X2, and X1 passes through: dY1/dX2 = 0,
+  dY2/dX2 = A (x) I_d, so det J = det(A)^d as before (dY2/dX1 is non-zero but sits off the block diagonal).
+  The inverse recomputes S and gamma from Y1 = X1 and solves (I + diag(gamma) S) X2 = Y2 triangularly.
+
 Inverse: recompute A from Y1 (= X1) and solve A X2 = Y2 with a triangular solve: O(T^2 d), no
 pseudo-inverse. (The published code multiplies slogdet(A) by L/2 instead of d; that is only right
 when d = L/2 - see ``mango_lite.flows.reference`` and notebook 02.)
@@ -49,10 +85,15 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..utils import check_tokens
 from .base import InvertibleModule
 from .partition import PARTITIONS, make_partition
+
+#: values of ``gamma_mode``: one gamma per head (the layer of the paper, with gamma learnable), per X2 row from X1's
+#: token (learned bias per row + linear read of the token), per modality of the X2 row (see the module docstring)
+GAMMA_MODES: tuple[str, ...] = ("head", "token", "modality")
 
 
 class InvertibleCrossAttention(InvertibleModule):
@@ -74,6 +115,10 @@ class InvertibleCrossAttention(InvertibleModule):
             few hundred steps; a rate r lets it travel r times faster (r = 1 is the plain tanh).
         grid: (h, w) of each modality's tokens (raster order, T = h * w): adds fixed 2-D positional
             codes to the queries and keys (see the module docstring); ``None`` = no positions.
+        gamma_mode: "head" (one gamma per head, the default), "token" (gamma per X2 row from a learned bias per
+            row and a linear read of X1's token i) or "modality" (gamma per head and per modality of the X2
+            row). A deviation from the paper, see the module docstring; the extra parameters start at 0, so
+            the layer starts equal to head mode, and ``gamma_rate`` scales them like the gate.
         qk_dim: width of the query/key projections (``None`` = D), a multiple of ``heads``. Only S
             depends on it, never the log-det factor d = D / heads, so wide flow scales can use a narrow
             one (MANGO's task models use 2 x the encoder width).
@@ -94,8 +139,14 @@ class InvertibleCrossAttention(InvertibleModule):
         learn_gamma: bool = True,
         gamma_rate: float = 1.0,
         grid: tuple[int, int] | None = None,
+        gamma_mode: str = "head",
     ) -> None:
         super().__init__()
+        if gamma_mode not in GAMMA_MODES:
+            raise ValueError(f"ICA: gamma_mode must be one of {GAMMA_MODES}, got {gamma_mode!r}")
+        if gamma_mode != "head" and gamma is None:
+            raise ValueError(f"ICA: gamma_mode={gamma_mode!r} needs a gamma in (-1, 1); gamma=None is the paper's "
+                             "fixed A = S + I, the same for every row")
         if dim < 1 or tokens < 1:
             raise ValueError(f"ICA: expected dim >= 1 and tokens >= 1, got dim={dim}, tokens={tokens}")
         if heads < 1 or dim % heads:
@@ -159,6 +210,19 @@ class InvertibleCrossAttention(InvertibleModule):
             else:
                 self.register_buffer("gate", start)
         self.learn_gamma = bool(learn_gamma) and gamma is not None
+        # per-row gamma (deviation from the paper, module docstring): zero-initialised offsets of the gate's
+        # argument, learnable with the gate (fixed zeros, i.e. head mode, when gamma is not learned)
+        self.gamma_mode = gamma_mode
+        extra: dict[str, Tensor] = {}
+        if gamma_mode == "token":
+            extra = {"gamma_row": torch.zeros(heads, tokens), "gamma_proj": torch.zeros(heads, dim)}
+        elif gamma_mode == "modality":
+            extra = {"gamma_modality": torch.zeros(heads, 2)}
+        for name, value in extra.items():
+            if self.learn_gamma:
+                setattr(self, name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
         # a fixed gamma of exactly 0 makes the layer the identity on X2: skip the attention altogether
         self.inert = gamma == 0.0 and not learn_gamma
         self.record_attention = False
@@ -174,16 +238,49 @@ class InvertibleCrossAttention(InvertibleModule):
         qk = f", qk_dim={self.qk_dim}" if self.qk_dim != self.dim else ""
         tri = ", triangle=lower" if not self.upper else ""
         pos = f", grid={self.grid}" if self.grid is not None else ""
+        mode = f", gamma_mode={self.gamma_mode}" if self.gamma_mode != "head" else ""
         return (f"dim={self.dim}, tokens={self.tokens}, partition={self.partition_name}, variant={self.variant}, "
-                f"heads={self.heads}{qk}{tri}{pos}")
+                f"heads={self.heads}{qk}{tri}{pos}{mode}")
 
     # -- attention ----------------------------------------------------------------------------------
     @property
     def gamma(self) -> Tensor:
-        """The attention weight gamma per head, in (-1, 1) (exactly 1 for the paper's form)."""
+        """The attention weight gamma per head, in (-1, 1) (exactly 1 for the paper's form). With
+        ``gamma_mode`` "token" or "modality" this is the per-head part tanh(r g_h) only, the gamma of every row
+        before its offsets (equal to every row's gamma at initialisation); :meth:`row_gamma` gives the rows'."""
         if self.gamma_rate == 1.0:
             return torch.tanh(self.gate)
         return torch.tanh(self.gamma_rate * self.gate)
+
+    def x2_modality(self) -> Tensor:
+        """LongTensor (T,): 0 where row i of X2 holds a token of modality A, 1 where it holds one of B. For LICA,
+        whose rows are learned mixtures, the token each row holds at initialisation (W = the starting
+        permutation): what ``gamma_mode="modality"`` keys its offsets on."""
+        index = self.partition.token_index()
+        if index is not None:
+            rows = index[1]
+        else:
+            rows = self.partition.mixer.perm_inv[self.tokens:]  # type: ignore[attr-defined]
+        return (rows >= self.tokens).long()
+
+    def _gamma(self, x1: Tensor) -> Tensor:
+        """gamma in the shape that scales the rows of S (B, heads, T, T): (1, heads, 1, 1) in head mode,
+        (1, heads, T, 1) per modality, (B, heads, T, 1) per token of x1 (B, T, D)."""
+        if self.gamma_mode == "head":
+            return self.gamma.view(1, self.heads, 1, 1)
+        arg = self.gate.view(1, self.heads, 1)
+        if self.gamma_mode == "token":
+            read = F.linear(F.layer_norm(x1, (self.dim,)), self.gamma_proj.to(x1.dtype))  # (B, T, heads)
+            arg = arg + self.gamma_row + read.transpose(1, 2)
+        else:
+            arg = arg + self.gamma_modality[:, self.x2_modality()]
+        return torch.tanh(self.gamma_rate * arg).unsqueeze(-1)
+
+    def row_gamma(self, x1: Tensor) -> Tensor:
+        """The gamma of every row of X2, (B, heads, T) (B = 1 unless ``gamma_mode="token"``), given the
+        conditioning tokens x1 (B, T, D): A = I + diag(gamma) S."""
+        g = self._gamma(x1)[..., 0]
+        return g.expand(g.shape[0], self.heads, self.tokens)
 
     def attention_probs(self, x1: Tensor) -> Tensor:
         """The masked softmax S (B, heads, T, T) of the conditioning tokens x1 (B, T, D): upper
@@ -200,8 +297,8 @@ class InvertibleCrossAttention(InvertibleModule):
         return torch.softmax(logits, dim=-1)
 
     def attention(self, x1: Tensor) -> Tensor:
-        """gamma * S (B, heads, T, T); the layer's matrix is A = I + gamma S."""
-        return self.attention_probs(x1) * self.gamma.view(1, self.heads, 1, 1)
+        """diag(gamma) S (B, heads, T, T); the layer's matrix is A = I + diag(gamma) S (gamma S in head mode)."""
+        return self.attention_probs(x1) * self._gamma(x1)
 
     def _heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -212,11 +309,11 @@ class InvertibleCrossAttention(InvertibleModule):
         return x.transpose(1, 2).reshape(b, t, self.dim)
 
     def _logdet(self, s: Tensor, g: Tensor) -> Tensor:
-        """d * sum_i log(1 + gamma s_ii) per sample, from S (B, h, T, T) and gamma (1, h, 1, 1)."""
-        return self.head_dim * torch.log1p(g.view(1, -1, 1) * torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
+        """d * sum_i log(1 + gamma_i s_ii) per sample, from S (B, h, T, T) and gamma (1 or B, h, 1 or T, 1)."""
+        return self.head_dim * torch.log1p(g[..., 0] * torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
 
     def _matrix(self, s: Tensor, g: Tensor, reuse: bool = False) -> Tensor:
-        """A = I + gamma S, materialised (needed by the triangular solve). ``reuse=True`` overwrites ``s``
+        """A = I + diag(gamma) S, materialised (needed by the triangular solve). ``reuse=True`` overwrites ``s``
         (one pass over T x T instead of three); only valid when no gradient flows through ``s``."""
         if reuse:
             a = s.mul_(g)
@@ -248,7 +345,7 @@ class InvertibleCrossAttention(InvertibleModule):
         rows are output tokens, columns the input tokens they are built from. Used to show which tokens
         condition which (notebook 03)."""
         x1, _, _ = self.partition.partition(x)
-        s = self.attention(x1)  # gamma * S
+        s = self.attention(x1)  # diag(gamma) S
         b, h, t, _ = s.shape
         eye_t = torch.eye(t, dtype=s.dtype, device=s.device)
         blk = torch.zeros(b, h, 2 * t, 2 * t, dtype=s.dtype, device=s.device)
@@ -272,9 +369,9 @@ class InvertibleCrossAttention(InvertibleModule):
             return self._shortcut(x)
         x1, x2, ld_part = self.partition.partition(x)
         s = self.attention_probs(x1)
-        g = self.gamma.view(1, self.heads, 1, 1)
+        g = self._gamma(x1)
         v = self._heads(x2)
-        y2 = self._unheads(v + g * (s @ v))  # (I + gamma S) X2, gamma applied on (T, d) not (T, T)
+        y2 = self._unheads(v + g * (s @ v))  # (I + diag(gamma) S) X2, gamma applied on (T, d) not (T, T)
         self._record(s, g)
         y, ld_merge = self.partition.merge(x1, y2)
         return y, ld_part + self._logdet(s, g) + ld_merge
@@ -286,7 +383,7 @@ class InvertibleCrossAttention(InvertibleModule):
             return self._shortcut(z)
         y1, y2, ld_part = self.partition.partition(z)
         s = self.attention_probs(y1)
-        g = self.gamma.view(1, self.heads, 1, 1)
+        g = self._gamma(y1)
         logdet = self._logdet(s, g)
         self._record(s, g)
         reuse = not (torch.is_grad_enabled() and s.requires_grad)  # sampling / reconstruction: no autograd

@@ -17,13 +17,15 @@ __all__ = ["perturb_parameters"]
 def perturb_parameters(module: nn.Module, std: float = 0.3, generator: torch.Generator | None = None) -> nn.Module:
     """Add ``std * N(0, 1)`` to every parameter of ``module`` in place and return it.
 
-    An ICA gate is moved by ``std`` in units of the argument of its tanh (``gamma_rate * gate``), like every
+    An ICA gate (and its per-row offsets) is moved by ``std`` in units of the argument of its tanh (``gamma_rate * gate``), like every
     other scale, so a fast gate rate does not turn the perturbation into a saturated gamma. ``generator``
     (a CPU generator) makes the draw independent of the global RNG; ``None`` uses the global RNG."""
     from .ica import InvertibleCrossAttention
 
-    rates = {id(m.gate): m.gamma_rate for m in module.modules()
-             if isinstance(m, InvertibleCrossAttention) and isinstance(m.gate, nn.Parameter)}
+    # the gate and the per-row gamma offsets (gamma_mode "token" / "modality") enter tanh(gamma_rate * ...)
+    rates = {id(p): m.gamma_rate for m in module.modules() if isinstance(m, InvertibleCrossAttention)
+             for name in ("gate", "gamma_row", "gamma_proj", "gamma_modality")
+             if isinstance(p := getattr(m, name, None), nn.Parameter)}
     with torch.no_grad():
         for p in module.parameters():
             if generator is None:

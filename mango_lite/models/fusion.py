@@ -167,7 +167,9 @@ class MangoFusion(nn.Module):
     ``gamma_mean`` (mean attention weight over all ICA layers, detached), ``identity_bpd`` (mean bits/dim of the same (fa, fb) under N(0, I) with no flow, detached: the
     baseline a useful flow must beat), ``log_prob`` (mean nats, detached), ``logdet`` (mean, detached).
     ``flow_options``: further :class:`~mango_lite.flows.MultiscaleMango` keywords (``gamma``,
-    ``learn_gamma``, ``gamma_rate``, ``alternate``, ``positions``, ``conditioner``).
+    ``learn_gamma``, ``gamma_rate``, ``gamma_mode``, ``alternate``, ``positions``, ``conditioner``). With
+    ``gamma_mode`` "token" or "modality", :meth:`gammas` and ``gamma_mean`` report each layer's per-head part of
+    gamma (:attr:`~mango_lite.flows.InvertibleCrossAttention.gamma`), not the per-row values.
     ``layers``: ICA ``(partition, variant)`` list of each MangoBlock (ablation), ``None`` = default.
     ``nll_to_encoders=False``: ``flow_bpd``'s gradient is taken with respect to the flow's parameters only
     (:func:`flow_only_gradient`, on the same forward pass), so the NLL term trains the flow but sends no

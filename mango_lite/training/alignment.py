@@ -8,6 +8,27 @@ token its best prediction, and the best prediction of ``b_p`` is ``a_{p - shift}
 token, each B row of S puts its weight on the A column ``shift`` places back. The control is the same layer
 with gamma fixed at 0 (no attention: the identity on X2).
 
+``gamma_mode`` (see :mod:`mango_lite.flows.ica`; "head" by default) lets each row of X2 carry its own gamma. B's
+rows gain from subtracting the A token they found (gamma < 0), A's rows hold independent tokens and gain nothing
+from mixing, so one gamma per head can only settle in between; "modality" and "token" let B's rows go negative
+alone.
+
+What one such layer can gain at best (:func:`layer_bound`): only B's odd tokens (a quarter of the dimensions) have
+a prediction the layer can read, and with A = I + diag(gamma) S, |gamma| < 1, B's row k becomes
+(1 + gamma s_kk) b + gamma (1 - s_kk) a + ..., a multiple of the residual b - a only as gamma -> -1, and then with
+the factor 1 - s_kk <= 1: the layer can remove the predicted part but cannot rescale the residual (that would
+need a log-det above 0 on the row, and 1 + gamma s_kk > 1 needs gamma > 0). Per B odd dimension the best is
+0.5 (1 + noise^2) -> 0.5 noise^2 nats, 0.5 nats = 0.72 bits, about 0.18 bits/dim over all dimensions
+(2.051 -> 1.871 at noise 0.1). A map that also rescaled the residual to unit variance would save a further
+log(1 / noise) nats per such dimension (~1.22 bits/dim overall): out of reach for an ICA layer of this form,
+whatever its gamma.
+
+Per-row gamma alone does not get near the 0.18: S does not separate B's row from the A token it should read.
+The queries and keys of a row are those of its X1 partner, and B's partner b_{2k} carries the same content as
+the aligned A key a_{2k - shift}, so a content-matching attention gives B's row k about as much weight on itself
+(s_kk) as on the aligned A token. With s_kk = s_aligned = 1/2 the best gamma of that row is about -0.39 and saves
+0.14 bits per B odd dimension, ~0.036 bits/dim overall, whatever the gamma mode.
+
 The queries and keys come from X1 (the even tokens), the mixed values from X2 (the odd tokens). With an even
 shift, B's even token at position ``2k`` carries the content of A's even token at ``2k - shift``; matching that
 content is how the attention can find the A token whose odd neighbour predicts B's odd token ``2k + 1``.
@@ -25,7 +46,7 @@ from torch import Tensor
 from ..flows import InvertibleCrossAttention
 
 __all__ = ["shifted_pair", "alignment_layer", "fit_alignment", "attention_weights", "aligned_columns", "aligned_share",
-           "alignment_study"]
+           "alignment_study", "modality_gammas", "layer_bound"]
 
 
 def shifted_pair(n: int, tokens: int, dim: int, shift: int, noise: float = 0.1,
@@ -38,10 +59,26 @@ def shifted_pair(n: int, tokens: int, dim: int, shift: int, noise: float = 0.1,
     return torch.cat([a, b], dim=1)
 
 
-def alignment_layer(tokens: int, dim: int, attention: bool = True) -> InvertibleCrossAttention:
-    """The IMCA layer of the study; ``attention=False`` is the control (gamma fixed at 0)."""
+def alignment_layer(tokens: int, dim: int, attention: bool = True, gamma_mode: str = "head", gamma: float = 0.1,
+                    gamma_rate: float = 10.0) -> InvertibleCrossAttention:
+    """The IMCA layer of the study; ``attention=False`` is the control (gamma fixed at 0, whatever the other
+    options). ``gamma_mode`` / ``gamma`` (initial value) / ``gamma_rate``: see :class:`InvertibleCrossAttention`."""
     return InvertibleCrossAttention(dim, tokens, partition="imca", variant=0, triangle="lower",
-                                    gamma=0.1 if attention else 0.0, learn_gamma=attention, gamma_rate=10.0)
+                                    gamma=gamma if attention else 0.0, learn_gamma=attention, gamma_rate=gamma_rate,
+                                    gamma_mode=gamma_mode if attention else "head")
+
+
+def layer_bound(noise: float = 0.1) -> tuple[float, float]:
+    """``(control, best)``: expected bits/dim of the gamma = 0 control, and the least one layer
+    A = I + diag(gamma) S (|gamma| < 1) can reach on this toy, B's odd rows reduced to their residual without
+    rescaling (module docstring). Independent of the number of tokens and channels."""
+    const = 0.5 * math.log(2 * math.pi)
+    a = 0.5 + const  # nats per dimension of A's tokens under N(0, 1)
+    b = 0.5 * (1 + noise**2) + const  # B's tokens under N(0, 1)
+    b_residual = 0.5 * noise**2 + const  # B's odd tokens minus their prediction, log-det 0
+    control = (2 * a + 2 * b) / 4 / math.log(2.0)
+    best = (2 * a + b + b_residual) / 4 / math.log(2.0)
+    return control, best
 
 
 def _bits_per_dim(layer: InvertibleCrossAttention, x: Tensor) -> Tensor:
@@ -66,19 +103,28 @@ def fit_alignment(layer: InvertibleCrossAttention, shift: int, steps: int = 400,
     val = shifted_pair(512, T, D, shift, noise, torch.Generator().manual_seed(10_000 + seed))
     with torch.no_grad():
         bpd = float(_bits_per_dim(layer, val))
-    return {"val_bpd": bpd, "gamma": float(layer.gamma.detach().reshape(-1)[0]), "val": val}
+    gamma_a, gamma_b = modality_gammas(layer, val)
+    return {"val_bpd": bpd, "gamma": float(layer.gamma.detach().reshape(-1)[0]), "gamma_a": gamma_a,
+            "gamma_b": gamma_b, "val": val}
+
+
+def modality_gammas(layer: InvertibleCrossAttention, x: Tensor) -> tuple[float, float]:
+    """Mean gamma (first head) of X2's rows that hold A's tokens and of those that hold B's, over the batch ``x``
+    (both equal to ``layer.gamma`` in head mode)."""
+    with torch.no_grad():
+        x1 = layer.partition.partition(x)[0]
+        g = layer.row_gamma(x1)[:, 0].mean(0)  # (T,)
+    rows = layer.x2_modality()
+    return float(g[rows == 0].mean()), float(g[rows == 1].mean())
 
 
 def attention_weights(layer: InvertibleCrossAttention, x: Tensor) -> Tensor:
     """The attention S of ``layer`` (first head), mean over the batch ``x``: ``(T, T)`` in X2's token order (A's
-    odd tokens, then B's), ``S = (A - I) / gamma``, each row summing to 1 over what the triangle allows."""
-    layer.record_attention = True
+    odd tokens, then B's), each row summing to 1 over what the triangle allows. Read from the softmax itself
+    (not as (A - I) / gamma), so rows whose gamma is near 0 are measured as well as the others."""
     with torch.no_grad():
-        layer(x)
-    layer.record_attention = False
-    m = layer.last_attention.mean(0)[0]
-    gamma = float(layer.gamma.detach().reshape(-1)[0])
-    return (m - torch.eye(m.shape[0])) / gamma
+        x1 = layer.partition.partition(x)[0]
+        return layer.attention_probs(x1).mean(0)[0]
 
 
 def aligned_columns(tokens: int, shift: int) -> list[int]:
@@ -96,8 +142,10 @@ def aligned_share(s: Tensor, shift: int) -> Tensor:
 
 
 def alignment_study(seeds: Sequence[int] = (0, 1, 2), tokens: int = 16, dim: int = 4, shift: int = 4,
-                    steps: int = 400) -> dict[str, Any]:
-    """Per seed: the trained layer's and the control's validation bits/dim, gamma, and the share of B's attention
+                    steps: int = 400, gamma_mode: str = "head", gamma: float = 0.1,
+                    gamma_rate: float = 10.0) -> dict[str, Any]:
+    """Per seed: the trained layer's and the control's validation bits/dim, gamma (``gamma``: the per-head part;
+    ``gamma_a`` / ``gamma_b``: mean over X2's rows of A / of B, see :func:`modality_gammas`), and the share of B's attention
     to A that lands on the aligned A token (mean and min over B's rows; ``uniform_share`` if spread evenly);
     ``rows_aligned``: how many of B's rows give their largest weight among A's tokens to the aligned one. Means
     and standard deviations over the seeds; the last seed's trained layer and its mean attention S for plotting."""
@@ -105,7 +153,7 @@ def alignment_study(seeds: Sequence[int] = (0, 1, 2), tokens: int = 16, dim: int
     layer, last_s = None, None
     for seed in seeds:
         torch.manual_seed(seed)
-        layer = alignment_layer(tokens, dim)
+        layer = alignment_layer(tokens, dim, gamma_mode=gamma_mode, gamma=gamma, gamma_rate=gamma_rate)
         fit = fit_alignment(layer, shift, steps=steps, seed=seed)
         # gamma fixed at 0: nothing in the layer changes its output, so there is nothing to fit
         control = fit_alignment(alignment_layer(tokens, dim, attention=False), shift, steps=0, seed=seed)
@@ -114,6 +162,7 @@ def alignment_study(seeds: Sequence[int] = (0, 1, 2), tokens: int = 16, dim: int
         half = tokens // 2
         top = [int(s[half + k, :half].argmax()) == j for k, j in enumerate(aligned_columns(tokens, shift))]
         rows.append({"seed": seed, "val_bpd": fit["val_bpd"], "control_bpd": control["val_bpd"], "gamma": fit["gamma"],
+                     "gamma_a": fit["gamma_a"], "gamma_b": fit["gamma_b"],
                      "aligned_share": float(share.mean()), "aligned_share_min": float(share.min()),
                      "rows_aligned": sum(top), "rows": half})
         last_s = s
@@ -123,7 +172,7 @@ def alignment_study(seeds: Sequence[int] = (0, 1, 2), tokens: int = 16, dim: int
         return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
     half = tokens // 2
-    return {"rows": rows, "tokens": tokens, "dim": dim, "shift": shift, "steps": steps,
+    return {"rows": rows, "tokens": tokens, "dim": dim, "shift": shift, "steps": steps, "gamma_mode": gamma_mode,
             "uniform_share": 1.0 / half,
-            **{f"{k}_mean_std": ms(k) for k in ("val_bpd", "control_bpd", "gamma", "aligned_share")},
+            **{f"{k}_mean_std": ms(k) for k in ("val_bpd", "control_bpd", "gamma", "gamma_a", "gamma_b", "aligned_share")},
             "layer": layer, "attention": last_s}
