@@ -4,6 +4,7 @@ from .actnorm import ActNorm
 from .base import FlowSequence, InvertibleModule, standard_normal_log_prob
 from .block import DEFAULT_LAYERS, MangoBlock, layers_for
 from .coupling import Coupling
+from .cross_coupling import CrossModalCoupling, CrossModalGlow, live_parameter_count
 from .flow import MangoFlow
 from .ica import ICA, InvertibleCrossAttention, record_attention
 from .lu import InvertibleLinearLU
@@ -20,9 +21,9 @@ from .partition import (
 from .reshape import Split, Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
 
 __all__ = [
-    "ActNorm", "Coupling", "DEFAULT_LAYERS", "FlowSequence", "ICA", "IMCAPartition", "InvertibleCrossAttention",
+    "ActNorm", "Coupling", "CrossModalCoupling", "CrossModalGlow", "DEFAULT_LAYERS", "FlowSequence", "ICA", "IMCAPartition", "InvertibleCrossAttention",
     "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
     "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",
-    "from_tokens", "layers_for", "make_partition", "perturb_parameters", "record_attention", "squeeze2d", "standard_normal_log_prob",
+    "from_tokens", "layers_for", "live_parameter_count", "make_partition", "perturb_parameters", "record_attention", "squeeze2d", "standard_normal_log_prob",
     "to_tokens", "unsqueeze2d",
 ]

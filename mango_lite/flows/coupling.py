@@ -83,12 +83,16 @@ class Coupling(InvertibleModule):
         self.clamp = clamp
         self.n_id = dim // 2 if not flip else dim - dim // 2
         self.n_ch = dim - self.n_id
-        hidden = hidden or max(32, 2 * dim)
+        self.hidden = hidden or max(32, 2 * dim)
         self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        self.net: nn.Module = self._conditioner(self.n_id, 2 * self.n_ch, self.hidden)
+
+    def _conditioner(self, c_in: int, c_out: int, hidden: int) -> nn.Module:
+        """The network ``(B, N, c_in) -> (B, N, c_out)`` that reads the kept channels; subclasses that
+        condition differently (:class:`~mango_lite.flows.cross_coupling.CrossModalCoupling`) override it."""
         if self.grid is None:
-            self.net: nn.Module = TokenConditioner(self.n_id, 2 * self.n_ch, hidden)
-        else:
-            self.net = GridConditioner(self.n_id, 2 * self.n_ch, hidden, self.grid)
+            return TokenConditioner(c_in, c_out, hidden)
+        return GridConditioner(c_in, c_out, hidden, self.grid)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.flip:

@@ -114,16 +114,65 @@ def gaussian_baseline_bpd(a: Tensor, b: Tensor, levels: int = 256) -> float:
     return (nll.mean() / math.log(2) + math.log2(levels)).item()
 
 
+#: name of the coupling-only control of the density study (see :data:`DENSITY_VARIANTS`)
+CROSS_GLOW = "cross-modal Glow (coupling, no attention)"
+
 #: variants of the density study: name -> MultiscaleMango keywords. "mango" is the library's default
 #: block (the paper's layout), "no attention" the same with every gamma fixed at 0, "mango, study
 #: changes" the task models' layout after the mechanisms study (alternating triangles, 2-D positions on
-#: Q/K, gamma rate 10, 3x3 grid conditioner).
+#: Q/K, gamma rate 10, 3x3 grid conditioner). The gamma = 0 twins have no cross-modal pathway at all;
+#: :data:`CROSS_GLOW` (``"flow": "cross_glow"``, see :func:`build_density_flow`) has one without attention:
+#: a :class:`~mango_lite.flows.cross_coupling.CrossModalGlow` (same multiscale skeleton, each block ``steps``
+#: Glow steps whose couplings read both modalities) sized to the live parameters of MultiscaleMango(**budget).
 DENSITY_VARIANTS: dict[str, dict] = {
     "mango": {},
     "no attention (gamma = 0)": {"gamma": 0.0, "learn_gamma": False},
     "mango, study changes": dict(STUDY_LAYOUT),
     "study changes, no attention": {**STUDY_LAYOUT, "gamma": 0.0, "learn_gamma": False},
+    CROSS_GLOW: {"flow": "cross_glow", "steps": 4, "budget": dict(STUDY_LAYOUT)},
 }
+
+#: the paired comparisons :func:`density_markdown` reports with t intervals, (a, b, what a lowering says):
+#: attention against cross-modal coupling at the same budget, and that coupling against no pathway
+PAIRED_COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("mango, study changes", CROSS_GLOW, "attention against cross-modal coupling"),
+    ("mango", CROSS_GLOW, "attention against cross-modal coupling"),
+    (CROSS_GLOW, "study changes, no attention", "cross-modal coupling against no cross-modal pathway"),
+)
+
+
+def resolve_density_options(channels: int, size: int, blocks: int, opts: dict, scales: int = 2) -> dict:
+    """``opts`` with everything :func:`build_density_flow` needs fixed: for ``"flow": "cross_glow"`` without a
+    ``hidden``, the conditioner width that matches the live parameter count of ``MultiscaleMango(channels, size,
+    scales, blocks, **opts["budget"])`` (``budget_params`` and ``params_ratio`` are added). Builds flows to count
+    them (uses the global RNG): call it before seeding a run."""
+    opts = dict(opts)
+    if opts.get("flow", "mango") == "cross_glow" and opts.get("hidden") is None:
+        from ..flows.cross_coupling import cross_glow_matching
+
+        m = cross_glow_matching(channels, size, scales, blocks, opts.get("budget") or {}, int(opts.get("steps", 4)))
+        opts.update(hidden=m["hidden"], budget_params=m["target"], params_ratio=m["ratio"])
+    return opts
+
+
+def build_density_flow(channels: int, size: int, blocks: int, opts: dict, scales: int = 2) -> MultiscaleMango:
+    """The flow of one density-study variant: ``MultiscaleMango(channels, size, scales, blocks, **opts)``, or,
+    for ``opts["flow"] == "cross_glow"``, a :class:`~mango_lite.flows.cross_coupling.CrossModalGlow` with
+    ``opts["steps"]`` Glow steps per block and conditioner width ``opts["hidden"]`` (sized to
+    ``opts["budget"]``'s MANGO when missing; :func:`resolve_density_options` does that once per variant)."""
+    opts = dict(opts)
+    kind = opts.pop("flow", "mango")
+    if kind == "mango":
+        return MultiscaleMango(channels=channels, size=size, scales=scales, blocks=blocks, **opts)
+    if kind == "cross_glow":
+        from ..flows.cross_coupling import CrossModalGlow
+
+        unknown = set(opts) - {"steps", "hidden", "budget", "budget_params", "params_ratio"}
+        if unknown:
+            raise ValueError(f"density study: unknown cross_glow options {sorted(unknown)} (expected steps, hidden, budget)")
+        opts = resolve_density_options(channels, size, blocks, {"flow": kind, **opts}, scales)
+        return CrossModalGlow(channels, size, scales, blocks, hidden=int(opts["hidden"]), steps=int(opts.get("steps", 4)))
+    raise ValueError(f"density study: unknown flow {kind!r} (expected 'mango' or 'cross_glow')")
 
 
 def density_study(
@@ -141,27 +190,36 @@ def density_study(
 ) -> dict:
     """Does ICA lower the joint bits/dim of two correlated modalities? Fit each variant (MultiscaleMango
     keywords, :data:`DENSITY_VARIANTS` by default) once per seed (initialisation and batch order) on the
-    same data; returns ``{"variants": {name: {"options", "val_bpd": [per seed], "mean", "std", "params"}},
-    "gaussian_bpd", "seeds", "size", "blocks", "steps"}`` (validation, discrete bits/dim)."""
+    same data; returns ``{"variants": {name: {"options", "resolved", "val_bpd": [per seed], "mean", "std",
+    "params", "live_params"}}, "gaussian_bpd", "seeds", "size", "blocks", "steps"}`` (validation, discrete
+    bits/dim). A variant may name another flow (``"flow": "cross_glow"``, see :func:`build_density_flow`);
+    ``resolved`` holds its options as built (the conditioner width chosen for the budget). ``params`` counts
+    every trainable entry, ``live_params`` those a gradient reaches
+    (:func:`~mango_lite.flows.cross_coupling.live_parameter_count`)."""
     import statistics
+
+    from ..flows.cross_coupling import live_parameter_count
 
     variants = DENSITY_VARIANTS if variants is None else variants
     channels = train[0].shape[1]
     out: dict = {"seeds": list(seeds), "size": size, "blocks": blocks, "steps": steps,
                  "gaussian_bpd": gaussian_baseline_bpd(*val), "variants": {}}
     for name, opts in variants.items():
-        vals, params = [], 0
+        vals, params, live = [], 0, 0
+        resolved = resolve_density_options(channels, size, blocks, opts)  # before seeding: it builds flows
         for seed in seeds:
             torch.manual_seed(seed)
-            flow = MultiscaleMango(channels=channels, size=size, scales=2, blocks=blocks, **opts)
+            flow = build_density_flow(channels, size, blocks, resolved)
             params = sum(p.numel() for p in flow.parameters() if p.requires_grad)
+            live = live_parameter_count(flow)
             fit_density(flow, train, val, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
                         eval_every=max(steps, 1))
             vals.append(evaluate_bpd(flow, *val))
             if log:
                 log(f"density study: {name} seed {seed}: {vals[-1]:.4f} bits/dim")
-        out["variants"][name] = {"options": dict(opts), "val_bpd": vals, "mean": statistics.fmean(vals),
-                                 "std": statistics.stdev(vals) if len(vals) > 1 else None, "params": params}
+        out["variants"][name] = {"options": dict(opts), "resolved": resolved, "val_bpd": vals,
+                                 "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None,
+                                 "params": params, "live_params": live}
     return out
 
 
@@ -195,20 +253,50 @@ def run_density_study(preset=None, seeds: tuple[int, ...] = (0, 1, 2), out=None,
     return res
 
 
+def density_comparisons(res: dict, level: float = 0.95) -> list[dict]:
+    """The :data:`PAIRED_COMPARISONS` present in a density study ``res``, each ``{"a", "b", "what", **paired}``
+    with ``paired`` :func:`~mango_lite.metrics.paired.paired_difference` of the per-seed validation bits/dim
+    (seed k of a against seed k of b; ``mean`` > 0: a has the lower bits/dim; ``verdict`` "better" when the
+    t interval at ``level`` lies above 0, "worse" below, else "no difference shown")."""
+    from ..metrics.paired import paired_difference
+
+    out = []
+    for a, b, what in PAIRED_COMPARISONS:
+        va, vb = res["variants"].get(a), res["variants"].get(b)
+        if va is None or vb is None:
+            continue
+        d = paired_difference(va["val_bpd"], vb["val_bpd"], higher_is_better=False, level=level)
+        out.append({"a": a, "b": b, "what": what, **d.to_dict()})
+    return out
+
+
 def density_markdown(res: dict) -> str:
-    """The density study as Markdown: validation bits/dim per variant, mean ± std over seeds, and the
-    computed difference of each attention variant to its gamma = 0 twin."""
+    """The density study as Markdown: validation bits/dim per variant, mean ± std over seeds, the computed
+    difference of each attention variant to its gamma = 0 twin, and the paired comparisons
+    (:func:`density_comparisons`) of attention with the cross-modal Glow when the study has it."""
     import statistics
 
     lines = [f"# Does ICA lower the joint bits/dim? — preset {res.get('preset')}", "",
              f"Data: {res.get('data')}, {res.get('n_train')} training / {res.get('n_val')} validation pairs at "
              f"{res['size']}x{res['size']}; MultiscaleMango, 2 scales x {res['blocks']} blocks, {res['steps']} Adam "
              f"steps; seeds {res['seeds']}. Validation discrete bits/dim (lower is better); an independent "
-             f"per-pixel Gaussian scores {res['gaussian_bpd']:.3f}.", "",
-             "| variant | bits/dim | per seed | params |", "|---|---|---|---|"]
+             f"per-pixel Gaussian scores {res['gaussian_bpd']:.3f}.", ""]
+    glow = res["variants"].get(CROSS_GLOW)
+    if glow is not None:
+        r = glow.get("resolved") or glow.get("options", {})
+        budget = ", ".join(f"{k}={v}" for k, v in (r.get("budget") or {}).items()) or "its defaults"
+        lines += [f"{CROSS_GLOW}: the same multiscale skeleton (squeeze, ActNorm, 1x1 LU, split priors) with each "
+                  f"block's 8 attention layers and coupling replaced by {r.get('steps', '?')} Glow steps (ActNorm, "
+                  f"1x1 LU, affine coupling whose 3x3 conditioner reads both modalities' kept channels), conditioner "
+                  f"width {r.get('hidden', '?')}, sized to the live parameters of MultiscaleMango with "
+                  f"{budget} (same size and blocks). Live params: those a gradient reaches (not the masked "
+                  "halves of the LU factors, not the attention of gamma = 0 layers).", ""]
+    lines += ["| variant | bits/dim | per seed | params | live params |", "|---|---|---|---|---|"]
     for name, v in res["variants"].items():
         spread = f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v.get("std") is not None else "")
-        lines.append(f"| {name} | {spread} | {' / '.join(f'{x:.3f}' for x in v['val_bpd'])} | {v['params'] / 1e3:.1f} k |")
+        live = f"{v['live_params'] / 1e3:.1f} k" if v.get("live_params") is not None else "-"
+        lines.append(f"| {name} | {spread} | {' / '.join(f'{x:.3f}' for x in v['val_bpd'])} | "
+                     f"{v['params'] / 1e3:.1f} k | {live} |")
     pairs = [("mango", "no attention (gamma = 0)"), ("mango, study changes", "study changes, no attention")]
     lines.append("")
     for a, b in pairs:
@@ -221,4 +309,15 @@ def density_markdown(res: dict) -> str:
             lines.append(f"- {a} vs {b}: attention lowers the bits/dim by {mean:+.3f} on average (larger seed std "
                          f"{std:.3f}; {'more' if mean > std else 'not more'} than one std), lower in {wins} of "
                          f"{len(diffs)} seeds.")
+    for c in density_comparisons(res):
+        interval = (f"{c['level'] * 100:.0f} % t interval [{c['low']:+.3f}, {c['high']:+.3f}] over {c['n']} "
+                    "paired seeds" if c["n"] > 1 else "one seed, no interval")
+        if c["verdict"] == "no difference shown":
+            verdict = "no difference shown"
+        elif c["b"] == CROSS_GLOW:
+            verdict = "attention beats coupling" if c["verdict"] == "better" else "coupling beats attention"
+        else:
+            verdict = "the cross-modal pathway helps" if c["verdict"] == "better" else "the cross-modal pathway hurts"
+        lines.append(f"- {c['a']} vs {c['b']} ({c['what']}, paired by seed): {c['a']} lowers the bits/dim by "
+                     f"{c['mean']:+.3f} ({interval}; lower in {c['wins']} of {c['n']} seeds): {verdict}.")
     return "\n".join(lines) + "\n"
