@@ -439,3 +439,27 @@ def test_overfits_a_tiny_segmentation_batch(fusion: str) -> None:
         losses.append(parts["task"])
     assert all(math.isfinite(x) for x in losses)
     assert np.mean(losses[-3:]) < 0.3 * losses[0], losses
+
+
+def test_cross_modal_offsets_find_where_each_modality_looks() -> None:
+    """A hand-made IMCA record on a 2 x 4 grid (X2 = A's and B's tokens of grid row 1): B's rows attend to
+    the A token one column to the right, A's rows to the B token two columns to the left, some gammas < 0."""
+    from mango_lite.models.interpret import AttentionRecord, cross_modal_offsets
+
+    h, w = 2, 4
+    t_mod = h * w
+    index = torch.tensor([[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]])  # X1, X2 positions
+    s = torch.eye(t_mod)  # rows without a partner in the grid attend to themselves (no cross-modal mass)
+    for k in range(3):  # B's row at column k -> A's token at column k + 1 (X2 index k + 1)
+        s[4 + k] = 0.0
+        s[4 + k, k + 1] = 1.0
+    for k in (2, 3):  # A's row at column k -> B's token at column k - 2 (X2 index 4 + k - 2)
+        s[k] = 0.0
+        s[k, 4 + k - 2] = 1.0
+    gamma = torch.tensor([0.5, -0.3, 0.2, 0.4, -0.6, 0.5, 0.3, -0.2])[:, None]
+    rec = AttentionRecord("x", "imca", index, (torch.eye(t_mod) + gamma * s)[None, None], "upper")
+    out = cross_modal_offsets([rec], (h, w))
+    assert out["layers"] == 1
+    assert out["b_to_a"] == pytest.approx({1: 1.0}) and out["a_to_b"] == pytest.approx({-2: 1.0})
+    assert out["b_to_a_mean_dc"] == pytest.approx(1.0) and out["a_to_b_mean_dc"] == pytest.approx(-2.0)
+    assert cross_modal_offsets([rec], (1, 2))["layers"] == 0  # a record of another scale is skipped

@@ -30,7 +30,8 @@ from ..errors import MangoLiteError
 from .fusion import CrossAttentionFusion, MangoFusion, MultiHeadAttention, TokenFusion, _TokenExchangeLayer
 from .task_models import TaskModel
 
-__all__ = ["AttentionRecord", "attention_maps", "cross_modal_share", "token_scores", "modality_contribution"]
+__all__ = ["AttentionRecord", "attention_maps", "cross_modal_share", "cross_modal_offsets", "token_scores",
+           "modality_contribution"]
 
 
 @dataclass
@@ -133,6 +134,51 @@ def cross_modal_share(record: AttentionRecord) -> float | None:
     mod = record.index[1] >= t
     other = (mod[:, None] != mod[None, :]).to(s.dtype)  # (T, T): 1 where row and column differ in modality
     return float((s * other).sum(-1).mean())
+
+
+def cross_modal_offsets(records: list[AttentionRecord], grid: tuple[int, int]) -> dict[str, Any]:
+    """Where the tokens of one modality look in the other: the attention mass that X2 rows holding modality B
+    (A) put on X2 tokens of modality A (B), by grid offset (column of the token looked at minus the row's
+    own column), over the IMCA records of one scale (``grid`` = its (h, w); records of other sizes are
+    skipped). The attention of a row is S, recovered from A = I + diag(gamma) S as |A - I| normalised per
+    row (gamma may be negative). With the depth seen from a camera to the right of the colour camera, depth
+    token c shows what RGB shows at c + disparity, so B's mass should sit at positive column offsets.
+
+    Returns ``{"b_to_a": {dc: mass}, "a_to_b": {dc: mass}, "b_to_a_mean_dc", "a_to_b_mean_dc", "layers"}``,
+    each mass distribution normalised to 1 (over every row, head and sample); same-row offsets only count
+    when the tokens share the grid row (``dr = 0``), as a horizontal disparity predicts."""
+    h, w = int(grid[0]), int(grid[1])
+    t_mod = h * w
+    mass: dict[str, dict[int, float]] = {"b_to_a": {}, "a_to_b": {}}
+    layers = 0
+    for rec in records:
+        if rec.index is None or rec.partition != "imca" or 2 * rec.attention.shape[-1] != 2 * t_mod:
+            continue
+        layers += 1
+        att = rec.attention.double()
+        t = att.shape[-1]
+        s = (att - torch.eye(t, dtype=att.dtype)).abs()
+        s = s / s.sum(-1, keepdim=True).clamp_min(1e-300)
+        weight = s.sum((0, 1))  # (T, T): summed over samples and heads
+        pos = rec.index[1]  # original position of each X2 token (< T_mod: modality A)
+        is_b = pos >= t_mod
+        cell = torch.where(is_b, pos - t_mod, pos)
+        rows, cols = cell // w, cell % w
+        for key, src, dst in (("b_to_a", is_b, ~is_b), ("a_to_b", ~is_b, is_b)):
+            block = weight[src][:, dst]
+            dr = rows[dst][None, :] - rows[src][:, None]
+            dc = cols[dst][None, :] - cols[src][:, None]
+            same_row = dr == 0
+            for off in torch.unique(dc[same_row]).tolist():
+                sel = same_row & (dc == off)
+                mass[key][int(off)] = mass[key].get(int(off), 0.0) + float(block[sel].sum())
+    out: dict[str, Any] = {"layers": layers}
+    for key, dist in mass.items():
+        total = sum(dist.values())
+        norm = {k: v / total for k, v in sorted(dist.items()) if v > 0} if total > 0 else {}
+        out[key] = norm
+        out[f"{key}_mean_dc"] = sum(k * v for k, v in norm.items()) if norm else None
+    return out
 
 
 def token_scores(model: TaskModel, batch_a: Any, batch_b: Any) -> list[Tensor]:
