@@ -35,7 +35,8 @@ def test_study_runs_resumes_and_summarizes(tmp_path):
     assert reg.run_study(out, TINY, **kw)["done"] == 0
     spec = json.loads((out / "runs" / "d8px" / "mango" / "seed1" / "metrics.json").read_text())["spec"]
     assert spec["preset"]["selection_split"] and spec["preset"]["sensor_baseline_m"] > 0
-    s = reg.summarize(out, {"mango": {"nominal": 10, "receiving_gradient": 10}})
+    s = reg.summarize(out, {"mango": {"nominal": 10, "receiving_gradient": 10}},
+                      {"mango": [90.0, 91.0, 92.0], "concat": [0.0, 0.5]})
     assert s["runs_finished"] == 12
     row = s["table"]["d8px"]["mango"]
     assert row["n"] == 2 and row["median_disparity_px"] > 0
@@ -44,6 +45,8 @@ def test_study_runs_resumes_and_summarizes(tmp_path):
     assert d["mean"] == pytest.approx(row["mean"] - s["table"]["d8px"]["mango-noattn"]["mean"])
     assert s["attention_gain_trend"]["seeds"] == [0, 1]
     assert s["verdicts"]["hypothesis"] in ("confirmed", "refuted", "not shown")
+    assert s["aligned_check"]["mango"]["worse_by_more_than_sd"] is True  # far below the made-up 91 +- 1
+    assert s["aligned_check"]["concat"]["worse_by_more_than_sd"] is False
     md = (out / "summary.md").read_text()
     assert "MANGO minus each model" in md and "| mango | 10 | 10 |" in md
     from mango_lite.viz.registration import plot_dose_response
@@ -56,3 +59,11 @@ def test_the_no_attention_control_leaves_its_query_key_weights_without_gradient(
     assert p["mango"]["receiving_gradient"] == p["mango"]["nominal"]
     assert p["concat"]["receiving_gradient"] == p["concat"]["nominal"]
     assert p["mango-noattn"]["receiving_gradient"] < 0.9 * p["mango-noattn"]["nominal"]
+
+
+def test_aligned_reference_reads_the_committed_older_runs():
+    from pathlib import Path
+
+    ref = reg.aligned_reference(Path(__file__).resolve().parents[1] / "results")
+    assert {"mango", "concat", "crossattn", "tokenfusion", "mango-noattn"} <= set(ref)
+    assert all(len(v) == 3 for v in ref.values())

@@ -364,7 +364,8 @@ def cmd_registration(args: argparse.Namespace) -> int:
         from ..errors import MangoLiteError
 
         raise MangoLiteError(f"registration --summarize-only: {out / 'plan.json'} not found; run the study first")
-    summary = reg.summarize(out, reg.effective_parameters(preset, models))
+    summary = reg.summarize(out, reg.effective_parameters(preset, models, cache_dir=args.data_cache),
+                            reg.aligned_reference(out.parent))
     if summary["runs_finished"]:
         from ..viz.registration import plot_dose_response
 

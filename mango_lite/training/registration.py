@@ -173,11 +173,13 @@ def collect(out: str | Path) -> dict[str, Any]:
     return {"plan": plan, "runs": runs}
 
 
-def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | None = None,
+              reference: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Per level and model: mean and sd of the test metric over the finished seeds; MANGO against every
     other model, paired by seed, with 95 % t intervals; the attention's gain (MANGO - no-attention) against
     the level (per-seed slopes, t interval); the protocol's verdicts. Writes ``summary.json`` / ``summary.md``.
-    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see :func:`parameters_receiving_gradient`)."""
+    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see :func:`parameters_receiving_gradient`);
+    ``reference``: model -> per-seed aligned results of the older protocol (:func:`aligned_reference`)."""
     got = collect(out)
     plan, runs = got["plan"], got["runs"]
     levels = [lv for lv in plan["levels_px"] if lv in runs]
@@ -207,11 +209,47 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
                "runs_finished": sum(len(s) for lv in runs.values() for s in lv.values()), "table": table,
                "mango_minus": paired, "attention_gain_trend": trend,
                "verdicts": _verdicts(plan, paired, trend, table), "effective_params": effective_params or {},
+               "aligned_check": _aligned_check(table, level_name(min(plan["levels_px"])), reference or {}),
                "devices": sorted({r["device"] for lv in runs.values() for s in lv.values() for r in s.values()
                                   if r.get("device")})}
     atomic_write_json(Path(out) / "summary.json", summary)
     atomic_write_text(Path(out) / "summary.md", summary_markdown(summary))
     return summary
+
+
+def aligned_reference(results_dir: str | Path) -> dict[str, list[float]]:
+    """Per-seed test mIoU of the pixel-aligned NYUDv2 stand-in under the older protocol (no selection split,
+    the reported split also selecting; the training split 15 % larger): ``results/cpu-seeds`` for the fusions
+    and ``results/mechanisms/segmentation-nyudv2`` for MANGO's controls. The protocol's secondary check 3."""
+    root = Path(results_dir)
+    out: dict[str, list[float]] = {}
+    seeds = root / "cpu-seeds" / "seeds.json"
+    if seeds.is_file():
+        group = json.loads(seeds.read_text(encoding="utf-8"))["groups"].get(f"{TASK}/{DATASET}", {})
+        for model, row in group.get("models", {}).items():
+            out[model] = [float(v) for v in row["values"]]
+    mech = root / "mechanisms" / f"{TASK}-{DATASET}" / "mechanisms.json"
+    if mech.is_file():
+        for model, row in json.loads(mech.read_text(encoding="utf-8"))["rows"].items():
+            if model not in out:
+                out[model] = [float(r["metric"]) for _, r in sorted(row["runs"].items()) if r.get("metric") is not None]
+    return out
+
+
+def _aligned_check(table: dict[str, Any], zero: str, reference: dict[str, list[float]]) -> dict[str, Any]:
+    """Each model at the aligned level against its result under the older protocol: the difference of the
+    means and whether it is below by more than the older runs' seed sd (secondary check 3)."""
+    out = {}
+    for model, row in table.get(zero, {}).items():
+        ref = reference.get(model)
+        if not ref or len(ref) < 2:
+            continue
+        mean = float(np.mean(ref))
+        sd = float(np.std(ref, ddof=1))
+        diff = row["mean"] - mean
+        out[model] = {"now": row["mean"], "before": mean, "before_sd": sd, "difference": diff, "n_now": row["n"],
+                      "worse_by_more_than_sd": bool(diff < -sd)}
+    return out
 
 
 def _gain_trend(plan: dict[str, Any], runs: dict[float, Any]) -> dict[str, Any] | None:
@@ -305,6 +343,14 @@ def summary_markdown(s: dict[str, Any]) -> str:
     for key, value in v.items():
         if key not in ("aligned_models",):
             lines.append(f"- {key.replace('_', ' ')}: {'not yet (runs missing)' if value is None else value}")
+    if s.get("aligned_check"):
+        lines += ["", "## At 0 px, against the older protocol's aligned runs (secondary check 3)", "",
+                  "The older runs selected and reported on one split and trained on 15 % more frames.", "",
+                  "| model | now (mean, n) | before (mean ± sd) | difference | below by more than the sd |",
+                  "|---|---|---|---|---|"]
+        for m, c in s["aligned_check"].items():
+            lines.append(f"| {m} | {c['now']:.2f} ({c['n_now']}) | {c['before']:.2f} ± {c['before_sd']:.2f} | "
+                         f"{c['difference']:+.2f} | {'yes' if c['worse_by_more_than_sd'] else 'no'} |")
     if s.get("effective_params"):
         lines += ["", "## Trainable parameters: nominal and receiving a gradient", "",
                   "| model | nominal | receiving gradient |", "|---|---:|---:|"]
