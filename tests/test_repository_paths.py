@@ -52,3 +52,24 @@ def test_modules_are_named_by_what_they_hold():
     vague = [str(p.relative_to(ROOT)) for p in _tracked()
              if p.suffix == ".py" and re.search(r"_(extra|misc|utils2|helpers)$", p.stem)]
     assert not vague, f"modules named by nothing they hold: {vague}"
+
+
+def test_plain_pytest_collects_modules_that_import_the_test_helpers(tmp_path):
+    """`pytest` (the script, started outside the repository) as well as `python -m pytest` must import
+    `tests.conftest` helpers: pyproject puts the repository root on sys.path for it."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = shutil.which("pytest", path=str(Path(sys.executable).parent)) or shutil.which("pytest")
+    if script is None:
+        import pytest
+
+        pytest.skip("no pytest script on PATH")
+    done = subprocess.run([script, "--collect-only", "-q", "-p", "no:cacheprovider",
+                           str(root / "tests" / "test_numerical_guards.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "collected" in done.stdout.splitlines()[-1]
