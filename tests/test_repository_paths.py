@@ -73,3 +73,16 @@ def test_plain_pytest_collects_modules_that_import_the_test_helpers(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "collected" in done.stdout.splitlines()[-1]
+
+
+def test_the_version_is_written_once():
+    """pyproject reads the version from mango_lite.__version__: the installed metadata agrees with it."""
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    import mango_lite
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in meta["project"] and "version" in meta["project"]["dynamic"]
+    assert importlib.metadata.version("mango_lite") == mango_lite.__version__
