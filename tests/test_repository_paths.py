@@ -78,10 +78,13 @@ def test_plain_pytest_collects_modules_that_import_the_test_helpers(tmp_path):
 def test_the_version_is_written_once():
     """pyproject reads the version from mango_lite.__version__: the installed metadata agrees with it."""
     import importlib.metadata
-    import tomllib
     from pathlib import Path
 
+    import pytest
+
     import mango_lite
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert "version" not in meta["project"] and "version" in meta["project"]["dynamic"]
