@@ -1,4 +1,5 @@
-"""ICA's per-row gamma (``gamma_mode``, a labelled deviation from the paper): A = I + diag(gamma(X1)) S.
+"""ICA's per-row gamma (``gamma_mode``, a labelled deviation from the paper): A = I + diag(gamma(X1)) S, and its
+learnable diagonal logit offset (``self_logit``, likewise a labelled deviation): S = softmax(mask(logits + diag(beta))).
 
 Every check runs in float64 with all parameters moved away from their (zero) initial values, so a missing
 log-det term or a gamma that secretly reads X2 cannot hide behind an identity start."""
@@ -6,6 +7,7 @@ log-det term or a gamma that secretly reads X2 cannot hide behind an identity st
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -276,3 +278,204 @@ def test_alignment_toy_takes_a_gamma_mode_and_reports_per_modality_gammas():
     assert alignment_layer(8, 2, attention=False, gamma_mode="token").inert
     fit = fit_alignment(layer, shift=2, steps=3, batch=8)
     assert fit["gamma_a"] != fit["gamma_b"]  # the two modalities' rows moved apart
+
+
+# -------------------------------------------------------------------------- self_logit: diagonal offset beta
+
+
+def _old_attention_probs(m: ICA, x1: torch.Tensor) -> torch.Tensor:
+    """The masked softmax exactly as ICA computed it before ``self_logit`` existed (grid-free layers)."""
+    b, t, _ = x1.shape
+    q = m.query_norm(m.query(x1).view(b, t, m.heads, m.qk_head_dim)).transpose(1, 2)
+    k = m.key_norm(m.key(x1).view(b, t, m.heads, m.qk_head_dim)).transpose(1, 2)
+    q = q * (torch.exp(-m.log_temperature).view(1, m.heads, 1, 1) / m.qk_head_dim**0.5)
+    return torch.softmax((q @ k.transpose(-1, -2)).masked_fill_(m.blocked, float("-inf")), dim=-1)
+
+
+@pytest.mark.parametrize("triangle", ["upper", "lower"])
+@pytest.mark.parametrize("partition", ["mmca", "imca", "lica"])
+@pytest.mark.parametrize("mode", ["head", "token"])
+def test_self_logit_three_checks(mode, partition, triangle):
+    """Round trip, inverse log-det = -log-det, log-det = slogdet of the autograd Jacobian, float64, every variant,
+    with every parameter (the offset included) moved from its start."""
+    for variant in PARTITION_VARIANTS[partition]:
+        m = _layer(mode, partition, variant, triangle, heads=2, self_logit=True)
+        beta = m.self_logit_offset.detach()
+        assert beta.abs().min() > 1e-3 and beta[0] != beta[1], "perturb_parameters should move the offsets"
+        x = _x()
+        x1 = m.partition.partition(x)[0]
+        s = m.attention_probs(x1)
+        assert torch.allclose(s.sum(-1), torch.ones_like(s.sum(-1)), atol=1e-12)  # still row-stochastic
+        assert torch.equal(s, s.triu() if triangle == "upper" else s.tril())  # still triangular
+        assert torch.diagonal(s, dim1=-2, dim2=-1).min() > 0
+        z, ld = m(x)
+        xr, ld_inv = m.inverse(z)
+        assert torch.allclose(xr, x, atol=1e-10, rtol=0), f"round trip error {(xr - x).abs().max():.3g}"
+        assert torch.allclose(ld_inv, -ld, atol=1e-10, rtol=0)
+        jac = jacobian_logdet(lambda v: m(v)[0], x)
+        assert torch.allclose(ld, jac, atol=1e-9, rtol=1e-9), f"{mode} {partition}{variant} {triangle}: {ld} vs {jac}"
+        want = m.head_dim * torch.log1p(m.row_gamma(x1) * torch.diagonal(s, dim1=-2, dim2=-1)).sum((1, 2))
+        assert torch.allclose(ld, want, atol=1e-12, rtol=0)
+        with torch.no_grad():  # the in-place no-grad inverse must agree exactly with the autograd one
+            xr2, ld_inv2 = m.inverse(z)
+        assert torch.equal(xr2, xr.detach()) and torch.equal(ld_inv2, ld_inv.detach())
+
+
+@pytest.mark.parametrize("kw", [{"gamma": None}, {"gamma_mode": "modality", "grid": (2, 2), "gamma_rate": 5.0}])
+def test_self_logit_with_the_papers_gamma_and_with_positions(kw):
+    kw = dict(kw)
+    m = _layer(kw.pop("gamma_mode", "head"), "imca", 1, "lower", heads=1, self_logit=True, **kw)
+    x = _x()
+    z, ld = m(x)
+    xr, ld_inv = m.inverse(z)
+    assert torch.allclose(xr, x, atol=1e-10, rtol=0) and torch.allclose(ld_inv, -ld, atol=1e-10, rtol=0)
+    assert torch.allclose(ld, jacobian_logdet(lambda v: m(v)[0], x), atol=1e-9, rtol=1e-9)
+    assert torch.allclose(m.mixing_matrix(x)[:, 0] @ x, z, atol=1e-10)  # one head: one matrix for every channel
+
+
+def test_self_logit_off_is_the_old_layer_exactly():
+    for partition in ("mmca", "imca", "lica"):
+        torch.manual_seed(0)
+        default = ICA(dim=4, tokens=4, partition=partition, heads=2, gamma_rate=10.0).double()
+        torch.manual_seed(0)
+        off = ICA(dim=4, tokens=4, partition=partition, heads=2, gamma_rate=10.0, self_logit=False).double()
+        assert default.self_logit is False and not hasattr(default, "self_logit_offset")
+        assert list(default.state_dict()) == list(off.state_dict())
+        assert not any("self_logit" in k for k in default.state_dict())
+        assert "self_logit" not in repr(default)
+        perturb_parameters(default, 0.3, torch.Generator().manual_seed(1))
+        off.load_state_dict(default.state_dict())
+        x = _x()
+        x1 = default.partition.partition(x)[0]
+        assert torch.equal(default.attention_probs(x1), _old_attention_probs(default, x1))
+        (za, lda), (zb, ldb) = default(x), off(x)
+        assert torch.equal(za, zb) and torch.equal(lda, ldb)
+    # the head-mode state_dict keys of the layer before gamma_mode and self_logit existed
+    torch.manual_seed(0)
+    assert list(ICA(dim=4, tokens=4, partition="mmca", heads=2).state_dict()) == [
+        "log_temperature", "gate", "partition.perm", "partition.perm_inv", "query.weight", "key.weight",
+        "query_norm.weight", "query_norm.bias", "key_norm.weight"]
+
+
+@pytest.mark.parametrize("mode", GAMMA_MODES)
+def test_self_logit_starts_as_the_layer_without_it(mode):
+    """Zero-initialised offset: same outputs, log-det and inverse as without it, bit for bit; one extra key."""
+    off = _layer(mode, "imca", 2, "lower", perturb=False, gamma_rate=10.0)
+    on = _layer(mode, "imca", 2, "lower", perturb=False, gamma_rate=10.0, self_logit=True)
+    assert set(on.state_dict()) - set(off.state_dict()) == {"self_logit_offset"}
+    assert float(on.self_logit_offset.detach().abs().max()) == 0.0 and on.self_logit_offset.shape == (2,)
+    assert "self_logit=True" in repr(on)
+    perturb_parameters(off, 0.3, torch.Generator().manual_seed(3))
+    on.load_state_dict(off.state_dict(), strict=False)
+    x = _x()
+    (za, lda), (zb, ldb) = off(x), on(x)
+    assert torch.equal(za, zb) and torch.equal(lda, ldb)
+    assert torch.equal(off.inverse(za)[0], on.inverse(zb)[0])
+
+
+@pytest.mark.parametrize("triangle", ["upper", "lower"])
+def test_a_positive_offset_raises_and_a_negative_one_lowers_the_diagonal_weight(triangle):
+    m = _layer("head", "lica", 0, triangle, heads=2, self_logit=True)
+    x1 = m.partition.partition(_x())[0]
+
+    def probs(beta: float) -> torch.Tensor:
+        with torch.no_grad():
+            m.self_logit_offset.fill_(beta)
+        return m.attention_probs(x1).detach()
+
+    base, up, down = probs(0.0), probs(1.5), probs(-1.5)
+    diag = [torch.diagonal(s, dim1=-2, dim2=-1) for s in (base, up, down)]
+    # every row with more than one allowed column (the last row of the upper triangle, the first of the lower,
+    # attends to itself only: s_ii = 1 whatever beta)
+    free = slice(0, m.tokens - 1) if triangle == "upper" else slice(1, m.tokens)
+    single = m.tokens - 1 if triangle == "upper" else 0
+    assert (diag[1][..., free] > diag[0][..., free] + 1e-3).all()
+    assert (diag[2][..., free] < diag[0][..., free] - 1e-3).all()
+    for d in diag:
+        assert torch.equal(d[..., single], torch.ones_like(d[..., single]))
+    # exactly the softmax with the diagonal logit moved: off-diagonal weights scaled by one factor per row, the
+    # diagonal's odds against the rest multiplied by e^beta
+    for s, beta in ((up, 1.5), (down, -1.5)):
+        d0, d = diag[0][..., free], torch.diagonal(s, dim1=-2, dim2=-1)[..., free]
+        odds0, odds = d0 / (1 - d0), d / (1 - d)
+        assert torch.allclose(odds / odds0, torch.full_like(odds, math.exp(beta)), rtol=1e-10)
+    # a per-head offset: moving head 0's leaves head 1's S unchanged
+    with torch.no_grad():
+        m.self_logit_offset.copy_(torch.tensor([-2.0, 0.0], dtype=D64))
+    s = m.attention_probs(x1).detach()
+    assert torch.equal(s[:, 1], base[:, 1]) and not torch.allclose(s[:, 0], base[:, 0])
+
+
+def test_self_logit_offset_gets_a_gradient_and_is_learned_when_gamma_is_fixed():
+    m = _layer("head", "imca", 0, "lower", self_logit=True)
+    x = _x()
+    z, ld = m(x)
+    (0.5 * z.square().sum() - ld.sum()).backward()
+    g = m.self_logit_offset.grad
+    assert g is not None and torch.isfinite(g).all() and g.abs().min() > 1e-8
+    fixed = ICA(dim=4, tokens=4, partition="imca", gamma=0.3, learn_gamma=False, self_logit=True)
+    assert "self_logit_offset" in dict(fixed.named_parameters())  # part of S, like the temperature
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    fresh = _layer("head", "imca", 0, "lower", seed=7, perturb=False, self_logit=True)
+    fresh.load_state_dict(torch.load(buf))
+    with torch.no_grad():
+        assert torch.equal(fresh(x)[0], m(x)[0].detach())
+
+
+def test_self_logit_is_threaded_through_block_multiscale_and_build_model():
+    from mango_lite.models import build_model
+    from mango_lite.models.task_models import FUSION_KEYS, relevant_config
+
+    def flags(module):
+        return {m.self_logit for m in module.modules() if isinstance(m, ICA)}
+
+    assert flags(MangoBlock(dim=4, tokens=4, self_logit=True)) == {True}
+    assert flags(MangoBlock(dim=4, tokens=4)) == {False}
+    assert flags(MultiscaleMango(channels=1, size=8, scales=2, self_logit=True)) == {True}
+    assert flags(MultiscaleMango(channels=1, size=8, scales=2)) == {False}
+    assert "flow_self_logit" in FUSION_KEYS["mango"]
+    kw = dict(in_channels=(3, 1), num_outputs=3, image_size=32, width=4, blocks=1, scales=2)
+    model = build_model("segmentation", "mango", flow_self_logit=True, flow_gamma_mode="modality", **kw)
+    assert flags(model) == {True} and model.config["flow_self_logit"] is True
+    default = build_model("segmentation", "mango", **kw)
+    assert flags(default) == {False} and "flow_self_logit" not in default.config  # stored configs unchanged
+    concat = build_model("segmentation", "concat", flow_self_logit=True, **kw)
+    assert "flow_self_logit" not in concat.config
+    assert "flow_self_logit" not in relevant_config({**concat.config, "flow_self_logit": True})
+    rebuilt = build_model(**{k: v for k, v in model.config.items() if k not in ("task", "fusion")},
+                          task="segmentation", fusion="mango")
+    assert flags(rebuilt) == {True}
+    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
+    assert torch.isfinite(model(a, b).aux["flow_bpd"])
+
+
+def test_multiscale_with_self_logit_round_trips():
+    torch.manual_seed(0)
+    m = MultiscaleMango(channels=1, size=8, scales=2, gamma_mode="token", gamma_rate=5.0, alternate=True,
+                        self_logit=True).double()
+    xa, xb = torch.randn(3, 1, 8, 8, dtype=D64), torch.randn(3, 1, 8, 8, dtype=D64)
+    m.train()
+    with torch.no_grad():
+        m((xa, xb))  # ActNorm data init
+    m.eval()
+    perturb_parameters(m, 0.1, torch.Generator().manual_seed(2))
+    z, ld = m((xa, xb))
+    (ra, rb), ld_inv = m.inverse(z)
+    assert torch.allclose(ra, xa, atol=1e-9) and torch.allclose(rb, xb, atol=1e-9)
+    assert torch.allclose(ld_inv, -ld, atol=1e-8)
+
+
+def test_alignment_toy_takes_self_logit():
+    from mango_lite.training.alignment import alignment_layer, alignment_study
+
+    layer = alignment_layer(8, 2, gamma_mode="modality", self_logit=True)
+    assert layer.self_logit and layer.gamma_mode == "modality"
+    control = alignment_layer(8, 2, attention=False, self_logit=True)
+    assert control.inert and not control.self_logit  # the control stays the identity, with no extra parameter
+    study = alignment_study(seeds=(0,), tokens=8, dim=2, shift=2, steps=5, gamma_mode="modality", self_logit=True)
+    (row,) = study["rows"]
+    assert study["self_logit"] is True and row["self_logit_offset"] != 0.0 and 0 < row["self_weight_b"] < 1
+    plain = alignment_study(seeds=(0,), tokens=8, dim=2, shift=2, steps=0)
+    assert plain["self_logit"] is False and plain["rows"][0]["self_logit_offset"] == 0.0

@@ -64,6 +64,8 @@ class MangoBlock(InvertibleModule):
         positions: fixed 2-D positional codes on every ICA's queries and keys.
         conditioner: "tokens" (coupling conditioner convolves along the token sequence) or "grid" (3x3 on
             each modality's h x w map).
+        self_logit: a learnable per-head offset on every ICA's diagonal attention logits (a deviation from the
+            paper, see :mod:`mango_lite.flows.ica`; default ``False``).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class MangoBlock(InvertibleModule):
         positions: bool = False,
         conditioner: str = "tokens",
         gamma_mode: str = "head",
+        self_logit: bool = False,
     ) -> None:
         super().__init__()
         self.dim, self.tokens = dim, tokens
@@ -98,6 +101,7 @@ class MangoBlock(InvertibleModule):
                 dim, tokens, name, variant, heads, gamma=gamma, qk_dim=qk_dim,
                 triangle="lower" if alternate and i % 2 else "upper", learn_gamma=learn_gamma,
                 gamma_rate=gamma_rate, grid=grid if positions else None, gamma_mode=gamma_mode,
+                self_logit=self_logit,
             ))
         mods.append(ActNorm(dim))
         mods.append(Coupling(dim, hidden, flip=flip_coupling, grid=grid if conditioner == "grid" else None))

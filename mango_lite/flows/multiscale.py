@@ -60,8 +60,8 @@ class MultiscaleMango(InvertibleModule):
         scales: number of squeeze/split levels.
         blocks: MangoBlocks per scale. heads / hidden / layers / gamma: passed to every MangoBlock.
         qk_dim: cap on every ICA's query/key width (``min(qk_dim, D_s)`` at scale s; ``None`` = D_s).
-        alternate / learn_gamma / gamma_rate / gamma_mode / positions / conditioner: passed to every MangoBlock (see
-            there); the grid of scale s, (H / 2**(s+1), W / 2**(s+1)), is supplied here.
+        alternate / learn_gamma / gamma_rate / gamma_mode / positions / conditioner / self_logit: passed to every
+            MangoBlock (see there); the grid of scale s, (H / 2**(s+1), W / 2**(s+1)), is supplied here.
 
     forward(x) with x = (xa, xb), each (B, C, H, W)  ->  (latents, logdet).
     """
@@ -83,6 +83,7 @@ class MultiscaleMango(InvertibleModule):
         positions: bool = False,
         conditioner: str = "tokens",
         gamma_mode: str = "head",
+        self_logit: bool = False,
     ) -> None:
         super().__init__()
         h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -111,7 +112,7 @@ class MultiscaleMango(InvertibleModule):
                 d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma,
                 qk_dim=None if qk_dim is None else min(qk_dim, d), alternate=alternate,
                 learn_gamma=learn_gamma, gamma_rate=gamma_rate, grid=(hs, ws), positions=positions,
-                conditioner=conditioner, gamma_mode=gamma_mode,
+                conditioner=conditioner, gamma_mode=gamma_mode, self_logit=self_logit,
             ) for i in range(blocks)]
             self.stages.append(FlowSequence(mods))
             self.feature_channels.append(d)

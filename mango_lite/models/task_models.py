@@ -49,7 +49,7 @@ IGNORE_INDEX = 255
 FUSION_KEYS: dict[str, frozenset[str]] = {
     "mango": frozenset({"flow_weight", "flow_noise", "flow_hidden", "flow_qk_dim", "flow_gamma", "flow_learn_gamma",
                         "flow_gamma_rate", "flow_alternate", "flow_positions", "flow_conditioner", "partitions",
-                        "layers", "flow_nll_to_encoders", "flow_gamma_mode"}),
+                        "layers", "flow_nll_to_encoders", "flow_gamma_mode", "flow_self_logit"}),
     "tokenfusion": frozenset({"sparsity_weight", "exchange_threshold"}),
     "concat": frozenset({"context_dilations", "context_hidden"}),
 }
@@ -273,6 +273,7 @@ def build_model(
     flow_positions: bool = True,
     flow_conditioner: str = "grid",
     flow_gamma_mode: str = "head",
+    flow_self_logit: bool = False,
     flow_nll_to_encoders: bool = False,
     sparsity_weight: float = 1e-4,
     exchange_threshold: float = 0.02,
@@ -314,6 +315,8 @@ def build_model(
     ``flow_gamma_mode``: "head" (default: one gamma per ICA head), "token" or "modality" (a gamma per X2 row, a
     deviation from the paper: :mod:`mango_lite.flows.ica`); stored in ``config`` only when not "head", so
     configurations written before it still describe the same model.
+    ``flow_self_logit``: a learnable per-head offset on every ICA's diagonal attention logits (a deviation from the
+    paper: :mod:`mango_lite.flows.ica`); stored in ``config`` only when ``True``, likewise.
     ``flow_nll_to_encoders``: ``False`` (default): the NLL term trains the flow only (stop-gradient on the
     flow's input for the likelihood; the task loss still trains everything), so the encoders cannot lower it
     by shrinking or collapsing the features; costs a second backward pass through the flow in training (none
@@ -382,7 +385,7 @@ def build_model(
             width, (h, w), scales, blocks, heads, outs, layers=layers, noise=flow_noise,
             hidden=flow_hidden, qk_dim=flow_qk_dim, gamma=flow_gamma, learn_gamma=flow_learn_gamma,
             gamma_rate=flow_gamma_rate, alternate=flow_alternate, positions=flow_positions,
-            conditioner=flow_conditioner, gamma_mode=flow_gamma_mode,
+            conditioner=flow_conditioner, gamma_mode=flow_gamma_mode, self_logit=bool(flow_self_logit),
             # with weight 0 no NLL gradient reaches anything: skip the flow-only backward pass
             nll_to_encoders=flow_nll_to_encoders or not flow_weight,
         )
@@ -425,6 +428,8 @@ def build_model(
     )
     if fusion == "mango" and flow_gamma_mode != "head":
         config["flow_gamma_mode"] = flow_gamma_mode
+    if fusion == "mango" and flow_self_logit:
+        config["flow_self_logit"] = True
     return TaskModel(
         task, fusion, enc_a, enc_b, fuse, head, flow_weight=flow_weight, sparsity_weight=sparsity_weight,
         tokenizer=tokenizer, pos_weight=pos_weight, config=config,
