@@ -88,3 +88,19 @@ def test_the_command_line_writes_and_trains_on_misregistered_stand_ins(tmp_path,
     assert main(["train", "--task", "segmentation", "--model", "concat", "--preset", "quick", "--sensor-baseline",
                  "-1", "--out", str(tmp_path / "bad")]) != 0
     assert "expected metres >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mango-gamma-token", "mango-gamma-token-diag"])
+def test_the_ica_variants_of_the_study_build_with_their_options_and_train(tmp_path, name):
+    from mango_lite.flows import InvertibleCrossAttention
+    from mango_lite.training import train_task
+
+    res = train_task("segmentation", name, TINY.with_overrides(epochs=1), tmp_path / name, cache_dir=tmp_path / "data",
+                     progress=False, verbose=False)
+    assert res.fusion == "mango" and res.metrics["loss"] == res.metrics["loss"]
+    from mango_lite.training.tasks import load_model
+
+    net, spec, _ = load_model(tmp_path / name)
+    icas = [m for m in net.modules() if isinstance(m, InvertibleCrossAttention)]
+    assert icas and all(m.gamma_mode == "token" for m in icas)
+    assert all(hasattr(m, "self_logit_offset") == name.endswith("-diag") for m in icas)

@@ -43,7 +43,9 @@ DISPARITY_LEVELS_PX = (0.0, 2.0, 4.0, 8.0)
 REFERENCE_SIZE = 64
 #: MANGO and its no-attention control (the primary comparison), then the fusions it is compared with
 PRIMARY = ("mango", "mango-noattn")
-MODELS = PRIMARY + ("concat", "concat-context", "crossattn", "tokenfusion", "mango-gamma-token")
+MODELS = PRIMARY + ("concat", "concat-context", "crossattn", "tokenfusion", "mango-gamma-token",
+                    # added after the first runs (PROTOCOL.md, Deviations): the per-row gamma with a diagonal offset
+                    "mango-gamma-token-diag")
 SEEDS = (0, 1, 2)
 
 
@@ -287,9 +289,9 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
         "hypothesis": (None if h1 is None else "confirmed" if h1 else "refuted" if refuted else "not shown"),
         "mango_vs_concat_context_at_largest_level": at_top["concat-context"]["verdict"] if ready("concat-context") else None,
         "mango_vs_crossattn_at_largest_level": at_top["crossattn"]["verdict"] if ready("crossattn") else None,
-        "mango_gamma_token_vs_mango_at_largest_level": (
-            {"better": "worse", "worse": "better"}.get(at_top["mango-gamma-token"]["verdict"], "no difference shown")
-            if ready("mango-gamma-token") else None),
+        **{f"{variant.replace('-', '_')}_vs_mango_at_largest_level": (
+            {"better": "worse", "worse": "better"}.get(at_top[variant]["verdict"], "no difference shown")
+            if ready(variant) else None) for variant in ("mango-gamma-token", "mango-gamma-token-diag")},
         "aligned_level": zero,
         "aligned_models": sorted(table.get(zero, {})),
     }

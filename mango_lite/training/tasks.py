@@ -65,6 +65,9 @@ STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "concat-context": ("concat", {"context_dilations": (1, 2, 3), "context_hidden": "budget"}),
     # MANGO with a gamma per X2 row computed from X1 (flows/ica.py, gamma_mode="token"; a deviation from the paper)
     "mango-gamma-token": ("mango", {"flow_gamma_mode": "token"}),
+    # ... and a learnable offset on the attention's diagonal logits (flows/ica.py, self_logit), which the alignment
+    # toy showed the per-row gamma needs: without it B's rows keep ~0.4 of their attention on themselves
+    "mango-gamma-token-diag": ("mango", {"flow_gamma_mode": "token", "flow_self_logit": True}),
 }
 SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
 TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}

@@ -10,7 +10,8 @@ from .plots import _finish, _plt
 
 #: one colour per model, MANGO and its control first and strongest
 _STYLE = {"mango": ("#c0392b", "o", "-"), "mango-noattn": ("#e59866", "o", "--"),
-          "mango-gamma-token": ("#884ea0", "D", "-"), "concat": ("#5d6d7e", "s", "-"),
+          "mango-gamma-token": ("#884ea0", "D", "-"), "mango-gamma-token-diag": ("#d35400", "D", "--"),
+          "concat": ("#5d6d7e", "s", "-"),
           "concat-context": ("#1f618d", "s", "--"), "crossattn": ("#229954", "^", "-"),
           "tokenfusion": ("#b7950b", "v", "-")}
 
