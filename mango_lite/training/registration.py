@@ -285,7 +285,7 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
     return {
         "largest_level": top,
         "attention_gain_at_largest_level": None if gain is None else gain["verdict"],
-        "attention_gain_rises_with_disparity": rises,
+        "attention_gain_trend": None if rises is None else trend["verdict"],
         "hypothesis": (None if h1 is None else "confirmed" if h1 else "refuted" if refuted else "not shown"),
         "mango_vs_concat_context_at_largest_level": at_top["concat-context"]["verdict"] if ready("concat-context") else None,
         "mango_vs_crossattn_at_largest_level": at_top["crossattn"]["verdict"] if ready("crossattn") else None,
@@ -337,9 +337,14 @@ def summary_markdown(s: dict[str, Any]) -> str:
     if t is None:
         lines.append("Not yet computable: needs MANGO and mango-noattn at every level for at least two seeds.")
     else:
+        span = max(plan["levels_px"]) - min(plan["levels_px"])
         lines.append(f"Slope of (mango - mango-noattn) against the median disparity, per seed then averaged over "
                      f"{len(t['seeds'])} seeds: {t['mean']:+.3f} {t['unit']} [{t['low']:+.3f}, {t['high']:+.3f}]: "
-                     f"{t['verdict']}.")
+                     f"{t['verdict']}. Over the {span:g} px of the study the interval allows a change of the gain between "
+                     f"{t['low'] * span:+.2f} and {t['high'] * span:+.2f} points.")
+        gains = ", ".join(f"seed {s_}: " + " / ".join(f"{g:+.2f}" for g in row) for s_, row in zip(t["seeds"], t["gains"]))
+        lines.append("")
+        lines.append(f"Per-seed gains at {' / '.join(f'{lv:g}' for lv in plan['levels_px'])} px: {gains}.")
     v = s["verdicts"]
     lines += ["", "## Verdicts (the protocol's rules, computed)", ""]
     for key, value in v.items():

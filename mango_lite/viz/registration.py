@@ -19,7 +19,8 @@ _STYLE = {"mango": ("#c0392b", "o", "-"), "mango-noattn": ("#e59866", "o", "--")
 def plot_dose_response(summary: Mapping[str, Any], path: str | os.PathLike | None = None,
                        close: bool | None = None) -> Any:
     """Left: the test metric against the median disparity per model (mean over seeds, 95 % t interval of
-    the mean). Right: MANGO minus each model, paired by seed, with its 95 % t interval (0 = no difference)."""
+    the mean). Right: MANGO minus each model, paired by seed, with its 95 % t interval (0 = no difference),
+    where at least two seeds are paired."""
     plt = _plt()
     plan = summary["plan"]
     levels = plan["levels_px"]
@@ -47,7 +48,7 @@ def plot_dose_response(summary: Mapping[str, Any], path: str | os.PathLike | Non
         xs, ys, lo, hi = [], [], [], []
         for lv in levels:
             d = summary["mango_minus"].get(f"d{lv:g}px", {}).get(m)
-            if d is None:
+            if d is None or d["n"] < 2:  # a single seed has no interval: not drawn here (the table lists it)
                 continue
             xs.append(lv + (k - len(others) / 2) * width)
             ys.append(d["mean"])
