@@ -479,3 +479,19 @@ def test_alignment_toy_takes_self_logit():
     assert study["self_logit"] is True and row["self_logit_offset"] != 0.0 and 0 < row["self_weight_b"] < 1
     plain = alignment_study(seeds=(0,), tokens=8, dim=2, shift=2, steps=0)
     assert plain["self_logit"] is False and plain["rows"][0]["self_logit_offset"] == 0.0
+
+
+def test_the_token_read_is_scaled_by_one_over_sqrt_d_and_not_by_the_gate_rate():
+    """gamma_i = tanh(r (g_h + b_i) + w . LN(x1_i) / sqrt(D)): the read of X1 is not sped up by the rate (with
+    D weights each moved about lr per Adam step, rate 10 made gamma saturate at -1 in the task models)."""
+    torch.manual_seed(0)
+    d = 64
+    m = ICA(dim=d, tokens=4, partition="imca", gamma=0.1, gamma_rate=10.0, gamma_mode="token")
+    with torch.no_grad():
+        m.gamma_proj.copy_(torch.randn_like(m.gamma_proj))
+        m.gamma_row.copy_(0.01 * torch.randn_like(m.gamma_row))
+    x1 = torch.randn(2, 4, d)
+    read = torch.nn.functional.layer_norm(x1, (d,)) @ m.gamma_proj.T / d ** 0.5  # (B, T, heads)
+    want = torch.tanh(m.gamma_rate * (m.gate[:, None] + m.gamma_row)[None] + read.transpose(1, 2))
+    assert torch.allclose(m.row_gamma(x1), want, atol=1e-6)
+    assert m.row_gamma(x1).abs().max() < 0.999  # unit-variance weights keep it off saturation

@@ -47,7 +47,7 @@ gamma_i, still computed from X1 alone (constants count as functions of X1):
     A = I + diag(gamma) S,   Y2 = A X2,   gamma = (gamma_1, ..., gamma_T) per head, |gamma_i| < 1
 
 * ``"head"`` (default, the layer as described above, bit for bit): gamma_i = tanh(r g_h) for every row.
-* ``"token"``: gamma_i = tanh(r (g_h + b_{h,i} + w_h . LN(x1_i))), with b (heads, T) a learned bias per row
+* ``"token"``: gamma_i = tanh(r (g_h + b_{h,i}) + w_h . LN(x1_i) / sqrt(D)), with b (heads, T) a learned bias per row
   and w (heads, D) a linear read of X1's token i (LN = layer norm without affine parameters, so the read
   does not depend on the token's scale; it is 0 when D = 1). Row i of X2 is paired with token i of X1: the
   co-located token for MMCA, a neighbouring one for IMCA, the token at the same row of W x for LICA.
@@ -303,10 +303,12 @@ class InvertibleCrossAttention(InvertibleModule):
             return self.gamma.view(1, self.heads, 1, 1)
         arg = self.gate.view(1, self.heads, 1)
         if self.gamma_mode == "token":
-            read = F.linear(F.layer_norm(x1, (self.dim,)), self.gamma_proj.to(x1.dtype))  # (B, T, heads)
-            arg = arg + self.gamma_row + read.transpose(1, 2)
-        else:
-            arg = arg + self.gamma_modality[:, self.x2_modality()]
+            # the read of X1's token is not sped up by gamma_rate and is scaled by 1/sqrt(D): Adam moves each of
+            # its D weights by about lr per step, so at rate 10 and D = 64 the argument of tanh jumped by ~0.5 a
+            # step and gamma saturated at -1 (log-det -inf) within three epochs in the task models
+            read = F.linear(F.layer_norm(x1, (self.dim,)), self.gamma_proj.to(x1.dtype)) / math.sqrt(self.dim)
+            return torch.tanh(self.gamma_rate * (arg + self.gamma_row) + read.transpose(1, 2)).unsqueeze(-1)
+        arg = arg + self.gamma_modality[:, self.x2_modality()]
         return torch.tanh(self.gamma_rate * arg).unsqueeze(-1)
 
     def row_gamma(self, x1: Tensor) -> Tensor:

@@ -24,9 +24,10 @@ def perturb_parameters(module: nn.Module, std: float = 0.3, generator: torch.Gen
     (a CPU generator) makes the draw independent of the global RNG; ``None`` uses the global RNG."""
     from .ica import InvertibleCrossAttention
 
-    # the gate and the per-row gamma offsets (gamma_mode "token" / "modality") enter tanh(gamma_rate * ...)
+    # the gate and the per-row gamma offsets (gamma_mode "token" / "modality") enter tanh(gamma_rate * ...);
+    # the token read (gamma_proj) does not
     rates = {id(p): m.gamma_rate for m in module.modules() if isinstance(m, InvertibleCrossAttention)
-             for name in ("gate", "gamma_row", "gamma_proj", "gamma_modality")
+             for name in ("gate", "gamma_row", "gamma_modality")
              if isinstance(p := getattr(m, name, None), nn.Parameter)}
     with torch.no_grad():
         for p in module.parameters():
