@@ -41,7 +41,7 @@ from .coupling import Coupling
 from .ica import InvertibleCrossAttention
 from .lu import InvertibleLinearLU
 from .multiscale import MultiscaleMango
-from .reshape import Split
+
 
 __all__ = [
     "CrossGridConditioner", "CrossModalCoupling", "CrossGlowBlock", "CrossModalGlow", "live_parameter_count",
@@ -166,25 +166,8 @@ class CrossModalGlow(MultiscaleMango):
             raise ValueError(f"CrossModalGlow: size {(h, w)} must be divisible by 2**scales = {2**scales}")
         self.channels, self.size, self.scales = channels, (h, w), scales
         self.hidden, self.steps = hidden, steps
-        self.stages = nn.ModuleList()
-        self.splits = nn.ModuleList()
-        self.feature_channels: list[int] = []
-        self.latent_shapes: list[tuple[int, int, int]] = []
-        c = channels
-        for s in range(scales):
-            d, hs, ws = 4 * c, h >> (s + 1), w >> (s + 1)
-            mods: list[InvertibleModule] = [ActNorm(d), InvertibleLinearLU(d, axis="channels")]
-            mods += [CrossGlowBlock(d, (hs, ws), hidden, steps, flip=bool(i % 2)) for i in range(blocks)]
-            self.stages.append(FlowSequence(mods))
-            self.feature_channels.append(d)
-            if s < scales - 1:
-                split = Split(d)
-                self.splits.append(split)
-                self.latent_shapes.append((split.n_out, hs, ws))
-                c = split.n_keep
-            else:
-                self.latent_shapes.append((d, hs, ws))
-        silence_children(self)
+        self._build_stages(lambda d, hs, ws, s: [CrossGlowBlock(d, (hs, ws), hidden, steps, flip=bool(i % 2))
+                                                 for i in range(blocks)])
 
     def _pair(self, x: tuple[Tensor, Tensor] | Tensor) -> Tensor:
         try:

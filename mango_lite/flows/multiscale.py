@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -98,25 +98,37 @@ class MultiscaleMango(InvertibleModule):
                 "IMCA needs an even number >= 2 (use fewer scales or larger maps)"
             )
         self.channels, self.size, self.scales = channels, (h, w), scales
-        self.stages = nn.ModuleList()
-        self.splits = nn.ModuleList()
-        self.feature_channels: list[int] = []
-        self.latent_shapes: list[tuple[int, int, int]] = []
-        c = channels
-        for s in range(scales):
-            d, hs, ws = 4 * c, h >> (s + 1), w >> (s + 1)
+
+        def mango_blocks(d: int, hs: int, ws: int, s: int) -> list[InvertibleModule]:
             if d % heads:
                 raise ValueError(f"MultiscaleMango: scale {s} has {d} channels, not divisible by heads={heads}")
-            mods: list[InvertibleModule] = [ActNorm(d), InvertibleLinearLU(d, axis="channels")]
-            mods += [MangoBlock(
+            return [MangoBlock(
                 d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma,
                 qk_dim=None if qk_dim is None else min(qk_dim, d), alternate=alternate,
                 learn_gamma=learn_gamma, gamma_rate=gamma_rate, grid=(hs, ws), positions=positions,
                 conditioner=conditioner, gamma_mode=gamma_mode, self_logit=self_logit,
             ) for i in range(blocks)]
+
+        self._build_stages(mango_blocks)
+
+    def _build_stages(self, make_blocks: Callable[[int, int, int, int], list[InvertibleModule]]) -> None:
+        """The multiscale skeleton shared with other two-modality flows (e.g. the cross-modal Glow control):
+        per scale s, squeeze (in ``encode``) -> ActNorm -> channel LU -> ``make_blocks(D_s, h_s, w_s, s)`` on A's
+        then B's h_s*w_s tokens -> a split prior except at the last scale. Sets ``stages``, ``splits``,
+        ``feature_channels`` and ``latent_shapes`` from ``channels``, ``size`` and ``scales``."""
+        h, w = self.size
+        self.stages = nn.ModuleList()
+        self.splits = nn.ModuleList()
+        self.feature_channels: list[int] = []
+        self.latent_shapes: list[tuple[int, int, int]] = []
+        c = self.channels
+        for s in range(self.scales):
+            d, hs, ws = 4 * c, h >> (s + 1), w >> (s + 1)
+            mods: list[InvertibleModule] = [ActNorm(d), InvertibleLinearLU(d, axis="channels")]
+            mods += make_blocks(d, hs, ws, s)
             self.stages.append(FlowSequence(mods))
             self.feature_channels.append(d)
-            if s < scales - 1:
+            if s < self.scales - 1:
                 split = Split(d)
                 self.splits.append(split)
                 self.latent_shapes.append((split.n_out, hs, ws))
