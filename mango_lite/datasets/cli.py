@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from .synth.misregistration import MISREGISTERED_DATASETS
+
 DATASETS = ("nyudv2", "sunrgbd", "taskonomy", "mmimdb")
 
 
@@ -110,8 +112,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise DataError(f"--n and --size must be positive, got n={args.n}, size={args.size}")
     writer = get_writer(args.name)
     if args.sensor_baseline:
-        if args.name not in ("nyudv2", "taskonomy"):
-            raise DataError(f"--sensor-baseline: only the nyudv2 and taskonomy stand-ins can be misregistered, not {args.name}")
+        if args.name not in MISREGISTERED_DATASETS:
+            raise DataError(f"--sensor-baseline: only the {' and '.join(MISREGISTERED_DATASETS)} stand-ins can be "
+                            f"misregistered, not {args.name}")
         root = writer(args.root, args.n, args.size, args.seed, baseline=args.sensor_baseline)
     else:
         root = writer(args.root, args.n, args.size, args.seed)

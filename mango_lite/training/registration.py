@@ -53,14 +53,14 @@ def calibrate_baselines(levels_px: Sequence[float] = DISPARITY_LEVELS_PX, size: 
                         frames: int = 64, seed: int = DATA_SEED) -> list[float]:
     """The stereo baseline (metres) whose median disparity over the NYUDv2 stand-in's first ``frames``
     frames at ``size`` px is each level: disparity = f b / z, so the median is b * median(f / z)."""
+    from ..datasets.synth.misregistration import disparity_px, focal_px
     from ..datasets.synth.scenes import render_scene
     from ..datasets.synth.writers import _rng
 
-    per_metre = []
+    per_metre = []  # disparity of every pixel for a 1 m baseline: f / z
     for i in range(1, frames + 1):
         z = render_scene(_rng(seed, DATASET, i), size)["depth_clean"]
-        focal = 0.5 * size / np.tan(np.radians(60.0) / 2.0)
-        per_metre.append((focal / z).ravel())
+        per_metre.append(disparity_px(z, focal_px(size), 1.0).ravel())
     px_per_metre = float(np.median(np.concatenate(per_metre)))
     return [round(float(level) / px_per_metre, 4) for level in levels_px]
 
@@ -96,14 +96,17 @@ def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
     return Path(out) / "runs" / level_name(run["level_px"]) / run["model"] / f"seed{run['seed']}"
 
 
-def _finished(folder: Path, preset: Preset, model: str, seed: int) -> bool:
-    """A run folder holds this run's final metrics (same preset, model and seed)."""
+def _finished(folder: Path, preset: Preset, model: str, seed: int) -> dict[str, Any] | None:
+    """This run's final ``metrics.json``, parsed, when the folder holds it (same preset, model and seed);
+    otherwise None."""
     path = folder / "metrics.json"
     if not path.is_file():
-        return False
-    spec = json.loads(path.read_text(encoding="utf-8")).get("spec", {})
-    return spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    spec = done.get("spec", {})
+    same = spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
         json.dumps(preset.to_dict()))
+    return done if same else None
 
 
 def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[str] = MODELS,
@@ -120,7 +123,7 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     atomic_write_json(out / "plan.json", plan)
     base = _preset(preset)
     presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
-    todo = [r for r in plan["runs"] if not _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"])]
+    todo = [r for r in plan["runs"] if _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"]) is None]
     left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
     todo = todo[:max_runs] if max_runs is not None else todo
     log(f"registration study: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
@@ -164,10 +167,9 @@ def collect(out: str | Path) -> dict[str, Any]:
     presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
     runs: dict[float, dict[str, dict[int, dict[str, Any]]]] = {}
     for r in plan["runs"]:
-        folder = run_dir(out, r)
-        if not _finished(folder, presets[r["level_px"]], r["model"], r["seed"]):
+        m = _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"])
+        if m is None:
             continue
-        m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         runs.setdefault(r["level_px"], {}).setdefault(r["model"], {})[r["seed"]] = {
             "metrics": m["metrics"], "params": m["params"], "wall_time_s": m["wall_time_s"],
             "median_disparity_px": (m.get("data", {}).get("meta", {}) or {}).get("median_disparity_px", 0.0),
@@ -278,6 +280,11 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
     def ready(model: str) -> bool:
         return model in at_top and at_top[model]["n"] == full
 
+    def variant_verdict(model: str) -> str | None:
+        if not ready(model):
+            return None
+        return {"better": "worse", "worse": "better"}.get(at_top[model]["verdict"], "no difference shown")
+
     gain = at_top["mango-noattn"] if ready("mango-noattn") else None
     rises = None if trend is None or len(trend["seeds"]) < full else trend["verdict"] == "rises"
     h1 = None if gain is None or rises is None else bool(gain["low"] > 0 and rises)
@@ -289,9 +296,9 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
         "hypothesis": (None if h1 is None else "confirmed" if h1 else "refuted" if refuted else "not shown"),
         "mango_vs_concat_context_at_largest_level": at_top["concat-context"]["verdict"] if ready("concat-context") else None,
         "mango_vs_crossattn_at_largest_level": at_top["crossattn"]["verdict"] if ready("crossattn") else None,
-        **{f"{variant.replace('-', '_')}_vs_mango_at_largest_level": (
-            {"better": "worse", "worse": "better"}.get(at_top[variant]["verdict"], "no difference shown")
-            if ready(variant) else None) for variant in ("mango-gamma-token", "mango-gamma-token-diag")},
+        # the ICA variants are read the other way round: "better" means the variant beats MANGO
+        "mango_gamma_token_vs_mango_at_largest_level": variant_verdict("mango-gamma-token"),
+        "mango_gamma_token_diag_vs_mango_at_largest_level": variant_verdict("mango-gamma-token-diag"),
         "aligned_level": zero,
         "aligned_models": sorted(table.get(zero, {})),
     }

@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from ..datasets.constants import TRANSLATION_PAIRS
+from ..datasets.synth.misregistration import MISREGISTERED_DATASETS
 from ..errors import MangoLiteError
 from ..presets import PRESET_NAMES, Preset, get_preset
 from ..utils import atomic_write_json, device_name, display_path, seed_everything
@@ -232,7 +233,6 @@ def _read_meta(root: Path) -> dict[str, Any]:
 
 
 #: the stand-ins whose second modality can be seen from a displaced camera (``Preset.sensor_baseline_m``)
-MISREGISTERED_DATASETS = ("nyudv2", "taskonomy")
 
 
 def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: str | os.PathLike | None = None,

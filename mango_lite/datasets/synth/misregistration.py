@@ -34,6 +34,9 @@ F32 = np.float32
 #: nearer by more than this fraction of the point's depth (a few times the renderer's depth noise)
 OCCLUSION_TOLERANCE = 0.03
 
+#: the stand-ins whose writers take a sensor baseline (``write_nyudv2`` / ``write_taskonomy(baseline=...)``)
+MISREGISTERED_DATASETS = ("nyudv2", "taskonomy")
+
 
 def displaced_camera(cam: Camera, baseline: float) -> Camera:
     """``cam`` moved ``baseline`` metres along its own right axis (the first column of ``cam.rot``)."""
@@ -109,14 +112,19 @@ def render_scene_misregistered(seed: int | np.random.Generator, size: int = 128,
     return render_misregistered(scene, cam, size, rng, baseline, displaced)
 
 
+def focal_px(size: int, fov_deg: float = 60.0) -> float:
+    """Focal length (pixels) of the stand-ins' cameras (:func:`~.scenes.sample_camera`'s field of view) for a
+    ``size``-pixel image."""
+    return Camera(np.zeros(3, F32), np.eye(3, dtype=F32), fov_deg).focal(int(size))
+
+
 def median_disparity_px(depth: np.ndarray, size: int, baseline: float, fov_deg: float = 60.0) -> float:
     """Median disparity (pixels) of the valid pixels of ``depth`` (metres) for a ``size``-pixel image: the
     misregistration a baseline amounts to, in the unit a model sees."""
-    focal = Camera(np.zeros(3, F32), np.eye(3, dtype=F32), fov_deg).focal(int(size))
-    d = disparity_px(depth, focal, baseline)
+    d = disparity_px(depth, focal_px(size, fov_deg), baseline)
     valid = np.asarray(depth) > 0
     return float(np.median(d[valid])) if valid.any() else 0.0
 
 
 __all__ = ["displaced_camera", "disparity_px", "hidden_from_first", "render_misregistered",
-           "render_scene_misregistered", "median_disparity_px", "OCCLUSION_TOLERANCE"]
+           "render_scene_misregistered", "focal_px", "median_disparity_px", "OCCLUSION_TOLERANCE", "MISREGISTERED_DATASETS"]
