@@ -418,6 +418,32 @@ def test_density_study_runs_every_variant_and_seed():
     assert math.isfinite(res["gaussian_bpd"])
 
 
+def test_density_study_in_workers_and_resumed_gives_the_in_process_numbers(tmp_path):
+    import json
+
+    from mango_lite.datasets.toy import two_modality_shapes
+    from mango_lite.training.density import density_study
+
+    train, val = two_modality_shapes(32, 8, seed=0), two_modality_shapes(8, 8, seed=1)
+    variants = {"mango": {}, "no attention": {"gamma": 0.0, "learn_gamma": False}}
+    kw = dict(size=8, blocks=1, steps=3, seeds=(0, 1), variants=variants)
+    here = density_study(train, val, **kw)
+    ckpt = tmp_path / "partial.json"
+    workers = density_study(train, val, jobs=2, checkpoint=ckpt, **kw)
+    assert not ckpt.exists()  # removed once the study is complete
+    for name in variants:
+        assert workers["variants"][name]["val_bpd"] == pytest.approx(here["variants"][name]["val_bpd"], abs=1e-6)
+    # a killed study: the kept fits are reused (a made-up value proves it), a changed setting is not
+    kept = {"setting": {"size": 8, "blocks": 1, "steps": 3, "lr": 2e-3, "batch_size": 32, "n_train": 32, "n_val": 8},
+            "fits": {"mango|0": {"val_bpd": 123.0, "params": 1, "live_params": 1, "resolved": {}}}}
+    ckpt.write_text(json.dumps(kept))
+    resumed = density_study(train, val, checkpoint=ckpt, **kw)
+    assert resumed["variants"]["mango"]["val_bpd"][0] == 123.0
+    assert resumed["variants"]["mango"]["val_bpd"][1] == pytest.approx(here["variants"]["mango"]["val_bpd"][1], abs=1e-6)
+    ckpt.write_text(json.dumps({**kept, "setting": {**kept["setting"], "steps": 4}}))
+    assert density_study(train, val, checkpoint=ckpt, **kw)["variants"]["mango"]["val_bpd"][0] != 123.0
+
+
 def test_flow_weight_per_task_reaches_the_models():
     from mango_lite.presets import TASK_FLOW_WEIGHTS, get_preset
     from mango_lite.training.tasks import model_kwargs

@@ -67,3 +67,36 @@ def test_aligned_reference_reads_the_committed_older_runs():
     ref = reg.aligned_reference(Path(__file__).resolve().parents[1] / "results")
     assert {"mango", "concat", "crossattn", "tokenfusion", "mango-noattn"} <= set(ref)
     assert all(len(v) == 3 for v in ref.values())
+
+
+def test_train_at_levels_trains_each_level_once_and_the_figures_read_its_models(tmp_path):
+    import numpy as np
+    import torch
+
+    from mango_lite.datasets.synth.misregistration import render_scene_misregistered
+    from mango_lite.models import attention_maps, cross_modal_offsets
+    from mango_lite.training import load_model
+    from mango_lite.viz.registration import plot_misregistered_frame, plot_offset_mass
+
+    kw = dict(levels_px=(0.0, 8.0), epochs=1, jobs=1, cache_dir=tmp_path / "data", log=None)
+    folders = reg.train_at_levels(tmp_path / "runs", TINY, **kw)
+    assert set(folders) == {0.0, 8.0} and folders[8.0].name == "mango" and folders[8.0].parent.name == "d8px"
+    stamp = (folders[8.0] / "metrics.json").stat().st_mtime_ns
+    assert reg.train_at_levels(tmp_path / "runs", TINY, **kw) == folders  # finished runs are reused
+    assert (folders[8.0] / "metrics.json").stat().st_mtime_ns == stamp
+    baselines = {}
+    for lv, folder in folders.items():
+        model, spec, _ = load_model(folder)
+        baselines[lv] = spec["preset"]["sensor_baseline_m"]
+        assert spec["preset"]["selection_split"] and spec["preset"]["epochs"] == TINY.epochs
+    assert baselines[0.0] == 0.0 and baselines[8.0] == pytest.approx(reg.calibrate_baselines((8.0,))[0])
+    records = attention_maps(model, torch.rand(2, 3, 16, 16), torch.rand(2, 1, 16, 16))
+    grid = tuple(s // 2 for s in model.fusion.size)
+    got = cross_modal_offsets(records, grid)
+    assert got["layers"] > 0 and sum(got["b_to_a"].values()) == pytest.approx(1.0)
+    fig = plot_offset_mass({"d8px": got}, {"d8px": 0.5})
+    assert len(fig.axes[0].patches) == len(got["b_to_a"]) and len(fig.axes[0].lines) == 1
+    frame = [render_scene_misregistered(1, 32, b) for b in (0.0, 0.3)]
+    fig = plot_misregistered_frame(*frame, path=tmp_path / "frame.png")
+    assert len(fig.axes) == 5 and (tmp_path / "frame.png").stat().st_size > 1000
+    assert np.array_equal(frame[0]["rgb"], frame[1]["rgb"])

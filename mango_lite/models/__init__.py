@@ -25,7 +25,8 @@ from .fusion import (
     scale_channels,
 )
 from .heads import GenreHead, SegformerHead, TranslationHead
-from .interpret import AttentionRecord, attention_maps, cross_modal_share, modality_contribution, token_scores
+from .interpret import (AttentionRecord, attention_maps, cross_modal_offsets, cross_modal_share, modality_contribution,
+                        token_scores)
 from .pretrained import (
     IMAGE_ENCODERS,
     PretrainedTextEncoder,
@@ -42,6 +43,6 @@ __all__ = [
     "FlowStandardize", "FusionOutput", "GenreHead", "HashTokenizer", "IGNORE_INDEX", "MangoFusion",
     "ModelOutput", "MultiHeadAttention", "PAD_ID", "SegformerHead", "SentenceEncoder", "TASKS", "TaskModel",
     "TextEncoder", "TimmEncoder", "TokenFusion", "TranslationHead", "UnimodalFusion", "VectorEncoder",
-    "attention_maps", "build_image_encoder", "build_model", "split_pretrained_parameters", "count_parameters", "cross_modal_share", "group_norm",
+    "attention_maps", "build_image_encoder", "build_model", "split_pretrained_parameters", "count_parameters", "cross_modal_offsets", "cross_modal_share", "group_norm",
     "layers_for_partitions", "modality_contribution", "scale_channels", "token_scores",
 ]

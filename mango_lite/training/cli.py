@@ -205,6 +205,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--models", nargs="+", default=["mango", "mango-noattn", "mango-nonll", "mango-nll-encoders", "concat"],
                    help="models of the controls study")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="density study: fits at once, one worker process each (default: one per core)")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
     p.add_argument("--dataset", choices=SEGMENTATION_DATASETS, default=None, help="segmentation dataset")
     p.add_argument("--pair", default=None, help=f"translation pair, one of {tuple(PAIRS)}")
@@ -382,8 +384,11 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
     if args.study == "density" and not (args.goals or args.merge):
         from .density import density_markdown, run_density_study
 
+        from .workers import default_jobs
+
         res = run_density_study(args.preset or default_preset_name(), tuple(args.seeds), out,
-                                log=lambda m: print(m, file=__import__("sys").stderr))
+                                log=lambda m: print(m, file=__import__("sys").stderr),
+                                jobs=args.jobs or default_jobs("cpu"))
         print(density_markdown(res))
         return 0
     if args.task is None and not args.goals:

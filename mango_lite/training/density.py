@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -175,6 +176,24 @@ def build_density_flow(channels: int, size: int, blocks: int, opts: dict, scales
     raise ValueError(f"density study: unknown flow {kind!r} (expected 'mango' or 'cross_glow')")
 
 
+def _fit_one_density(job: dict) -> dict:
+    """One variant at one seed (a worker's body, or called in process): seeded by the seed alone, so the
+    result does not depend on which process runs it. ``job``: ``train``, ``val``, ``size``, ``blocks``,
+    ``steps``, ``seed``, ``resolved`` (the variant's options), ``lr``, ``batch_size``, ``threads``."""
+    from ..flows.cross_coupling import live_parameter_count
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    train, val = job["train"], job["val"]
+    torch.manual_seed(job["seed"])
+    flow = build_density_flow(train[0].shape[1], job["size"], job["blocks"], job["resolved"])
+    params = sum(p.numel() for p in flow.parameters() if p.requires_grad)
+    live = live_parameter_count(flow)
+    fit_density(flow, train, val, steps=job["steps"], batch_size=job["batch_size"], lr=job["lr"], seed=job["seed"],
+                progress=False, eval_every=max(job["steps"], 1))
+    return {"val_bpd": evaluate_bpd(flow, *val), "params": params, "live_params": live}
+
+
 def density_study(
     train: tuple[Tensor, Tensor],
     val: tuple[Tensor, Tensor],
@@ -187,6 +206,8 @@ def density_study(
     batch_size: int = 32,
     progress: bool = False,
     log=None,
+    jobs: int = 1,
+    checkpoint: str | os.PathLike | None = None,
 ) -> dict:
     """Does ICA lower the joint bits/dim of two correlated modalities? Fit each variant (MultiscaleMango
     keywords, :data:`DENSITY_VARIANTS` by default) once per seed (initialisation and batch order) on the
@@ -195,31 +216,67 @@ def density_study(
     bits/dim). A variant may name another flow (``"flow": "cross_glow"``, see :func:`build_density_flow`);
     ``resolved`` holds its options as built (the conditioner width chosen for the budget). ``params`` counts
     every trainable entry, ``live_params`` those a gradient reaches
-    (:func:`~mango_lite.flows.cross_coupling.live_parameter_count`)."""
-    import statistics
+    (:func:`~mango_lite.flows.cross_coupling.live_parameter_count`).
 
-    from ..flows.cross_coupling import live_parameter_count
+    ``jobs`` > 1: the (variant, seed) fits run in that many spawned worker processes, one torch thread each
+    (each fit is seeded by its seed alone: the numbers are those of ``jobs=1``). ``checkpoint``: a JSON file
+    that keeps every finished fit, so a killed study resumes where it stopped (fits whose options, data sizes
+    or steps differ are not reused); it is removed when the study completes. ``progress`` is accepted for
+    compatibility; fits show no bars."""
+    import json
+    import statistics
+    from pathlib import Path
+
+    from ..utils import atomic_write_json
 
     variants = DENSITY_VARIANTS if variants is None else variants
     channels = train[0].shape[1]
     out: dict = {"seeds": list(seeds), "size": size, "blocks": blocks, "steps": steps,
                  "gaussian_bpd": gaussian_baseline_bpd(*val), "variants": {}}
+    # options fixed before any fit: resolving a budget builds flows with the global RNG
+    resolved = {name: resolve_density_options(channels, size, blocks, opts) for name, opts in variants.items()}
+    setting = {"size": size, "blocks": blocks, "steps": steps, "lr": lr, "batch_size": batch_size,
+               "n_train": len(train[0]), "n_val": len(val[0])}
+    fits: dict[str, dict] = {}
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.is_file():
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if kept.get("setting") == setting:
+            fits = {k: v for k, v in kept.get("fits", {}).items()
+                    if k.rsplit("|", 1)[0] in resolved and v.get("resolved") == json.loads(json.dumps(resolved[k.rsplit("|", 1)[0]]))}
+
+    def key(name: str, seed: int) -> str:
+        return f"{name}|{seed}"
+
+    def record(name: str, seed: int, res: dict) -> None:
+        fits[key(name, seed)] = {**res, "resolved": json.loads(json.dumps(resolved[name]))}
+        if path is not None:
+            atomic_write_json(path, {"setting": setting, "fits": fits})
+        if log:
+            log(f"density study: {name} seed {seed}: {res['val_bpd']:.4f} bits/dim")
+
+    todo = [(name, seed) for name in variants for seed in seeds if key(name, seed) not in fits]
+    base = dict(train=train, val=val, size=size, blocks=blocks, steps=steps, lr=lr, batch_size=batch_size)
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_fit_one_density, {**base, "seed": seed, "resolved": resolved[name], "threads": 1}):
+                       (name, seed) for name, seed in todo}
+            for fut in as_completed(futures):
+                record(*futures[fut], fut.result())
+    else:
+        for name, seed in todo:
+            record(name, seed, _fit_one_density({**base, "seed": seed, "resolved": resolved[name]}))
     for name, opts in variants.items():
-        vals, params, live = [], 0, 0
-        resolved = resolve_density_options(channels, size, blocks, opts)  # before seeding: it builds flows
-        for seed in seeds:
-            torch.manual_seed(seed)
-            flow = build_density_flow(channels, size, blocks, resolved)
-            params = sum(p.numel() for p in flow.parameters() if p.requires_grad)
-            live = live_parameter_count(flow)
-            fit_density(flow, train, val, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                        eval_every=max(steps, 1))
-            vals.append(evaluate_bpd(flow, *val))
-            if log:
-                log(f"density study: {name} seed {seed}: {vals[-1]:.4f} bits/dim")
-        out["variants"][name] = {"options": dict(opts), "resolved": resolved, "val_bpd": vals,
+        runs = [fits[key(name, seed)] for seed in seeds]
+        vals = [r["val_bpd"] for r in runs]
+        out["variants"][name] = {"options": dict(opts), "resolved": resolved[name], "val_bpd": vals,
                                  "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None,
-                                 "params": params, "live_params": live}
+                                 "params": runs[-1]["params"], "live_params": runs[-1]["live_params"]}
+    if path is not None:
+        path.unlink(missing_ok=True)
     return out
 
 
@@ -227,9 +284,10 @@ def density_study(
 DENSITY_DATA_SIZES = {"quick": (256, 64), "cpu": (4000, 500), "gpu": (20000, 2000), "paper": (50000, 5000)}
 
 
-def run_density_study(preset=None, seeds: tuple[int, ...] = (0, 1, 2), out=None, log=None) -> dict:
+def run_density_study(preset=None, seeds: tuple[int, ...] = (0, 1, 2), out=None, log=None, jobs: int = 1) -> dict:
     """:func:`density_study` on notebook 04's data (``two_modality_shapes``) at the preset's density size,
-    blocks and steps; writes ``OUT/density.json`` and ``OUT/density.md`` when ``out`` is given."""
+    blocks and steps, ``jobs`` fits at once; writes ``OUT/density.json`` and ``OUT/density.md`` when ``out``
+    is given, and keeps finished fits in ``OUT/density.partial.json`` until then (a rerun resumes)."""
     from pathlib import Path
 
     from ..datasets.toy import two_modality_shapes
@@ -240,7 +298,11 @@ def run_density_study(preset=None, seeds: tuple[int, ...] = (0, 1, 2), out=None,
     n_train, n_val = DENSITY_DATA_SIZES[p.name]
     train = two_modality_shapes(n_train, p.density_size, seed=0)
     val = two_modality_shapes(n_val, p.density_size, seed=1)
-    res = density_study(train, val, p.density_size, p.density_blocks, p.density_steps, seeds=seeds, log=log)
+    partial = None if out is None else Path(out) / "density.partial.json"
+    if partial is not None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+    res = density_study(train, val, p.density_size, p.density_blocks, p.density_steps, seeds=seeds, log=log,
+                        jobs=jobs, checkpoint=partial)
     from ..training.reproduce import git_commit
     from ..utils import device_name
 

@@ -133,12 +133,9 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     infos = {lv: prepare_data(DATASET, presets[lv], cache_dir=cache, log=log).to_dict()
              for lv in sorted({r["level_px"] for r in todo})}
-    specs = {}
-    for r in todo:
-        specs[(r["level_px"], r["model"], r["seed"])] = dict(
-            task=TASK, model=r["model"], preset=presets[r["level_px"]], run_dir=str(run_dir(out, r)), pair=None,
-            dataset=DATASET, info=infos[r["level_px"]], device=device, seed=r["seed"], resume=True, amp=True,
-            retrain_stale=True, overwrite=False, save_best=True, keep_checkpoints=1)
+    specs = {(r["level_px"], r["model"], r["seed"]): _run_spec(presets[r["level_px"]], r["model"], r["seed"],
+                                                              run_dir(out, r), infos[r["level_px"]], device)
+             for r in todo}
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
     count = {"done": 0}
@@ -155,6 +152,57 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
 
     run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
     return {"done": count["done"], "left": left_after, "failed": failed}
+
+
+def _run_spec(preset: Preset, model: str, seed: int, folder: Path, info: dict[str, Any], device: str | None,
+              epochs: int | None = None) -> dict[str, Any]:
+    """A :func:`~mango_lite.training.workers.train_in_worker` spec of one study run: resumable, a folder
+    of an older build retrained, the best checkpoint chosen on the selection split."""
+    return dict(task=TASK, model=model, preset=preset, run_dir=str(folder), pair=None, dataset=DATASET, info=info,
+                device=device, seed=seed, resume=True, amp=True, retrain_stale=True, overwrite=False,
+                save_best=True, keep_checkpoints=1, epochs=epochs)
+
+
+def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Sequence[float] = (0.0, 8.0),
+                    model: str = "mango", seed: int = 0, epochs: int | None = None, jobs: int | None = None,
+                    device: str | None = "cpu", cache_dir: str | Path | None = None,
+                    log: Callable[[str], None] | None = print) -> dict[float, Path]:
+    """One ``model`` trained as the study trains it at each of ``levels_px`` (``epochs``: a shorter schedule
+    than the preset's, for a notebook), the levels in parallel worker processes. Runs go to
+    ``out/d{level}px/{model}``; a finished run is reused. Returns ``{level: run folder}`` (for
+    :func:`~mango_lite.training.load_model`) and raises TrainingError naming a run that diverged."""
+    from ..errors import TrainingError
+    from .workers import default_jobs, run_in_workers
+
+    out = Path(out)
+    levels = [float(lv) for lv in levels_px]
+    presets = {lv: study_preset(preset, b) for lv, b in zip(levels, calibrate_baselines(levels))}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folders = {lv: out / level_name(lv) / model for lv in levels}
+
+    def finished(lv: float) -> bool:  # this run, trained for the epochs asked for (a resume would re-evaluate it)
+        if _finished(folders[lv], presets[lv], model, seed) is None:
+            return False
+        history = json.loads((folders[lv] / "history.json").read_text(encoding="utf-8"))
+        return len(history) == (epochs or presets[lv].epochs)
+
+    specs = {lv: _run_spec(presets[lv], model, seed, folders[lv],
+                           prepare_data(DATASET, presets[lv], cache_dir=cache, log=log).to_dict(), device, epochs)
+             for lv in levels if not finished(lv)}
+    if not specs:
+        return folders
+    failed: dict[str, str] = {}
+
+    def done(lv: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
+        if error is not None:
+            failed[level_name(lv)] = error
+        elif log is not None:
+            log(f"{level_name(lv)}/{model}: {METRIC} {res['metrics'][METRIC]:.2f} ({seconds:.0f} s)")  # type: ignore[index]
+
+    run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
+    if failed:
+        raise TrainingError(f"train_at_levels: {model} diverged at {', '.join(f'{k} ({v})' for k, v in failed.items())}")
+    return folders
 
 
 # ------------------------------------------------------------------------------------------ summary

@@ -1,9 +1,12 @@
-"""Figures of the registration study (:mod:`mango_lite.training.registration`): the dose-response curve."""
+"""Figures of the registration study (:mod:`mango_lite.training.registration`): the dose-response curve, one
+misregistered frame, and where the depth tokens' attention lands in RGB."""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping
+
+import numpy as np
 
 from ..metrics.paired import t_quantile
 from .plots import _finish, _plt
@@ -62,5 +65,64 @@ def plot_dose_response(summary: Mapping[str, Any], path: str | os.PathLike | Non
     bx.set_title("MANGO against each model (95 % t interval)")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False, bbox_to_anchor=(0.5, -0.08))
+    fig.tight_layout()
+    return _finish(fig, path, close)
+
+
+def plot_misregistered_frame(registered: Mapping[str, Any], displaced: Mapping[str, Any], tag: str = "",
+                             path: str | os.PathLike | None = None, close: bool | None = None) -> Any:
+    """One stand-in frame rendered twice (:func:`~mango_lite.datasets.synth.misregistration.render_scene_misregistered`
+    with baseline 0 and b): the colour image, the registered depth, the depth of the displaced sensor (its
+    missing pixels black) and each second-view pixel's disparity f b / z (pixels; hidden pixels white)."""
+    from ..datasets.synth.misregistration import disparity_px
+
+    plt = _plt()
+    focal, baseline = float(displaced["focal_px"]), float(displaced["baseline_m"])
+    disparity = disparity_px(displaced["second_depth_clean"], focal, baseline)
+    hidden = np.asarray(displaced["second_hidden"])
+    depth_max = float(max(np.max(registered["depth"]), np.max(displaced["depth"])))
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
+    axes[0].imshow(registered["rgb"])
+    axes[0].set_title("RGB (first camera)")
+    axes[1].imshow(registered["depth"], cmap="viridis", vmin=0, vmax=depth_max)
+    axes[1].set_title("depth, same camera (b = 0)")
+    shown = np.ma.masked_where(np.asarray(displaced["depth"]) <= 0, displaced["depth"])
+    axes[2].imshow(shown, cmap=plt.get_cmap("viridis").with_extremes(bad="black"), vmin=0, vmax=depth_max)
+    axes[2].set_title(f"depth, camera {baseline:.2f} m to the right")
+    d = np.ma.masked_where(hidden, disparity)
+    im = axes[3].imshow(d, cmap=plt.get_cmap("magma").with_extremes(bad="white"))
+    axes[3].set_title(f"disparity f b / z (px), median {np.median(disparity[~hidden]):.1f}")
+    fig.colorbar(im, ax=axes[3], fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if tag:
+        fig.suptitle(tag, fontsize=9, y=1.02)
+    fig.tight_layout()
+    return _finish(fig, path, close)
+
+
+def plot_offset_mass(offsets: Mapping[str, Mapping[str, Any]], expected: Mapping[str, float], tag: str = "",
+                     path: str | os.PathLike | None = None, close: bool | None = None) -> Any:
+    """Where the depth tokens look in RGB: per label (e.g. a disparity level), the attention mass of depth's
+    rows on RGB tokens of the same grid row by column offset (:func:`~mango_lite.models.cross_modal_offsets`'s
+    ``b_to_a``), as bars side by side, with a dashed line at the offset the disparity predicts."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    labels = list(offsets)
+    width = 0.8 / max(len(labels), 1)
+    for k, label in enumerate(labels):
+        dist = offsets[label]["b_to_a"]
+        xs = np.array(sorted(dist), dtype=float)
+        colour = f"C{k}"
+        ax.bar(xs + (k - (len(labels) - 1) / 2) * width, [dist[int(x)] for x in xs], width, color=colour,
+               label=f"{label}: mean offset {offsets[label]['b_to_a_mean_dc']:+.2f}")
+        if label in expected:
+            ax.axvline(expected[label], color=colour, ls="--", lw=1.2)
+    ax.set_xlabel("column of the RGB token attended - column of the depth token (tokens)")
+    ax.set_ylabel("share of the attention mass")
+    ax.set_title("IMCA layers: where the depth tokens' attention to RGB lands (dashed: the disparity)"
+                 + (f"\n{tag}" if tag else ""), fontsize=9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, path, close)
