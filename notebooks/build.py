@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 _BEGIN = re.compile(r"^(\s*)(?:# BEGIN SOLUTION|<!-- BEGIN SOLUTION -->)\s*$")
 _END = re.compile(r"^\s*(?:# END SOLUTION|<!-- END SOLUTION -->)\s*$")
 _STUB = re.compile(r"^(\s*)# STUB: ?(.*)$")
-EXERCISE = re.compile(r"^#{2,4} Exercise (\d+\.\d+)\s*[·:-]\s*(.+)$", re.M)
+EXERCISE = re.compile(r"^#{2,4} Exercise (\d+[a-z]?\.\d+)\s*[·:-]\s*(.+)$", re.M)
 STUDENT_NOTE = ("> **Student version.** The solutions of the exercises are removed: fill in the marked places "
                 "and run the checks below them, which fail until your answer is right. The full notebook, with "
                 "solutions and outputs, is `notebooks/{stem}.ipynb`.")

@@ -25,7 +25,7 @@ def test_notebook_code_matches_its_source_and_has_outputs(src):
     want = [c.source for c in parse(src.read_text()).cells if c.cell_type == "code"]
     nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
     got = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert got == want, f"{src.stem}.ipynb is stale: rebuild with `python notebooks/build.py --execute {src.stem[:2]}`"
+    assert got == want, f"{src.stem}.ipynb is stale: rebuild with `python notebooks/build.py --execute {src.stem}`"
     executed = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
     assert len(executed) == len(got), f"{src.stem}.ipynb has cells that were never executed"
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "committed without outputs"
@@ -52,7 +52,7 @@ def test_committed_notebooks_carry_the_stable_cell_ids(src):
     nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
     got = [c.get("id") for c in nb.cells]
     notebook_build().stable_cell_ids(nb)
-    assert got == [c.id for c in nb.cells], f"rebuild {src.stem}.ipynb with `python notebooks/build.py --text-only {src.stem[:2]}`"
+    assert got == [c.id for c in nb.cells], f"rebuild {src.stem}.ipynb with `python notebooks/build.py --text-only {src.stem}`"
 
 
 _BAR = re.compile(r"\d+%\|")

@@ -100,3 +100,24 @@ def test_train_at_levels_trains_each_level_once_and_the_figures_read_its_models(
     fig = plot_misregistered_frame(*frame, path=tmp_path / "frame.png")
     assert len(fig.axes) == 5 and (tmp_path / "frame.png").stat().st_size > 1000
     assert np.array_equal(frame[0]["rgb"], frame[1]["rgb"])
+
+
+def test_the_conclusion_is_computed_from_the_summary():
+    def cell(mean):
+        return {"mean": mean, "n": 3}
+
+    def diff(mean, low, high, verdict):
+        return {"mean": mean, "low": low, "high": high, "n": 3, "verdict": verdict}
+
+    s = {"verdicts": {"largest_level": "d8px", "aligned_level": "d0px", "hypothesis": "not shown",
+                      "mango_vs_concat_context_at_largest_level": "better", "mango_vs_crossattn_at_largest_level": None},
+         "mango_minus": {"d0px": {"mango-noattn": diff(0.5, 0.1, 0.9, "better")},
+                         "d8px": {"mango-noattn": diff(0.4, -0.2, 1.0, "no difference shown"),
+                                  "concat-context": diff(1.0, 0.5, 1.5, "better")}},
+         "attention_gain_trend": {"mean": -0.01, "low": -0.03, "high": 0.01, "verdict": "no trend shown"},
+         "table": {"d0px": {"mango": cell(20.0), "concat": cell(19.0)}, "d8px": {"mango": cell(18.0), "concat": cell(19.5)}}}
+    md = reg.conclusion_markdown(s)
+    assert "**H1 (the attention's gain grows with the misregistration): not shown.**" in md
+    assert "+0.50 [+0.10, +0.90] mIoU at d0px and +0.40 [-0.20, +1.00] at d8px" in md
+    assert "no trend is shown" in md and "1 of 2 models loses mIoU" in md and "concat +0.5, mango -2.0" in md
+    assert "MANGO − concat-context = +1.00 [+0.50, +1.50]: better." in md and "crossattn" not in md

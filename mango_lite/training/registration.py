@@ -352,12 +352,48 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
     }
 
 
+def conclusion_markdown(s: dict[str, Any]) -> str:
+    """The study's answer in a few sentences, every number and every comparative word computed from the
+    summary ``s`` (:func:`summarize`): H1's verdict, the attention's paired gain at the aligned and the
+    largest level, its slope, how much each model loses between them, and MANGO against the large-context
+    concat and cross-attention at the largest level."""
+
+    def interval(d: dict[str, Any]) -> str:
+        return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else f"{d['mean']:+.2f} (one seed)"
+
+    v = s["verdicts"]
+    top, zero = v["largest_level"], v["aligned_level"]
+    gain = {lv: row["mango-noattn"] for lv, row in s["mango_minus"].items() if "mango-noattn" in row}
+    lines = [f"**H1 (the attention's gain grows with the misregistration): {v['hypothesis'] or 'not decided yet (runs missing)'}.**"
+             + (f" The gain of attention over its γ = 0 control is {interval(gain[zero])} mIoU at {zero} and "
+                f"{interval(gain[top])} at {top} (paired by seed, 95 % t interval)." if zero in gain and top in gain else "")]
+    trend = s.get("attention_gain_trend")
+    if trend is not None:
+        word = {"rises": "it rises", "falls": "it falls"}.get(trend["verdict"], "no trend is shown")
+        lines.append(f"Its slope over the levels is {trend['mean']:+.3f} points per px [{trend['low']:+.3f}, "
+                     f"{trend['high']:+.3f}]: {word}.")
+    table = s["table"]
+    if zero in table and top in table:
+        change = {m: table[top][m]["mean"] - table[zero][m]["mean"] for m in table[top] if m in table[zero]}
+        losing = sum(1 for c in change.values() if c < 0)
+        who = "every model" if losing == len(change) else f"{losing} of {len(change)} models"
+        lines.append(f"From {zero} to {top} {who} loses mIoU (change of the mean over seeds, points): "
+                     + ", ".join(f"{m} {c:+.1f}" for m, c in sorted(change.items(), key=lambda kv: -kv[1])) + ".")
+    for key, name in (("mango_vs_concat_context_at_largest_level", "concat-context"),
+                      ("mango_vs_crossattn_at_largest_level", "crossattn")):
+        d = s["mango_minus"].get(top, {}).get(name)
+        if d is not None:
+            lines.append(f"At {top}, MANGO − {name} = {interval(d)}: {v[key] or 'not decided yet (seeds missing)'}.")
+    return "\n\n".join(lines) + "\n"
+
+
 def summary_markdown(s: dict[str, Any]) -> str:
     plan = s["plan"]
     lines = [f"# Registration study: {plan['task']} on the {plan['dataset']} stand-in, `{plan['preset']}` preset", "",
              f"{s['runs_finished']} of {s['runs_planned']} runs finished; generated stand-in data, device "
              f"{', '.join(s['devices']) or '-'}. Metric: {METRIC_LABEL} on the test split (last epoch); selection "
              "on a split held out of training. Protocol: `PROTOCOL.md` (committed before the first run).", "",
+             "## In short", "", conclusion_markdown(s).rstrip(), "",
              "## Test metric per disparity level (mean ± sd over seeds, n)", ""]
     models = [m for m in plan["models"] if any(m in row for row in s["table"].values())]
     lines += ["| level (median disparity) | baseline (m) | " + " | ".join(models) + " |",

@@ -217,14 +217,25 @@ assert torch.allclose(logdet, exact, atol=1e-10)
 # The two agree only when $D = T$; here $D=4$, $T=6$, so the published value is off by the factor
 # $T/D = 1.5$. Notebook 02 measures this systematically.
 #
-# ## 4. Why the triangular mask makes $A$ invertible
+# ## 4. What the triangular mask buys
 #
 # A triangular matrix is invertible exactly when no diagonal entry is zero. Here
-# $a_{ii} = 1 + \gamma s_{ii}$ with $s_{ii}\in(0,1]$ and $|\gamma|\le 1$. With $\gamma = 1$ the diagonal is
-# in $(1, 2]$; with $|\gamma|<1$ it is positive. The last token attends only to itself, so
-# $s_{TT} = 1$ and $a_{TT} = 1 + \gamma$. Without the mask, $S$ would be a dense row-stochastic matrix,
-# and $I + S$ can still be singular or ill-conditioned, with no cheap determinant. The mask is what
-# turns attention into an autoregressive, triangular map.
+# $a_{ii} = 1 + \gamma s_{ii}$ with $s_{ii}\in(0,1]$, so with $|\gamma|<1$ every diagonal entry is positive.
+# (The token that attends only to itself has $s_{ii} = 1$ and $a_{ii} = 1 + \gamma$: at $\gamma = -1$ it
+# would vanish, one reason $|\gamma|$ is kept below 1.)
+#
+# The mask is **not** what makes $A$ invertible. Without it $S$ is a dense matrix with positive entries
+# whose rows sum to 1, so $\|\gamma S\|_\infty = |\gamma| < 1$: every eigenvalue of $\gamma S$ has modulus at
+# most $|\gamma|$, every eigenvalue of $I + \gamma S$ lies within $|\gamma|$ of 1, and the unmasked matrix is
+# invertible too. What the mask buys is *cheap, exact* invertibility:
+#
+# * the determinant of a triangular matrix is the product of its diagonal, so
+#   $\log|\det A| = \sum_i \log(1 + \gamma s_{ii})$ costs $O(T)$, where a dense $A$ needs an $O(T^3)$ LU
+#   factorisation at every training step;
+# * the inverse is one triangular solve in $O(T^2 d)$ (section 5), the cost of the forward product, where a
+#   dense $A$ needs a general solve;
+# * the map becomes autoregressive over the token order, so each layer moves information one way along
+#   it; MANGO's blocks (like TarFlow's) alternate the direction so that information moves both ways.
 #
 # ## 5. The inverse: one triangular solve
 #

@@ -377,7 +377,8 @@ for pair in RUN_PAIRS:
 #
 # Each ICA layer maps $X_2\mapsto(I+\gamma S)X_2$. The attention $S$ is computed from $X_1$ only (its
 # queries and keys also carry fixed 2-D codes of their grid positions) and is triangular in token
-# order, which is what makes the layer invertible with a cheap log-determinant. The layers of a block
+# order, which gives the layer its cheap exact log-determinant and triangular-solve inverse (notebook 01,
+# section 4). The layers of a block
 # alternate upper and lower triangles, so values move both ways between the modalities. Here we record
 # every ICA matrix of MANGO's fusion on one validation view of the first pair. The table lists each
 # layer's partition, its learned weight $\gamma$ (initialised at 0.1, free to move in either direction)
@@ -641,10 +642,12 @@ for pair, ms in by_pair.items():
 #
 # <!-- BEGIN SOLUTION -->
 # *Answer.* The L1-optimal prediction of each pixel is the *median* of its conditional distribution, so
-# wherever the texture is uncertain the prediction averages it away: a smooth, blurred image. MAE and
-# RMSE reward exactly this (it minimises per-pixel error); FID compares feature *distributions*, and
-# blurred images lack the high-frequency statistics of real ones, so FID punishes the blur most. That is
-# why pix2pix-style recipes add an adversarial term (section "Read this first").
+# wherever the texture is uncertain the prediction smooths it away: a blurred image. MAE rewards exactly
+# this, since the median minimises the expected absolute error. RMSE would be minimised by the conditional
+# *mean*, a different but just as smooth image, so it barely punishes the blur either. FID compares
+# feature *distributions*, and blurred images lack the high-frequency statistics of real ones, so FID
+# punishes the blur most. That is why pix2pix-style recipes add an adversarial term (section "Read this
+# first").
 # <!-- END SOLUTION -->
 
 # %%

@@ -401,8 +401,8 @@ assert [it["id"] for it in items] == [pred.ids[i] for i in picked], "predictions
 #
 # Each ICA layer mixes tokens with a **triangular** attention matrix $A = I + \gamma\,S$ (softmax rows;
 # in an upper layer token $i$ attends to tokens $j \ge i$, in a lower one to $j \le i$, and the layers
-# of a block alternate, so values move both ways). This is what makes the layer invertible with a cheap log-determinant
-# (notebooks 01–03). The MMCA and IMCA partitions order the tokens of *both* modalities so that one
+# of a block alternate, so values move both ways). The triangle gives the layer its cheap exact log-determinant
+# and triangular-solve inverse (notebooks 01–03). The MMCA and IMCA partitions order the tokens of *both* modalities so that one
 # modality's tokens attend to the other's, and LICA learns the ordering. Below are the first layers'
 # matrices for one test film, with the identity removed. `cross_modal_share` gives, for each IMCA
 # layer, the fraction of a transformed token's attention mass that lands on tokens of the *other*
