@@ -6,7 +6,7 @@ from .block import DEFAULT_LAYERS, MangoBlock, layers_for
 from .coupling import Coupling
 from .cross_coupling import CrossModalCoupling, CrossModalGlow, live_parameter_count
 from .flow import MangoFlow
-from .ica import ICA, InvertibleCrossAttention, record_attention
+from .ica import ICA, InvertibleCrossAttention, record_attention, use_fused_attention
 from .lu import InvertibleLinearLU
 from .multiscale import MultiscaleEncoding, MultiscaleMango, from_tokens, to_tokens
 from .perturb import perturb_parameters
@@ -24,6 +24,6 @@ __all__ = [
     "ActNorm", "Coupling", "CrossModalCoupling", "CrossModalGlow", "DEFAULT_LAYERS", "FlowSequence", "ICA", "IMCAPartition", "InvertibleCrossAttention",
     "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
     "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",
-    "from_tokens", "layers_for", "live_parameter_count", "make_partition", "perturb_parameters", "record_attention", "squeeze2d", "standard_normal_log_prob",
+    "from_tokens", "layers_for", "live_parameter_count", "make_partition", "perturb_parameters", "record_attention", "squeeze2d", "standard_normal_log_prob", "use_fused_attention",
     "to_tokens", "unsqueeze2d",
 ]

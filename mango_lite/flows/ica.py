@@ -110,6 +110,7 @@ from torch.nn import functional as F
 
 from ..utils import check_tokens
 from .base import InvertibleModule
+from .fused_attention import masked_attention_terms
 from .partition import PARTITIONS, make_partition
 
 #: values of ``gamma_mode``: one gamma per head (the layer of the paper, with gamma learnable), per X2 row from X1's
@@ -259,6 +260,8 @@ class InvertibleCrossAttention(InvertibleModule):
         self.inert = gamma == 0.0 and not learn_gamma
         self.record_attention = False
         self.last_attention: Tensor | None = None
+        # forward through fused attention kernels (use_fused_attention); the materialised path is the reference
+        self.fused_forward = False
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # checkpoints written before the attention mask became derived (non-persistent) state carry it
@@ -317,10 +320,9 @@ class InvertibleCrossAttention(InvertibleModule):
         g = self._gamma(x1)[..., 0]
         return g.expand(g.shape[0], self.heads, self.tokens)
 
-    def attention_probs(self, x1: Tensor) -> Tensor:
-        """The masked softmax S (B, heads, T, T) of the conditioning tokens x1 (B, T, D): upper (lower)
-        triangular, positive diagonal, rows summing to 1 (with ``self_logit``, beta_h added to the diagonal logits
-        first)."""
+    def _queries_keys(self, x1: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries and keys (B, heads, T, d_qk) of the conditioning tokens x1 (B, T, D), positions added and the
+        temperature folded into the queries: the logits are q k^T."""
         b, t, _ = x1.shape
         q = self.query_norm(self.query(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
         k = self.key_norm(self.key(x1).view(b, t, self.heads, self.qk_head_dim)).transpose(1, 2)
@@ -329,6 +331,13 @@ class InvertibleCrossAttention(InvertibleModule):
             q, k = q + pos, k + pos
         # temperature folded into q: a (T, d) multiply instead of a (T, T) one
         q = q * (torch.exp(-self.log_temperature).view(1, self.heads, 1, 1) / math.sqrt(self.qk_head_dim))
+        return q, k
+
+    def attention_probs(self, x1: Tensor) -> Tensor:
+        """The masked softmax S (B, heads, T, T) of the conditioning tokens x1 (B, T, D): upper (lower)
+        triangular, positive diagonal, rows summing to 1 (with ``self_logit``, beta_h added to the diagonal logits
+        first)."""
+        q, k = self._queries_keys(x1)
         logits = q @ k.transpose(-1, -2)  # fresh tensor (the matmul's backward needs q and k, not it): in place
         if self.self_logit:  # a constant per head on the diagonal: S stays a function of X1 only
             logits.diagonal(dim1=-2, dim2=-1).add_(self.self_logit_offset.to(logits.dtype).view(1, self.heads, 1))
@@ -406,13 +415,20 @@ class InvertibleCrossAttention(InvertibleModule):
         if self.inert:
             return self._shortcut(x)
         x1, x2, ld_part = self.partition.partition(x)
-        s = self.attention_probs(x1)
         g = self._gamma(x1)
         v = self._heads(x2)
-        y2 = self._unheads(v + g * (s @ v))  # (I + diag(gamma) S) X2, gamma applied on (T, d) not (T, T)
-        self._record(s, g)
+        if self.fused_forward and not (self.self_logit or self.record_attention):
+            # S V and S's diagonal from fused attention kernels: S is never formed (flows/fused_attention.py)
+            q, k = self._queries_keys(x1)
+            sv, s_diagonal = masked_attention_terms(q, k, v, self.upper)
+            logdet = self.head_dim * torch.log1p(g[..., 0] * s_diagonal).sum((1, 2))
+        else:
+            s = self.attention_probs(x1)
+            sv, logdet = s @ v, self._logdet(s, g)
+            self._record(s, g)
+        y2 = self._unheads(v + g * sv)  # (I + diag(gamma) S) X2, gamma applied on (T, d) not (T, T)
         y, ld_merge = self.partition.merge(x1, y2)
-        return y, ld_part + self._logdet(s, g) + ld_merge
+        return y, ld_part + logdet + ld_merge
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
@@ -474,4 +490,15 @@ def record_attention(module: nn.Module, enabled: bool = True) -> list[Invertible
         m.record_attention = enabled
         if not enabled:
             m.last_attention = None
+    return layers
+
+
+def use_fused_attention(module: nn.Module, enabled: bool = True) -> list[InvertibleCrossAttention]:
+    """Compute the forward of every ICA inside ``module`` through fused attention kernels (S @ X2 and S's
+    diagonal without the T x T matrix, :mod:`mango_lite.flows.fused_attention`), or again through the
+    materialised S (``enabled=False``, the reference). Same values and gradients (tested in float64); layers with
+    ``self_logit`` or recording their attention keep the materialised path. Returns those layers."""
+    layers = [m for m in module.modules() if isinstance(m, InvertibleCrossAttention)]
+    for m in layers:
+        m.fused_forward = bool(enabled)
     return layers

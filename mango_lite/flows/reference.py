@@ -52,6 +52,21 @@ def causal_attention(layer: InvertibleCrossAttention, x: Tensor) -> Tensor:
     return layer.partition.merge(x1, y2)[0]
 
 
+def fused_causal_attention(layer: InvertibleCrossAttention, x: Tensor) -> Tensor:
+    """The same masked cross-attention through PyTorch's fused ``scaled_dot_product_attention`` (no T x T
+    matrix held): what a user's transformer layer with these projections would cost. No +I, no log-det."""
+    import torch.nn.functional as F
+
+    x1, x2, _ = layer.partition.partition(x)
+    q, k = layer._queries_keys(x1)
+    v = layer._heads(x2)
+    if layer.upper:  # row i reads j >= i: the causal mask on the reversed order
+        q, k, v = q.flip(-2), k.flip(-2), v.flip(-2)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+    y2 = layer._unheads(y.flip(-2) if layer.upper else y)
+    return layer.partition.merge(x1, y2)[0]
+
+
 # -- dense references used to verify every module (notebook 02, tests) ------------------------------
 
 

@@ -1,0 +1,82 @@
+"""ICA's forward without materialising the attention matrix: ``S @ X2`` and S's diagonal from fused kernels.
+
+The forward of an ICA layer needs two things from the masked softmax S (B, heads, T, T): the product
+S V with X2's tokens, and the diagonal s_ii for the log-det d * sum_i log(1 + gamma_i s_ii). Neither needs
+S itself. With logits l_ij = q_i . k_j (q already carrying the temperature) and the row log-sum-exp
+lse_i = log sum_{j allowed} exp(l_ij),
+
+    s_ii = exp(q_i . k_i - lse_i).
+
+A fused attention kernel (PyTorch's ``scaled_dot_product_attention``) computes S V in blocks, never holding
+the T x T matrix, and its backward recomputes what it needs. The log-sum-exp is differentiable too:
+
+    d lse_i / d q_i = sum_j s_ij k_j = (S K)_i,        d lse_i / d k_j = s_ij q_i,
+
+that is, the gradient of lse is itself an attention product, S K for the queries and S^T (g * Q) (the
+value-gradient of an attention whose values are K) for the keys. :func:`masked_attention_terms` builds a
+tensor whose value is lse (from the kernel that returns it with S K in one pass) and whose gradient is
+exactly that, so the whole forward, log-det included, trains with memory linear in T per layer.
+
+The inverse still materialises A = I + diag(gamma) S (one triangular solve needs it); it is not on the
+training path. The upper triangle (row i reads j >= i) is the causal mask on the reversed token order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["masked_attention_terms", "masked_lse_reference"]
+
+#: rows of the T x T logits held at once by the fallback log-sum-exp (devices without a kernel returning it)
+_ROW_CHUNK = 256
+
+
+def masked_lse_reference(q: Tensor, k: Tensor, chunk: int = _ROW_CHUNK) -> Tensor:
+    """Row log-sum-exp of the causal (j <= i) logits q k^T, (B, h, T), computed ``chunk`` rows at a time
+    without gradient: the fallback where no fused kernel returns it."""
+    t = q.shape[-2]
+    out = []
+    with torch.no_grad():
+        cols = torch.arange(t, device=q.device)
+        for start in range(0, t, chunk):
+            rows = torch.arange(start, min(start + chunk, t), device=q.device)
+            logits = q[..., rows, :] @ k.transpose(-1, -2)
+            logits = logits.masked_fill(cols[None, :] > rows[:, None], float("-inf"))
+            out.append(torch.logsumexp(logits, dim=-1))
+    return torch.cat(out, dim=-1)
+
+
+def _keys_product_and_lse(q: Tensor, k: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """(S values, lse) of the causal softmax of q k^T; the product differentiable in ``values`` only when q
+    and k come detached. One fused pass on the CPU (the flash kernel returns the log-sum-exp); elsewhere
+    the public fused attention and a chunked log-sum-exp."""
+    if q.device.type == "cpu" and q.shape[-1] == values.shape[-1]:
+        try:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, values, 0.0, True, scale=1.0)
+            return out, lse
+        except (RuntimeError, AttributeError):  # an older build or an unsupported dtype: the portable path
+            pass
+    out = F.scaled_dot_product_attention(q, k, values, is_causal=True, scale=1.0)
+    return out, masked_lse_reference(q, k)
+
+
+def masked_attention_terms(q: Tensor, k: Tensor, v: Tensor, upper: bool) -> tuple[Tensor, Tensor]:
+    """``(S @ v, diag(S))`` for S = softmax(mask(q k^T)) per head, without forming S.
+
+    ``q``, ``k``: (B, h, T, d_qk), scaled (the temperature folded into q); ``v``: (B, h, T, d).
+    ``upper``: row i reads tokens j >= i (else j <= i). Returns (B, h, T, d) and (B, h, T), both with exact
+    gradients with respect to q, k and v (tested against the materialised S in float64)."""
+    if upper:  # j >= i is the causal mask on the reversed order
+        q, k, v = q.flip(-2), k.flip(-2), v.flip(-2)
+    sv = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+    qd = q.detach()
+    sk, lse_value = _keys_product_and_lse(qd, k.detach(), k)  # S K: gradient only through its values, K
+    skd = sk.detach()
+    # value lse; gradient (S K)_i for q_i and sum_i s_ij q_i for k_j (module docstring)
+    lse = lse_value.detach() + ((q - qd) * skd).sum(-1) + (qd * (sk - skd)).sum(-1)
+    diagonal = torch.exp((q * k).sum(-1) - lse)
+    if upper:
+        sv, diagonal = sv.flip(-2), diagonal.flip(-1)
+    return sv, diagonal
