@@ -9,8 +9,8 @@ For each token count T (per modality), D = 64, one head, float32, one ICA layer 
   ``scaled_dot_product_attention`` (no +I, no log-det): what a user's attention layer would cost.
 
 Each step is forward + backward of ``sum(y) + sum(logdet)``. The sides of every ratio are interleaved
-(A B A B ...) after a warm-up; ratios are medians of the per-round ratios with their min - max. Peak memory
-(resident set) is measured per case in its own subprocess. Writes ``benchmarks/results/bench_fused_ica_<device>.json``.
+(A B A B ...) after a warm-up; ratios are medians of the per-round ratios with their min - max. Memory: the
+tensors autograd saves from the forward for the backward (a saved-tensors hook), per case. Writes ``benchmarks/results/bench_fused_ica_<device>.json``.
 
     python benchmarks/bench_fused_ica.py            # T = 256, 1024 (a few minutes on 2 cores)
     python benchmarks/bench_fused_ica.py --quick    # T = 64, 128, for a smoke run
@@ -19,11 +19,7 @@ Each step is forward + backward of ``sum(y) + sum(logdet)``. The sides of every 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -65,43 +61,46 @@ def case_time(tokens: int, dim: int, batch: int, pairs: int) -> dict:
             "fused_over_sdpa": [b["ratio"], b["ratio_min"], b["ratio_max"]]}
 
 
-def case_memory(kind: str, tokens: int, dim: int, batch: int) -> dict:
+def saved_for_backward_mib(kind: str, tokens: int, dim: int, batch: int) -> float:
+    """MiB of the tensors autograd keeps from the forward for the backward (distinct storages, counted by a
+    saved-tensors hook): the training memory a layer holds, which grows as T^2 when S is materialised."""
     m = _layer(tokens, dim, kind == "fused")
     x = torch.randn(batch, 2 * tokens, dim, requires_grad=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    (_sdpa_step if kind == "sdpa" else _step)(m, x)
-    return {"kind": kind, "tokens": tokens, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "step_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0}
+    seen: dict[int, int] = {}
 
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
 
-def _sub(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--case", *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        if kind == "sdpa":
+            from mango_lite.flows import reference
+
+            reference.fused_causal_attention(m, x)
+        else:
+            m(x)
+    return sum(seen.values()) / 2**20
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--pairs", type=int, default=7)
-    ap.add_argument("--case", nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.case:  # a subprocess: one memory case
-        kind, tokens, dim, batch = args.case
-        print(json.dumps(case_memory(kind, int(tokens), int(dim), int(batch))))
-        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     sizes = (64, 128) if args.quick else (256, 1024)
     dim, batch = 64, 4
     rows = []
     for t in sizes:
         r = case_time(t, dim, batch, args.pairs)
-        r["memory"] = {k: _sub([k, str(t), str(dim), str(batch)]) for k in ("materialised", "fused", "sdpa")}
+        r["saved_for_backward_mib"] = {k: saved_for_backward_mib(k, t, dim, batch) for k in ("materialised", "fused", "sdpa")}
         rows.append(r)
         f, s = r["fused_over_materialised"], r["fused_over_sdpa"]
         print(f"T={t:5d}: fused {r['fused_s'] * 1e3:8.1f} ms  materialised {r['materialised_s'] * 1e3:8.1f} ms  "
               f"sdpa {r['sdpa_s'] * 1e3:8.1f} ms | fused/materialised {f[0]:.2f} [{f[1]:.2f}-{f[2]:.2f}]  "
-              f"fused/sdpa {s[0]:.2f} [{s[1]:.2f}-{s[2]:.2f}] | peak MiB "
-              + "  ".join(f"{k} {v['peak_rss_mib']:.0f}" for k, v in r["memory"].items()))
+              f"fused/sdpa {s[0]:.2f} [{s[1]:.2f}-{s[2]:.2f}] | saved for backward, MiB: "
+              + "  ".join(f"{k} {v:.1f}" for k, v in r["saved_for_backward_mib"].items()))
     from mango_lite.utils import atomic_write_json, device_name
 
     device = device_name(torch.device("cpu"))

@@ -274,6 +274,25 @@ LAB_MINUTES = 6
 FOLDER_VIEWS: dict[str, Callable[[Path], str]] = {"notebook_runtimes": notebook_runtimes}
 
 
+def fused_ica(res: Mapping[str, Any]) -> str:
+    """``benchmarks/bench_fused_ica.py``: one ICA training step (forward + log-det + backward) through fused
+    kernels against the materialised reference and against fused causal attention, with the memory each
+    keeps for the backward."""
+    lines = ["| tokens per modality | fused ICA | materialised ICA | fused causal attention | fused / materialised "
+             "| fused / attention | kept for backward (MiB): materialised / fused / attention |",
+             "|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        a, b, m = r["fused_over_materialised"], r["fused_over_sdpa"], r["saved_for_backward_mib"]
+        lines.append(f"| {r['tokens']} | {1e3 * r['fused_s']:.1f} ms | {1e3 * r['materialised_s']:.1f} ms | "
+                     f"{1e3 * r['sdpa_s']:.1f} ms | {a[0]:.2f}× [{a[1]:.2f}-{a[2]:.2f}] | {b[0]:.2f}× [{b[1]:.2f}-{b[2]:.2f}] | "
+                     f"{m['materialised']:.1f} / {m['fused']:.1f} / {m['sdpa']:.1f} |")
+    r0 = res["rows"][0] if res["rows"] else {}
+    lines += ["", f"- {res.get('device')}, {res.get('threads')} torch thread(s), torch {res.get('torch')}; D = "
+              f"{r0.get('dim')}, batch {r0.get('batch')}, one head; {r0.get('pairs')} interleaved rounds per ratio "
+              "(median [min-max])."]
+    return "\n".join(lines) + "\n"
+
+
 #: view name -> function of the parsed JSON file
 VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "headline": headline,
@@ -284,4 +303,5 @@ VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "paper_step": paper_step,
     "reproduce_wall": reproduce_wall,
     "ddp_bench": ddp_bench,
+    "fused_ica": fused_ica,
 }
