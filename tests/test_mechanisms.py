@@ -596,3 +596,24 @@ def test_configs_written_before_the_default_changed_keep_their_meaning():
     assert complete_config(legacy)["flow_nll_to_encoders"] is True
     concat = build_model("segmentation", "concat", **kw).config  # other fusions never read the key
     assert config_differences({k: v for k, v in concat.items() if k != "flow_nll_to_encoders"}, concat) == []
+
+
+def test_effective_params_are_added_to_a_finished_study_and_shown_beside_the_nominal(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from mango_lite.training.mechanisms import add_effective_params
+
+    src = Path(__file__).resolve().parents[1] / "results" / "mechanisms" / "segmentation-nyudv2" / "mechanisms.json"
+    report = json.loads(src.read_text())
+    report["preset"] = "quick"  # the committed study's rows, built at the quick size (nothing is trained)
+    (tmp_path / "mechanisms.json").write_text(json.dumps(report))
+    got = add_effective_params(tmp_path, cache_dir=tmp_path / "data")["effective_params"]
+    assert set(got) == set(report["rows"])
+    assert got["mango"]["receiving_gradient"] == got["mango"]["nominal"]
+    assert got["mango-noattn"]["receiving_gradient"] < 0.9 * got["mango-noattn"]["nominal"]
+    md = (tmp_path / "mechanisms.md").read_text()
+    assert "params (receiving a gradient)" in md
+    assert f"({got['mango-noattn']['receiving_gradient'] / 1e6:.2f} M)" in md
+    shutil.rmtree(tmp_path / "data")

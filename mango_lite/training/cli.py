@@ -218,6 +218,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--title", default=None, help="title of a merged study's tables")
     p.add_argument("--controls", nargs="+", default=["mango-noattn", "mango-nonll", "mango-nll-encoders"],
                    help="with --goals: the rows MANGO is compared with (each must be in every study)")
+    p.add_argument("--effective-params", action="store_true",
+                   help="instead of training, add each row's parameters that receive a gradient to --out's finished "
+                        "study (one backward pass per row) and rewrite its mechanisms.md")
     p.add_argument("--goals", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, tally the goals over finished control studies (one per task group) "
                         "into --out/goals.json and goals.md")
@@ -390,6 +393,12 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
                                 log=lambda m: print(m, file=__import__("sys").stderr),
                                 jobs=args.jobs or default_jobs("cpu"))
         print(density_markdown(res))
+        return 0
+    if args.effective_params:
+        from .mechanisms import add_effective_params
+
+        report = add_effective_params(out, cache_dir=args.data_cache)
+        print(study_markdown(report))
         return 0
     if args.task is None and not args.goals:
         from ..errors import MangoLiteError

@@ -215,6 +215,25 @@ def merge_studies(sources: Sequence[str | os.PathLike | Mapping[str, Any]], titl
     return merged
 
 
+def add_effective_params(out: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Add to ``OUT/mechanisms.json`` every row's trainable parameters that receive a gradient beside the nominal
+    count (:func:`~mango_lite.training.parameters.effective_parameters`: the row's model built as its runs were,
+    one backward pass on the study's data; nothing is trained) and rewrite ``OUT/mechanisms.md``."""
+    import json
+
+    from .parameters import effective_parameters
+
+    out = Path(out)
+    report = json.loads((out / "mechanisms.json").read_text())
+    rows = {name: (row["model"], row.get("overrides") or {}) for name, row in report["rows"].items()}
+    report["effective_params"] = effective_parameters(report["task"], report["preset"], rows,
+                                                      dataset=report.get("dataset"), pair=report.get("pair"),
+                                                      cache_dir=cache_dir)
+    atomic_write_json(out / "mechanisms.json", report)
+    atomic_write_text(out / "mechanisms.md", study_markdown(report))
+    return report
+
+
 def _rel(path: Path, base: Path) -> str:
     try:
         return str(Path(path).relative_to(base))
@@ -343,13 +362,22 @@ def study_markdown(report: Mapping[str, Any]) -> str:
         lines.insert(4, f"First row: `{first.get('model')}` with {shown}; the settings column lists what each "
                         "other row changes.")
         lines.insert(5, "")
+    live = report.get("effective_params") or {}
+    if live:
+        lines[-2] = lines[-2].replace("| params |", "| params (receiving a gradient) |")
+        lines.insert(-2, "Params: nominal trainable parameters, and in brackets those the training loss reaches "
+                         "(`mango_lite.training.parameters`; the no-attention control's query and key weights get none).")
+        lines.insert(-2, "")
     for name, row in report["rows"].items():
         s = row.get("summary") or summarise(row["runs"])
         params = next((r.get("params") for r in row["runs"].values() if r.get("params")), None)
         seeds = ", ".join(k for k, r in row["runs"].items() if "error" not in r)
+        shown = "-" if params is None else f"{params / 1e6:.2f} M"
+        if name in live:
+            shown += f" ({live[name]['receiving_gradient'] / 1e6:.2f} M)"
         lines.append(f"| {name} | {_settings(row, first)} | {seeds} | {_pm(s['metric'], nd)} | {_pm(s['val_flow_bpd'], 3)} | "
                      f"{_pm(s['val_identity_bpd'], 3)} | {_pm(s['gamma_abs_mean'], 3)} | {_pm(s['step_ms'], 0)} | "
-                     f"{'-' if params is None else f'{params / 1e6:.2f} M'} |")
+                     f"{shown} |")
     rows = report["rows"]
     if "mango" in rows:
         lines.append("")

@@ -230,7 +230,7 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
     """Per level and model: mean and sd of the test metric over the finished seeds; MANGO against every
     other model, paired by seed, with 95 % t intervals; the attention's gain (MANGO - no-attention) against
     the level (per-seed slopes, t interval); the protocol's verdicts. Writes ``summary.json`` / ``summary.md``.
-    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see :func:`parameters_receiving_gradient`);
+    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see :func:`~mango_lite.training.parameters.parameters_receiving_gradient`);
     ``reference``: model -> per-seed aligned results of the older protocol (:func:`aligned_reference`)."""
     got = collect(out)
     plan, runs = got["plan"], got["runs"]
@@ -457,48 +457,11 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parameters_receiving_gradient(model: Any, batch_a: Any, batch_b: Any, target: Any) -> dict[str, int]:
-    """Trainable parameters of ``model`` (nominal) and those the training loss can reach: the parameter tensors
-    that get a non-zero gradient once every parameter is moved off its start (zero-initialised outputs would
-    otherwise block the gradient of the layers before them at step one). The no-attention control's query and
-    key weights, for instance, never get one: its layers skip the attention. ``model`` is perturbed in place."""
-    import torch
-
-    from ..flows.perturb import perturb_parameters
-
-    perturb_parameters(model, std=0.1, generator=torch.Generator().manual_seed(0))
-    model.train()
-    model.zero_grad(set_to_none=True)
-    out = model(batch_a, batch_b)
-    loss, _ = model.loss(out, target)
-    loss.backward()
-    nominal = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    alive = sum(p.numel() for p in model.parameters()
-                if p.requires_grad and p.grad is not None and bool(torch.any(p.grad != 0)))
-    model.zero_grad(set_to_none=True)
-    return {"nominal": int(nominal), "receiving_gradient": int(alive)}
-
-
 def effective_parameters(preset: str | Preset, models: Sequence[str] = MODELS, cache_dir: str | Path | None = None,
                          batch: int = 4) -> dict[str, dict[str, int]]:
-    """:func:`parameters_receiving_gradient` of every model, built as the study builds it (registered level,
-    seed 0), on the first ``batch`` training samples."""
-    import torch
+    """:func:`~mango_lite.training.parameters.parameters_receiving_gradient` of every model, built as the study
+    builds it (registered level, seed 0), on the first ``batch`` samples of the evaluation split."""
+    from .parameters import effective_parameters as of_rows
 
-    from .tasks import (build_task_data, build_task_model, control_overrides, model_kwargs, resolve_budget,
-                        resolve_model)
-    from ..utils import seed_everything
-
-    p = study_preset(preset, 0.0)
-    data = build_task_data(TASK, p, cache_dir=cache_dir if cache_dir is not None else default_cache_dir())
-    samples = [data.val[i] for i in range(min(batch, len(data.val)))]  # no augmentation draws
-    stacked = {k: torch.stack([s[k] for s in samples]) for k in (data.a_key, data.b_key, data.target_key)}
-    out = {}
-    for name in models:
-        fusion = resolve_model(TASK, name)
-        seed_everything(0)
-        net = build_task_model(TASK, fusion, resolve_budget(TASK, fusion, model_kwargs(TASK, data, p,
-                                                                                        control_overrides(name))))
-        out[name] = parameters_receiving_gradient(net, stacked[data.a_key], stacked[data.b_key],
-                                                  stacked[data.target_key])
-    return out
+    return of_rows(TASK, study_preset(preset, 0.0), {m: (m, {}) for m in models}, dataset=DATASET,
+                   cache_dir=cache_dir, batch=batch)

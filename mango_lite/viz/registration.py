@@ -72,8 +72,9 @@ def plot_dose_response(summary: Mapping[str, Any], path: str | os.PathLike | Non
 def plot_misregistered_frame(registered: Mapping[str, Any], displaced: Mapping[str, Any], tag: str = "",
                              path: str | os.PathLike | None = None, close: bool | None = None) -> Any:
     """One stand-in frame rendered twice (:func:`~mango_lite.datasets.synth.misregistration.render_scene_misregistered`
-    with baseline 0 and b): the colour image, the registered depth, the depth of the displaced sensor (its
-    missing pixels black) and each second-view pixel's disparity f b / z (pixels; hidden pixels white)."""
+    with baseline 0 and b): the colour image, the registered depth, the depth of the displaced sensor (missing
+    pixels black in both: the simulated sensor's dropouts, and in the displaced one also the points the colour
+    camera cannot see) and each second-view pixel's disparity f b / z (pixels; hidden pixels white)."""
     from ..datasets.synth.misregistration import disparity_px
 
     plt = _plt()
@@ -84,10 +85,10 @@ def plot_misregistered_frame(registered: Mapping[str, Any], displaced: Mapping[s
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
     axes[0].imshow(registered["rgb"])
     axes[0].set_title("RGB (first camera)")
-    axes[1].imshow(registered["depth"], cmap="viridis", vmin=0, vmax=depth_max)
+    depth_cmap = plt.get_cmap("viridis").with_extremes(bad="black")  # missing pixels (sensor dropouts, holes)
+    for ax, depth in ((axes[1], registered["depth"]), (axes[2], displaced["depth"])):
+        ax.imshow(np.ma.masked_where(np.asarray(depth) <= 0, depth), cmap=depth_cmap, vmin=0, vmax=depth_max)
     axes[1].set_title("depth, same camera (b = 0)")
-    shown = np.ma.masked_where(np.asarray(displaced["depth"]) <= 0, displaced["depth"])
-    axes[2].imshow(shown, cmap=plt.get_cmap("viridis").with_extremes(bad="black"), vmin=0, vmax=depth_max)
     axes[2].set_title(f"depth, camera {baseline:.2f} m to the right")
     d = np.ma.masked_where(hidden, disparity)
     im = axes[3].imshow(d, cmap=plt.get_cmap("magma").with_extremes(bad="white"))
