@@ -23,6 +23,7 @@ from .flows import (
     Split,
     Squeeze,
 )
+from .models.fusion import flow_only_gradient
 from .presets import Preset, get_preset
 from .utils import seed_everything
 
@@ -30,5 +31,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ICA", "ActNorm", "Coupling", "InvertibleCrossAttention", "InvertibleLinearLU", "MangoBlock", "MangoFlow",
-    "MultiscaleMango", "Preset", "Split", "Squeeze", "get_preset", "seed_everything", "__version__",
+    "MultiscaleMango", "Preset", "Split", "Squeeze", "flow_only_gradient", "get_preset", "seed_everything",
+    "__version__",
 ]
