@@ -120,7 +120,14 @@ class RGBDSegmentation(Dataset):
 
 class NYUDv2(RGBDSegmentation):
     """NYUDv2-40 in the TokenFusion layout (``train.txt`` 795 / ``val.txt`` 654; ``test`` is an alias of
-    ``val``). Masks hold ids 0..39 and 255 = ignore; any other value raises DataError naming the mask."""
+    ``val``). Masks hold ids 0..39 and 255 = ignore; any other value raises DataError naming the mask.
+
+    Misregistered stand-ins (``python -m mango_lite data synth nyudv2 --sensor-baseline B``, or
+    ``Preset.sensor_baseline_m``) are read the same way: their depth was rendered from a camera ``B`` metres to
+    the colour camera's right, so each point sits ``f B / z`` pixels away from its colour, and the pixels the
+    colour camera cannot see are 0 (missing), like the sensor's dropouts. RGB and masks stay in the colour
+    camera's frame; ``meta.json`` records ``baseline_m`` and ``median_disparity_px``
+    (:mod:`mango_lite.datasets.synth.misregistration`)."""
 
     splits = {"train": "train.txt", "val": "val.txt"}
     aliases = {"test": "val"}

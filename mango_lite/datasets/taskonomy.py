@@ -139,7 +139,12 @@ class Taskonomy(Dataset):
 
     ``split``: "train" (``train_domain.txt``) or "val" (``val_domain.txt``; ``test`` is an alias).
     ``domains``: which domains to load (inputs and target). ``transform``: paired geometry applied to
-    the [0,1] tensors before the ``2u - 1`` normalisation (e.g. :func:`translation_transforms`)."""
+    the [0,1] tensors before the ``2u - 1`` normalisation (e.g. :func:`translation_transforms`).
+
+    Misregistered stand-ins (``data synth taskonomy --sensor-baseline B``) render the domains of
+    ``TASKONOMY_DISPLACED`` (``edge_texture``) from a camera ``B`` metres to the right, each point shifted by
+    its disparity ``f B / z``; every other domain, the targets included, stays in the first camera's frame.
+    They load like any other folder; ``meta.json`` records the baseline and the median disparity."""
 
     aliases = {"test": "val"}
 
