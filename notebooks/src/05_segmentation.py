@@ -63,11 +63,14 @@ MODELS = FUSED + UNIMODAL
 # $C = 40$ NYUDv2 classes (wall, floor, cabinet, bed, … otherprop). Pixels labelled 255 (void) are ignored.
 # A model outputs logits $s_p\in\mathbb R^{C}$ per pixel and predicts $\hat y_p=\arg\max_c s_{pc}$.
 # Training minimises pixel-wise cross-entropy over the non-void pixels. For MANGO the flow's negative
-# log-likelihood of the encoder features is added, as in the paper's joint objective (§1.6), with weight
-# $\lambda$ = `preset.flow_weight`:
+# log-likelihood of the encoder features $F$, in bits per dimension, is added with weight
+# $\lambda$ = `preset.flow_weight`. Unlike the paper's joint objective (§1.6), this term trains the flow
+# only: its gradient stops at $F$ (written $\operatorname{sg}(F)$; `nll_to_encoders=False`, the task models'
+# default), because encoders that also received it lowered it by collapsing their features. The control
+# `mango-nll-encoders` of notebook 08 is the paper's form. With $n$ the number of dimensions of $F$:
 #
 # $$\mathcal L = -\frac{1}{|\mathcal V|}\sum_{p\in\mathcal V}\log\operatorname{softmax}(s_p)_{y_p}
-# \;+\;\lambda\,\underbrace{\big(-\log \pi(Z) - \log|\det \partial G(F)/\partial F|\big)}_{\text{bits/dim}} .$$
+# \;+\;\lambda\,\underbrace{\frac{-\log \pi(Z) - \log|\det \partial G(F)/\partial F|}{n\,\ln 2}\bigg|_{F=\operatorname{sg}(F)}}_{\text{bits/dim}} .$$
 #
 # **Metrics** (percent; `mango_lite.metrics.segmentation_scores`, TokenFusion's `getScores` semantics). One
 # confusion matrix $M$ is accumulated over **all** valid pixels of the split, with $M_{ij}$ the number of

@@ -59,11 +59,14 @@ MODELS = FUSED + UNIMODAL
 # frequency order). A model outputs one logit per genre. Genres are independent sigmoids, not a softmax:
 # $\hat p_{ik}=\sigma(s_{ik})$, and genre $k$ is predicted when $\hat p_{ik} > 0.5$ (the threshold of
 # GMU, MultiBench and MMBT; strictly greater). Training minimises binary cross-entropy. For MANGO, the
-# flow's negative log-likelihood of the fused encoder features is added, as in the paper's joint
-# objective (§1.6), with weight $\lambda$ = `preset.flow_weight_for("genre")` (0.01: see `mango_lite.presets.TASK_FLOW_WEIGHTS`):
+# flow's negative log-likelihood of the fused encoder features $F$, in bits per dimension, is added with
+# weight $\lambda$ = `preset.flow_weight_for("genre")` (0.01: see `mango_lite.presets.TASK_FLOW_WEIGHTS`).
+# Unlike the paper's joint objective (§1.6), this term trains the flow only: its gradient stops at $F$
+# ($\operatorname{sg}(F)$, the task models' default `nll_to_encoders=False`; notebook 05, section 1, says why). With $n$
+# the number of dimensions of $F$:
 #
 # $$\mathcal L = -\frac1{NK}\sum_{i,k}\big[y_{ik}\log\hat p_{ik} + (1-y_{ik})\log(1-\hat p_{ik})\big]
-# \;+\;\lambda\,\underbrace{\big(-\log \pi(Z) - \log|\det \partial G(F)/\partial F|\big)}_{\text{bits/dim}} .$$
+# \;+\;\lambda\,\underbrace{\frac{-\log \pi(Z) - \log|\det \partial G(F)/\partial F|}{n\,\ln 2}\bigg|_{F=\operatorname{sg}(F)}}_{\text{bits/dim}} .$$
 #
 # **Metrics** (percent; `mango_lite.metrics.multilabel_f1`, the same arithmetic as scikit-learn). With
 # $\mathrm{TP}_k,\mathrm{FP}_k,\mathrm{FN}_k$ counted over the test films for genre $k$:
