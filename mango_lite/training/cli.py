@@ -188,6 +188,24 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--summarize-only", action="store_true", help="train nothing; summarise the finished runs")
     p.set_defaults(func=cmd_registration)
 
+    # ------------------------------------------------------------------------- select-weights
+    p = sub.add_parser("select-weights", help="choose each task's NLL weight on the selection split",
+                       formatter_class=fmt,
+                       description="Trains MANGO at each candidate NLL weight on every task group with several seeds, "
+                                   "a selection split held out of the training data, and chooses each task's weight "
+                                   "from the selection split alone, as results/selection/PROTOCOL.md fixes; resumable. "
+                                   "Then writes summary.json and summary.md (the test split's numbers beside the "
+                                   "choice, deciding nothing).")
+    p.add_argument("--out", default="results/selection", help="study folder (plan.json, runs/, summary.*)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core)")
+    p.add_argument("--max-runs", type=int, default=None, help="train at most N runs now (the rest on a later call)")
+    p.add_argument("--data-cache", default=None, help="where the stand-ins are generated (default data/generated)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--summarize-only", action="store_true", help="train nothing; summarise the finished runs")
+    p.set_defaults(func=cmd_select_weights)
+
     # ------------------------------------------------------------------------- mechanisms
     p = sub.add_parser("mechanisms", help="does each MANGO mechanism do work? ladder of changes / controls over seeds",
                        formatter_class=fmt,
@@ -375,6 +393,28 @@ def cmd_registration(args: argparse.Namespace) -> int:
         from ..viz.registration import plot_dose_response
 
         plot_dose_response(summary, out / "dose_response.png")
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_select_weights(args: argparse.Namespace) -> int:
+    import sys
+
+    from . import selection
+
+    out = Path(args.out)
+    if not args.summarize_only:
+        res = selection.run_study(out, args.preset or default_preset_name(),
+                                  seeds=tuple(args.seeds) if args.seeds else selection.SEEDS, jobs=args.jobs,
+                                  device=args.device, cache_dir=args.data_cache, max_runs=args.max_runs,
+                                  log=lambda m: print(m, file=sys.stderr))
+        if res["failed"]:
+            print(f"select-weights: {len(res['failed'])} runs failed: {sorted(res['failed'])}", file=sys.stderr)
+    elif not (out / "plan.json").is_file():
+        from ..errors import MangoLiteError
+
+        raise MangoLiteError(f"select-weights --summarize-only: {out / 'plan.json'} not found; run the study first")
+    selection.summarize(out)
     print((out / "summary.md").read_text(encoding="utf-8"))
     return 0
 

@@ -33,6 +33,7 @@ from ..metrics.paired import paired_difference, slope_interval
 from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text
 from .tasks import DATA_SEED, _preset, default_cache_dir, prepare_data
+from .workers import finished_run, study_run_spec
 
 TASK = "segmentation"
 DATASET = "nyudv2"
@@ -97,16 +98,8 @@ def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
 
 
 def _finished(folder: Path, preset: Preset, model: str, seed: int) -> dict[str, Any] | None:
-    """This run's final ``metrics.json``, parsed, when the folder holds it (same preset, model and seed);
-    otherwise None."""
-    path = folder / "metrics.json"
-    if not path.is_file():
-        return None
-    done = json.loads(path.read_text(encoding="utf-8"))
-    spec = done.get("spec", {})
-    same = spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
-        json.dumps(preset.to_dict()))
-    return done if same else None
+    """This run's final ``metrics.json``, parsed, when the folder holds it; otherwise None."""
+    return finished_run(folder, preset, model, seed)
 
 
 def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[str] = MODELS,
@@ -156,11 +149,7 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
 
 def _run_spec(preset: Preset, model: str, seed: int, folder: Path, info: dict[str, Any], device: str | None,
               epochs: int | None = None) -> dict[str, Any]:
-    """A :func:`~mango_lite.training.workers.train_in_worker` spec of one study run: resumable, a folder
-    of an older build retrained, the best checkpoint chosen on the selection split."""
-    return dict(task=TASK, model=model, preset=preset, run_dir=str(folder), pair=None, dataset=DATASET, info=info,
-                device=device, seed=seed, resume=True, amp=True, retrain_stale=True, overwrite=False,
-                save_best=True, keep_checkpoints=1, epochs=epochs)
+    return study_run_spec(TASK, model, preset, seed, folder, info, device, dataset=DATASET, epochs=epochs)
 
 
 def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Sequence[float] = (0.0, 8.0),

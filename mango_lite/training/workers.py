@@ -9,6 +9,8 @@ by its own seed alone: its numbers do not depend on how many workers there are o
 * :func:`default_jobs`: how many runs at once on this machine.
 * :func:`train_in_worker`: the worker's body, one run.
 * :func:`run_in_workers`: the pool loop shared by ``reproduce`` and :func:`train_models`.
+* :func:`study_run_spec` / :func:`finished_run`: one run of a pre-registered study (resumable, the best
+  checkpoint chosen on the selection split) and whether its folder already holds it finished.
 * :func:`train_models`: several models on one task's data, for notebooks and scripts: the models that
   take longest start first, a line per finished run, the results in the order asked for.
 """
@@ -27,7 +29,8 @@ from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
 from .tasks import DataInfo, RunResult, TaskData, _preset, build_task_data, train_task
 
-__all__ = ["WORKER_MEMORY_BYTES", "default_jobs", "train_in_worker", "run_in_workers", "train_models"]
+__all__ = ["WORKER_MEMORY_BYTES", "default_jobs", "train_in_worker", "run_in_workers", "train_models",
+           "study_run_spec", "finished_run"]
 
 #: memory one CPU training run may need at the larger presets (workers are capped so they all fit)
 WORKER_MEMORY_BYTES = 2 * 2**30
@@ -141,6 +144,35 @@ def run_in_workers(specs: Mapping[Hashable, dict[str, Any]], jobs: int,
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def study_run_spec(task: str, model: str, preset: Preset, seed: int, folder: str | os.PathLike,
+                   info: dict[str, Any], device: str | None, *, dataset: str, pair: str | None = None,
+                   model_overrides: Mapping[str, Any] | None = None, epochs: int | None = None) -> dict[str, Any]:
+    """A :func:`train_in_worker` spec of one run of a study: resumable, a folder of an older build retrained,
+    the best checkpoint chosen on the selection split (when the preset holds one out), one checkpoint kept."""
+    return dict(task=task, model=model, preset=preset, run_dir=str(folder), pair=pair, dataset=dataset, info=info,
+                device=device, seed=int(seed), resume=True, amp=True, retrain_stale=True, overwrite=False,
+                save_best=True, keep_checkpoints=1, epochs=epochs,
+                model_overrides=dict(model_overrides) if model_overrides else None)
+
+
+def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: int,
+                 model_overrides: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The run's final ``metrics.json``, parsed, when ``folder`` holds one of the same preset, model and seed
+    (and, given ``model_overrides``, built with those values); otherwise None."""
+    import json
+
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    spec = done.get("spec", {})
+    same = spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
+        json.dumps(preset.to_dict()))
+    built = spec.get("model_kwargs", {})
+    same = same and all(built.get(k) == v for k, v in dict(model_overrides or {}).items())
+    return done if same else None
 
 
 def _longest_first(task: str, models: Sequence[str], preset: Preset) -> list[str]:

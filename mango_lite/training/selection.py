@@ -1,0 +1,256 @@
+"""Choosing the NLL weight on the selection split, never on the split that is reported.
+
+MANGO's task models add the flow's likelihood to the task loss with a weight lambda per task
+(:data:`~mango_lite.presets.TASK_FLOW_WEIGHTS`). This study trains MANGO at each candidate weight, on
+every task group, with several seeds, with a selection split held out of the training data
+(``Preset.selection_split``; genre: MM-IMDb's ``dev``), and chooses each task's weight from the selection
+split's headline metric at the last epoch alone. The test split's numbers are collected beside the choice
+and decide nothing. Its weights, groups, seeds and rule are fixed in ``results/selection/PROTOCOL.md``,
+committed before the first run; this module carries them out.
+
+* :func:`study_plan`: the runs (group x weight x seed) as JSON.
+* :func:`run_study`: trains the runs not yet finished (resumable; worker processes, one torch thread each).
+* :func:`choose`: the protocol's rule on the collected runs: per task the weights' selection scores, the
+  paired per-seed differences with their t intervals, the chosen weight.
+* :func:`summarize`: writes ``summary.json`` and ``summary.md``.
+
+``python -m mango_lite select-weights --preset cpu --out results/selection``
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..metrics.paired import paired_difference
+from ..presets import TASK_FLOW_WEIGHTS, Preset
+from ..utils import atomic_write_json, atomic_write_text
+from .tasks import _preset, default_cache_dir, prepare_data
+from .workers import finished_run, run_in_workers, study_run_spec
+
+
+@dataclass(frozen=True)
+class Group:
+    """One task, dataset and (translation) pair that the study trains on."""
+
+    task: str
+    dataset: str
+    pair: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.pair or self.dataset}"
+
+
+GROUPS = (Group("segmentation", "nyudv2"), Group("translation", "taskonomy", "shade_texture_to_rgb"),
+          Group("translation", "taskonomy", "rgb_edge_to_depth"), Group("genre", "mmimdb"))
+WEIGHTS = (0.01, 0.1)
+SEEDS = (0, 1, 2)
+MODEL = "mango"
+#: each task's headline metric, its selection-split history key and whether higher is better
+METRICS: dict[str, tuple[str, str, bool]] = {"segmentation": ("miou", "val_miou", True),
+                                             "translation": ("mae_x10", "val_mae_x10", False),
+                                             "genre": ("macro_f1", "val_macro_f1", True)}
+
+
+def study_preset(preset: str | Preset) -> Preset:
+    """``preset`` with a selection split held out of the training split."""
+    return _preset(preset).with_overrides(selection_split=True)
+
+
+def study_plan(preset: str | Preset = "cpu", weights: Sequence[float] = WEIGHTS, seeds: Sequence[int] = SEEDS,
+               groups: Sequence[Group] = GROUPS) -> dict[str, Any]:
+    """Everything that decides the runs, as JSON; runs ordered seed by seed, so a study cut short after
+    k seeds holds complete pairs."""
+    p = study_preset(preset)
+    runs = [{"group": g.name, "task": g.task, "dataset": g.dataset, "pair": g.pair, "weight": float(w), "seed": int(s)}
+            for s in seeds for g in groups for w in weights]
+    return {"model": MODEL, "preset": p.name, "preset_config": p.to_dict(), "weights": [float(w) for w in weights],
+            "seeds": [int(s) for s in seeds], "groups": [g.name for g in groups],
+            "weights_in_use": {t: TASK_FLOW_WEIGHTS[t] for t in sorted({g.task for g in groups})}, "runs": runs}
+
+
+def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
+    return Path(out) / "runs" / run["group"] / f"nll{run['weight']:g}" / f"seed{run['seed']}"
+
+
+def _finished(out: Path, preset: Preset, run: dict[str, Any]) -> dict[str, Any] | None:
+    return finished_run(run_dir(out, run), preset, MODEL, run["seed"], {"flow_weight": run["weight"]})
+
+
+def run_study(out: str | Path, preset: str | Preset = "cpu", weights: Sequence[float] = WEIGHTS,
+              seeds: Sequence[int] = SEEDS, groups: Sequence[Group] = GROUPS, jobs: int | None = None,
+              device: str | None = "cpu", cache_dir: str | Path | None = None, max_runs: int | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every run of :func:`study_plan` without a finished folder under ``out/runs`` (a killed run
+    continues from its last epoch), at most ``max_runs`` of them; returns ``{"done", "left", "failed"}``."""
+    from .workers import default_jobs
+
+    out = Path(out)
+    plan = study_plan(preset, weights, seeds, groups)
+    atomic_write_json(out / "plan.json", plan)
+    p = study_preset(preset)
+    todo = [r for r in plan["runs"] if _finished(out, p, r) is None]
+    left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
+    todo = todo[:max_runs] if max_runs is not None else todo
+    log(f"selection study: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
+        f"{len(todo)} to train now" + (f", {left_after} left for later" if left_after else ""))
+    if not todo:
+        return {"done": 0, "left": left_after, "failed": {}}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    infos = {d: prepare_data(d, p, cache_dir=cache, log=log).to_dict() for d in sorted({r["dataset"] for r in todo})}
+    specs = {(r["group"], r["weight"], r["seed"]): study_run_spec(
+        r["task"], MODEL, p, r["seed"], run_dir(out, r), infos[r["dataset"]], device, dataset=r["dataset"],
+        pair=r["pair"], model_overrides={"flow_weight": r["weight"]}) for r in todo}
+    failed: dict[str, str] = {}
+    count = {"done": 0}
+    t0 = time.perf_counter()
+
+    def done(key: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
+        name = f"{key[0]}/nll{key[1]:g}/seed{key[2]}"
+        if error is not None:
+            failed[name] = error
+            log(f"{name}: FAILED: {error}")
+            return
+        count["done"] += 1
+        log(f"{name}: done ({seconds:.0f} s); {count['done']} of {len(todo)} after {time.perf_counter() - t0:.0f} s")
+
+    run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
+    return {"done": count["done"], "left": left_after, "failed": failed}
+
+
+# ------------------------------------------------------------------------------------------ the choice
+def collect(out: str | Path) -> dict[str, Any]:
+    """The finished runs of ``out/plan.json``: ``{group: {weight: {seed: {"selection", "test", "flow_bpd"}}}}``
+    (the selection split's headline metric at the last epoch, the test split's, the flow's selection-split
+    bits/dim), plus the plan."""
+    out = Path(out)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    p = Preset(**plan["preset_config"])
+    runs: dict[str, dict[float, dict[int, dict[str, float | None]]]] = {}
+    for r in plan["runs"]:
+        done = _finished(out, p, r)
+        if done is None:
+            continue
+        metric, key, _ = METRICS[r["task"]]
+        history = json.loads((run_dir(out, r) / "history.json").read_text(encoding="utf-8"))
+        last = history[-1]
+        runs.setdefault(r["group"], {}).setdefault(r["weight"], {})[r["seed"]] = {
+            "selection": float(last[key]), "test": float(done["metrics"][metric]),
+            "flow_bpd": None if last.get("val_flow_bpd") is None else float(last["val_flow_bpd"])}
+    return {"plan": plan, "runs": runs}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(statistics.fmean(values))
+
+
+def choose(collected: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's rule, per task: each weight's selection score (the mean over seeds; translation: the
+    mean over its pairs of those means), the paired per-seed differences (the larger weight minus the
+    smaller, positive favouring the larger) per group on the selection split, the chosen weight (an exact
+    tie keeps the weight in use) and, after the choice, the test split's means."""
+    plan, runs = collected["plan"], collected["runs"]
+    weights = sorted(plan["weights"])
+    groups_of: dict[str, list[str]] = {}
+    for r in plan["runs"]:
+        if r["group"] not in groups_of.setdefault(r["task"], []):
+            groups_of[r["task"]].append(r["group"])
+    tasks: dict[str, Any] = {}
+    for task, groups in groups_of.items():
+        metric, _, higher = METRICS[task]
+        complete = all(len(runs.get(g, {}).get(w, {})) == len(plan["seeds"]) for g in groups for w in weights)
+        per_group: dict[str, Any] = {}
+        for g in groups:
+            by_w = runs.get(g, {})
+            entry: dict[str, Any] = {
+                "selection_mean": {f"{w:g}": _mean([v["selection"] for v in by_w[w].values()]) for w in weights if by_w.get(w)},
+                "test_mean": {f"{w:g}": _mean([v["test"] for v in by_w[w].values()]) for w in weights if by_w.get(w)},
+                "seeds": {f"{w:g}": len(by_w.get(w, {})) for w in weights}}
+            if len(weights) == 2 and all(by_w.get(w) for w in weights):
+                small, large = (by_w[w] for w in weights)
+                common = sorted(set(small) & set(large))
+                if len(common) >= 2:
+                    entry["paired_selection"] = paired_difference(
+                        [large[s]["selection"] for s in common], [small[s]["selection"] for s in common], higher).to_dict()
+                    entry["paired_test"] = paired_difference(
+                        [large[s]["test"] for s in common], [small[s]["test"] for s in common], higher).to_dict()
+            per_group[g] = entry
+        score = {f"{w:g}": _mean([per_group[g]["selection_mean"][f"{w:g}"] for g in groups])
+                 for w in weights if all(f"{w:g}" in per_group[g]["selection_mean"] for g in groups)}
+        in_use = float(plan["weights_in_use"][task])
+        chosen = None
+        if complete and score:
+            best = (max if higher else min)(score.values())
+            tied = [w for w in weights if score[f"{w:g}"] == best]
+            chosen = in_use if in_use in tied else tied[0]
+        told_apart = [g for g in groups if _excludes_zero(per_group[g].get("paired_selection"))]
+        tasks[task] = {"metric": metric, "higher_is_better": higher, "groups": per_group, "selection_score": score,
+                       "in_use": in_use, "chosen": chosen, "complete": complete, "told_apart_in": told_apart}
+    return {"weights": weights, "seeds": plan["seeds"], "preset": plan["preset"], "tasks": tasks}
+
+
+def _excludes_zero(diff: dict[str, Any] | None) -> bool:
+    return bool(diff) and (diff["low"] > 0 or diff["high"] < 0)
+
+
+def summarize(out: str | Path) -> dict[str, Any]:
+    """Apply :func:`choose` to the finished runs; write ``summary.json`` and ``summary.md``."""
+    out = Path(out)
+    summary = choose(collect(out))
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The choice in sentences and the numbers behind it, from :func:`choose`'s result."""
+    w = [f"{x:g}" for x in summary["weights"]]
+    lines = [f"# The NLL weight chosen on the selection split ({summary['preset']}, generated stand-ins)", "",
+             "Protocol: `PROTOCOL.md` (committed before the runs). Score: the selection split's headline metric at the "
+             "last epoch; the test split's numbers are shown after the choice and decided nothing. Differences: "
+             f"lambda = {w[-1]} minus lambda = {w[0]} per seed, signed so that positive favours {w[-1]}, mean with its "
+             "95 % Student t interval.", ""]
+    for task, t in summary["tasks"].items():
+        arrow = "higher is better" if t["higher_is_better"] else "lower is better"
+        if t["chosen"] is None:
+            lines.append(f"- **{task}**: not all runs finished; no choice yet (weight in use {t['in_use']:g}).")
+        else:
+            change = (f"keeps lambda = {t['chosen']:g}" if t["chosen"] == t["in_use"]
+                      else f"changes from lambda = {t['in_use']:g} to {t['chosen']:g}")
+            apart = ("the weights are told apart on the selection split in " + ", ".join(
+                f"{g} ({_favoured(t['groups'][g]['paired_selection'], summary['weights'])} better)"
+                for g in t["told_apart_in"]) if t["told_apart_in"] else "the two weights are not told apart on the selection split (every "
+                     "interval contains 0): the choice is the better mean, nothing more")
+            lines.append(f"- **{task}** {change} ({t['metric']}, {arrow}); {apart}.")
+    lines += ["", "| group | seeds | " + " | ".join(f"selection, lambda={x}" for x in w)
+              + " | selection difference [95 %] | " + " | ".join(f"test, lambda={x}" for x in w)
+              + " | test difference [95 %] |", "|---" * (4 + 2 * len(w)) + "|"]
+    for task, t in summary["tasks"].items():
+        for g, e in t["groups"].items():
+            sel = [_fmt(e["selection_mean"].get(x)) for x in w]
+            test = [_fmt(e["test_mean"].get(x)) for x in w]
+            lines.append(f"| {g} | {'/'.join(str(e['seeds'][x]) for x in w)} | " + " | ".join(sel)
+                         + f" | {_fmt_diff(e.get('paired_selection'))} | " + " | ".join(test)
+                         + f" | {_fmt_diff(e.get('paired_test'))} |")
+    lines += ["", "Metrics: segmentation mIoU (%), translation MAE x10 on the [-1, 1] scale, genre macro-F1 (%)."]
+    return "\n".join(lines) + "\n"
+
+
+def _favoured(diff: dict[str, Any], weights: Sequence[float]) -> str:
+    """The weight a paired difference (larger minus smaller weight, positive favouring the larger) favours."""
+    return f"lambda = {max(weights) if diff['mean'] > 0 else min(weights):g}"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def _fmt_diff(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
