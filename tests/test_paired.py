@@ -45,3 +45,18 @@ def test_slope_interval_sees_a_rise_over_levels():
     assert r["verdict"] == "rises" and r["low"] > 0
     flat = [[0.0, 0.2, -0.1, 0.0], [0.1, -0.2, 0.1, 0.0], [0.0, 0.1, 0.0, -0.1]]
     assert slope_interval(levels, flat)["verdict"] == "no trend shown"
+
+
+def test_unpaired_half_width_is_welchs_interval():
+    from mango_lite.metrics.paired import unpaired_half_width
+
+    a, b = [18.0, 18.5, 19.1], [17.2, 18.0, 18.2]
+    # scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval() gives (-0.4917, 1.9584)
+    assert unpaired_half_width(a, b) == pytest.approx((1.9584034748 + 0.4917368082) / 2, rel=1e-6)
+    # the seeds move both models together: the paired interval is far narrower than the unpaired one
+    shared = [0.0, 3.0, -2.0]
+    pa, pb = [20 + s for s in shared], [19.5 + s + e for s, e in zip(shared, (0.1, -0.1, 0.05))]
+    paired = paired_difference(pa, pb)
+    assert (paired.high - paired.low) / 2 < 0.2 * unpaired_half_width(pa, pb)
+    with pytest.raises(ValueError, match="at least 2 scores"):
+        unpaired_half_width([1.0], [2.0, 3.0])

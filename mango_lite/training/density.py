@@ -204,7 +204,6 @@ def density_study(
     variants: dict[str, dict] | None = None,
     lr: float = 2e-3,
     batch_size: int = 32,
-    progress: bool = False,
     log=None,
     jobs: int = 1,
     checkpoint: str | os.PathLike | None = None,
@@ -221,8 +220,7 @@ def density_study(
     ``jobs`` > 1: the (variant, seed) fits run in that many spawned worker processes, one torch thread each
     (each fit is seeded by its seed alone: the numbers are those of ``jobs=1``). ``checkpoint``: a JSON file
     that keeps every finished fit, so a killed study resumes where it stopped (fits whose options, data sizes
-    or steps differ are not reused); it is removed when the study completes. ``progress`` is accepted for
-    compatibility; fits show no bars."""
+    or steps differ are not reused); it is removed when the study completes. Fits show no progress bars."""
     import json
     import statistics
     from pathlib import Path

@@ -348,26 +348,25 @@ def study_markdown(report: Mapping[str, Any]) -> str:
     arrow = "↑" if report["higher_is_better"] else "↓"
     nd = 3 if metric == "mae_x10" else 2
     where = report.get("pair") or report.get("dataset")
+    first = next(iter(report["rows"].values()), {}) if report["rows"] else {}
+    live = report.get("effective_params") or {}
     lines = [f"# {report.get('title') or 'MANGO mechanisms'} — {report['task']} / {where} ({report['preset']})", "",
              f"Measured on: {report['data_description']}. Mean ± sample std over the seeds of each row. "
              "Flow and identity bits/dim: the validation features under the trained flow and under N(0, I) "
              "without a flow. Train step: optimisation time per step as logged during the run (shared machine: "
              "a rough figure; `mango_lite.training.cost.task_costs` measures it on an idle machine, see notebook 08).",
-             "", f"| variant | settings (vs the first row) | seeds | {metric} {arrow} | val flow bits/dim | identity bits/dim | "
-             "mean abs gamma | train step (ms) | params |", "|---|---|---|---|---|---|---|---|---|"]
-    first = next(iter(report["rows"].values()), {}) if report["rows"] else {}
+             ""]
     if first:
         shown = ", ".join(f"{'nll_weight' if k == 'flow_weight' else k.removeprefix('flow_')}={v}"
                           for k, v in (first.get("overrides") or {}).items()) or "the defaults"
-        lines.insert(4, f"First row: `{first.get('model')}` with {shown}; the settings column lists what each "
-                        "other row changes.")
-        lines.insert(5, "")
-    live = report.get("effective_params") or {}
+        lines += [f"First row: `{first.get('model')}` with {shown}; the settings column lists what each "
+                  "other row changes.", ""]
     if live:
-        lines[-2] = lines[-2].replace("| params |", "| params (receiving a gradient) |")
-        lines.insert(-2, "Params: nominal trainable parameters, and in brackets those the training loss reaches "
-                         "(`mango_lite.training.parameters`; the no-attention control's query and key weights get none).")
-        lines.insert(-2, "")
+        lines += ["Params: nominal trainable parameters, and in brackets those the training loss reaches "
+                  "(`mango_lite.training.parameters`; the no-attention control's query and key weights get none).", ""]
+    params_head = "params (receiving a gradient)" if live else "params"
+    lines += [f"| variant | settings (vs the first row) | seeds | {metric} {arrow} | val flow bits/dim | identity bits/dim | "
+              f"mean abs gamma | train step (ms) | {params_head} |", "|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["rows"].items():
         s = row.get("summary") or summarise(row["runs"])
         params = next((r.get("params") for r in row["runs"].values() if r.get("params")), None)

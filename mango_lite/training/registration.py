@@ -155,17 +155,22 @@ def _run_spec(preset: Preset, model: str, seed: int, folder: Path, info: dict[st
 def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Sequence[float] = (0.0, 8.0),
                     model: str = "mango", seed: int = 0, epochs: int | None = None, jobs: int | None = None,
                     device: str | None = "cpu", cache_dir: str | Path | None = None,
+                    baselines_m: Sequence[float] | None = None,
                     log: Callable[[str], None] | None = print) -> dict[float, Path]:
     """One ``model`` trained as the study trains it at each of ``levels_px`` (``epochs``: a shorter schedule
     than the preset's, for a notebook), the levels in parallel worker processes. Runs go to
     ``out/d{level}px/{model}``; a finished run is reused. Returns ``{level: run folder}`` (for
-    :func:`~mango_lite.training.load_model`) and raises TrainingError naming a run that diverged."""
+    :func:`~mango_lite.training.load_model`) and raises TrainingError naming a run that diverged.
+    ``baselines_m``: the levels' baselines when the caller has them (default: :func:`calibrate_baselines`)."""
     from ..errors import TrainingError
     from .workers import default_jobs, run_in_workers
 
     out = Path(out)
     levels = [float(lv) for lv in levels_px]
-    presets = {lv: study_preset(preset, b) for lv, b in zip(levels, calibrate_baselines(levels))}
+    if baselines_m is not None and len(baselines_m) != len(levels):
+        raise ValueError(f"train_at_levels: expected one baseline per level ({len(levels)}), got {len(baselines_m)}")
+    baselines = [float(b) for b in baselines_m] if baselines_m is not None else calibrate_baselines(levels)
+    presets = {lv: study_preset(preset, b) for lv, b in zip(levels, baselines)}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folders = {lv: out / level_name(lv) / model for lv in levels}
 
