@@ -191,7 +191,7 @@ def test_ablation_tiny(tmp_path, tiny_preset) -> None:
     assert set(rep["variants"]) == {"mmca", "blocks=2"}
     assert rep["variants"]["blocks=2"]["params"] > rep["variants"]["mmca"]["params"]
     assert all("micro_f1" in v["metrics"] for v in rep["variants"].values())
-    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["metric"] == "micro_f1"
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["metric"] == "macro_f1"  # the headline
     assert (tmp_path / "abl" / "ablation.md").is_file()
     cfg = ckpt.load_checkpoint(tmp_path / "abl" / "runs" / "mmca")["spec"]["model_config"]
     assert cfg["partitions"] == ("mmca",) or cfg["partitions"] == ["mmca"]

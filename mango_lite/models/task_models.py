@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..tasks import task_names
+
 from .fusion import (
     ConcatFusion,
     CrossAttentionFusion,
@@ -40,7 +42,7 @@ from .text import HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder
 
 __all__ = ["TASKS", "FUSIONS", "ModelOutput", "TaskModel", "build_model", "count_parameters", "IGNORE_INDEX"]
 
-TASKS = ("segmentation", "translation", "genre")
+TASKS = task_names()
 FUSIONS = ("mango", "concat", "tokenfusion", "crossattn", "a", "b")
 IGNORE_INDEX = 255
 

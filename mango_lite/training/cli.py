@@ -279,11 +279,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .tasks import resolve_model, resolve_pair, train_task
 
     # validate names before any data is generated
-    pair = resolve_pair(args.pair) if args.task == "translation" else None
-    if args.pair is not None and args.task != "translation":
+    from ..tasks import get_task
+
+    has_pairs = get_task(args.task).has_pairs
+    pair = resolve_pair(args.pair) if has_pairs else None
+    if args.pair is not None and not has_pairs:
         from ..errors import MangoLiteError
 
-        raise MangoLiteError(f"--pair applies to --task translation only (got --task {args.task})")
+        raise MangoLiteError(f"--pair applies to a task with pairs only (translation; got --task {args.task})")
     resolve_model(args.task, args.model, pair)
     preset = preset_with_encoders(args.preset or default_preset_name(), args)
     if args.sensor_baseline is not None:

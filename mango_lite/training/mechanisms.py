@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
+from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .tasks import CONTROL_MODELS, _preset, build_task_data, check_task, control_overrides, train_task
 
@@ -43,8 +44,8 @@ LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
     ("+ NLL trains the flow only", {"flow_nll_to_encoders": False}),
 )
 
-#: the headline metric of each task and whether higher is better
-METRIC = {"segmentation": ("miou", True), "translation": ("mae_x10", False), "genre": ("macro_f1", True)}
+#: the headline metric of each task and whether higher is better (the task registry's)
+METRIC = {name: (task.headline.key, task.headline.higher_is_better) for name, task in TASKS.items()}
 
 
 def ladder_variants(ladder: Sequence[tuple[str, Mapping[str, Any]]] = LADDER) -> list[tuple[str, str, dict[str, Any]]]:

@@ -37,6 +37,7 @@ import torch
 
 from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
+from ..tasks import TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, device_name, display_path, pick_device
 from . import paper_tables as P
 from .engine import config_differences
@@ -64,7 +65,7 @@ from .tasks import (
 from .workers import default_jobs, run_in_workers, train_in_worker
 
 QUICK_PAIRS = ("shade_texture_to_rgb", "rgb_edge_to_depth")
-MAIN_METRIC = {"segmentation": ("miou", "max"), "translation": ("mae", "min"), "genre": ("micro_f1", "max")}
+
 DATASET_LABELS = {"nyudv2": "NYUDv2", "sunrgbd": "SUN RGB-D", "taskonomy": "Taskonomy", "mmimdb": "MM-IMDb"}
 
 
@@ -535,8 +536,7 @@ def qualitative_figure(entry: Mapping[str, Any], data: TaskData, out: Path, n: i
         models[name] = load_model(rd if rd.is_absolute() else out / rd, "cpu")[0]
     if not models:
         return None
-    split = "test" if data.task == "genre" else "val"
-    batch, preds = predict_samples(models, data, n, split)
+    batch, preds = predict_samples(models, data, n, "test")  # the reported split, never a selection split
     # unimodal models are named after an input; say so, so a column "rgb" is not read as the input
     uni = set(unimodal_names(data.task, data.pair))
     preds = {(f"{k} only" if k in uni else k): v for k, v in preds.items()}
@@ -567,7 +567,7 @@ def write_figures(results: Mapping[str, Any], out: str | os.PathLike) -> list[Pa
     paths: list[Path] = []
     for key, entry in results.get("results", {}).items():
         task = entry["task"]
-        metric, _ = MAIN_METRIC[task]
+        metric = get_task(task).headline.key
         slug = key.replace("/", "_")
         hists = {}
         for model, m in entry["models"].items():
@@ -845,7 +845,7 @@ def run_ablation(
     log = log or (_log_default if verbose else (lambda m: None))
     td = build_task_data(task, preset, data_root, pair, dataset, cache_dir if cache_dir is not None else out / "data",
                          log=log)
-    metric, mode = MAIN_METRIC[task]
+    metric, mode = get_task(task).headline.key, get_task(task).headline.mode
     report: dict[str, Any] = {
         "task": task, "dataset": td.info.name, "pair": td.pair.name if td.pair else None, "preset": preset.name,
         "data": td.info.source, "data_description": data_description(td.info, td), "metric": metric,
@@ -900,7 +900,8 @@ def run_ablation(
 
 # ------------------------------------------------------------------------------------ seeds
 #: the headline metric of each task, and whether higher is better
-HEADLINE = {"segmentation": ("miou", True), "translation": ("mae_x10", False), "genre": ("macro_f1", True)}
+#: each task's headline metric and whether higher is better, from the task registry (:mod:`mango_lite.tasks`)
+HEADLINE = {name: (task.headline.key, task.headline.higher_is_better) for name, task in TASKS.items()}
 
 
 def seed_summary(results: Sequence[Mapping[str, Any] | str | os.PathLike]) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..tasks import TASKS
 from .reproduce import DATASET_LABELS, HEADLINE
 from .tasks import FUSION_MODELS
 
 _METRIC_LABELS = {"miou": "mIoU % ↑", "mae_x10": "MAE×10 ↓", "macro_f1": "macro F1 % ↑", "micro_f1": "micro F1 % ↑"}
-_TASK_LABELS = {"segmentation": "segmentation", "translation": "translation", "genre": "genres"}
+_TASK_LABELS = {name: task.label for name, task in TASKS.items()}
 
 
 def _group_label(entry: Mapping[str, Any], key: str) -> str:
@@ -34,7 +35,8 @@ def _group_label(entry: Mapping[str, Any], key: str) -> str:
     from .tasks import PAIRS
 
     task = entry.get("task") or key.split("/")[0]
-    label = entry.get("pair_label") or (PAIRS[key.split("/")[-1]].label if task == "translation" and key.split("/")[-1] in PAIRS else None)
+    pair = key.split("/")[-1]
+    label = entry.get("pair_label") or (PAIRS[pair].label if TASKS[task].has_pairs and pair in PAIRS else None)
     if label:
         return f"Taskonomy {label}"
     dataset = entry.get("dataset") or key.split("/")[-1]

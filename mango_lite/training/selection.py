@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ..metrics.paired import paired_difference
 from ..presets import TASK_FLOW_WEIGHTS, Preset
+from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .tasks import _preset, default_cache_dir, prepare_data
 from .workers import finished_run, run_in_workers, study_run_spec
@@ -51,10 +52,9 @@ GROUPS = (Group("segmentation", "nyudv2"), Group("translation", "taskonomy", "sh
 WEIGHTS = (0.01, 0.1)
 SEEDS = (0, 1, 2)
 MODEL = "mango"
-#: each task's headline metric, its selection-split history key and whether higher is better
-METRICS: dict[str, tuple[str, str, bool]] = {"segmentation": ("miou", "val_miou", True),
-                                             "translation": ("mae_x10", "val_mae_x10", False),
-                                             "genre": ("macro_f1", "val_macro_f1", True)}
+#: each task's headline metric (the task registry's), its selection-split history key and whether higher is better
+METRICS: dict[str, tuple[str, str, bool]] = {
+    name: (t.headline.key, t.headline.history_key, t.headline.higher_is_better) for name, t in TASKS.items()}
 
 
 def study_preset(preset: str | Preset) -> Preset:

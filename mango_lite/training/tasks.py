@@ -43,11 +43,12 @@ from ..datasets.constants import TRANSLATION_PAIRS
 from ..datasets.synth.misregistration import MISREGISTERED_DATASETS
 from ..errors import MangoLiteError
 from ..presets import PRESET_NAMES, Preset, get_preset
+from ..tasks import TASKS, get_task, task_names
 from ..utils import atomic_write_json, device_name, display_path, seed_everything
 from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, evaluate_model
 from .checkpoint import load_checkpoint
 
-TASK_NAMES = ("segmentation", "translation", "genre")
+TASK_NAMES = task_names()
 FUSION_MODELS = ("mango", "concat", "tokenfusion", "crossattn")
 #: MANGO with one mechanism switched off: name -> build_model overrides. Same parameters as ``mango``
 #: (the no-attention control keeps its query/key weights, which then get no gradient).
@@ -70,8 +71,8 @@ STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     # toy showed the per-row gamma needs: without it B's rows keep ~0.4 of their attention on themselves
     "mango-gamma-token-diag": ("mango", {"flow_gamma_mode": "token", "flow_self_logit": True}),
 }
-SEGMENTATION_DATASETS = ("nyudv2", "sunrgbd")
-TASK_DATASETS = {"segmentation": SEGMENTATION_DATASETS, "translation": ("taskonomy",), "genre": ("mmimdb",)}
+SEGMENTATION_DATASETS = TASKS["segmentation"].datasets
+TASK_DATASETS = {name: task.datasets for name, task in TASKS.items()}
 DATA_SEED = 0  # stand-in data do not depend on the training seed: every model sees the same data
 GENERATED = "generated stand-in"
 REAL = "real"
@@ -123,20 +124,14 @@ def resolve_pair(name: str | TranslationPair | None) -> TranslationPair:
 
 # -------------------------------------------------------------------------------- model names
 def check_task(task: str) -> str:
-    t = str(task).strip().lower()
-    if t not in TASK_NAMES:
-        raise MangoLiteError(f"unknown task {task!r}; expected one of {TASK_NAMES}")
-    return t
+    """The registry's name of ``task`` (:func:`mango_lite.tasks.get_task`); MangoLiteError when unknown."""
+    return get_task(task).name
 
 
 def unimodal_names(task: str, pair: str | TranslationPair | None = None) -> tuple[str, str]:
     """Names of the unimodal baselines reading modality A / B."""
-    task = check_task(task)
-    if task == "segmentation":
-        return "rgb", "depth"
-    if task == "genre":
-        return "image", "text"
-    return resolve_pair(pair).inputs
+    spec = get_task(task)
+    return spec.unimodal_names(resolve_pair(pair).inputs if spec.has_pairs else None)
 
 
 def model_names(task: str, pair: str | TranslationPair | None = None) -> tuple[str, ...]:
@@ -164,7 +159,7 @@ def resolve_model(task: str, name: str, pair: str | TranslationPair | None = Non
 
 
 def default_dataset(task: str) -> str:
-    return TASK_DATASETS[check_task(task)][0]
+    return get_task(task).default_dataset
 
 
 def check_dataset(task: str, dataset: str | None) -> str:
@@ -380,7 +375,7 @@ def _selection_split(preset: Preset, train: Dataset, train_plain: Dataset) -> tu
 class SegmentationAdapter(BatchAdapter):
     """Dataset-level confusion matrix over the split (TokenFusion ``getScores``), percent."""
 
-    select_metric = "val_miou"
+    select_metric = TASKS["segmentation"].select_metric
     select_mode = "max"
 
     def __init__(self, num_classes: int, ignore_index: int = 255, a_key: str = "rgb", b_key: str = "depth",
@@ -409,7 +404,7 @@ class TranslationAdapter(BatchAdapter):
     RGB targets FID / KID x100 with a PROXY feature extractor (random-init CNN; not comparable to the
     paper's Inception numbers)."""
 
-    select_metric = "val_mae"
+    select_metric = TASKS["translation"].select_metric
     select_mode = "min"
 
     def __init__(self, a_key: str, b_key: str, target_key: str, rgb_target: bool, fid: bool = True,
@@ -466,7 +461,7 @@ class TranslationAdapter(BatchAdapter):
 class GenreAdapter(BatchAdapter):
     """Multi-label F1 (sigmoid > 0.5) over the whole split, percent: micro, macro, weighted, samples."""
 
-    select_metric = "val_micro_f1"
+    select_metric = TASKS["genre"].select_metric
     select_mode = "max"
 
     def new_metrics(self) -> dict[str, list[Tensor]]:
