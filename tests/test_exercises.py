@@ -13,6 +13,8 @@ NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted((NB_DIR / "src").glob("*.py"))
 #: exercises each notebook must have once it has any (the issue's course plan: 3 in 01-04, 2 in 05-08 and in
 #: the part-notebooks such as 04b), by the notebook's number
+#: notebooks whose coded exercises are graded by mango_lite.exercises (the others follow)
+GRADED = {"01", "03"}
 MINIMUM = {"00": 0, "01": 3, "02": 3, "03": 3, "04": 3, "05": 2, "06": 2, "07": 2, "08": 2}
 
 
@@ -86,3 +88,8 @@ def test_student_checks_fail_until_solved(src):
     for head, idx in coded:
         errors = [o for i in idx for o in nb.cells[i].outputs if o.get("output_type") == "error"]
         assert errors, f"{src.stem}: {head!r} passes with the stubs in place"
+        if src.stem[:2] in GRADED:  # graded by mango_lite.exercises: the stub is reported as unanswered, and
+            # nothing is printed before the failure (a printed measurement would be the answer)
+            assert errors[0]["ename"] == "NotAnswered", f"{src.stem}: {head!r} failed with {errors[0]['ename']}"
+            printed = [o for i in idx for o in nb.cells[i].outputs if o.get("output_type") == "stream"]
+            assert not printed, f"{src.stem}: {head!r} prints before its check fails: {printed}"

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 import torch
 
-from mango_lite import ICA, get_preset, seed_everything
+from mango_lite import ICA, exercises, get_preset, seed_everything
 from mango_lite.flows import reference
 from mango_lite.viz.flows import plot_attention, plot_jacobian
 
@@ -135,25 +135,14 @@ def my_ica_inverse(y: torch.Tensor, lay: ICA) -> tuple[torch.Tensor, torch.Tenso
 
 
 # %% [markdown]
-# Now the check. The library's layer starts near the identity ($\gamma = 0.1$, zero-initialised
-# temperature); a comparison at the starting point would hide a wrong $\gamma$ or $\tau$, so every
-# parameter is moved away from its initial value first.
+# Now the check (`mango_lite.exercises.exercise_1_1`). The library's layer starts near the identity
+# ($\gamma = 0.1$, zero-initialised temperature); a comparison at the starting point would hide a wrong
+# $\gamma$ or $\tau$, so the check moves every parameter away from its initial value first, compares
+# $A$, the forward map, the log-det and the inverse in float64, and refuses a general inverse
+# (`torch.linalg.inv`, `solve`, `pinv`): a wrong answer gets a hint about what differs, never the numbers.
 
 # %%
-mine = ICA(dim=D, tokens=T, partition="mmca", variant=0).double()
-with torch.no_grad():
-    for prm in mine.parameters():
-        prm.add_(0.3 * torch.randn_like(prm))  # perturbed: gamma, tau, W_q, W_k, LN weights
-y_lib, ld_lib = mine(x)
-y_own, ld_own = my_ica_forward(x, mine)
-x_own, ld_own_inv = my_ica_inverse(y_own, mine)
-print(f"gamma = {mine.gamma.item():.3f}, tau = {mine.log_temperature.exp().item():.3f}")
-print(f"max |y_own - y_lib|        = {(y_own - y_lib).abs().max().item():.1e}")
-print(f"max |logdet_own - lib|     = {(ld_own - ld_lib).abs().max().item():.1e}")
-print(f"round trip of our inverse  = {(x_own - x).abs().max().item():.1e}")
-assert torch.allclose(y_own, y_lib, atol=1e-12) and torch.allclose(ld_own, ld_lib, atol=1e-12)
-assert torch.allclose(x_own, x, atol=1e-12) and torch.allclose(ld_own_inv, -ld_own, atol=1e-12)
-assert abs(mine.gamma.item() - 0.1) > 1e-3  # the check ran away from the starting point
+exercises.exercise_1_1(attention_from, my_ica_forward, my_ica_inverse)
 
 # %% [markdown]
 # Twenty lines reproduce the library to round-off. What `mango_lite.ICA` adds is bookkeeping: several
@@ -340,11 +329,7 @@ predicted_ratio = 256 / 64  # the factor T replaces d = D: off by T / D = 4
 # END SOLUTION
 
 # %%
-big = ICA(dim=64, tokens=256, partition="imca", gamma=None).double()
-xb = torch.randn(2, 512, 64, dtype=torch.float64)
-measured_ratio = (reference.published_logdet(big, xb) / big(xb)[1]).mean().item()
-print(f"published / exact = {measured_ratio:.4f}; predicted {predicted_ratio}")
-assert abs(measured_ratio - predicted_ratio) < 1e-6
+exercises.exercise_1_2(predicted_ratio)  # builds that layer, measures the ratio, compares without printing it
 
 # %% [markdown]
 # ### Exercise 1.3 · How large may gamma be?
@@ -360,13 +345,8 @@ gamma_max = 9 / 11  # (1 + g) / (1 - g) = 10  <=>  g = 9 / 11
 # END SOLUTION
 
 # %%
-sharp = ICA(dim=4, tokens=32, partition="imca", gamma=gamma_max).double()
-with torch.no_grad():
-    sharp.log_temperature.fill_(-2.0)
-a_sharp = reference.attention_matrix(sharp, torch.randn(64, 64, 4, dtype=torch.float64))
-cond = torch.linalg.cond(a_sharp, p=float("inf")).max().item()
-print(f"gamma = {gamma_max:.4f}: worst cond_inf(A) over 64 draws = {cond:.2f}")
-assert abs((1 + gamma_max) / (1 - gamma_max) - 10) < 1e-9 and cond <= 10 + 1e-9
+worst = exercises.exercise_1_3(gamma_max)
+print(f"at your gamma, the worst cond_inf(A) over 64 draws of sharp attention is {worst:.2f} (the bound: 10)")
 
 # %% [markdown]
 # ### Exercise 1.4 · Lower triangle (written answer)

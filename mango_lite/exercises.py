@@ -1,0 +1,279 @@
+"""Checks for the notebooks' exercises that grade an answer without giving the expected one away.
+
+A check cell of a notebook calls one function here with the student's answer. The function computes the
+expected value itself (from the library, never a typed number), prints one line when the answer is right,
+and otherwise raises :class:`NotAnswered` (the stub is still there) or :class:`WrongAnswer` with a hint: a
+named mistake gets its own hint ("that is the factor T, not T / d"), any other answer a direction or a
+count, never the expected value. Both errors are AssertionErrors, so a notebook run stops there and a test
+sees a failure.
+
+* generic checks: :func:`check_number`, :func:`check_token_set`, :func:`check_truth`, and
+  :func:`forbidding` (a context in which a general matrix inverse raises);
+* one function per coded exercise of notebooks 01 and 03 (``exercise_1_1`` ...), each building what it
+  needs to compute the expected answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+__all__ = [
+    "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
+    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_3_1", "exercise_3_2", "exercise_3_3",
+]
+
+
+class NotAnswered(AssertionError):
+    """The exercise's answer is still the stub (``None``, an empty set, or a function that is not written)."""
+
+
+class WrongAnswer(AssertionError):
+    """The answer is not the expected one; the message holds a hint, never the expected value."""
+
+
+class ForbiddenCall(AssertionError):
+    """The answer called a function the exercise rules out (e.g. a general matrix inverse)."""
+
+
+def _passed(exercise: str, note: str = "") -> None:
+    print(f"Exercise {exercise}: right." + (f" {note}" if note else ""))
+
+
+# ------------------------------------------------------------------------------------------ generic
+def check_number(exercise: str, answer: Any, expected: float, *, name: str = "the answer", rel: float = 1e-6,
+                 mistakes: Mapping[float, str] | None = None) -> None:
+    """``answer`` equals ``expected`` to relative tolerance ``rel``. ``mistakes``: values a plausible slip gives,
+    each with its hint. An answer that is neither gets "too large" / "too small"."""
+    if answer is None:
+        raise NotAnswered(f"Exercise {exercise}: no answer yet: set {name} to a number.")
+    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
+        answer = answer.item()
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        raise WrongAnswer(f"Exercise {exercise}: expected {name} as a number, got {type(answer).__name__}.")
+    value = float(answer)
+    if not math.isfinite(value):
+        raise WrongAnswer(f"Exercise {exercise}: {name} is {value}, not a finite number.")
+    if math.isclose(value, expected, rel_tol=rel, abs_tol=rel * 1e-3):
+        _passed(exercise)
+        return
+    for wrong, hint in (mistakes or {}).items():
+        if math.isclose(value, wrong, rel_tol=rel, abs_tol=rel * 1e-3):
+            raise WrongAnswer(f"Exercise {exercise}: not yet. {hint}")
+    direction = "too large" if value > expected else "too small"
+    raise WrongAnswer(f"Exercise {exercise}: not yet: {name} is {direction}.")
+
+
+def check_token_set(exercise: str, answer: Any, expected: Iterable[int], *, name: str = "the set",
+                    mistakes: Mapping[frozenset[int], str] | None = None) -> None:
+    """``answer`` (a set of token indices) equals ``expected``. A wrong set gets the counts of tokens that should
+    not be in it and of those missing, not which ones."""
+    want = frozenset(int(j) for j in expected)
+    if answer is None or (isinstance(answer, (set, frozenset, list, tuple)) and not answer):
+        raise NotAnswered(f"Exercise {exercise}: no answer yet: fill in {name}.")
+    try:
+        got = frozenset(int(j) for j in answer)
+    except (TypeError, ValueError):
+        raise WrongAnswer(f"Exercise {exercise}: expected {name} as a set of token indices, got "
+                          f"{type(answer).__name__}.") from None
+    if got == want:
+        _passed(exercise)
+        return
+    if got in (mistakes or {}):
+        raise WrongAnswer(f"Exercise {exercise}: not yet. {(mistakes or {})[got]}")
+    extra, missing = len(got - want), len(want - got)
+    raise WrongAnswer(f"Exercise {exercise}: not yet: {extra} of your tokens get no weight, and {missing} "
+                      f"token(s) with a weight are missing.")
+
+
+def check_truth(exercise: str, answer: Any, expected: bool, *, name: str = "the answer", hint: str = "") -> None:
+    """``answer`` is the bool ``expected``; a wrong one gets ``hint``."""
+    if answer is None:
+        raise NotAnswered(f"Exercise {exercise}: no answer yet: set {name} to True or False.")
+    if not isinstance(answer, bool):
+        raise WrongAnswer(f"Exercise {exercise}: expected {name} as True or False, got {type(answer).__name__}.")
+    if answer is expected:
+        _passed(exercise)
+        return
+    raise WrongAnswer(f"Exercise {exercise}: not yet. {hint}".rstrip())
+
+
+#: what a general inverse is called by; a triangular solve (torch.linalg.solve_triangular) stays allowed
+_INVERSES = (("torch.linalg", "inv"), ("torch.linalg", "inv_ex"), ("torch.linalg", "pinv"), ("torch.linalg", "solve"),
+             ("torch.linalg", "solve_ex"), ("torch", "inverse"), ("torch", "pinverse"), ("torch.Tensor", "inverse"),
+             ("torch.Tensor", "pinverse"))
+
+
+@contextmanager
+def forbidding(exercise: str, reason: str) -> Iterator[None]:
+    """Inside the block every general matrix inverse or solve of torch raises :class:`ForbiddenCall` naming
+    ``reason``; restored on exit."""
+    import importlib
+
+    saved = []
+    try:
+        for owner_name, attr in _INVERSES:
+            owner = torch.Tensor if owner_name == "torch.Tensor" else importlib.import_module(owner_name)
+            saved.append((owner, attr, getattr(owner, attr)))
+
+            def refuse(*args: Any, _name: str = f"{owner_name}.{attr}", **kwargs: Any) -> Any:
+                raise ForbiddenCall(f"Exercise {exercise}: your code called {_name}; {reason}")
+
+            setattr(owner, attr, refuse)
+        yield
+    finally:
+        for owner, attr, original in saved:
+            setattr(owner, attr, original)
+
+
+# ------------------------------------------------------------------------------------------ notebook 01
+def _perturbed_mmca_layer(dim: int, tokens: int, seed: int) -> Any:
+    from .flows import ICA
+
+    torch.manual_seed(seed)
+    layer = ICA(dim=dim, tokens=tokens, partition="mmca", variant=0).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # away from the identity start: a wrong gamma or tau shows
+    return layer
+
+
+def exercise_1_1(attention_from: Callable[..., torch.Tensor], forward: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+                 inverse: Callable[..., tuple[torch.Tensor, torch.Tensor]], dim: int = 4, tokens: int = 6,
+                 seed: int = 11) -> None:
+    """The student's one-head MMCA layer (A, forward with log-det, inverse) against ``mango_lite.ICA`` with
+    perturbed parameters, in float64, with every general inverse of torch forbidden."""
+    from .flows import reference
+
+    layer = _perturbed_mmca_layer(dim, tokens, seed)
+    x = torch.randn(3, 2 * tokens, dim, dtype=torch.float64)
+    try:
+        with forbidding("1.1", "the inverse of a triangular A is a triangular solve (torch.linalg.solve_triangular)"):
+            a = attention_from(x[:, :tokens], layer)
+            y, logdet = forward(x, layer)
+            x_back, logdet_inv = inverse(y, layer)
+    except NotImplementedError:
+        raise NotAnswered("Exercise 1.1: no answer yet: write attention_from, my_ica_forward and my_ica_inverse.") from None
+    y_lib, logdet_lib = layer(x)
+    a_lib = reference.attention_matrix(layer, x)[:, 0]
+    if tuple(a.shape) != tuple(a_lib.shape):
+        raise WrongAnswer(f"Exercise 1.1: A should have shape (B, T, T) = {tuple(a_lib.shape)}, got {tuple(a.shape)}.")
+    if not torch.allclose(a, a_lib, atol=1e-10):
+        upper = torch.allclose(a.tril(-1), torch.zeros_like(a))
+        diag = torch.allclose(torch.diagonal(a, dim1=1, dim2=2), torch.diagonal(a_lib, dim1=1, dim2=2), atol=1e-10)
+        hint = ("A should be upper triangular: token i attends to tokens j >= i." if not upper else
+                "A's diagonal differs: check gamma and the identity." if not diag else
+                "A differs off the diagonal: check the query/key normalisation, the temperature tau and sqrt(d_qk).")
+        raise WrongAnswer(f"Exercise 1.1: not yet. {hint}")
+    if not torch.allclose(y, y_lib, atol=1e-10):
+        raise WrongAnswer("Exercise 1.1: A is right, the forward map is not: Y1 = X1 and Y2 = A X2.")
+    if not torch.allclose(logdet, logdet_lib, atol=1e-10):
+        ratio = (logdet / logdet_lib).mean().item()
+        hint = (f"your log-det is {ratio:.3g} times the layer's: each of the d channels of X2 is multiplied by A."
+                if math.isfinite(ratio) else "the log-det is the sum of log A_ii over the diagonal, times d.")
+        raise WrongAnswer(f"Exercise 1.1: the forward map is right, the log-det is not: {hint}")
+    if not torch.allclose(x_back, x, atol=1e-10):
+        raise WrongAnswer("Exercise 1.1: the inverse does not return x: solve A X2 = Y2 with A built from Y1 = X1.")
+    if not torch.allclose(logdet_inv, -logdet_lib, atol=1e-10):
+        raise WrongAnswer("Exercise 1.1: the inverse returns x, but its log-det should be minus the forward one.")
+    _passed("1.1", "Your layer matches mango_lite.ICA to round-off, with its parameters away from their start.")
+
+
+def published_logdet_ratio(dim: int = 64, tokens: int = 256, seed: int = 0) -> float:
+    """The published log-det over the exact one for one IMCA layer of ``dim`` channels and ``tokens`` tokens
+    per modality, measured in float64."""
+    from .flows import ICA, reference
+
+    torch.manual_seed(seed)
+    layer = ICA(dim=dim, tokens=tokens, partition="imca", gamma=None).double()
+    # one sample: with torch 2.13's CPU build, a *batched* slogdet of 200+ x 200+ matrices after an explicit
+    # torch.set_num_threads(2) stops in MKL (DLASWP "parameter 6 incorrect"); a batch of one does not
+    x = torch.randn(1, 2 * tokens, dim, dtype=torch.float64)
+    with torch.no_grad():
+        return float((reference.published_logdet(layer, x) / layer(x)[1]).mean())
+
+
+def exercise_1_2(predicted_ratio: Any, dim: int = 64, tokens: int = 256) -> None:
+    """The predicted factor between the published and the exact log-det, against the measured one."""
+    measured = published_logdet_ratio(dim, tokens)
+    check_number("1.2", predicted_ratio, measured, name="predicted_ratio", rel=1e-6, mistakes={
+        dim / tokens: "That is the exact log-det over the published one; the question asks the other way round.",
+        float(tokens): "The published code multiplies by T where the exact log-det has d: the factor is their ratio.",
+        2.0 * tokens / dim: "The published factor is L / 2 = T (L = 2T tokens in all), not L.",
+    })
+
+
+def exercise_1_3(gamma_max: Any, cond_limit: float = 10.0, draws: int = 64, seed: int = 0) -> float:
+    """The largest |gamma| whose bound (1 + |gamma|) / (1 - |gamma|) is ``cond_limit``: checked against the bound
+    solved numerically, then the worst measured cond_inf(A) of sharp random attention at the student's gamma
+    is returned (it must respect the limit)."""
+    from .flows import ICA, reference
+
+    lo, hi = 0.0, 1.0  # the bound rises from 1 to infinity on [0, 1): bisection
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (1 + mid) / (1 - mid) <= cond_limit else (lo, mid)
+    check_number("1.3", gamma_max, lo, name="gamma_max", rel=1e-9, mistakes={
+        (cond_limit - 1) / cond_limit: "Solve (1 + g) / (1 - g) = 10 for g; 1 - 1/10 solves a different equation.",
+        1 / cond_limit: "That is 1 / 10; solve (1 + g) / (1 - g) = 10 for g.",
+    })
+    torch.manual_seed(seed)
+    layer = ICA(dim=4, tokens=32, partition="imca", gamma=float(gamma_max)).double()
+    with torch.no_grad():
+        layer.log_temperature.fill_(-2.0)  # sharp attention: the worst case the bound covers
+    a = reference.attention_matrix(layer, torch.randn(draws, 64, 4, dtype=torch.float64))
+    worst = float(torch.linalg.cond(a, p=float("inf")).max())
+    if worst > cond_limit + 1e-9:
+        raise WrongAnswer(f"Exercise 1.3: the bound is violated ({worst:.3f} > {cond_limit}): report this as a bug.")
+    return worst
+
+
+# ------------------------------------------------------------------------------------------ notebook 03
+def _inputs_of(token: int, tokens: int, triangle: str) -> frozenset[int]:
+    """The input tokens with a non-zero weight in row ``token`` of an IMCA (variant 0) layer's mixing matrix."""
+    from .flows import ICA
+
+    torch.manual_seed(0)
+    layer = ICA(dim=4, tokens=tokens, partition="imca", variant=0, gamma=0.9, triangle=triangle)
+    with torch.no_grad():
+        row = layer.mixing_matrix(torch.randn(1, 2 * tokens, 4))[0, 0, token]
+    return frozenset(int(j) for j in torch.nonzero(row.abs() > 1e-9).flatten())
+
+
+def exercise_3_1(feeds_a3: Any, tokens: int = 8) -> None:
+    """Inputs of A's output token 3 in one IMCA layer (variant 0, upper triangle), read off its mixing matrix."""
+    want = _inputs_of(3, tokens, "upper")
+    check_token_set("3.1", feeds_a3, want, name="feeds_a3", mistakes={
+        frozenset(j for j in want if j < tokens): "A's token 3 sits in X2 with B's odd tokens; the triangle runs "
+                                                  "over all of X2, not over A's half only.",
+        want - {3}: "A = I + gamma S has a non-zero diagonal: every token of X2 keeps a weight on itself.",
+    })
+
+
+def exercise_3_2(feeds_a3_lower: Any, tokens: int = 8) -> None:
+    """The same with the lower triangle (token i attends to j <= i)."""
+    check_token_set("3.2", feeds_a3_lower, _inputs_of(3, tokens, "lower"), name="feeds_a3_lower", mistakes={
+        _inputs_of(3, tokens, "upper"): "That is the upper triangle's answer (exercise 3.1); the lower one looks "
+                                        "the other way along X2.",
+    })
+
+
+def exercise_3_3(a3_depends_on_b5: Any, tokens: int = 8) -> None:
+    """Does A's token 3 depend on B's token 5 after one MANGO block? From the block's autograd Jacobian."""
+    from .flows import MangoBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 2 * tokens, 4, dtype=torch.float64)
+    block = MangoBlock(dim=4, tokens=tokens).double()
+    with torch.no_grad():
+        block.train()
+        block(x)  # ActNorm's data-dependent initialisation
+        block.eval()
+    jac = torch.autograd.functional.jacobian(lambda v: block(v)[0], x)[0, 3, :, 0, tokens + 5, :]
+    check_truth("3.3", a3_depends_on_b5, bool(jac.abs().max() > 1e-12), name="a3_depends_on_b5",
+                hint="Follow B's token 5 through the eight layers: through the values A X2 and through the "
+                     "attention weights, which are computed from X1.")

@@ -1,0 +1,153 @@
+"""The exercise checks grade without leaking: each rejects the stub and named wrong answers with a hint that
+holds no expected value, and accepts the solution."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mango_lite import exercises as ex
+
+
+def _message(excinfo) -> str:
+    return str(excinfo.value)
+
+
+# ------------------------------------------------------------------------------------------ generic
+def test_check_number_names_mistakes_and_directions_never_the_value():
+    with pytest.raises(ex.NotAnswered, match="no answer yet"):
+        ex.check_number("9.9", None, 2.5)
+    with pytest.raises(ex.WrongAnswer, match="as a number, got str"):
+        ex.check_number("9.9", "2.5", 2.5)
+    with pytest.raises(ex.WrongAnswer, match="slip") as e:
+        ex.check_number("9.9", 0.4, 2.5, mistakes={0.4: "a slip"})
+    assert "2.5" not in _message(e)
+    with pytest.raises(ex.WrongAnswer, match="too large") as e:
+        ex.check_number("9.9", 3.0, 2.5)
+    assert "2.5" not in _message(e)
+    ex.check_number("9.9", torch.tensor(2.5), 2.5)
+
+
+def test_check_token_set_gives_counts_only(capsys):
+    with pytest.raises(ex.NotAnswered):
+        ex.check_token_set("9.9", set(), {1, 2})
+    with pytest.raises(ex.WrongAnswer, match="1 of your tokens get no weight, and 1 token") as e:
+        ex.check_token_set("9.9", {1, 7}, {1, 2})
+    assert "2" not in _message(e).replace("9.9", "").replace("1 token", "")
+    ex.check_token_set("9.9", [2, 1], {1, 2})
+    assert capsys.readouterr().out.strip() == "Exercise 9.9: right."
+
+
+def test_forbidding_blocks_general_inverses_and_restores_them():
+    a = torch.eye(3, dtype=torch.float64) * 2
+    with ex.forbidding("9.9", "use a triangular solve"):
+        for call in (lambda: torch.linalg.inv(a), lambda: torch.inverse(a), lambda: a.inverse(),
+                     lambda: torch.linalg.solve(a, a), lambda: torch.linalg.pinv(a)):
+            with pytest.raises(ex.ForbiddenCall, match="use a triangular solve"):
+                call()
+        torch.linalg.solve_triangular(a, a, upper=True)  # allowed
+    assert torch.equal(torch.linalg.inv(a), a / 4)
+
+
+# ------------------------------------------------------------------------------------------ 1.1
+def _solution_1_1(inverse: str = "triangular", gamma_scale: float = 1.0, logdet_factor: str = "d"):
+    """The exercise's solution, with switches for the plausible mistakes."""
+    def attention_from(x1, lay):
+        q = torch.nn.functional.layer_norm(x1 @ lay.query.weight.T, (lay.qk_dim,), lay.query_norm.weight,
+                                           lay.query_norm.bias)
+        k = torch.nn.functional.layer_norm(x1 @ lay.key.weight.T, (lay.qk_dim,), lay.key_norm.weight)
+        logits = q @ k.transpose(1, 2) / (lay.log_temperature.exp() * math.sqrt(lay.qk_dim))
+        t = x1.shape[1]
+        allowed = torch.ones(t, t, dtype=torch.bool).triu()
+        s = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+        return torch.eye(t, dtype=x1.dtype) + gamma_scale * lay.gamma * s
+
+    def logdet_of(a, t, d):
+        factor = {"d": d, "T": t}[logdet_factor]
+        return factor * torch.log(torch.diagonal(a, dim1=1, dim2=2)).sum(1)
+
+    def forward(x, lay):
+        t, d = x.shape[1] // 2, x.shape[2]
+        a = attention_from(x[:, :t], lay)
+        return torch.cat([x[:, :t], a @ x[:, t:]], 1), logdet_of(a, t, d)
+
+    def inv(y, lay):
+        t, d = y.shape[1] // 2, y.shape[2]
+        a = attention_from(y[:, :t], lay)
+        x2 = (torch.linalg.solve_triangular(a, y[:, t:], upper=True) if inverse == "triangular"
+              else torch.linalg.inv(a) @ y[:, t:])
+        return torch.cat([y[:, :t], x2], 1), -logdet_of(a, t, d)
+
+    return attention_from, forward, inv
+
+
+def test_exercise_1_1_accepts_the_solution(capsys):
+    ex.exercise_1_1(*_solution_1_1())
+    assert "Exercise 1.1: right." in capsys.readouterr().out
+
+
+def test_exercise_1_1_rejects_the_stub_and_a_general_inverse():
+    def stub(*args):
+        raise NotImplementedError
+
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_1_1(stub, stub, stub)
+    with pytest.raises(ex.ForbiddenCall, match="torch.linalg.inv"):
+        ex.exercise_1_1(*_solution_1_1(inverse="general"))
+
+
+@pytest.mark.parametrize("mistake, hint", [(dict(gamma_scale=0.5), "diagonal differs"),
+                                           (dict(logdet_factor="T"), "the log-det is not")])
+def test_exercise_1_1_rejects_plausible_mistakes(mistake, hint):
+    with pytest.raises(ex.WrongAnswer, match=hint):
+        ex.exercise_1_1(*_solution_1_1(**mistake))
+
+
+# ------------------------------------------------------------------------------------------ 1.2, 1.3
+def test_exercise_1_2():
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_1_2(None)
+    for wrong, hint in ((0.25, "other way round"), (256, "their ratio"), (8.0, "not L")):
+        with pytest.raises(ex.WrongAnswer, match=hint) as e:
+            ex.exercise_1_2(wrong)
+        assert "4" not in _message(e).replace("1.2", "")
+    ex.exercise_1_2(256 / 64)
+
+
+def test_exercise_1_3():
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_1_3(None)
+    for wrong in (0.9, 0.1):
+        with pytest.raises(ex.WrongAnswer, match="(?i)solve"):
+            ex.exercise_1_3(wrong)
+    with pytest.raises(ex.WrongAnswer, match="too small"):
+        ex.exercise_1_3(0.8)
+    assert ex.exercise_1_3(9 / 11) <= 10 + 1e-9
+
+
+# ------------------------------------------------------------------------------------------ 3.x
+def test_exercise_3_1_and_3_2():
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_3_1(set())
+    with pytest.raises(ex.WrongAnswer, match="all of X2"):
+        ex.exercise_3_1({3, 5, 7})
+    with pytest.raises(ex.WrongAnswer, match="non-zero diagonal"):
+        ex.exercise_3_1({5, 7, 9, 11, 13, 15})
+    ex.exercise_3_1({3, 5, 7, 9, 11, 13, 15})
+    with pytest.raises(ex.WrongAnswer, match="upper triangle's answer"):
+        ex.exercise_3_2({3, 5, 7, 9, 11, 13, 15})
+    with pytest.raises(ex.WrongAnswer, match="get no weight"):
+        ex.exercise_3_2({1, 3, 9})
+    ex.exercise_3_2({1, 3})
+
+
+def test_exercise_3_3():
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_3_3(None)
+    with pytest.raises(ex.WrongAnswer, match="True or False, got int"):
+        ex.exercise_3_3(1)
+    with pytest.raises(ex.WrongAnswer, match="Follow B's token 5"):
+        ex.exercise_3_3(False)
+    ex.exercise_3_3(True)
