@@ -9,8 +9,10 @@ sees a failure.
 
 * generic checks: :func:`check_number`, :func:`check_token_set`, :func:`check_truth`, and
   :func:`forbidding` (a context in which a general matrix inverse raises);
-* one function per coded exercise of notebooks 01 and 03 (``exercise_1_1`` ...), each building what it
-  needs to compute the expected answer.
+* one function per coded exercise (``exercise_1_1`` ...), each building what it needs to compute the
+  expected answer.
+
+It serves the notebooks and sits with them at the top of the package's layers (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 
 __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
-    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_3_1", "exercise_3_2", "exercise_3_3",
+    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_8_1",
 ]
 
 
@@ -277,3 +279,49 @@ def exercise_3_3(a3_depends_on_b5: Any, tokens: int = 8) -> None:
     check_truth("3.3", a3_depends_on_b5, bool(jac.abs().max() > 1e-12), name="a3_depends_on_b5",
                 hint="Follow B's token 5 through the eight layers: through the values A X2 and through the "
                      "attention weights, which are computed from X1.")
+
+
+# ------------------------------------------------------------------------------------------ notebook 08
+def mango_places(results: Mapping[str, Any], models: Iterable[str] | None = None,
+                 direction: Callable[[str], bool] | None = None) -> dict[str, int]:
+    """MANGO's place (1 = best) among ``models`` (default: the four fused models) in every group of a
+    reproduction's ``results``, by the task's headline metric (:mod:`mango_lite.tasks`); ``direction(task)``
+    overrides whether higher is better (to name a mistake)."""
+    from .tasks import get_task
+    from .training.tasks import FUSION_MODELS
+
+    places = {}
+    for key, entry in results["results"].items():
+        headline = get_task(entry["task"]).headline
+        higher = headline.higher_is_better if direction is None else direction(entry["task"])
+        names = tuple(models) if models is not None else FUSION_MODELS
+        vals = {m: float(entry["models"][m][headline.key]) for m in names
+                if headline.key in (entry["models"].get(m) or {})}
+        if "mango" not in vals:
+            continue
+        places[key] = 1 + sum((v > vals["mango"]) if higher else (v < vals["mango"]) for m, v in vals.items() if m != "mango")
+    return places
+
+
+def exercise_8_1(places: Any, results: Mapping[str, Any]) -> None:
+    """MANGO's place per group among the fused models: right when every group's place is."""
+    if not places:
+        raise NotAnswered("Exercise 8.1: no answer yet: fill in mango_places (group key -> place).")
+    if not isinstance(places, Mapping):
+        raise WrongAnswer(f"Exercise 8.1: expected mango_places as a dict (group key -> place), got {type(places).__name__}.")
+    want = mango_places(results)
+    missing = sorted(set(want) - set(places))
+    if missing:
+        raise WrongAnswer(f"Exercise 8.1: not yet: {len(missing)} group(s) have no place, e.g. {missing[0]!r}.")
+    wrong = [k for k in want if places[k] != want[k]]
+    if not wrong:
+        _passed("8.1")
+        return
+    all_models = {m for e in results["results"].values() for m in e["models"]}
+    if places == mango_places(results, models=sorted(all_models)) and places != want:
+        raise WrongAnswer("Exercise 8.1: not yet: the places are among every trained model; the question asks "
+                          "among the four fused ones (FUSION_MODELS).")
+    if places == mango_places(results, direction=lambda task: True):
+        raise WrongAnswer("Exercise 8.1: not yet: for some tasks a lower headline value is better (the second "
+                          "element of HEADLINE[task]).")
+    raise WrongAnswer(f"Exercise 8.1: not yet: {len(wrong)} of {len(want)} places differ, e.g. in {wrong[0]!r}.")

@@ -151,3 +151,32 @@ def test_exercise_3_3():
     with pytest.raises(ex.WrongAnswer, match="Follow B's token 5"):
         ex.exercise_3_3(False)
     ex.exercise_3_3(True)
+
+
+# ------------------------------------------------------------------------------------------ 8.1
+def _results():
+    def models(**values):
+        return {m: {k: v} for m, (k, v) in values.items()}
+
+    return {"results": {
+        "segmentation/nyudv2": {"task": "segmentation", "models": models(
+            mango=("miou", 20.0), concat=("miou", 21.0), tokenfusion=("miou", 19.0), crossattn=("miou", 18.0),
+            rgb=("miou", 25.0))},
+        "translation/shade_texture_to_rgb": {"task": "translation", "models": models(
+            mango=("mae_x10", 1.0), concat=("mae_x10", 1.2), tokenfusion=("mae_x10", 0.9), crossattn=("mae_x10", 1.1))},
+    }}
+
+
+def test_exercise_8_1():
+    res = _results()
+    assert ex.mango_places(res) == {"segmentation/nyudv2": 2, "translation/shade_texture_to_rgb": 2}
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_8_1({}, res)
+    with pytest.raises(ex.WrongAnswer, match="among every trained model"):  # rgb's 25 counted
+        ex.exercise_8_1({"segmentation/nyudv2": 3, "translation/shade_texture_to_rgb": 2}, res)
+    with pytest.raises(ex.WrongAnswer, match="lower headline value is better") as e:
+        ex.exercise_8_1({"segmentation/nyudv2": 2, "translation/shade_texture_to_rgb": 3}, res)
+    assert "2" not in str(e.value)
+    with pytest.raises(ex.WrongAnswer, match="1 group"):
+        ex.exercise_8_1({"segmentation/nyudv2": 2}, res)
+    ex.exercise_8_1({"segmentation/nyudv2": 2, "translation/shade_texture_to_rgb": 2}, res)
