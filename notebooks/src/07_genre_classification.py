@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Movie genres from poster + plot: MANGO against the fusion baselines, genre by genre
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 20 s at `quick`, 3 min at `cpu` (six models, two at a time), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 20 s at `quick`, 5-6 min at `cpu` (six models, two at a time; MANGO's run alone takes about 4.5 min), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *setting* of the paper's Table 3 (MM-IMDb, 23 genres, multi-label, micro and
 # macro F1) with mango_lite: train MANGO, three fusion baselines and the two unimodal models on the same
@@ -60,7 +60,8 @@ MODELS = FUSED + UNIMODAL
 # $\hat p_{ik}=\sigma(s_{ik})$, and genre $k$ is predicted when $\hat p_{ik} > 0.5$ (the threshold of
 # GMU, MultiBench and MMBT; strictly greater). Training minimises binary cross-entropy. For MANGO, the
 # flow's negative log-likelihood of the fused encoder features $F$, in bits per dimension, is added with
-# weight $\lambda$ = `preset.flow_weight_for("genre")` (0.01: see `mango_lite.presets.TASK_FLOW_WEIGHTS`).
+# weight $\lambda$ = `preset.flow_weight_for("genre")` (see `mango_lite.presets.TASK_FLOW_WEIGHTS`, chosen on a
+# selection split: `results/selection/`).
 # Unlike the paper's joint objective (§1.6), this term trains the flow only: its gradient stops at $F$
 # ($\operatorname{sg}(F)$, the task models' default `nll_to_encoders=False`; notebook 05, section 1, says why). With $n$
 # the number of dimensions of $F$:
