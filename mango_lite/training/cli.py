@@ -63,6 +63,15 @@ def preset_with_encoders(name: str, args: argparse.Namespace) -> Preset:
     )
 
 
+def _add_study_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every pre-registered study's command shares (registration, select-weights)."""
+    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core)")
+    p.add_argument("--max-runs", type=int, default=None, help="train at most N runs now (the rest on a later call)")
+    p.add_argument("--data-cache", default=None, help="where the stand-ins are generated (default data/generated)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--summarize-only", action="store_true", help="train nothing; summarise the finished runs")
+
+
 def add_training_parsers(sub: Any) -> None:
     """Register the training subcommands on the dispatcher's ``subparsers`` object."""
     fmt = HelpFormatter
@@ -181,11 +190,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
     p.add_argument("--models", nargs="+", default=None, help="restrict to these models (default: the protocol's)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
-    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core)")
-    p.add_argument("--max-runs", type=int, default=None, help="train at most N runs now (the rest on a later call)")
-    p.add_argument("--data-cache", default=None, help="where the stand-ins are generated (default data/generated)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    p.add_argument("--summarize-only", action="store_true", help="train nothing; summarise the finished runs")
+    _add_study_arguments(p)
     p.set_defaults(func=cmd_registration)
 
     # ------------------------------------------------------------------------- select-weights
@@ -199,11 +204,7 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--out", default="results/selection", help="study folder (plan.json, runs/, summary.*)")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
-    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core)")
-    p.add_argument("--max-runs", type=int, default=None, help="train at most N runs now (the rest on a later call)")
-    p.add_argument("--data-cache", default=None, help="where the stand-ins are generated (default data/generated)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    p.add_argument("--summarize-only", action="store_true", help="train nothing; summarise the finished runs")
+    _add_study_arguments(p)
     p.set_defaults(func=cmd_select_weights)
 
     # ------------------------------------------------------------------------- mechanisms

@@ -23,7 +23,6 @@ metric is the last epoch's, so no number is chosen on the split it is reported o
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -109,7 +108,7 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     """Train every run of :func:`study_plan` that has no finished folder under ``out/runs`` (a killed run
     continues from its last epoch), at most ``max_runs`` of them; returns ``{"done", "left", "failed"}``.
     ``plan.json`` is written first; runs go to ``out/runs/d{level}px/{model}/seed{k}``."""
-    from .workers import default_jobs, run_in_workers
+    from .workers import train_study_runs
 
     out = Path(out)
     plan = study_plan(preset, models, seeds, levels_px)
@@ -126,25 +125,10 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     infos = {lv: prepare_data(DATASET, presets[lv], cache_dir=cache, log=log).to_dict()
              for lv in sorted({r["level_px"] for r in todo})}
-    specs = {(r["level_px"], r["model"], r["seed"]): _run_spec(presets[r["level_px"]], r["model"], r["seed"],
-                                                              run_dir(out, r), infos[r["level_px"]], device)
-             for r in todo}
-    failed: dict[str, str] = {}
-    t0 = time.perf_counter()
-    count = {"done": 0}
-
-    def done(key: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
-        name = f"{level_name(key[0])}/{key[1]}/seed{key[2]}"
-        if error is not None:
-            failed[name] = error
-            log(f"{name}: FAILED: {error}")
-            return
-        count["done"] += 1
-        log(f"{name}: {METRIC} {res['metrics'][METRIC]:.2f} ({seconds:.0f} s); {count['done']} of {len(todo)} "
-            f"after {time.perf_counter() - t0:.0f} s")
-
-    run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
-    return {"done": count["done"], "left": left_after, "failed": failed}
+    specs = {f"{level_name(r['level_px'])}/{r['model']}/seed{r['seed']}": _run_spec(
+        presets[r["level_px"]], r["model"], r["seed"], run_dir(out, r), infos[r["level_px"]], device) for r in todo}
+    done, failed = train_study_runs(specs, jobs, device, log, lambda res: f"{METRIC} {res['metrics'][METRIC]:.2f}")
+    return {"done": done, "left": left_after, "failed": failed}
 
 
 def _run_spec(preset: Preset, model: str, seed: int, folder: Path, info: dict[str, Any], device: str | None,

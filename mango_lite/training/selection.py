@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,7 +30,7 @@ from ..presets import TASK_FLOW_WEIGHTS, Preset
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .tasks import _preset, default_cache_dir, prepare_data
-from .workers import finished_run, run_in_workers, study_run_spec
+from .workers import finished_run, study_run_spec, train_study_runs
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,6 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", weights: Sequence[f
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train every run of :func:`study_plan` without a finished folder under ``out/runs`` (a killed run
     continues from its last epoch), at most ``max_runs`` of them; returns ``{"done", "left", "failed"}``."""
-    from .workers import default_jobs
-
     out = Path(out)
     plan = study_plan(preset, weights, seeds, groups)
     atomic_write_json(out / "plan.json", plan)
@@ -103,24 +100,11 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", weights: Sequence[f
         return {"done": 0, "left": left_after, "failed": {}}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     infos = {d: prepare_data(d, p, cache_dir=cache, log=log).to_dict() for d in sorted({r["dataset"] for r in todo})}
-    specs = {(r["group"], r["weight"], r["seed"]): study_run_spec(
+    specs = {f"{r['group']}/nll{r['weight']:g}/seed{r['seed']}": study_run_spec(
         r["task"], MODEL, p, r["seed"], run_dir(out, r), infos[r["dataset"]], device, dataset=r["dataset"],
         pair=r["pair"], model_overrides={"flow_weight": r["weight"]}) for r in todo}
-    failed: dict[str, str] = {}
-    count = {"done": 0}
-    t0 = time.perf_counter()
-
-    def done(key: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
-        name = f"{key[0]}/nll{key[1]:g}/seed{key[2]}"
-        if error is not None:
-            failed[name] = error
-            log(f"{name}: FAILED: {error}")
-            return
-        count["done"] += 1
-        log(f"{name}: done ({seconds:.0f} s); {count['done']} of {len(todo)} after {time.perf_counter() - t0:.0f} s")
-
-    run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
-    return {"done": count["done"], "left": left_after, "failed": failed}
+    done, failed = train_study_runs(specs, jobs, device, log)
+    return {"done": done, "left": left_after, "failed": failed}
 
 
 # ------------------------------------------------------------------------------------------ the choice

@@ -30,7 +30,7 @@ from ..presets import Preset
 from .tasks import DataInfo, RunResult, TaskData, _preset, build_task_data, train_task
 
 __all__ = ["WORKER_MEMORY_BYTES", "default_jobs", "train_in_worker", "run_in_workers", "train_models",
-           "study_run_spec", "finished_run"]
+           "study_run_spec", "finished_run", "train_study_runs"]
 
 #: memory one CPU training run may need at the larger presets (workers are capped so they all fit)
 WORKER_MEMORY_BYTES = 2 * 2**30
@@ -173,6 +173,29 @@ def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: in
     built = spec.get("model_kwargs", {})
     same = same and all(built.get(k) == v for k, v in dict(model_overrides or {}).items())
     return done if same else None
+
+
+def train_study_runs(specs: Mapping[str, dict[str, Any]], jobs: int | None, device: str | None,
+                     log: Callable[[str], None], describe: Callable[[dict[str, Any]], str] | None = None
+                     ) -> tuple[int, dict[str, str]]:
+    """Train a study's runs (run name -> :func:`study_run_spec`) in worker processes, a line per finished run
+    (``describe(result)`` adds to it); returns ``(runs finished, {run name: error})``."""
+    failed: dict[str, str] = {}
+    count = {"done": 0}
+    t0 = time.perf_counter()
+
+    def done(name: Hashable, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
+        if error is not None:
+            failed[str(name)] = error
+            log(f"{name}: FAILED: {error}")
+            return
+        count["done"] += 1
+        what = describe(res) if describe is not None and res is not None else "done"
+        log(f"{name}: {what} ({seconds:.0f} s); {count['done']} of {len(specs)} after {time.perf_counter() - t0:.0f} s")
+
+    if specs:
+        run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
+    return count["done"], failed
 
 
 def _longest_first(task: str, models: Sequence[str], preset: Preset) -> list[str]:
