@@ -206,6 +206,18 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
     _add_study_arguments(p)
     p.set_defaults(func=cmd_select_weights)
+    p = sub.add_parser("select-defaults", help="re-check the ladder's MANGO defaults on the selection split",
+                       formatter_class=fmt,
+                       description="Stage 2 of results/selection/PROTOCOL.md: MANGO (segmentation) with each of the "
+                                   "ladder's defaults switched off alone, several seeds, against stage 1's runs at the "
+                                   "weight in use; a default is kept unless switching it off gives the better mean on "
+                                   "the selection split (several switched off: their combination is trained too). "
+                                   "Writes summary-defaults.json and summary-defaults.md; resumable.")
+    p.add_argument("--out", default="results/selection", help="study folder (stage 1's runs are the reference)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
+    _add_study_arguments(p)
+    p.set_defaults(func=cmd_select_defaults)
 
     # ------------------------------------------------------------------------- mechanisms
     p = sub.add_parser("mechanisms", help="does each MANGO mechanism do work? ladder of changes / controls over seeds",
@@ -402,24 +414,34 @@ def cmd_registration(args: argparse.Namespace) -> int:
 
 
 def cmd_select_weights(args: argparse.Namespace) -> int:
+    return _selection_command(args, "select-weights", "plan.json", "summary.md")
+
+
+def cmd_select_defaults(args: argparse.Namespace) -> int:
+    return _selection_command(args, "select-defaults", "plan-defaults.json", "summary-defaults.md")
+
+
+def _selection_command(args: argparse.Namespace, name: str, plan_file: str, summary_file: str) -> int:
+    """select-weights (stage 1) and select-defaults (stage 2) of the selection protocol."""
     import sys
 
     from . import selection
 
     out = Path(args.out)
+    run, summarize = ((selection.run_study, selection.summarize) if name == "select-weights"
+                      else (selection.run_defaults_study, selection.summarize_defaults))
     if not args.summarize_only:
-        res = selection.run_study(out, args.preset or default_preset_name(),
-                                  seeds=tuple(args.seeds) if args.seeds else selection.SEEDS, jobs=args.jobs,
-                                  device=args.device, cache_dir=args.data_cache, max_runs=args.max_runs,
-                                  log=lambda m: print(m, file=sys.stderr))
+        res = run(out, args.preset or default_preset_name(), seeds=tuple(args.seeds) if args.seeds else selection.SEEDS,
+                  jobs=args.jobs, device=args.device, cache_dir=args.data_cache, max_runs=args.max_runs,
+                  log=lambda m: print(m, file=sys.stderr))
         if res["failed"]:
-            print(f"select-weights: {len(res['failed'])} runs failed: {sorted(res['failed'])}", file=sys.stderr)
-    elif not (out / "plan.json").is_file():
+            print(f"{name}: {len(res['failed'])} runs failed: {sorted(res['failed'])}", file=sys.stderr)
+    elif not (out / plan_file).is_file():
         from ..errors import MangoLiteError
 
-        raise MangoLiteError(f"select-weights --summarize-only: {out / 'plan.json'} not found; run the study first")
-    selection.summarize(out)
-    print((out / "summary.md").read_text(encoding="utf-8"))
+        raise MangoLiteError(f"{name} --summarize-only: {out / plan_file} not found; run the study first")
+    summarize(out)
+    print((out / summary_file).read_text(encoding="utf-8"))
     return 0
 
 

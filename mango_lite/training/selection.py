@@ -13,6 +13,8 @@ committed before the first run; this module carries them out.
 * :func:`choose`: the protocol's rule on the collected runs: per task the weights' selection scores, the
   paired per-seed differences with their t intervals, the chosen weight.
 * :func:`summarize`: writes ``summary.json`` and ``summary.md``.
+* Stage 2, the ladder's other defaults (:data:`SWITCHES`), each switched off alone from the chosen model:
+  :func:`defaults_plan`, :func:`run_defaults_study`, :func:`choose_defaults`, :func:`summarize_defaults`.
 
 ``python -m mango_lite select-weights --preset cpu --out results/selection``
 """
@@ -90,19 +92,28 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", weights: Sequence[f
     out = Path(out)
     plan = study_plan(preset, weights, seeds, groups)
     atomic_write_json(out / "plan.json", plan)
-    p = study_preset(preset)
-    todo = [r for r in plan["runs"] if _finished(out, p, r) is None]
+    return _train_plan(out, plan, lambda r: run_dir(out, r), lambda r: {"flow_weight": r["weight"]},
+                       "selection study", jobs, device, cache_dir, max_runs, log)
+
+
+def _train_plan(out: Path, plan: dict[str, Any], folder: Callable[[dict[str, Any]], Path],
+                overrides: Callable[[dict[str, Any]], dict[str, Any]], title: str, jobs: int | None,
+                device: str | None, cache_dir: str | Path | None, max_runs: int | None,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """Train the runs of ``plan`` whose ``folder`` holds no finished run built with ``overrides``."""
+    p = Preset(**plan["preset_config"])
+    todo = [r for r in plan["runs"] if finished_run(folder(r), p, MODEL, r["seed"], overrides(r)) is None]
     left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
     todo = todo[:max_runs] if max_runs is not None else todo
-    log(f"selection study: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
+    log(f"{title}: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
         f"{len(todo)} to train now" + (f", {left_after} left for later" if left_after else ""))
     if not todo:
         return {"done": 0, "left": left_after, "failed": {}}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     infos = {d: prepare_data(d, p, cache_dir=cache, log=log).to_dict() for d in sorted({r["dataset"] for r in todo})}
-    specs = {f"{r['group']}/nll{r['weight']:g}/seed{r['seed']}": study_run_spec(
-        r["task"], MODEL, p, r["seed"], run_dir(out, r), infos[r["dataset"]], device, dataset=r["dataset"],
-        pair=r["pair"], model_overrides={"flow_weight": r["weight"]}) for r in todo}
+    specs = {str(folder(r).relative_to(out / "runs")): study_run_spec(
+        r["task"], MODEL, p, r["seed"], folder(r), infos[r["dataset"]], device, dataset=r["dataset"],
+        pair=r["pair"], model_overrides=overrides(r)) for r in todo}
     done, failed = train_study_runs(specs, jobs, device, log)
     return {"done": done, "left": left_after, "failed": failed}
 
@@ -238,3 +249,217 @@ def _fmt_diff(d: dict[str, Any] | None) -> str:
     if not d:
         return "-"
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+# ------------------------------------------------------------------------- stage 2: the ladder's defaults
+@dataclass(frozen=True)
+class Switch:
+    """A default of the MANGO task model and the :func:`~mango_lite.models.build_model` values that switch
+    it off (those it had before the earlier ladder turned it on)."""
+
+    default: str
+    variant: str
+    off: tuple[tuple[str, Any], ...]
+
+
+SWITCHES = (
+    Switch("alternating triangles", "upper-only", (("flow_alternate", False),)),
+    Switch("2-D positions on Q/K", "no-positions", (("flow_positions", False),)),
+    Switch("gamma rate 10", "gamma-rate-1", (("flow_gamma_rate", 1.0),)),
+    Switch("3x3 grid conditioner", "token-conditioner", (("flow_conditioner", "tokens"),)),
+    Switch("NLL trains the flow only", "nll-to-encoders", (("flow_nll_to_encoders", True),)),
+)
+DEFAULTS_GROUP = GROUPS[0]
+REFERENCE = "reference"
+COMBINED = "combined"
+
+
+def defaults_plan(preset: str | Preset = "cpu", seeds: Sequence[int] = SEEDS,
+                  switches: Sequence[Switch] = SWITCHES, group: Group = DEFAULTS_GROUP,
+                  combine: Sequence[str] = ()) -> dict[str, Any]:
+    """Stage 2's runs as JSON: the reference (the stage-1 model at the task's weight in use) and each default
+    switched off alone, seed by seed; with ``combine`` (variants), also those switched off together."""
+    p = study_preset(preset)
+    weight = float(TASK_FLOW_WEIGHTS[group.task])
+    offs = {s.variant: dict(s.off) for s in switches}
+    unknown = sorted(set(combine) - set(offs))
+    if unknown:
+        raise ValueError(f"defaults_plan: combine names variants {sorted(offs)}, got unknown {unknown}")
+    variants: dict[str, dict[str, Any]] = {REFERENCE: {}, **offs}
+    if combine:
+        variants[COMBINED] = {k: v for name in combine for k, v in offs[name].items()}
+    runs = [{"group": group.name, "task": group.task, "dataset": group.dataset, "pair": group.pair, "weight": weight,
+             "variant": v, "overrides": {"flow_weight": weight, **off}, "seed": int(s)}
+            for s in seeds for v, off in variants.items()]
+    return {"model": MODEL, "preset": p.name, "preset_config": p.to_dict(), "group": group.name, "task": group.task,
+            "weight": weight, "seeds": [int(s) for s in seeds], "combine": list(combine),
+            "switches": [{"default": s.default, "variant": s.variant, "off": dict(s.off)} for s in switches],
+            "runs": runs}
+
+
+def defaults_run_dir(out: str | Path, run: dict[str, Any]) -> Path:
+    """The reference's runs are stage 1's (same folder); a switched-off variant's sit beside them."""
+    if run["variant"] == REFERENCE:
+        return run_dir(out, run)
+    return Path(out) / "runs" / run["group"] / f"nll{run['weight']:g}-{run['variant']}" / f"seed{run['seed']}"
+
+
+def run_defaults_study(out: str | Path, preset: str | Preset = "cpu", seeds: Sequence[int] = SEEDS,
+                       switches: Sequence[Switch] = SWITCHES, group: Group = DEFAULTS_GROUP, jobs: int | None = None,
+                       device: str | None = "cpu", cache_dir: str | Path | None = None, max_runs: int | None = None,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train stage 2's unfinished runs (resumable). Once every single switch-off has finished and the rule
+    switches off more than one default, the plan gains their combination (the protocol's confirmation) and
+    its runs are trained in the same call when ``max_runs`` leaves room."""
+    out = Path(out)
+    combine: Sequence[str] = ()
+    if (out / "plan-defaults.json").is_file():
+        combine = json.loads((out / "plan-defaults.json").read_text(encoding="utf-8")).get("combine", [])
+    total = {"done": 0, "left": 0, "failed": {}}
+    for _ in range(2):
+        plan = defaults_plan(preset, seeds, switches, group, combine)
+        atomic_write_json(out / "plan-defaults.json", plan)
+        res = _train_plan(out, plan, lambda r: defaults_run_dir(out, r), lambda r: r["overrides"],
+                          "defaults study", jobs, device, cache_dir, max_runs, log)
+        total = {"done": total["done"] + res["done"], "left": res["left"], "failed": {**total["failed"], **res["failed"]}}
+        if max_runs is not None:
+            max_runs = max(0, max_runs - res["done"])
+        if combine or res["failed"] or res["left"]:
+            break
+        choice = choose_defaults(collect_defaults(out))
+        if not choice["complete"] or len(choice["switched_off"]) < 2:
+            break
+        combine = choice["switched_off"]
+        log(f"defaults study: {len(combine)} defaults switched off one at a time ({', '.join(combine)}); "
+            "training them switched off together, as the protocol says")
+    return total
+
+
+def collect_defaults(out: str | Path) -> dict[str, Any]:
+    """The finished runs of ``out/plan-defaults.json``: ``{variant: {seed: {"selection", "test", "flow_bpd"}}}``."""
+    out = Path(out)
+    plan = json.loads((out / "plan-defaults.json").read_text(encoding="utf-8"))
+    p = Preset(**plan["preset_config"])
+    metric, key, _ = METRICS[plan["task"]]
+    runs: dict[str, dict[int, dict[str, float | None]]] = {}
+    for r in plan["runs"]:
+        folder = defaults_run_dir(out, r)
+        done = finished_run(folder, p, MODEL, r["seed"], r["overrides"])
+        if done is None:
+            continue
+        last = json.loads((folder / "history.json").read_text(encoding="utf-8"))[-1]
+        runs.setdefault(r["variant"], {})[r["seed"]] = {
+            "selection": float(last[key]), "test": float(done["metrics"][metric]),
+            "flow_bpd": None if last.get("val_flow_bpd") is None else float(last["val_flow_bpd"])}
+    return {"plan": plan, "runs": runs}
+
+
+def choose_defaults(collected: dict[str, Any]) -> dict[str, Any]:
+    """Stage 2's rule: per switch, the reference's and the switched-off model's mean selection score, their
+    paired per-seed differences (reference minus switched off, positive favouring the default) on the selection
+    and test splits, and whether the default is kept (switched off only when that has the better mean); then
+    what is adopted (none, the one switch-off, or - when several are switched off - their combination if it
+    beats the reference, else the best single one)."""
+    plan, runs = collected["plan"], collected["runs"]
+    metric, _, higher = METRICS[plan["task"]]
+    seeds = plan["seeds"]
+    ref = runs.get(REFERENCE, {})
+
+    def better(a: float, b: float) -> bool:
+        return a > b if higher else a < b
+
+    def compare(variant: str) -> dict[str, Any]:
+        got = runs.get(variant, {})
+        entry: dict[str, Any] = {"seeds": len(got), "complete": len(got) == len(seeds) and len(ref) == len(seeds)}
+        if got:
+            entry["selection_mean"] = _mean([v["selection"] for v in got.values()])
+            entry["test_mean"] = _mean([v["test"] for v in got.values()])
+        common = sorted(set(ref) & set(got))
+        if len(common) >= 2:
+            for split in ("selection", "test"):
+                entry[f"paired_{split}"] = paired_difference(
+                    [ref[s][split] for s in common], [got[s][split] for s in common], higher).to_dict()
+        return entry
+
+    reference = {"seeds": len(ref)}
+    if ref:
+        reference |= {"selection_mean": _mean([v["selection"] for v in ref.values()]),
+                      "test_mean": _mean([v["test"] for v in ref.values()])}
+    switches: dict[str, Any] = {}
+    for s in plan["switches"]:
+        e = compare(s["variant"]) | {"default": s["default"], "off": s["off"]}
+        e["kept"] = (not better(e["selection_mean"], reference["selection_mean"])) if e["complete"] else None
+        e["told_apart"] = _excludes_zero(e.get("paired_selection"))
+        switches[s["variant"]] = e
+    complete = all(e["complete"] for e in switches.values())
+    off = [v for v, e in switches.items() if e["kept"] is False]
+    result: dict[str, Any] = {"task": plan["task"], "group": plan["group"], "metric": metric, "higher_is_better": higher,
+                              "weight": plan["weight"], "seeds": seeds, "preset": plan["preset"], "complete": complete,
+                              "reference": reference, "switches": switches, "switched_off": off}
+    adopted: list[str] | None = [] if complete else None
+    if complete and len(off) == 1:
+        adopted = off
+    elif complete and len(off) > 1:
+        combined = compare(COMBINED) if plan.get("combine") else {"seeds": 0, "complete": False}
+        result["combined"] = combined
+        if not combined["complete"]:
+            adopted = None
+        elif better(combined["selection_mean"], reference["selection_mean"]):
+            adopted = list(off)
+        else:
+            pick = max if higher else min
+            adopted = [pick(off, key=lambda v: switches[v]["selection_mean"])]
+    result["adopted"] = adopted
+    return result
+
+
+def summarize_defaults(out: str | Path) -> dict[str, Any]:
+    """Apply :func:`choose_defaults` to the finished runs; write ``summary-defaults.json`` and ``.md``."""
+    out = Path(out)
+    summary = choose_defaults(collect_defaults(out))
+    atomic_write_json(out / "summary-defaults.json", summary)
+    atomic_write_text(out / "summary-defaults.md", defaults_markdown(summary))
+    return summary
+
+
+def defaults_markdown(summary: dict[str, Any]) -> str:
+    """Stage 2's choice in sentences and the numbers behind it, from :func:`choose_defaults`'s result."""
+    arrow = "higher is better" if summary["higher_is_better"] else "lower is better"
+    lines = [f"# The ladder's defaults re-checked on the selection split ({summary['preset']}, generated stand-ins)", "",
+             f"Protocol: `PROTOCOL.md`, stage 2 (committed before its runs). {summary['group']}, MANGO at lambda = "
+             f"{summary['weight']:g}, seeds {', '.join(map(str, summary['seeds']))}; each default switched off alone. "
+             f"Score: the selection split's {summary['metric']} at the last epoch ({arrow}); the test split's numbers "
+             "are shown after the choice and decided nothing. Differences: the reference (every default on) minus "
+             "the switched-off model per seed, signed so that positive favours the default, mean with its 95 % "
+             "Student t interval.", ""]
+    for v, e in summary["switches"].items():
+        if e["kept"] is None:
+            lines.append(f"- **{e['default']}**: not all runs finished; no choice yet.")
+            continue
+        verdict = "kept" if e["kept"] else "switched off (the model without it has the better mean)"
+        apart = ("told apart on the selection split" if e["told_apart"]
+                 else "not told apart on the selection split (the interval contains 0)")
+        lines.append(f"- **{e['default']}** {verdict}; {apart}.")
+    adopted = summary["adopted"]
+    if adopted is None:
+        lines.append("- **Adopted**: nothing yet" + (" (the combination of the switched-off defaults is still to train)."
+                                                     if summary["complete"] else "."))
+    elif not adopted:
+        lines.append("- **Adopted**: no change; every default stays as it is.")
+    else:
+        names = ", ".join(summary["switches"][v]["default"] for v in adopted)
+        lines.append(f"- **Adopted**: switched off: {names}.")
+    lines += ["", "| model | seeds | selection | selection difference [95 %] | test | test difference [95 %] |",
+              "|---|---|---|---|---|---|"]
+    ref = summary["reference"]
+    lines.append(f"| reference (every default on) | {ref['seeds']} | {_fmt(ref.get('selection_mean'))} | - | "
+                 f"{_fmt(ref.get('test_mean'))} | - |")
+    rows = [(f"without {e['default']}", e) for e in summary["switches"].values()]
+    if "combined" in summary:
+        rows.append(("without " + " and ".join(summary["switches"][v]["default"] for v in summary["switched_off"]),
+                     summary["combined"]))
+    for name, e in rows:
+        lines.append(f"| {name} | {e['seeds']} | {_fmt(e.get('selection_mean'))} | {_fmt_diff(e.get('paired_selection'))} "
+                     f"| {_fmt(e.get('test_mean'))} | {_fmt_diff(e.get('paired_test'))} |")
+    lines += ["", "Metric: segmentation mIoU (%) on generated stand-ins, cpu preset."]
+    return "\n".join(lines) + "\n"
