@@ -93,3 +93,106 @@ def test_study_runs_resumes_and_summarizes(tmp_path):
 
     assert finished_run(run, sel.study_preset(TINY), "mango", 1, {"flow_weight": 0.1}) is None
     assert finished_run(run, sel.study_preset(TINY), "mango", 1, {"flow_weight": 0.01}) is not None
+
+
+# ------------------------------------------------------------------------- stage 2: the ladder's defaults
+def _defaults_collected(scores: dict[str, list[float]], combine=(), seeds=(0, 1, 2)) -> dict:
+    """A ``collect_defaults`` result whose selection scores are ``scores[variant]`` per seed (test = +100)."""
+    plan = sel.defaults_plan("cpu", seeds=seeds, switches=sel.SWITCHES[:3], combine=combine)
+    runs = {v: {s: {"selection": x[k], "test": x[k] + 100.0, "flow_bpd": None} for k, s in enumerate(seeds)}
+            for v, x in scores.items()}
+    return {"plan": plan, "runs": runs}
+
+
+REF = [21.0, 22.0, 23.0]
+
+
+def test_defaults_are_kept_unless_switching_one_off_has_the_better_mean():
+    c = _defaults_collected({"reference": REF, "upper-only": [20.0, 21.0, 22.0],  # worse in every seed
+                             "no-positions": [21.0, 22.0, 23.0],  # an exact tie keeps the default
+                             "gamma-rate-1": [22.0, 21.5, 23.5]})  # better mean (+0.33), not told apart
+    for s in (0, 1, 2):  # the test split pointing the other way decides nothing
+        c["runs"]["upper-only"][s]["test"] = 1000.0
+    d = sel.choose_defaults(c)
+    sw = d["switches"]
+    assert sw["upper-only"]["kept"] and sw["upper-only"]["told_apart"]
+    assert sw["upper-only"]["paired_selection"]["differences"] == pytest.approx([1.0, 1.0, 1.0])
+    assert sw["no-positions"]["kept"] and not sw["no-positions"]["told_apart"]
+    assert sw["gamma-rate-1"]["kept"] is False and not sw["gamma-rate-1"]["told_apart"]
+    assert d["switched_off"] == ["gamma-rate-1"] and d["adopted"] == ["gamma-rate-1"]
+    md = sel.defaults_markdown(d)
+    assert "**alternating triangles** kept; told apart" in md
+    assert "**gamma rate 10** switched off" in md and "Adopted**: switched off: gamma rate 10." in md
+
+
+def test_several_switched_off_are_adopted_together_only_if_their_combination_beats_the_reference():
+    scores = {"reference": REF, "upper-only": [21.5, 22.5, 23.5], "no-positions": [21.0, 22.0, 23.0],
+              "gamma-rate-1": [22.0, 23.0, 24.0]}
+    d = sel.choose_defaults(_defaults_collected(scores))
+    assert d["switched_off"] == ["upper-only", "gamma-rate-1"] and d["adopted"] is None  # the combination to train
+    assert "still to train" in sel.defaults_markdown(d)
+    combo = ("upper-only", "gamma-rate-1")
+    d = sel.choose_defaults(_defaults_collected({**scores, "combined": [22.0, 22.0, 24.0]}, combine=combo))
+    assert d["adopted"] == list(combo)
+    d = sel.choose_defaults(_defaults_collected({**scores, "combined": [20.0, 22.0, 23.0]}, combine=combo))
+    assert d["adopted"] == ["gamma-rate-1"]  # the combination loses: the best single switch-off alone
+    # nothing is adopted while a run is missing
+    part = _defaults_collected(scores)
+    del part["runs"]["no-positions"][2]
+    d = sel.choose_defaults(part)
+    assert not d["complete"] and d["adopted"] is None and d["switches"]["no-positions"]["kept"] is None
+
+
+def test_the_defaults_plan_reuses_stage_one_runs_and_switches_one_default_off_per_variant(tmp_path):
+    plan = sel.defaults_plan(TINY, seeds=(0, 1))
+    w = TASK_FLOW_WEIGHTS["segmentation"]
+    ref = [r for r in plan["runs"] if r["variant"] == "reference"]
+    assert len(ref) == 2 and all(r["overrides"] == {"flow_weight": w} for r in ref)
+    assert sel.defaults_run_dir(tmp_path, ref[0]) == sel.run_dir(tmp_path, {**ref[0], "weight": w})
+    for s in sel.SWITCHES:
+        runs = [r for r in plan["runs"] if r["variant"] == s.variant]
+        assert len(runs) == 2 and all(r["overrides"] == {"flow_weight": w, **dict(s.off)} for r in runs)
+    from mango_lite.models import build_model
+    import inspect
+
+    defaults = inspect.signature(build_model).parameters
+    for s in sel.SWITCHES:  # every switch turns a build_model default to something else
+        for key, off in s.off:
+            assert key in defaults and defaults[key].default != off
+    with pytest.raises(ValueError, match="unknown"):
+        sel.defaults_plan(TINY, combine=("no-such-switch",))
+
+
+def test_the_defaults_study_trains_the_combination_once_several_defaults_are_switched_off(tmp_path, monkeypatch):
+    trained: list[list[str]] = []
+
+    def fake_train(out, plan, folder, overrides, title, jobs, device, cache_dir, max_runs, log):
+        trained.append(sorted({r["variant"] for r in plan["runs"]}))
+        return {"done": len(plan["runs"]), "left": 0, "failed": {}}
+
+    monkeypatch.setattr(sel, "_train_plan", fake_train)
+    monkeypatch.setattr(sel, "collect_defaults", lambda out: None)
+    monkeypatch.setattr(sel, "choose_defaults", lambda c: {"complete": True, "switched_off": ["upper-only", "no-positions"]})
+    sel.run_defaults_study(tmp_path, TINY, seeds=(0,), log=lambda m: None)
+    assert len(trained) == 2 and "combined" not in trained[0] and "combined" in trained[1]
+    plan = json.loads((tmp_path / "plan-defaults.json").read_text())
+    assert plan["combine"] == ["upper-only", "no-positions"]
+    combined = [r for r in plan["runs"] if r["variant"] == "combined"][0]
+    assert combined["overrides"] == {"flow_weight": TASK_FLOW_WEIGHTS["segmentation"], "flow_alternate": False,
+                                     "flow_positions": False}
+    trained.clear()  # a later call keeps the combination in the plan and does not extend it again
+    sel.run_defaults_study(tmp_path, TINY, seeds=(0,), log=lambda m: None)
+    assert len(trained) == 1 and "combined" in trained[0]
+
+
+def test_the_defaults_study_runs_end_to_end(tmp_path):
+    out = tmp_path / "study"
+    kw = dict(seeds=(0, 1), switches=(sel.SWITCHES[1],), jobs=1, cache_dir=tmp_path / "data", log=lambda m: None)
+    assert sel.run_defaults_study(out, TINY, **kw) == {"done": 4, "left": 0, "failed": {}}
+    assert sel.run_defaults_study(out, TINY, **kw)["done"] == 0
+    spec = json.loads((out / "runs" / "segmentation-nyudv2" / f"nll{TASK_FLOW_WEIGHTS['segmentation']:g}-no-positions"
+                       / "seed1" / "metrics.json").read_text())["spec"]
+    assert spec["model_kwargs"]["flow_positions"] is False and spec["preset"]["selection_split"]
+    s = sel.summarize_defaults(out)
+    assert s["complete"] and s["reference"]["seeds"] == 2 and s["switches"]["no-positions"]["seeds"] == 2
+    assert (out / "summary-defaults.md").read_text().startswith("# The ladder's defaults re-checked")
