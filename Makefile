@@ -3,9 +3,12 @@ PYTHON ?= python
 PRESET ?=
 OUT ?= results/$(if $(PRESET),$(PRESET),auto)
 
-.PHONY: test test-unit test-notebooks lab bench reproduce notebooks book gpu gpu-rehearsal clean
+.PHONY: lint test test-unit test-notebooks lab bench reproduce notebooks book gpu gpu-rehearsal clean
 
 test: test-unit test-notebooks  ## unit tests + every notebook executed by nbval, in quick mode
+
+lint:  ## ruff (rules in pyproject.toml)
+	$(PYTHON) -m ruff check .
 
 test-unit:
 	MANGO_LITE_PRESET=quick $(PYTHON) -m pytest -q tests

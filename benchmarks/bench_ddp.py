@@ -81,7 +81,8 @@ def main() -> None:
                          "val_loss_one": loss1, "val_loss_ddp": loss2,
                          "val_loss_rel_diff": abs(loss2 - loss1) / max(abs(loss1), 1e-12)})
             print(f"round {r + 1}: 1 process {one_wall:.1f} s, {args.procs} processes {many_wall:.1f} s "
-                  f"(x{rows[-1]['speedup']:.2f}; optimisation alone x{rows[-1]['train_speedup']:.2f}); validation loss {loss1:.4f} vs {loss2:.4f}", flush=True)
+                  f"(x{rows[-1]['speedup']:.2f}; optimisation alone x{rows[-1]['train_speedup']:.2f}); validation "
+                  f"loss {loss1:.4f} vs {loss2:.4f}", flush=True)
     speedups = [row["speedup"] for row in rows]
     train_speedups = [row["train_speedup"] for row in rows]
     summary = {

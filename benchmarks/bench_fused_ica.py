@@ -10,7 +10,8 @@ For each token count T (per modality), D = 64, one head, float32, one ICA layer 
 
 Each step is forward + backward of ``sum(y) + sum(logdet)``. The sides of every ratio are interleaved
 (A B A B ...) after a warm-up; ratios are medians of the per-round ratios with their min - max. Memory: the
-tensors autograd saves from the forward for the backward (a saved-tensors hook), per case. Writes ``benchmarks/results/bench_fused_ica_<device>.json``.
+tensors autograd saves from the forward for the backward (a saved-tensors hook), per case. Writes
+``benchmarks/results/bench_fused_ica_<device>.json``.
 
     python benchmarks/bench_fused_ica.py            # T = 256, 1024 (a few minutes on 2 cores)
     python benchmarks/bench_fused_ica.py --quick    # T = 64, 128, for a smoke run

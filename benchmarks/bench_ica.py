@@ -118,13 +118,15 @@ def main() -> None:
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, D=64")
     print("\n(a) inverse: triangular solve vs published pinv (attention recomputed in both)")
-    print(f"{'T/mod':>6} {'fwd ms':>9} {'inv ms':>9} {'pinv ms':>10} {'speed-up':>9} {'inv/fwd':>8} {'err ours':>9} {'err pinv':>9} {'peak MiB':>9}")
+    print(f"{'T/mod':>6} {'fwd ms':>9} {'inv ms':>9} {'pinv ms':>10} {'speed-up':>9} {'inv/fwd':>8} {'err ours':>9} "
+          f"{'err pinv':>9} {'peak MiB':>9}")
     for t in tok_a:
         r = _run_sub(["a", str(t), "64", "2", str(a.pairs)])
         rows.append(r)
         print(f"{t:>6} {1e3*r['forward_s']:>9.2f} {1e3*r['inverse_s']:>9.2f} {1e3*r['published_inverse_s']:>10.1f} "
               f"{r['speedup_vs_published']:>8.1f}x [{r['speedup_min']:.1f}-{r['speedup_max']:.1f}] "
-              f"{r['inverse_over_forward']:>7.2f}x [{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] {r['max_err_ours']:>9.1e} "
+              f"{r['inverse_over_forward']:>7.2f}x "
+              f"[{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] {r['max_err_ours']:>9.1e} "
               f"{r['max_err_published']:>9.1e} {r['peak_rss_mib']:>9.0f}")
     print("\n(b) ICA forward + log-det vs plain masked cross-attention (same projections)")
     print(f"{'T/mod':>6} {'ICA ms':>9} {'attn ms':>9} {'ratio':>7} {'peak MiB':>9}")
@@ -156,12 +158,14 @@ def main() -> None:
                      f"{verdict(g['speedup_vs_published'], g['speedup_min'], g['speedup_max'], 30, True)}; "
                      f"error <= 1e-4: {g['max_err_ours']:.1e} {'PASS' if g['max_err_ours'] <= 1e-4 else 'MISS'}; "
                      f"inverse <= 2x forward: {g['inverse_over_forward']:.2f}x "
-                     f"{verdict(g['inverse_over_forward'], g['inverse_over_forward_min'], g['inverse_over_forward_max'], 2, False)}")
+                     + verdict(g['inverse_over_forward'], g['inverse_over_forward_min'], g['inverse_over_forward_max'],
+                               2, False))
     worst_b = max((r for r in rows if r["case"] == "b"), key=lambda r: r["ratio"])
     goals.append(f"(b) ICA / attention <= 1.5x (worst size): {worst_b['ratio']:.2f}x "
                  f"[{worst_b['ratio_min']:.2f}-{worst_b['ratio_max']:.2f}] "
                  f"{verdict(worst_b['ratio'], worst_b['ratio_min'], worst_b['ratio_max'], 1.5, False)}")
-    goals.append(f"(c) round trip <= 1e-4: {r['roundtrip_max_abs_err']:.1e} {'PASS' if r['roundtrip_max_abs_err'] <= 1e-4 else 'MISS'}")
+    goals.append(f"(c) round trip <= 1e-4: {r['roundtrip_max_abs_err']:.1e} "
+                 f"{'PASS' if r['roundtrip_max_abs_err'] <= 1e-4 else 'MISS'}")
     print("\nGoals:\n  " + "\n  ".join(goals))
     if a.json:
         from mango_lite.utils import atomic_write_json

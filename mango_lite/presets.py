@@ -81,10 +81,10 @@ class Preset:
             return float(given["flow_weight"])
         return float(TASK_FLOW_WEIGHTS.get(task, self.flow_weight))
 
-    def with_overrides(self, **kw: Any) -> "Preset":
+    def with_overrides(self, **kw: Any) -> Preset:
         return replace(self, **kw)
 
-    def with_encoders(self, **options: Any) -> "Preset":
+    def with_encoders(self, **options: Any) -> Preset:
         """This preset with encoder keywords of :func:`~mango_lite.models.build_model` (``encoder``,
         ``encoder_weights``, ``encoder_name``, ``text_model``, ``text_finetune``; None values are ignored) set
         for every task. A ``text_model`` applies to the genre task's plots (``text_encoder="pretrained"``)."""

@@ -45,9 +45,11 @@ def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     (["train", "--task", "nope", "--model", "mango", "--out", "x"], "invalid choice: 'nope'"),
     (["train", "--task", "segmentation", "--out", "x"], "--model"),
     (["train", "--task", "segmentation", "--model", "foo", "--out", "x"],
-     "unknown model 'foo' for task 'segmentation'; expected one of ('mango', 'concat', 'tokenfusion', 'crossattn', 'rgb', 'depth', 'mango-noattn', 'mango-nonll', 'mango-paper', 'mango-nll-encoders', 'concat-context', "
+     "unknown model 'foo' for task 'segmentation'; expected one of ('mango', 'concat', 'tokenfusion', 'crossattn', "
+     "'rgb', 'depth', 'mango-noattn', 'mango-nonll', 'mango-paper', 'mango-nll-encoders', 'concat-context', "
      "'mango-gamma-token', 'mango-gamma-token-diag')"),
-    (["train", "--task", "translation", "--model", "mango", "--pair", "a_to_b", "--out", "x"], "unknown translation pair 'a_to_b'"),
+    (["train", "--task", "translation", "--model", "mango", "--pair", "a_to_b", "--out", "x"], "unknown translation "
+                                                                                               "pair 'a_to_b'"),
     (["train", "--task", "translation", "--model", "rgb", "--out", "x"], "unknown model 'rgb' for task 'translation'"),
     (["train", "--task", "genre", "--model", "mango", "--pair", "rgb_edge_to_depth", "--out", "x"], "--pair applies"),
     (["train", "--task", "segmentation", "--model", "mango", "--preset", "huge", "--out", "x"], "invalid choice: 'huge'"),

@@ -11,7 +11,7 @@ from torch import nn
 
 from mango_lite.errors import MangoLiteError
 from mango_lite.models import build_model
-from mango_lite.training.cost import COST_KEYS, forward_flops, measure_cost, peak_memory_bytes
+from mango_lite.training.cost import COST_KEYS, measure_cost, peak_memory_bytes
 
 MB = 1024.0**2
 

@@ -21,8 +21,8 @@ from mango_lite.cli import main
 from mango_lite.datasets import (
     MMIMDB,
     MMIMDB_GENRES,
-    NYUDv2,
     SUNRGBD,
+    NYUDv2,
     Taskonomy,
     decode_taskonomy,
     encode_taskonomy,
@@ -642,7 +642,8 @@ def test_synth_writers_produce_loadable_verified_folders(name, tmp_path):
     root = Path(get_writer(name)(tmp_path / name, 24, 32, 0))
     report = verify_dataset(name, root)
     assert sum(report.splits.values()) >= 1
-    kwargs = {"domains": tuple(d for d in ("reshading", "edge_texture", "rgb") if (root / d).is_dir())} if name == "taskonomy" else {}
+    domains = tuple(d for d in ("reshading", "edge_texture", "rgb") if (root / d).is_dir())
+    kwargs = {"domains": domains} if name == "taskonomy" else {}
     ds = get_dataset(name, str(root), split="train", **kwargs)
     item = ds[0]
     assert isinstance(item, dict) and len(ds) >= 1

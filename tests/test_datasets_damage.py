@@ -13,8 +13,12 @@ import pytest
 from PIL import Image
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 from mango_lite.datasets import NYUDv2, verify_dataset  # noqa: E402
 from mango_lite.errors import DataError  # noqa: E402

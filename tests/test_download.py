@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mango_lite.cli import main
 import mango_lite.datasets.download as dl
+from mango_lite.cli import main
 from mango_lite.datasets.download import SOURCES, download, extract_archive, fetch_dataset, instructions
 from mango_lite.errors import DataError
 
@@ -95,7 +95,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         return self
 

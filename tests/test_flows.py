@@ -21,8 +21,8 @@ from mango_lite.flows import (
     layers_for,
     make_partition,
     record_attention,
+    reference,
 )
-from mango_lite.flows import reference
 from tests.conftest import jacobian_logdet, multiscale_jacobian_logdet
 
 D64 = torch.float64
@@ -138,7 +138,8 @@ def test_split_three_checks_and_prior():
 # partitions
 
 
-@pytest.mark.parametrize("name,variant", [("mmca", 0), ("mmca", 1), ("imca", 0), ("imca", 1), ("imca", 2), ("imca", 3), ("lica", 0)])
+@pytest.mark.parametrize("name,variant",
+                         [("mmca", 0), ("mmca", 1), ("imca", 0), ("imca", 1), ("imca", 2), ("imca", 3), ("lica", 0)])
 def test_partition_merge_is_a_bijection(name, variant):
     p = make_partition(name, tokens=4, dim=3, variant=variant).double()
     x = torch.randn(2, 8, 3, dtype=D64)
@@ -369,7 +370,8 @@ def test_multiscale_three_checks_and_shapes():
     "make,inputs",
     [
         (lambda: MangoFlow(dim=4, tokens=2, blocks=1), lambda: torch.randn(4, 4, 4)),
-        (lambda: MultiscaleMango(channels=2, size=4, scales=1, blocks=1), lambda: (torch.randn(4, 2, 4, 4), torch.randn(4, 2, 4, 4))),
+        (lambda: MultiscaleMango(channels=2, size=4, scales=1, blocks=1),
+         lambda: (torch.randn(4, 2, 4, 4), torch.randn(4, 2, 4, 4))),
     ],
 )
 def test_every_parameter_gets_a_gradient(make, inputs):
@@ -446,7 +448,8 @@ def test_layers_for_ablations():
         (torch.full((2, 8, 4), float("nan")), r"finite values, got 64 non-finite"),
     ],
 )
-@pytest.mark.parametrize("make", [lambda: ICA(dim=4, tokens=4), lambda: MangoBlock(dim=4, tokens=4), lambda: MangoFlow(dim=4, tokens=4, blocks=1)])
+@pytest.mark.parametrize("make", [lambda: ICA(dim=4, tokens=4), lambda: MangoBlock(dim=4, tokens=4),
+                                  lambda: MangoFlow(dim=4, tokens=4, blocks=1)])
 def test_malformed_input_raises_value_error(make, x, match):
     m = make()
     with pytest.raises(ValueError, match=match):

@@ -55,7 +55,8 @@ def test_fused_forward_equals_the_materialised_one_with_its_gradients(partition,
             for a, b in zip(g0, g1):
                 assert (a is None) == (b is None)
                 if a is not None:
-                    assert torch.allclose(b, a, atol=1e-10, rtol=1e-10), f"{partition}{variant} {triangle} {mode}: {(b - a).abs().max():.3g}"
+                    assert torch.allclose(b, a, atol=1e-10, rtol=1e-10), (
+                        f"{partition}{variant} {triangle} {mode}: {(b - a).abs().max():.3g}")
 
 
 def test_fused_layer_three_checks_with_a_narrow_query_key_width():

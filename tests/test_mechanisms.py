@@ -317,7 +317,12 @@ def test_plan_runs_selects_controls_only_when_asked():
 
 def test_mechanism_study_trains_merges_and_compares(tmp_path):
     from mango_lite.training.mechanisms import (
-        compare, control_variants, ladder_variants, merge_studies, run_study, study_markdown,
+        compare,
+        control_variants,
+        ladder_variants,
+        merge_studies,
+        run_study,
+        study_markdown,
     )
 
     preset = _tiny_preset()
@@ -396,7 +401,8 @@ def test_goals_summary_counts_tasks_from_groups():
     assert s["tasks"]["translation"]["beats_mango-nonll"] is True
     assert s["tasks"]["translation"]["not_below_baseline"] is False and s["tasks"]["translation"]["flow_beats_identity"] is False
     assert s["groups"]["segmentation/x"]["step_ratio"] == pytest.approx(2.0)
-    assert s["tasks"]["genre"]["worse_than_mango-noattn"] is True and s["tasks"]["segmentation"]["worse_than_mango-noattn"] is False
+    assert s["tasks"]["genre"]["worse_than_mango-noattn"] is True
+    assert s["tasks"]["segmentation"]["worse_than_mango-noattn"] is False
     md = goals_markdown(s)
     assert ("Against mango-noattn: MANGO better in 2 of 4 groups (segmentation/x, translation/p1), worse in 1 "
             "(genre/x)") in md
@@ -516,8 +522,7 @@ def test_flow_only_likelihood_gradient_equals_a_second_detached_pass(monkeypatch
     the one obtained with a second flow pass on detached features, and the encoders must get only the
     task's gradient. Parameters are perturbed so that no zero-initialised term hides a difference."""
     from mango_lite.flows import perturb_parameters
-    from mango_lite.models import build_model
-    from mango_lite.models import fusion as fusion_module
+    from mango_lite.models import build_model, fusion as fusion_module
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2, flow_noise=0.0,
               flow_weight=0.5)

@@ -22,6 +22,7 @@ from mango_lite.metrics import (
     fid_kid,
     frechet_distance,
     frechet_distance_from_stats,
+    image as image_mod,
     kernel_distance,
     mae,
     mse,
@@ -31,7 +32,6 @@ from mango_lite.metrics import (
     scores_from_confusion,
     segmentation_scores,
 )
-from mango_lite.metrics import image as image_mod
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 scipy_linalg = pytest.importorskip("scipy.linalg")

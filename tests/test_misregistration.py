@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mango_lite.datasets.synth import scenes as S
-from mango_lite.datasets.synth import writers as W
-from mango_lite.datasets.synth.misregistration import (disparity_px, hidden_from_first, median_disparity_px,
-                                                       render_scene_misregistered)
+from mango_lite.datasets.synth import scenes as S, writers as W
+from mango_lite.datasets.synth.misregistration import (
+    disparity_px,
+    hidden_from_first,
+    median_disparity_px,
+    render_scene_misregistered,
+)
 from mango_lite.errors import DataError
 
 

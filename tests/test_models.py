@@ -87,7 +87,8 @@ def test_every_task_and_fusion_trains(task: str, fusion: str) -> None:
         loss.backward()
         if step == 0:
             opt.step()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    dead = [n for n, p in model.named_parameters()
+            if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
     assert dead == [], f"parameters without a gradient: {dead[:8]}"
     assert ("flow_bpd" in parts) == (fusion == "mango")
     assert ("score_l1" in parts) == (fusion == "tokenfusion")

@@ -12,8 +12,16 @@ from mango_lite.errors import MangoLiteError
 from mango_lite.models import build_model
 from mango_lite.models.context_fusion import ContextConcatFusion
 from mango_lite.presets import SELECTION_FRACTION, get_preset
-from mango_lite.training.tasks import (build_task_data, control_overrides, count_params, model_kwargs, prepare_data,
-                                       resolve_budget, resolve_model, selection_indices)
+from mango_lite.training.tasks import (
+    build_task_data,
+    control_overrides,
+    count_params,
+    model_kwargs,
+    prepare_data,
+    resolve_budget,
+    resolve_model,
+    selection_indices,
+)
 
 TINY = get_preset("quick").with_overrides(image_size=16, n_train=20, n_val=8, width=8, blocks=1, scales=1)
 

@@ -152,8 +152,9 @@ def test_the_defaults_plan_reuses_stage_one_runs_and_switches_one_default_off_pe
     for s in sel.SWITCHES:
         runs = [r for r in plan["runs"] if r["variant"] == s.variant]
         assert len(runs) == 2 and all(r["overrides"] == {"flow_weight": w, **dict(s.off)} for r in runs)
-    from mango_lite.models import build_model
     import inspect
+
+    from mango_lite.models import build_model
 
     defaults = inspect.signature(build_model).parameters
     for s in sel.SWITCHES:  # every switch turns a build_model default to something else

@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from mango_lite.datasets.constants import MMIMDB_GENRES
-from mango_lite.datasets.synth import get_writer
-from mango_lite.datasets.synth import mmimdb as M
+from mango_lite.datasets.synth import get_writer, mmimdb as M
 from mango_lite.errors import DataError
 
 h5py = pytest.importorskip("h5py")

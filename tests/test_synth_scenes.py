@@ -16,8 +16,7 @@ import pytest
 from PIL import Image
 
 from mango_lite.datasets.constants import NYU40_CLASSES, TASKONOMY_DOMAINS
-from mango_lite.datasets.synth import scenes as S
-from mango_lite.datasets.synth import writers as Wr
+from mango_lite.datasets.synth import scenes as S, writers as Wr
 from mango_lite.errors import DataError
 
 SIZE = 48
@@ -184,14 +183,14 @@ def _adjacent_pairs(out):
     four pixels (before p, p, q, after q) vanish exactly when p and q lie on one plane."""
     res = []
     for t in (lambda a: a, lambda a: np.swapaxes(a, 0, 1)):  # horizontal, then vertical neighbours
-        L, I, C = t(out["labels"].astype(int)), t(out["instance"].astype(int)), t(out["rgb"].astype(int))
+        L, inst, C = t(out["labels"].astype(int)), t(out["instance"].astype(int)), t(out["rgb"].astype(int))
         iz = 1.0 / t(out["depth_clean"].astype(np.float64))
         planar = (np.abs(iz[:, 2:-1] - 2 * iz[:, 1:-2] + iz[:, :-3])
                   + np.abs(iz[:, 3:] - 2 * iz[:, 2:-1] + iz[:, 1:-2])) / iz[:, 1:-2]
         Z = 1.0 / iz
         for p, q in ((slice(1, -2), slice(2, -1)), (slice(2, -1), slice(1, -2))):
             diff = (L[:, p] != L[:, q]) & (L[:, p] != 255) & (L[:, q] != 255)
-            res.append((I[:, p][diff], L[:, q][diff], np.abs(C[:, p] - C[:, q]).max(-1)[diff],
+            res.append((inst[:, p][diff], L[:, q][diff], np.abs(C[:, p] - C[:, q]).max(-1)[diff],
                         np.abs(Z[:, p] - Z[:, q])[diff], planar[diff]))
     return [np.concatenate(x) for x in zip(*res)]
 

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from mango_lite.errors import MangoLiteError, TrainingError
 from mango_lite.training import checkpoint as ckpt
-from mango_lite.training.engine import BatchAdapter, Trainer, TrainConfig, epoch_seed, evaluate_model
+from mango_lite.training.engine import BatchAdapter, TrainConfig, Trainer, epoch_seed, evaluate_model
 from mango_lite.training.history import History
 
 
@@ -61,10 +61,10 @@ class TinyFusion(nn.Module):
         return self.head(self.drop(torch.tanh(self.fa(a) + self.fb(b))))
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        l = F.mse_loss(out, y)
+        mse = F.mse_loss(out, y)
         if self.nan_after is not None and self.training and self.calls > self.nan_after:
-            l = l * float("nan")
-        return l, {"mse": float(l.detach())}
+            mse = mse * float("nan")
+        return mse, {"mse": float(mse.detach())}
 
 
 class MAEAdapter(BatchAdapter):
@@ -308,7 +308,7 @@ def test_workers_are_deterministic_and_reseeded(tmp_path: Path) -> None:
     """With DataLoader workers the augmentation generators are reseeded per worker (different draws
     in each worker) and two runs with the same seed still agree exactly."""
     params = []
-    for run in range(2):
+    for _ in range(2):
         tr, train = make_trainer(None, epochs=1, num_workers=2)
         tr.fit()
         params.append([p.detach().clone() for p in tr.model.parameters()])
@@ -326,8 +326,15 @@ def test_workers_are_deterministic_and_reseeded(tmp_path: Path) -> None:
 
 
 def test_plots_write_pngs(tmp_path: Path) -> None:
-    from mango_lite.viz import (colorize_labels, genre_grid, plot_attention, plot_history, plot_results,
-                                segmentation_grid, translation_grid)
+    from mango_lite.viz import (
+        colorize_labels,
+        genre_grid,
+        plot_attention,
+        plot_history,
+        plot_results,
+        segmentation_grid,
+        translation_grid,
+    )
 
     g = torch.Generator().manual_seed(0)
     rgb, depth = torch.randn(2, 3, 8, 8, generator=g), torch.rand(2, 1, 8, 8, generator=g)

@@ -4,7 +4,6 @@ modality_contribution, whole-split predictions against a direct forward pass, fi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -16,11 +15,10 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
-from mango_lite.metrics import multilabel_f1
-
 from mango_lite.datasets.constants import MMIMDB_GENRES
 from mango_lite.datasets.synth.mmimdb import GENRE_CUES, sample_cues, sample_genre_sets
 from mango_lite.errors import DataError
+from mango_lite.metrics import multilabel_f1
 from mango_lite.models import build_model, modality_contribution
 from mango_lite.viz import genres as gx
 

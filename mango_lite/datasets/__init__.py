@@ -12,6 +12,7 @@ from .constants import (
     TASKONOMY_DOMAINS,
     TRANSLATION_PAIRS,
 )
+
 # ``download()`` itself is not re-exported: it would shadow the ``datasets.download`` submodule.
 from .download import SOURCES, extract_archive, fetch_dataset, instructions, sha256sum
 from .mmimdb import MMIMDB, genre_vector

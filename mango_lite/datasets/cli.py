@@ -123,7 +123,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         import json
 
         meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
-        shift = f", second modality from {args.sensor_baseline:g} m to the right: median disparity {meta['median_disparity_px']:.1f} px"
+        shift = (f", second modality from {args.sensor_baseline:g} m to the right: "
+                 f"median disparity {meta['median_disparity_px']:.1f} px")
     print(f"wrote {args.name} stand-in ({args.n} samples, {args.size} px, seed {args.seed}{shift}) to {root}")
     print(f"next: python -m mango_lite data verify {args.name} --root {root}")
     return 0

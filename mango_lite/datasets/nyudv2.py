@@ -14,8 +14,9 @@ Each item is ``{"rgb": float32 (3,H,W) ImageNet-normalised, "depth": float32 (1,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

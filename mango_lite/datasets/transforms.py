@@ -27,7 +27,8 @@ Taskonomy domains in [0, 1]), apply the user ``transform`` (geometry), and norma
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -9,7 +9,6 @@ from .flow import MangoFlow
 from .ica import ICA, InvertibleCrossAttention, record_attention, use_fused_attention
 from .lu import InvertibleLinearLU
 from .multiscale import MultiscaleEncoding, MultiscaleMango, from_tokens, to_tokens
-from .perturb import perturb_parameters
 from .partition import (
     PARTITIONS,
     IMCAPartition,
@@ -18,12 +17,15 @@ from .partition import (
     Partition,
     make_partition,
 )
+from .perturb import perturb_parameters
 from .reshape import Split, Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
 
 __all__ = [
-    "ActNorm", "Coupling", "CrossModalCoupling", "CrossModalGlow", "DEFAULT_LAYERS", "FlowSequence", "ICA", "IMCAPartition", "InvertibleCrossAttention",
+    "ActNorm", "Coupling", "CrossModalCoupling", "CrossModalGlow", "DEFAULT_LAYERS", "FlowSequence", "ICA",
+    "IMCAPartition", "InvertibleCrossAttention",
     "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
     "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",
-    "from_tokens", "layers_for", "live_parameter_count", "make_partition", "perturb_parameters", "record_attention", "squeeze2d", "standard_normal_log_prob", "use_fused_attention",
+    "from_tokens", "layers_for", "live_parameter_count", "make_partition", "perturb_parameters", "record_attention",
+    "squeeze2d", "standard_normal_log_prob", "use_fused_attention",
     "to_tokens", "unsqueeze2d",
 ]

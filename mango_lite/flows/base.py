@@ -10,7 +10,7 @@ Direction convention (one, everywhere in mango_lite)::
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

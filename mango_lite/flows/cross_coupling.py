@@ -30,7 +30,7 @@ picks the conditioner width by bisection so that the flow has as many *live* par
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -41,7 +41,6 @@ from .coupling import Coupling
 from .ica import InvertibleCrossAttention
 from .lu import InvertibleLinearLU
 from .multiscale import MultiscaleMango
-
 
 __all__ = [
     "CrossGridConditioner", "CrossModalCoupling", "CrossGlowBlock", "CrossModalGlow", "live_parameter_count",

@@ -54,7 +54,8 @@ gamma_i, still computed from X1 alone (constants count as functions of X1):
 * ``"modality"``: gamma_i = tanh(r (g_h + c_{h,m(i)})), with c (heads, 2) one learned offset per modality
   and m(i) the modality of the token that row i of X2 holds: for MMCA all rows hold the X2 modality (the
   mode is then head mode reparametrised; the other modality's offset gets no gradient), for IMCA the first
-  T/2 rows hold A's tokens and the last T/2 B's. LICA's rows are learned mixtures; m(i) is the modality of the token row i holds at initialisation, when W is the starting
+  T/2 rows hold A's tokens and the last T/2 B's. LICA's rows are learned mixtures; m(i) is the modality of the token
+  row i holds at initialisation, when W is the starting
   permutation (as the positional codes use X1's starting positions): a learned constant per token position
   class, not a statement about what the row holds after training.
 

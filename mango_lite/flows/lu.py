@@ -25,7 +25,8 @@ class InvertibleLinearLU(InvertibleModule):
     P is a fixed permutation, L unit lower triangular, U upper triangular with diagonal
     ``sign(s) * exp(log|s|)``; the log-determinant is read off the diagonal and the inverse is two
     triangular solves, never a general inverse. The stored ``log_s`` is soft-clamped to +-``max_log_s``
-    (:func:`~mango_lite.flows.base.soft_clamp`), so no diagonal entry leaves [exp(-8), exp(8)]. Initialised from a random orthogonal matrix
+    (:func:`~mango_lite.flows.base.soft_clamp`), so no diagonal entry leaves [exp(-8), exp(8)]. Initialised from a
+    random orthogonal matrix
     (``init="orthogonal"``, volume-preserving) or the identity.
     """
 

@@ -13,8 +13,8 @@ Everything ends in standard-normal latents, so
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -148,11 +148,13 @@ class MultiscaleMango(InvertibleModule):
                 raise ValueError(f"MultiscaleMango: expected two modalities (xa, xb), got {len(x)} tensors")
             xa, xb = x
             if xa.shape != xb.shape:
-                raise ValueError(f"MultiscaleMango: modalities must have equal shapes, got {tuple(xa.shape)} and {tuple(xb.shape)}")
+                raise ValueError(f"MultiscaleMango: modalities must have equal shapes, got {tuple(xa.shape)} and "
+                                 f"{tuple(xb.shape)}")
             pair = torch.stack([xa, xb], 1)
         want = (self.channels, *self.size)
         if tuple(pair.shape[2:]) != want:
-            raise ValueError(f"MultiscaleMango: expected each modality of shape (B, {want[0]}, {want[1]}, {want[2]}), got {tuple(pair.shape[:1] + pair.shape[2:])}")
+            raise ValueError(f"MultiscaleMango: expected each modality of shape (B, {want[0]}, {want[1]}, "
+                             f"{want[2]}), got {tuple(pair.shape[:1] + pair.shape[2:])}")
         check_finite(pair, "x")
         return pair
 
@@ -192,7 +194,8 @@ class MultiscaleMango(InvertibleModule):
             raise ValueError(f"MultiscaleMango.inverse: expected {self.scales} latents, got {len(latents)}")
         for s, (z, shape) in enumerate(zip(latents, self.latent_shapes)):
             if z.dim() != 5 or tuple(z.shape[1:]) != (2, *shape):
-                raise ValueError(f"MultiscaleMango.inverse: latent {s} must be (B, 2, {shape[0]}, {shape[1]}, {shape[2]}), got {tuple(z.shape)}")
+                raise ValueError(f"MultiscaleMango.inverse: latent {s} must be (B, 2, {shape[0]}, {shape[1]}, "
+                                 f"{shape[2]}), got {tuple(z.shape)}")
         logdet = latents[0].new_zeros(latents[0].shape[0])
         pair: Tensor | None = None
         for s in reversed(range(self.scales)):

@@ -17,7 +17,8 @@ __all__ = ["perturb_parameters"]
 def perturb_parameters(module: nn.Module, std: float = 0.3, generator: torch.Generator | None = None) -> nn.Module:
     """Add ``std * N(0, 1)`` to every parameter of ``module`` in place and return it.
 
-    An ICA gate (and its per-row offsets) is moved by ``std`` in units of the argument of its tanh (``gamma_rate * gate``), like every
+    An ICA gate (and its per-row offsets) is moved by ``std`` in units of the argument of its tanh (``gamma_rate *
+    gate``), like every
     other scale, so a fast gate rate does not turn the perturbation into a saturated gamma. The diagonal logit
     offset of ``self_logit`` (``self_logit_offset``, zero at init) is a logit like those of Q K^T / tau and
     moves by ``std``, like the log-temperature: S's diagonal changes, nothing saturates. ``generator``

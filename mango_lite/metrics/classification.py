@@ -20,12 +20,13 @@ Conventions (scikit-learn's ``f1_score``; MM-IMDb's evaluation in GMU, Arevalo e
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-ArrayLike = Union[np.ndarray, Tensor, Sequence[Sequence[float]]]
+ArrayLike = np.ndarray | Tensor | Sequence[Sequence[float]]
 
 AVERAGES: tuple[str, ...] = ("micro", "macro", "weighted", "samples")
 

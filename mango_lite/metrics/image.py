@@ -32,8 +32,9 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 
 from mango_lite.errors import MangoLiteError
 
-ArrayLike = Union[np.ndarray, Tensor]
+ArrayLike = np.ndarray | Tensor
 
 KID_TABLE_SCALE: float = 100.0
 """The papers' tables (TokenFusion, CEN, MANGO) print KID multiplied by this factor."""

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 __all__ = ["PairedDifference", "paired_difference", "t_quantile", "t_cdf", "slope_interval"]
 

@@ -25,13 +25,14 @@ here the scores are NaN, so an empty evaluation cannot pass for a terrible model
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-ArrayLike = Union[np.ndarray, Tensor]
+ArrayLike = np.ndarray | Tensor
 EmptyClass = Literal["nan", "zero"]
 
 __all__ = ["ConfusionMatrix", "segmentation_scores", "scores_from_confusion"]
@@ -95,7 +96,7 @@ class ConfusionMatrix:
         self,
         pred: ArrayLike | Sequence[ArrayLike],
         target: ArrayLike | Sequence[ArrayLike],
-    ) -> "ConfusionMatrix":
+    ) -> ConfusionMatrix:
         """Add one batch (or a list of per-image maps) to the matrix.
 
         Args:

@@ -25,8 +25,14 @@ from .fusion import (
     scale_channels,
 )
 from .heads import GenreHead, SegformerHead, TranslationHead
-from .interpret import (AttentionRecord, attention_maps, cross_modal_offsets, cross_modal_share, modality_contribution,
-                        token_scores)
+from .interpret import (
+    AttentionRecord,
+    attention_maps,
+    cross_modal_offsets,
+    cross_modal_share,
+    modality_contribution,
+    token_scores,
+)
 from .pretrained import (
     IMAGE_ENCODERS,
     PretrainedTextEncoder,
@@ -39,10 +45,12 @@ from .task_models import FUSIONS, IGNORE_INDEX, TASKS, ModelOutput, TaskModel, b
 from .text import BOS_ID, PAD_ID, HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder
 
 __all__ = [
-    "AttentionRecord", "BOS_ID", "IMAGE_ENCODERS", "PretrainedTextEncoder", "SegformerEncoder", "ConcatFusion", "ConvBlock", "ConvEncoder", "CrossAttentionFusion", "FUSIONS",
+    "AttentionRecord", "BOS_ID", "IMAGE_ENCODERS", "PretrainedTextEncoder", "SegformerEncoder", "ConcatFusion",
+    "ConvBlock", "ConvEncoder", "CrossAttentionFusion", "FUSIONS",
     "FlowStandardize", "FusionOutput", "GenreHead", "HashTokenizer", "IGNORE_INDEX", "MangoFusion",
     "ModelOutput", "MultiHeadAttention", "PAD_ID", "SegformerHead", "SentenceEncoder", "TASKS", "TaskModel",
     "TextEncoder", "TimmEncoder", "TokenFusion", "TranslationHead", "UnimodalFusion", "VectorEncoder",
-    "attention_maps", "build_image_encoder", "build_model", "split_pretrained_parameters", "count_parameters", "cross_modal_offsets", "cross_modal_share", "group_norm",
+    "attention_maps", "build_image_encoder", "build_model", "split_pretrained_parameters", "count_parameters",
+    "cross_modal_offsets", "cross_modal_share", "group_norm",
     "layers_for_partitions", "modality_contribution", "scale_channels", "token_scores",
 ]

@@ -19,7 +19,7 @@ Shapes: forward(fa: (B, C, h, w), fb: (B, C, h, w)) -> FusionOutput with one map
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 

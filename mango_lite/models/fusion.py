@@ -27,8 +27,9 @@ query/key and coupling widths so MANGO stays within about 2x of the baselines): 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -164,7 +165,8 @@ class MangoFusion(nn.Module):
     to ``out_channels[s]``.
 
     ``aux``: ``flow_bpd`` (mean bits/dim of (fa, fb) under the flow; the NLL loss term, with graph),
-    ``gamma_mean`` (mean attention weight over all ICA layers, detached), ``identity_bpd`` (mean bits/dim of the same (fa, fb) under N(0, I) with no flow, detached: the
+    ``gamma_mean`` (mean attention weight over all ICA layers, detached), ``identity_bpd`` (mean bits/dim of the same
+    (fa, fb) under N(0, I) with no flow, detached: the
     baseline a useful flow must beat), ``log_prob`` (mean nats, detached), ``logdet`` (mean, detached).
     ``flow_options``: further :class:`~mango_lite.flows.MultiscaleMango` keywords (``gamma``,
     ``learn_gamma``, ``gamma_rate``, ``gamma_mode``, ``alternate``, ``positions``, ``conditioner``). With

@@ -22,8 +22,8 @@ them their own learning rate (the fine-tuning rate) and the new layers a larger 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -232,7 +232,7 @@ class PretrainedTextEncoder(nn.Module):
             self.backbone.requires_grad_(False)
         self.proj = VectorEncoder(self.dim, width, tokens, grid)
 
-    def train(self, mode: bool = True) -> "PretrainedTextEncoder":
+    def train(self, mode: bool = True) -> PretrainedTextEncoder:
         super().train(mode)
         if not self.finetune:  # a frozen model stays in eval mode (no dropout)
             self.backbone.eval()

@@ -16,15 +16,16 @@ ones (documented in the reproduction tables).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..tasks import task_names
-
+from .context_fusion import ContextConcatFusion
 from .fusion import (
     ConcatFusion,
     CrossAttentionFusion,
@@ -35,7 +36,6 @@ from .fusion import (
     layers_for_partitions,
     scale_channels,
 )
-from .context_fusion import ContextConcatFusion
 from .heads import GenreHead, SegformerHead, TranslationHead
 from .pretrained import PretrainedTextEncoder, build_image_encoder
 from .text import HashTokenizer, SentenceEncoder, TextEncoder, VectorEncoder

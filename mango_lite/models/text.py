@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -223,7 +223,8 @@ class SentenceEncoder(nn.Module):
         e = self._embed_fn(list(texts))
         e = torch.as_tensor(np.asarray(e) if not isinstance(e, Tensor) else e, dtype=torch.float32)
         if e.shape != (len(texts), self.dim):
-            raise MangoLiteError(f"SentenceEncoder: embed_fn returned shape {tuple(e.shape)}, expected ({len(texts)}, {self.dim})")
+            raise MangoLiteError(f"SentenceEncoder: embed_fn returned shape {tuple(e.shape)}, expected "
+                                 f"({len(texts)}, {self.dim})")
         return e.to(self.proj.lift.weight.device)
 
     def forward(self, texts: Sequence[str] | Tensor) -> Tensor:

@@ -11,8 +11,9 @@ Lower level: :class:`Trainer` + :class:`TrainConfig` (any model with ``forward(a
 """
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, epoch_seed, evaluate_model
+from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, epoch_seed, evaluate_model
 from .history import History
+from .reproduce import parse_variant, plan_runs, reproduce, results_markdown, run_ablation
 from .tasks import (
     CONTROL_MODELS,
     FUSION_MODELS,
@@ -35,14 +36,14 @@ from .tasks import (
     resolve_pair,
     train_task,
 )
-from .reproduce import plan_runs, parse_variant, reproduce, results_markdown, run_ablation
 from .workers import default_jobs, train_models
 
 __all__ = [
     "BatchAdapter", "CONTROL_MODELS", "DataInfo", "FUSION_MODELS", "FitResult", "GenreAdapter", "History", "PAIRS", "RunResult",
     "SegmentationAdapter", "TASK_NAMES", "TaskData", "TrainConfig", "Trainer", "TranslationAdapter",
     "TranslationPair", "build_task_data", "epoch_seed", "evaluate_checkpoint", "evaluate_model",
-    "latest_checkpoint", "load_checkpoint", "load_model", "model_names", "predict_samples", "parse_variant", "plan_runs", "prepare_data",
+    "latest_checkpoint", "load_checkpoint", "load_model", "model_names", "predict_samples", "parse_variant",
+    "plan_runs", "prepare_data",
     "reproduce", "resolve_model", "resolve_pair", "results_markdown", "run_ablation", "save_checkpoint",
     "default_jobs", "train_models", "train_task",
 ]

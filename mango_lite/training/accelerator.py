@@ -33,8 +33,9 @@ from __future__ import annotations
 import copy
 import platform
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +81,8 @@ def _cases(dry_run: bool) -> list[tuple[str, Callable[[], nn.Module], tuple[int,
 def _call(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Any]:
     """(flat output, logdet, raw output) of module(x); multiscale modules take (B, 2, C, H, W)."""
     out, ld = module(x)
-    flat = torch.cat([o.reshape(o.shape[0], -1) for o in out], 1) if isinstance(out, (list, tuple)) else out.reshape(out.shape[0], -1)
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    flat = torch.cat([o.reshape(o.shape[0], -1) for o in outs], 1)
     return flat, ld, out
 
 
@@ -282,7 +284,8 @@ def window_markdown(report: dict[str, Any]) -> str:
              + (" (dry run on the CPU: tiny sizes, not a measurement)" if report.get("dry_run") else ""), ""]
     if report.get("flow_checks"):
         lines += ["## Flow checks (parameters perturbed)", "",
-                  "| module | f32 round trip | f32 log-det vs f64 (rel) | log-det vs slogdet (f64) | bf16 round trip | bf16 log-det vs f32 (rel) | f32 ok |",
+                  "| module | f32 round trip | f32 log-det vs f64 (rel) | log-det vs slogdet (f64) | bf16 round trip "
+                  "| bf16 log-det vs f32 (rel) | f32 ok |",
                   "|---|---|---|---|---|---|---|"]
         for r in report["flow_checks"]:
             bf = (f"{r['bf16_roundtrip']:.1e} | {r['bf16_logdet_vs_f32_rel']:.1e}" if "bf16_roundtrip" in r
@@ -302,13 +305,15 @@ def window_markdown(report: dict[str, Any]) -> str:
             m = " / ".join("-" if mem[k] is None else f"{mem[k]:.0f}" for k in ("ica_forward", "sdpa", "ica_inverse"))
             lines.append(f"| {r['tokens']} | {r['ica_forward_ms']:.2f} | {r['sdpa_ms']:.2f} | {r['forward_over_sdpa']:.2f} "
                          f"[{r['forward_over_sdpa_min']:.2f}-{r['forward_over_sdpa_max']:.2f}] | "
-                         f"{r['inverse_over_forward']:.2f} [{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] | {m} |")
+                         f"{r['inverse_over_forward']:.2f} "
+                         f"[{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] | {m} |")
         lines.append("")
     if report.get("train_steps"):
         lines += ["## Training step: MANGO against TokenFusion (segmentation, NYUDv2 shapes)", "",
                   f"Goal: MANGO's step at most {GOAL_STEP_OVER_TOKENFUSION}x TokenFusion's at the gpu preset. One run "
                   "= the preset's epochs over NYUDv2's 795 / SUN RGB-D's 5,285 training images.", "",
-                  "| preset | batch, px | MANGO (ms) | TokenFusion (ms) | MANGO / TokenFusion | one NYUDv2 run | one SUN RGB-D run |",
+                  "| preset | batch, px | MANGO (ms) | TokenFusion (ms) | MANGO / TokenFusion | one NYUDv2 run | one "
+                  "SUN RGB-D run |",
                   "|---|---|---|---|---|---|---|"]
         for r in report["train_steps"]:
             q = r["first_over"].get("tokenfusion", {})

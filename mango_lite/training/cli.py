@@ -289,10 +289,9 @@ def add_training_parsers(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .tasks import resolve_model, resolve_pair, train_task
-
     # validate names before any data is generated
     from ..tasks import get_task
+    from .tasks import resolve_model, resolve_pair, train_task
 
     has_pairs = get_task(args.task).has_pairs
     pair = resolve_pair(args.pair) if has_pairs else None
@@ -452,7 +451,6 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.study == "density" and not (args.goals or args.merge):
         from .density import density_markdown, run_density_study
-
         from .workers import default_jobs
 
         res = run_density_study(args.preset or default_preset_name(), tuple(args.seeds), out,

@@ -32,7 +32,8 @@ import copy
 import math
 import statistics
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -320,14 +321,14 @@ def task_costs(
     from ..models import count_parameters
     from ..utils import seed_everything
     from .tasks import (
+        FUSION_MODELS,
         _preset,
         build_task_data,
         build_task_model,
         check_task,
+        control_overrides,
         make_adapter,
         model_kwargs,
-        FUSION_MODELS,
-        control_overrides,
         resolve_model,
         unimodal_names,
     )

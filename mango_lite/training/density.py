@@ -241,7 +241,8 @@ def density_study(
         kept = json.loads(path.read_text(encoding="utf-8"))
         if kept.get("setting") == setting:
             fits = {k: v for k, v in kept.get("fits", {}).items()
-                    if k.rsplit("|", 1)[0] in resolved and v.get("resolved") == json.loads(json.dumps(resolved[k.rsplit("|", 1)[0]]))}
+                    if k.rsplit("|", 1)[0] in resolved
+                    and v.get("resolved") == json.loads(json.dumps(resolved[k.rsplit("|", 1)[0]]))}
 
     def key(name: str, seed: int) -> str:
         return f"{name}|{seed}"

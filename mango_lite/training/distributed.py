@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-
 # NCCL only reduces CUDA tensors; the flags and logged losses reduced every step are CPU tensors, so a
 # CUDA group needs gloo beside NCCL for them (one group, the backend chosen by the tensor's device).
 CUDA_BACKEND = "cpu:gloo,cuda:nccl"

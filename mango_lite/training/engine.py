@@ -34,9 +34,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -44,8 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import MangoLiteError, TrainingError
 from ..utils import display_path, pick_device, seed_everything
-from . import checkpoint as ckpt
-from . import distributed as ddp_util
+from . import checkpoint as ckpt, distributed as ddp_util
 from .history import History
 
 
@@ -105,7 +105,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -17,8 +17,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ..errors import MangoLiteError
 from ..utils import atomic_write_json, atomic_write_text
@@ -105,7 +106,7 @@ class History:
         return pj, pc
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
+    def load(cls, path: str | os.PathLike) -> History:
         """Read ``history.json`` (or the folder holding it)."""
         p = Path(path)
         if p.is_dir():

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset
@@ -337,7 +338,8 @@ def _settings(row: Mapping[str, Any], first: Mapping[str, Any]) -> str:
     if row is first:
         return "-"
     base = dict(first.get("overrides") or {})
-    diff = [f"{'nll_weight' if k == 'flow_weight' else k.removeprefix('flow_')}={v}" for k, v in (row.get("overrides") or {}).items() if base.get(k, object()) != v]
+    diff = [f"{'nll_weight' if k == 'flow_weight' else k.removeprefix('flow_')}={v}"
+            for k, v in (row.get("overrides") or {}).items() if base.get(k, object()) != v]
     model = row.get("model", "")
     head = [] if model == first.get("model") else [model]
     return ", ".join(head + diff) or "-"

@@ -11,8 +11,9 @@ never receive a gradient. Tables that compare models by size show both counts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -48,8 +49,16 @@ def effective_parameters(task: str, preset: str | Preset, rows: Mapping[str, tup
     built as :func:`~mango_lite.training.train_task` builds it (the model's control overrides, then the row's;
     seed 0), on the first ``batch`` samples of the evaluation split (no augmentation draws)."""
     from ..utils import seed_everything
-    from .tasks import (_preset, build_task_data, build_task_model, control_overrides, default_cache_dir,
-                        model_kwargs, resolve_budget, resolve_model)
+    from .tasks import (
+        _preset,
+        build_task_data,
+        build_task_model,
+        control_overrides,
+        default_cache_dir,
+        model_kwargs,
+        resolve_budget,
+        resolve_model,
+    )
 
     p = _preset(preset)
     data = build_task_data(task, p, pair=pair, dataset=dataset,

@@ -23,8 +23,9 @@ metric is the last epoch's, so no number is chosen on the split it is reported o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -208,7 +209,8 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
     """Per level and model: mean and sd of the test metric over the finished seeds; MANGO against every
     other model, paired by seed, with 95 % t intervals; the attention's gain (MANGO - no-attention) against
     the level (per-seed slopes, t interval); the protocol's verdicts. Writes ``summary.json`` / ``summary.md``.
-    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see :func:`~mango_lite.training.parameters.parameters_receiving_gradient`);
+    ``effective_params``: model -> {"nominal", "receiving_gradient"} (see
+    :func:`~mango_lite.training.parameters.parameters_receiving_gradient`);
     ``reference``: model -> per-seed aligned results of the older protocol (:func:`aligned_reference`)."""
     got = collect(out)
     plan, runs = got["plan"], got["runs"]
@@ -342,7 +344,8 @@ def conclusion_markdown(s: dict[str, Any]) -> str:
     v = s["verdicts"]
     top, zero = v["largest_level"], v["aligned_level"]
     gain = {lv: row["mango-noattn"] for lv, row in s["mango_minus"].items() if "mango-noattn" in row}
-    lines = [f"**H1 (the attention's gain grows with the misregistration): {v['hypothesis'] or 'not decided yet (runs missing)'}.**"
+    lines = [f"**H1 (the attention's gain grows with the misregistration): "
+             f"{v['hypothesis'] or 'not decided yet (runs missing)'}.**"
              + (f" The gain of attention over its γ = 0 control is {interval(gain[zero])} mIoU at {zero} and "
                 f"{interval(gain[top])} at {top} (paired by seed, 95 % t interval)." if zero in gain and top in gain else "")]
     trend = s.get("attention_gain_trend")

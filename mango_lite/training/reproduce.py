@@ -29,9 +29,10 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -152,8 +153,9 @@ def data_description(info: DataInfo | Mapping[str, Any], task_data: TaskData | N
 
 # ------------------------------------------------------------------------------- reproduce
 def _log_default(msg: str) -> None:
-    from tqdm.auto import tqdm
     import sys
+
+    from tqdm.auto import tqdm
 
     tqdm.write(msg, file=sys.stderr)
 
@@ -645,7 +647,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     if seg:
         w("## Table 1 — RGB-D semantic segmentation (Pixel Acc. / mAcc. / mIoU, %)")
         w("")
-        for key, e in seg.items():
+        for e in seg.values():
             ds = e["dataset"]
             w(f"### {DATASET_LABELS.get(ds, ds)}")
             w("")
@@ -727,7 +729,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     w("")
     w("| task | data | model | params | wall time (s) | run folder |")
     w("|---|---|---|---|---|---|")
-    for key, e in res.items():
+    for e in res.values():
         for model, m in e["models"].items():
             w(f"| {e['task']} | {e.get('pair_label') or DATASET_LABELS.get(e['dataset'], e['dataset'])} | {model} | "
               f"{_params(m)} | {_f(m.get('wall_time_s'), 0)} | `{m.get('run_dir', '')}` |")

@@ -19,8 +19,9 @@ Views (:data:`VIEWS`):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..tasks import TASKS
 from .reproduce import DATASET_LABELS, HEADLINE
@@ -130,9 +131,9 @@ def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str
             c[3] += 1
     seeds = len(summary.get("seeds") or [])
     lines = rows + ["", f"Counted per seed and group ({seeds} seeds; computed from `seeds.json`):"]
-    for task, (f, l, b, n) in per_task.items():
-        lines.append(f"- {_TASK_LABELS.get(task, task)}: {model} first of the fusions in {_count(f, n)} seed/group "
-                     f"pairs, last in {_count(l, n)}, better than {reference} in {_count(b, n)}.")
+    for task, (first, last, better, n) in per_task.items():
+        lines.append(f"- {_TASK_LABELS.get(task, task)}: {model} first of the fusions in {_count(first, n)} seed/group "
+                     f"pairs, last in {_count(last, n)}, better than {reference} in {_count(better, n)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +141,8 @@ def train_step(bench: Mapping[str, Any]) -> str:
     """One row per model: median step time and its ratio to concat with the spread over rounds."""
     rows = ["| model | median step (ms) | ratio to concat, median [min-max] | parameters |", "|---|---|---|---|"]
     for name, m in bench["models"].items():
-        ratio = f"{m['ratio_to_concat']:.2f}× [{m['ratio_min']:.2f}-{m['ratio_max']:.2f}]" if name != "concat" else "1 (reference)"
+        ratio = ("1 (reference)" if name == "concat"
+                 else f"{m['ratio_to_concat']:.2f}× [{m['ratio_min']:.2f}-{m['ratio_max']:.2f}]")
         rows.append(f"| {name} | {m['median_ms']:.0f} | {ratio} | {m['params'] / 1e6:.2f} M |")
     goal = bench.get("goal_ratio")
     met = [n for n, m in bench["models"].items() if n.startswith("mango") and goal and m["ratio_to_concat"] <= goal]
@@ -191,7 +193,8 @@ def reproduce_jobs(bench: Mapping[str, Any]) -> str:
     cluster = bench.get("cluster")
     mode = f"as submitit {cluster} jobs (all started at once)" if cluster else f"{bench['jobs']} workers"
     label = f"submitit {cluster} jobs" if cluster else "workers"
-    return (f"- preset `{bench['preset']}`, tasks {bench['tasks'] if isinstance(bench['tasks'], str) else ', '.join(bench['tasks'])}"
+    return (f"- preset `{bench['preset']}`, tasks "
+            f"{bench['tasks'] if isinstance(bench['tasks'], str) else ', '.join(bench['tasks'])}"
             f" ({bench['runs']} runs), {mode} on {bench['device']}: speed-up "
             f"{bench['speedup_median']:.2f}× [{bench['speedup_min']:.2f}-{bench['speedup_max']:.2f}] over "
             f"{len(rounds)} round(s) (one after another "

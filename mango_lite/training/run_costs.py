@@ -19,8 +19,9 @@ import argparse
 import json
 import os
 import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .tasks import CONTROL_MODELS, FUSION_MODELS
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..metrics.paired import paired_difference
 from ..presets import TASK_FLOW_WEIGHTS, Preset
@@ -219,13 +220,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                       else f"changes from lambda = {t['in_use']:g} to {t['chosen']:g}")
             apart = ("the weights are told apart on the selection split in " + ", ".join(
                 f"{g} ({_favoured(t['groups'][g]['paired_selection'], summary['weights'])} better)"
-                for g in t["told_apart_in"]) if t["told_apart_in"] else "the two weights are not told apart on the selection split (every "
-                     "interval contains 0): the choice is the better mean, nothing more")
+                for g in t["told_apart_in"]) if t["told_apart_in"]
+                else "the two weights are not told apart on the selection split (every interval contains 0): the "
+                     "choice is the better mean, nothing more")
             lines.append(f"- **{task}** {change} ({t['metric']}, {arrow}); {apart}.")
     lines += ["", "| group | seeds | " + " | ".join(f"selection, lambda={x}" for x in w)
               + " | selection difference [95 %] | " + " | ".join(f"test, lambda={x}" for x in w)
               + " | test difference [95 %] |", "|---" * (4 + 2 * len(w)) + "|"]
-    for task, t in summary["tasks"].items():
+    for t in summary["tasks"].values():
         for g, e in t["groups"].items():
             sel = [_fmt(e["selection_mean"].get(x)) for x in w]
             test = [_fmt(e["test_mean"].get(x)) for x in w]
@@ -432,7 +434,7 @@ def defaults_markdown(summary: dict[str, Any]) -> str:
              "are shown after the choice and decided nothing. Differences: the reference (every default on) minus "
              "the switched-off model per seed, signed so that positive favours the default, mean with its 95 % "
              "Student t interval.", ""]
-    for v, e in summary["switches"].items():
+    for e in summary["switches"].values():
         if e["kept"] is None:
             lines.append(f"- **{e['default']}**: not all runs finished; no choice yet.")
             continue

@@ -31,9 +31,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,8 +46,8 @@ from ..errors import MangoLiteError
 from ..presets import PRESET_NAMES, Preset, get_preset
 from ..tasks import TASKS, get_task, task_names
 from ..utils import atomic_write_json, device_name, display_path, seed_everything
-from .engine import BatchAdapter, FitResult, Trainer, TrainConfig, evaluate_model
 from .checkpoint import load_checkpoint
+from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, evaluate_model
 
 TASK_NAMES = task_names()
 FUSION_MODELS = ("mango", "concat", "tokenfusion", "crossattn")
@@ -268,7 +269,8 @@ def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: st
         get_writer(dataset)(root, n, size, seed, **({"baseline": baseline} if baseline else {}))
         meta = _read_meta(root)
         if log:
-            log(f"generated {dataset} stand-in: {n} samples at {size} px in {time.perf_counter() - t0:.1f}s -> {display_path(root)}")
+            log(f"generated {dataset} stand-in: {n} samples at {size} px in {time.perf_counter() - t0:.1f}s -> "
+                f"{display_path(root)}")
     return DataInfo(dataset, str(root), GENERATED, meta)
 
 

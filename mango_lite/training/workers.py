@@ -258,7 +258,8 @@ def train_models(
         return results
     specs = {name: dict(task=task, model=name, preset=preset, run_dir=str(out / name),
                         pair=data.pair.name if data.pair else None, dataset=data.info.name, info=data.info.to_dict(),
-                        device=device, seed=seed, resume=resume, amp=amp, retrain_stale=resume, overwrite=overwrite, save_best=True,
+                        device=device, seed=seed, resume=resume, amp=amp, retrain_stale=resume, overwrite=overwrite,
+                        save_best=True,
                         keep_checkpoints=2, epochs=epochs)
              for name in _longest_first(task, models, preset)}
     say(f"training {len(models)} models in {n_jobs} worker processes (one torch thread each; "

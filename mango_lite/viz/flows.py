@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,7 +36,8 @@ def draw_partition(p: Partition, ax: Axes | None = None, title: str | None = Non
     arr = partition_assignment(p)
     ax.imshow(arr[:1], cmap=ListedColormap(MODALITY_COLOURS), vmin=0, vmax=1, aspect="auto", extent=(-0.5, 2 * t - 0.5, 1.5, 0.5))
     if p.token_index() is not None:
-        ax.imshow(arr[1:], cmap=ListedColormap(["#2ca02c", "#d62728"]), vmin=0, vmax=1, aspect="auto", extent=(-0.5, 2 * t - 0.5, 2.5, 1.5))
+        ax.imshow(arr[1:], cmap=ListedColormap(["#2ca02c", "#d62728"]), vmin=0, vmax=1, aspect="auto",
+                  extent=(-0.5, 2 * t - 0.5, 2.5, 1.5))
     else:
         w = p.mixer.weight().detach().abs()  # type: ignore[attr-defined]
         share = (w[:t].sum(0) / w.sum(0)).numpy()  # how much of each token lands in X1

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,8 @@ from .plots import _plt, to_display
 
 __all__ = [
     "CUE_GROUPS", "GROUP_LABELS", "GenrePredictions", "genres_by_cue", "genre_order", "predict_split",
-    "per_genre_f1", "cue_group_f1", "per_genre_auc", "group_mean", "bootstrap_f1", "bootstrap_table", "read_cues", "cue_reader", "genre_reliance", "reliance_by_group",
+    "per_genre_f1", "cue_group_f1", "per_genre_auc", "group_mean", "bootstrap_f1", "bootstrap_table", "read_cues",
+    "cue_reader", "genre_reliance", "reliance_by_group",
     "plot_genre_heatmap", "prediction_panel", "prediction_figure", "prediction_browser",
 ]
 

@@ -4,7 +4,8 @@ misregistered frame, and where the depth tokens' attention lands in RGB."""
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def claim_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     MANGO better), ``paper mango``, ``paper gain vs concat %`` / ``paper gain vs tokenfusion %`` (from the
     paper's printed Tiny rows; genre: vs Late Fusion, no TokenFusion row)."""
     rows = []
-    for key, e in (results.get("results") or {}).items():
+    for e in (results.get("results") or {}).values():
         ours_key, label, idx, mode = group_metric(e)
         vals = {m: float(v[ours_key]) for m, v in (e.get("models") or {}).items()
                 if "error" not in v and _finite(v.get(ours_key))}
@@ -348,7 +349,7 @@ def plot_group_curves(results: Mapping[str, Any], base: str | os.PathLike, key: 
 
     plt = _plt()
     panels = []
-    for gkey, e in (results.get("results") or {}).items():
+    for e in (results.get("results") or {}).values():
         metric = group_metric(e)[0]
         k = "train_loss" if key == "train_loss" else f"val_{'mae' if metric in ('mae_x10', 'fid_proxy') else metric}"
         hists = {}

@@ -24,7 +24,8 @@ in [-1, 1]; translation models output the same range (tanh head).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,7 +37,8 @@ from ..errors import MangoLiteError
 from .plots import to_display
 
 __all__ = [
-    "ablation_maps", "ablation_grid", "attention_row_maps", "contrast_stretch", "median_baseline", "per_sample_mae", "table2_comparison", "translation_panel", "translation_browser",
+    "ablation_maps", "ablation_grid", "attention_row_maps", "contrast_stretch", "median_baseline", "per_sample_mae",
+    "table2_comparison", "translation_panel", "translation_browser",
     "STANDIN",
 ]
 
@@ -168,8 +170,7 @@ def table2_comparison(ours: Mapping[str, Mapping[str, Mapping[str, float]]], pai
     """
     import pandas as pd
 
-    from ..training import paper_tables as P
-    from ..training import resolve_pair
+    from ..training import paper_tables as P, resolve_pair
 
     rows: list[dict[str, Any]] = []
     ours_src = f"mango_lite, {data_label}" + (f", {size}px" if size else "")

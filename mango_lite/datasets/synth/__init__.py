@@ -6,8 +6,8 @@ the real dataset's proportions, images ``size`` pixels on a side, fully determin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 SYNTH_NAMES = ("nyudv2", "sunrgbd", "taskonomy", "mmimdb")
 

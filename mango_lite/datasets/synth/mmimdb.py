@@ -51,10 +51,11 @@ import io
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -1038,8 +1039,9 @@ def write_mmimdb(root: str | Path, n: int, size: int = 256, seed: int = 0, hdf5:
                 meta = {"title": titles[i], "year": int(years[i]),
                         "director": f"{_FIRST[d_first[i]]} {_LAST[d_last[i]]}",
                         "genres": names, "plot": plots[j], "imdb_id": ids[i]}
+                text = json.dumps(meta, indent=1)
                 atomic_write(data_dir / f"{ids[i]}.json",
-                             lambda tmp, s=json.dumps(meta, indent=1): Path(tmp).write_text(s, encoding="utf-8"))
+                             lambda tmp, s=text: Path(tmp).write_text(s, encoding="utf-8"))
             if h5 is not None:
                 sl = slice(start, start + len(rows))
                 feats[sl] = text_features([max(p, key=len) for p in plots])

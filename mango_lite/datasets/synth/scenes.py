@@ -660,9 +660,11 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     # depth-ambiguous decals, at least one flush wall decal or floor mat per scene
     n_dec = 0
     if rng.uniform() < 0.7:
-        add_picture(); n_dec += 1
+        add_picture()
+        n_dec += 1
     if rng.uniform() < whiteboard_p:
-        add_whiteboard(); n_dec += 1
+        add_whiteboard()
+        n_dec += 1
     if rng.uniform() < 0.5 or n_dec == 0:
         add_floor_mat()
 

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
