@@ -146,22 +146,37 @@ def test_several_switched_off_are_adopted_together_only_if_their_combination_bea
 def test_the_defaults_plan_reuses_stage_one_runs_and_switches_one_default_off_per_variant(tmp_path):
     plan = sel.defaults_plan(TINY, seeds=(0, 1))
     w = TASK_FLOW_WEIGHTS["segmentation"]
+    on = {"flow_weight": w, "flow_alternate": True, "flow_positions": True, "flow_gamma_rate": 10.0,
+          "flow_conditioner": "grid", "flow_nll_to_encoders": False}
     ref = [r for r in plan["runs"] if r["variant"] == "reference"]
-    assert len(ref) == 2 and all(r["overrides"] == {"flow_weight": w} for r in ref)
+    # the reference states every switched value, so it means the protocol's model whatever today's defaults
+    assert len(ref) == 2 and all(r["overrides"] == on for r in ref)
     assert sel.defaults_run_dir(tmp_path, ref[0]) == sel.run_dir(tmp_path, {**ref[0], "weight": w})
     for s in sel.SWITCHES:
         runs = [r for r in plan["runs"] if r["variant"] == s.variant]
-        assert len(runs) == 2 and all(r["overrides"] == {"flow_weight": w, **dict(s.off)} for r in runs)
+        assert len(runs) == 2 and all(r["overrides"] == {**on, **dict(s.off)} for r in runs)
+        assert dict(s.on).keys() == dict(s.off).keys() and dict(s.on) != dict(s.off)
     import inspect
 
     from mango_lite.models import build_model
 
-    defaults = inspect.signature(build_model).parameters
-    for s in sel.SWITCHES:  # every switch turns a build_model default to something else
-        for key, off in s.off:
-            assert key in defaults and defaults[key].default != off
+    keywords = inspect.signature(build_model).parameters
+    assert all(k in keywords for k in on)
     with pytest.raises(ValueError, match="unknown"):
         sel.defaults_plan(TINY, combine=("no-such-switch",))
+
+
+def test_a_run_built_with_a_value_as_its_default_counts_as_built_with_it(tmp_path):
+    """finished_run reads the full stored configuration: a stage-1 run that got gamma rate 10 as the default of
+    its day is the reference that asks for 10 explicitly, and not a run that asks for 1."""
+    from mango_lite.training.workers import finished_run
+
+    p = sel.study_preset(TINY)
+    spec = {"model": "mango", "seed": 0, "preset": p.to_dict(), "model_kwargs": {"flow_weight": 0.1},
+            "model_config": {"flow_weight": 0.1, "flow_gamma_rate": 10.0, "flow_alternate": True}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"spec": spec, "metrics": {}}))
+    assert finished_run(tmp_path, p, "mango", 0, {"flow_weight": 0.1, "flow_gamma_rate": 10.0}) is not None
+    assert finished_run(tmp_path, p, "mango", 0, {"flow_weight": 0.1, "flow_gamma_rate": 1.0}) is None
 
 
 def test_the_defaults_study_trains_the_combination_once_several_defaults_are_switched_off(tmp_path, monkeypatch):
@@ -179,8 +194,8 @@ def test_the_defaults_study_trains_the_combination_once_several_defaults_are_swi
     plan = json.loads((tmp_path / "plan-defaults.json").read_text())
     assert plan["combine"] == ["upper-only", "no-positions"]
     combined = [r for r in plan["runs"] if r["variant"] == "combined"][0]
-    assert combined["overrides"] == {"flow_weight": TASK_FLOW_WEIGHTS["segmentation"], "flow_alternate": False,
-                                     "flow_positions": False}
+    assert combined["overrides"] == {**[r for r in plan["runs"] if r["variant"] == "reference"][0]["overrides"],
+                                     "flow_alternate": False, "flow_positions": False}
     trained.clear()  # a later call keeps the combination in the plan and does not extend it again
     sel.run_defaults_study(tmp_path, TINY, seeds=(0,), log=lambda m: None)
     assert len(trained) == 1 and "combined" in trained[0]

@@ -256,20 +256,25 @@ def _fmt_diff(d: dict[str, Any] | None) -> str:
 # ------------------------------------------------------------------------- stage 2: the ladder's defaults
 @dataclass(frozen=True)
 class Switch:
-    """A default of the MANGO task model and the :func:`~mango_lite.models.build_model` values that switch
-    it off (those it had before the earlier ladder turned it on)."""
+    """A default of the MANGO task model at the protocol's commit: the :func:`~mango_lite.models.build_model`
+    values that switch it on (the reference's) and off (those it had before the earlier ladder)."""
 
     default: str
     variant: str
+    on: tuple[tuple[str, Any], ...]
     off: tuple[tuple[str, Any], ...]
 
 
+#: the reference and every variant state these values explicitly, so the study means the same models after a
+#: default changes (as it did after this study: gamma rate 10 -> 1)
 SWITCHES = (
-    Switch("alternating triangles", "upper-only", (("flow_alternate", False),)),
-    Switch("2-D positions on Q/K", "no-positions", (("flow_positions", False),)),
-    Switch("gamma rate 10", "gamma-rate-1", (("flow_gamma_rate", 1.0),)),
-    Switch("3x3 grid conditioner", "token-conditioner", (("flow_conditioner", "tokens"),)),
-    Switch("NLL trains the flow only", "nll-to-encoders", (("flow_nll_to_encoders", True),)),
+    Switch("alternating triangles", "upper-only", (("flow_alternate", True),), (("flow_alternate", False),)),
+    Switch("2-D positions on Q/K", "no-positions", (("flow_positions", True),), (("flow_positions", False),)),
+    Switch("gamma rate 10", "gamma-rate-1", (("flow_gamma_rate", 10.0),), (("flow_gamma_rate", 1.0),)),
+    Switch("3x3 grid conditioner", "token-conditioner", (("flow_conditioner", "grid"),),
+           (("flow_conditioner", "tokens"),)),
+    Switch("NLL trains the flow only", "nll-to-encoders", (("flow_nll_to_encoders", False),),
+           (("flow_nll_to_encoders", True),)),
 )
 DEFAULTS_GROUP = GROUPS[0]
 REFERENCE = "reference"
@@ -287,15 +292,17 @@ def defaults_plan(preset: str | Preset = "cpu", seeds: Sequence[int] = SEEDS,
     unknown = sorted(set(combine) - set(offs))
     if unknown:
         raise ValueError(f"defaults_plan: combine names variants {sorted(offs)}, got unknown {unknown}")
+    reference = {"flow_weight": weight, **{k: v for s in switches for k, v in s.on}}
     variants: dict[str, dict[str, Any]] = {REFERENCE: {}, **offs}
     if combine:
         variants[COMBINED] = {k: v for name in combine for k, v in offs[name].items()}
     runs = [{"group": group.name, "task": group.task, "dataset": group.dataset, "pair": group.pair, "weight": weight,
-             "variant": v, "overrides": {"flow_weight": weight, **off}, "seed": int(s)}
+             "variant": v, "overrides": {**reference, **off}, "seed": int(s)}
             for s in seeds for v, off in variants.items()]
     return {"model": MODEL, "preset": p.name, "preset_config": p.to_dict(), "group": group.name, "task": group.task,
             "weight": weight, "seeds": [int(s) for s in seeds], "combine": list(combine),
-            "switches": [{"default": s.default, "variant": s.variant, "off": dict(s.off)} for s in switches],
+            "switches": [{"default": s.default, "variant": s.variant, "on": dict(s.on), "off": dict(s.off)}
+                         for s in switches],
             "runs": runs}
 
 

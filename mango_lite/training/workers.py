@@ -170,7 +170,9 @@ def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: in
     spec = done.get("spec", {})
     same = spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
         json.dumps(preset.to_dict()))
-    built = spec.get("model_kwargs", {})
+    # the full configuration the model was built with (older runs: only the keywords passed), so a value
+    # asked for explicitly matches a run that got it as the default of its day
+    built = spec.get("model_config") or spec.get("model_kwargs", {})
     same = same and all(built.get(k) == v for k, v in dict(model_overrides or {}).items())
     return done if same else None
 
