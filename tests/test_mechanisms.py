@@ -467,14 +467,18 @@ def test_flow_weight_per_task_reaches_the_models():
     assert model_kwargs("translation", _Data(), given)["flow_weight"] == 0.5
 
 
-def test_study_layout_is_the_task_models_default_and_gammas_are_recorded():
+def test_study_layout_is_the_ladders_last_row_and_gammas_are_recorded():
     import inspect
 
     from mango_lite.models import build_model
     from mango_lite.training.density import STUDY_LAYOUT, fit_density, layer_gammas
+    from mango_lite.training.mechanisms import ladder_variants
 
+    last = ladder_variants()[-1][2]
+    assert {k: last[f"flow_{k}"] for k in STUDY_LAYOUT} == STUDY_LAYOUT
+    # the task models differ from it only where the selection split's stage 2 changed a default
     defaults = {k: v.default for k, v in inspect.signature(build_model).parameters.items()}
-    assert {k: defaults[f"flow_{k}"] for k in STUDY_LAYOUT} == STUDY_LAYOUT
+    assert {k for k in STUDY_LAYOUT if defaults[f"flow_{k}"] != STUDY_LAYOUT[k]} == {"gamma_rate"}
     flow = MultiscaleMango(channels=1, size=8, scales=2, blocks=1, **STUDY_LAYOUT)
     data = (torch.rand(16, 1, 8, 8), torch.rand(16, 1, 8, 8))
     hist = fit_density(flow, data, data, steps=4, batch_size=8, eval_every=2, progress=False)

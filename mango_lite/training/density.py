@@ -24,9 +24,11 @@ class DensityHistory:
     gammas: list[list[float]] = field(default_factory=list)
 
 
-#: the layout MANGO's task models use (``build_model``'s defaults, chosen by the mechanisms study):
-#: alternating triangles, fixed 2-D positions on Q/K, gamma rate 10, 3x3 grid conditioner. The
-#: library's :class:`MultiscaleMango` defaults stay the paper's layout.
+#: the flow layout of the mechanisms study's ladder (its last row's flow changes): alternating triangles,
+#: fixed 2-D positions on Q/K, gamma rate 10, 3x3 grid conditioner. The task models used it until the
+#: selection split's stage 2 (results/selection/summary-defaults.md) moved their gamma rate to 1; the density
+#: study and notebook 04 keep it, so their committed numbers mean this layout. The library's
+#: :class:`MultiscaleMango` defaults stay the paper's layout.
 STUDY_LAYOUT: dict = {"alternate": True, "positions": True, "gamma_rate": 10.0, "conditioner": "grid"}
 
 
