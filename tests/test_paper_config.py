@@ -51,7 +51,9 @@ def test_paper_model_needs_encoder_weights_and_says_how_to_give_them(nyu_frames)
 def test_paper_train_step_and_whole_image_evaluation_on_480x640_frames(mit_folder, nyu_frames, tmp_path):
     preset = get_preset("paper").with_encoders(encoder_weights=str(mit_folder))
     data = build_task_data("segmentation", preset, data_root=nyu_frames)
-    assert tuple(data.val[0]["rgb"].shape[-2:]) == (480, 640)  # validation sees whole frames
+    assert preset.selection_split and data.val is not data.test
+    # the selection split (held out of train) and the reported split both see whole frames
+    assert tuple(data.val[0]["rgb"].shape[-2:]) == tuple(data.test[0]["rgb"].shape[-2:]) == (480, 640)
     assert tuple(data.train[0]["rgb"].shape[-2:]) == (256, 256)
     res = train_task("segmentation", "mango", preset, tmp_path / "run", data=data, batch_size=1, max_steps_per_epoch=1,
                      epochs=1, progress=False, verbose=False, fid=False)

@@ -112,3 +112,18 @@ def test_the_ica_variants_of_the_study_build_with_their_options_and_train(tmp_pa
     icas = [m for m in net.modules() if isinstance(m, InvertibleCrossAttention)]
     assert icas and all(m.gamma_mode == "token" for m in icas)
     assert all(hasattr(m, "self_logit_offset") == name.endswith("-diag") for m in icas)
+
+
+def test_a_checkpoint_is_evaluated_on_the_reported_split_unless_the_selection_split_is_asked_for(tmp_path):
+    from mango_lite.training.tasks import evaluate_checkpoint, train_task
+
+    p = TINY.with_overrides(selection_split=True, epochs=1)
+    res = train_task("segmentation", "concat", p, tmp_path / "run", cache_dir=tmp_path / "data", progress=False,
+                     verbose=False)
+    reported = evaluate_checkpoint(tmp_path / "run", device="cpu")
+    assert reported["split"] == "val" and reported["metrics"]["miou"] == pytest.approx(res.metrics["miou"], abs=1e-6)
+    held = evaluate_checkpoint(tmp_path / "run", split="selection", device="cpu")
+    assert held["metrics"]["miou"] == pytest.approx(res.history[-1]["val_miou"], abs=1e-6)
+    assert held["metrics"]["miou"] != pytest.approx(reported["metrics"]["miou"], abs=1e-6)
+    with pytest.raises(MangoLiteError, match="unknown split"):
+        evaluate_checkpoint(tmp_path / "run", split="dev", device="cpu")

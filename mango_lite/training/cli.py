@@ -113,7 +113,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (best.pt / latest epoch)")
     p.add_argument("--task", choices=TASK_NAMES, default=None, help="check that the checkpoint is of this task")
     p.add_argument("--data", default=None, help="dataset folder (default: the data the model was trained on)")
-    p.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: the task's test split")
+    p.add_argument("--split", choices=("train", "selection", "val", "test"), default=None,
+                   help="default: the reported split (the stand-ins' val, MM-IMDb's test); selection: the held-out one")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default: the preset's)")
     p.add_argument("--out", default=None, help="also write the result as JSON to this file")

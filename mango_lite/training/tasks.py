@@ -328,8 +328,9 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
         train = cls(info.root, "train", transform=segmentation_transforms(size, True, generator=gen))
         # whole-image validation (the engine's sliding windows) sees the frames as stored; else a centre crop
         whole = (preset.tasks or {}).get(task, {}).get("eval_window")
-        val = cls(info.root, "val", transform=None if whole else segmentation_transforms(size, False))
-        train, select = _selection_split(preset, train, cls(info.root, "train", transform=segmentation_transforms(size, False)))
+        plain = None if whole else segmentation_transforms(size, False)
+        val = cls(info.root, "val", transform=plain)
+        train, select = _selection_split(preset, train, cls(info.root, "train", transform=plain))
         return TaskData(task, info, train, select or val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
                         [gen], class_names=tuple(cls.classes))
     # genre: raw posters + plots when present, else the GMU hdf5 (300-d plot vectors)
@@ -714,9 +715,10 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
 
 
 @torch.no_grad()
-def predict_samples(models: Mapping[str, torch.nn.Module], data: TaskData, n: int = 4, split: str = "val"
+def predict_samples(models: Mapping[str, torch.nn.Module], data: TaskData, n: int = 4, split: str = "test"
                     ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """The first ``n`` items of ``split`` collated into one batch, and each model's prediction on it:
+    """The first ``n`` items of ``split`` (``"train"``, ``"val"`` = the selection split, ``"test"`` = the
+    reported one) collated into one batch, and each model's prediction on it:
     class maps (N, H, W) for segmentation, images (N, C, H, W) in [-1, 1] for translation, sigmoid
     probabilities (N, 23) for genre. For qualitative figures."""
     from torch.utils.data import DataLoader
@@ -763,12 +765,14 @@ def evaluate_checkpoint(
             cache_dir = cache_dir or Path(old["root"]).parent
     data = build_task_data(task, preset, data_root, spec.get("pair"), spec.get("dataset"), cache_dir, log=log)
     splits = {"train": data.train, "val": data.val, "test": data.test}
+    if data.val is not data.test:  # a held-out selection split: the dataset's own split name means the reported one
+        splits.update({data.test_split: data.test, "selection": data.val})
     split = split or data.test_split
     if split not in splits:
         raise MangoLiteError(f"unknown split {split!r}; expected one of {tuple(splits)}")
     ds = splits[split]
     if split == "train":  # evaluate without augmentation
-        ds = type(data.val)(**_same_dataset_kwargs(data, "train"))
+        ds = type(data.test)(**_same_dataset_kwargs(data, "train"))
     adapter = make_adapter(data)
     task_cfg = dict((preset.tasks or {}).get(task, {}))
     if task_cfg.get("eval_window"):  # whole images, as the run validated (see TrainConfig.eval_window)
@@ -784,8 +788,9 @@ def evaluate_checkpoint(
 
 
 def _same_dataset_kwargs(data: TaskData, split: str) -> dict[str, Any]:
-    """Constructor arguments to reopen ``data.val``'s dataset class on another split (no augmentation)."""
-    v = data.val
+    """Constructor arguments to reopen ``data.test``'s dataset class on another split (no augmentation; the
+    selection split, ``data.val``, may be a subset of the training split)."""
+    v = data.test
     kw: dict[str, Any] = {"root": data.info.root, "split": split, "transform": getattr(v, "transform", None)}
     if data.task == "translation":
         kw["domains"] = v.domains  # type: ignore[attr-defined]
