@@ -112,6 +112,20 @@ class Preset:
         return replace(self, tasks=tasks)
 
 
+
+#: Preset fields added later, with the value every run stored before them trained under
+PRESET_FIELDS_ADDED: dict[str, Any] = {"sensor_baseline_m": 0.0, "selection_split": False, "tasks": {}}
+
+
+def training_fields(preset: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a stored preset (``Preset.to_dict()``, possibly from an older version) that change what
+    a task run trains and reports (name, sizes, schedule, data, protocol), as JSON; the density notebook's
+    fields are left out. Two runs may be resumed or compared as one setting only when these agree."""
+    import json
+
+    full = {**PRESET_FIELDS_ADDED, **json.loads(json.dumps(dict(preset)))}
+    return {k: v for k, v in full.items() if not k.startswith("density_")}
+
 #: TokenFusion / GeminiFusion's optimisation (PolyWarmupAdamW: linear warm-up over 1500 iterations, then
 #: (1 - t) ** 1; weight decay 0.01; the pretrained backbone at lr, the new layers at 10 x lr)
 _PAPER_OPTIMISATION: dict[str, Any] = {"scheduler": "poly", "poly_power": 1.0, "warmup_steps": 1500,

@@ -343,6 +343,20 @@ def test_mechanism_study_trains_merges_and_compares(tmp_path):
     # a resumed study reads finished runs back instead of retraining them
     again = run_study("segmentation", rows, seeds=(0,), out=tmp_path / "s0", **kw)
     assert again["rows"]["mango"]["runs"]["0"] == r0["rows"]["mango"]["runs"]["0"]
+    # ... but only when they were trained under the same preset, protocol and build_model defaults
+    import json
+
+    path = tmp_path / "s0" / "mechanisms.json"
+    for changed, kept in ((None, True), ("model_defaults", False), ("preset_config", False)):
+        stored = json.loads(path.read_text())
+        stored["rows"]["mango"]["runs"]["0"]["metric"] = -1.0  # a sentinel: kept only if the run is read back
+        if changed == "model_defaults":
+            stored[changed]["flow_gamma_rate"] = 10.0  # as if trained before a default changed
+        elif changed == "preset_config":
+            stored[changed]["selection_split"] = not stored[changed]["selection_split"]
+        path.write_text(json.dumps(stored))
+        redo = run_study("segmentation", rows[:1], seeds=(0,), out=tmp_path / "s0", **kw)
+        assert (redo["rows"]["mango"]["runs"]["0"]["metric"] == -1.0) is kept, changed
     with pytest.raises(Exception, match="differ"):
         merge_studies([tmp_path / "s0", {**r1, "preset": "cpu"}])
     names = [n for n, _, _ in ladder_variants()]

@@ -212,3 +212,30 @@ def test_the_defaults_study_runs_end_to_end(tmp_path):
     s = sel.summarize_defaults(out)
     assert s["complete"] and s["reference"]["seeds"] == 2 and s["switches"]["no-positions"]["seeds"] == 2
     assert (out / "summary-defaults.md").read_text().startswith("# The ladder's defaults re-checked")
+
+
+def test_reproduce_resumes_only_runs_trained_under_the_same_protocol(tmp_path):
+    """A run finished under the older protocol (one split selecting and reporting) is not kept by
+    ``reproduce --resume`` at a preset that holds a selection split out; a run stored before the field
+    existed counts as the older protocol; the density notebook's fields do not matter."""
+    from mango_lite.training.reproduce import _finished_metrics
+
+    cpu = get_preset("cpu")
+    assert cpu.selection_split and not get_preset("quick").selection_split
+
+    def write(preset: dict) -> None:
+        spec = {"seed": 0, "preset": preset}
+        (tmp_path / "metrics.json").write_text(json.dumps({"spec": spec, "epochs_run": cpu.epochs, "metrics": {"m": 1}}))
+        (tmp_path / "history.json").write_text(json.dumps([{"epoch": cpu.epochs}]))
+
+    write(cpu.to_dict())
+    assert _finished_metrics(tmp_path, cpu, 0) is not None
+    assert _finished_metrics(tmp_path, cpu, 1) is None
+    assert _finished_metrics(tmp_path, cpu.with_overrides(density_steps=5), 0) is not None
+    old = cpu.with_overrides(selection_split=False).to_dict()
+    write(old)
+    assert _finished_metrics(tmp_path, cpu, 0) is None
+    del old["selection_split"]
+    write(old)
+    assert _finished_metrics(tmp_path, cpu.with_overrides(selection_split=False), 0) is not None
+    assert _finished_metrics(tmp_path, cpu, 0) is None

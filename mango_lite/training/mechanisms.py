@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MangoLiteError, TrainingError
-from ..presets import Preset
+from ..presets import Preset, training_fields
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .tasks import CONTROL_MODELS, _preset, build_task_data, check_task, control_overrides, train_task
@@ -71,6 +71,20 @@ def control_variants(base: Mapping[str, Any] | None = None,
             raise MangoLiteError(f"mechanism study: unknown model {m!r}")
         rows.append((m, m, over))
     return rows
+
+
+def model_defaults() -> dict[str, Any]:
+    """:func:`~mango_lite.models.build_model`'s keyword defaults (those JSON can hold), as JSON."""
+    import inspect
+    import json
+
+    from ..models import build_model
+
+    out = {}
+    for name, p in inspect.signature(build_model).parameters.items():
+        if p.default is not inspect.Parameter.empty and isinstance(p.default, (bool, int, float, str, type(None))):
+            out[name] = p.default
+    return json.loads(json.dumps(out))
 
 
 def _last(history: Sequence[Mapping[str, Any]], key: str) -> float | None:
@@ -138,12 +152,15 @@ def run_study(
         "title": title, "task": task, "dataset": td.info.name, "pair": td.pair.name if td.pair else None,
         "preset": preset.name, "data": td.info.source, "data_description": data_description(td.info, td),
         "metric": metric, "higher_is_better": higher, "seeds": list(seeds), "rows": {},
+        "preset_config": training_fields(preset.to_dict()), "model_defaults": model_defaults(),
     }
     if resume and path.exists():
         import json
 
         old = json.loads(path.read_text())
-        if old.get("task") == task and old.get("dataset") == td.info.name and old.get("preset") == preset.name:
+        # rows are kept only when trained under the same preset, protocol and build_model defaults (the
+        # variants' overrides name only what they change)
+        if all(old.get(k) == report[k] for k in ("task", "dataset", "preset_config", "model_defaults")):
             for n, row in old.get("rows", {}).items():
                 report["rows"][n] = row
     for seed in seeds:
