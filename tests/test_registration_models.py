@@ -127,3 +127,22 @@ def test_a_checkpoint_is_evaluated_on_the_reported_split_unless_the_selection_sp
     assert held["metrics"]["miou"] != pytest.approx(reported["metrics"]["miou"], abs=1e-6)
     with pytest.raises(MangoLiteError, match="unknown split"):
         evaluate_checkpoint(tmp_path / "run", split="dev", device="cpu")
+
+
+def test_a_run_of_the_older_protocol_is_not_resumed_under_the_selection_split(tmp_path):
+    from mango_lite.training.tasks import train_task
+    from mango_lite.training.workers import _train_or_retrain
+
+    kw = dict(cache_dir=tmp_path / "data", progress=False, verbose=False)
+    p = TINY.with_overrides(epochs=1)
+    train_task("segmentation", "concat", p, tmp_path / "run", **kw)
+    with pytest.raises(MangoLiteError, match="different configuration.*selection_split: False -> True"):
+        train_task("segmentation", "concat", p.with_overrides(selection_split=True), tmp_path / "run", resume=True, **kw)
+    # the study runners' path trains it again from scratch instead
+    res = _train_or_retrain("segmentation", "concat", p.with_overrides(selection_split=True), tmp_path / "run", True,
+                            True, kw, lambda m: None)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["spec"]["preset"]["selection_split"] is True
+    assert res.epochs_run == 1
+    # more epochs still extend a run
+    assert train_task("segmentation", "concat", p.with_overrides(selection_split=True, epochs=2), tmp_path / "run",
+                      resume=True, **kw).epochs_run == 2

@@ -509,6 +509,13 @@ class Trainer:
                     f"{k}={self.spec[k]!r} (use another --out or drop --resume)"
                 )
         diff = config_differences(old_spec.get("model_config"), self.spec.get("model_config"))
+        if isinstance(old_spec.get("preset"), dict) and isinstance(self.spec.get("preset"), dict):
+            from ..presets import training_fields
+
+            was, now = training_fields(old_spec["preset"]), training_fields(self.spec["preset"])
+            # the data, sizes and protocol must agree; more epochs may extend a run
+            diff = diff + [f"preset {k}: {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now))
+                           if k != "epochs" and was.get(k) != now.get(k)]
         if diff:
             raise MangoLiteError(
                 f"{path}: cannot resume: the checkpoint's model was built with a different configuration "
