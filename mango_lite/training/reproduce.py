@@ -402,7 +402,8 @@ def reproduce(
         atomic_write_json(out / "results.json", results)
         atomic_write_text(out / "results.md", results_markdown(results))
         try:
-            write_figures(results, out)
+            if can_plot():
+                write_figures(results, out)
         except Exception as exc:  # figures are a nicety; never lose the numbers to them
             log(f"    figures not updated: {type(exc).__name__}: {exc}")
 
@@ -486,7 +487,7 @@ def reproduce(
             _train_in_workers(pending, jobs, preset, infos, device, seed, resume, amp, record, log)
     finally:
         overall.close()
-    for group in groups:
+    for group in groups if can_plot() else ():
         try:
             fig = qualitative_figure(results["results"][group.key], tds[group.key], out)
             if fig is not None:
@@ -495,7 +496,11 @@ def reproduce(
             log(f"    qualitative figure for {group.key} failed: {type(exc).__name__}: {exc}")
     results["wall_time_s"] = time.perf_counter() - t0
     results["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    figures = write_figures(results, out)
+    figures: list[Path] = []
+    if can_plot():
+        figures = write_figures(results, out)
+    else:
+        log("    figures skipped: matplotlib is not installed (pip install 'mango_lite[viz]'); the numbers are complete")
     figures += [out / e["qualitative_figure"] for e in results["results"].values() if e.get("qualitative_figure")]
     results["figures"] = [str(p.relative_to(out)) for p in figures]
     atomic_write_json(out / "results.json", results)
@@ -523,6 +528,13 @@ def _model_entry(run: Mapping[str, Any], out: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ figures
+def can_plot() -> bool:
+    """Whether the plotting extra (matplotlib) is installed: the figures are optional, the numbers are not."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def qualitative_figure(entry: Mapping[str, Any], data: TaskData, out: Path, n: int = 4) -> Path | None:
     """The paper's qualitative figure for one group: predictions of every trained model on the first
     ``n`` validation / test items (segmentation: RGB, depth, models, GT; translation: inputs, models,
