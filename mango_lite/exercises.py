@@ -26,7 +26,8 @@ import torch
 
 __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
-    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_8_1",
+    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_3_1", "exercise_3_2",
+    "exercise_3_3", "exercise_3_4", "exercise_8_1",
 ]
 
 
@@ -234,6 +235,87 @@ def exercise_1_3(gamma_max: Any, cond_limit: float = 10.0, draws: int = 64, seed
     return worst
 
 
+def _not_written(exercise: str, what: str) -> NotAnswered:
+    return NotAnswered(f"Exercise {exercise}: no answer yet: write {what}.")
+
+
+def exercise_1_5(multihead_logdet: Callable[[torch.Tensor, int], torch.Tensor], dim: int = 8, tokens: int = 6,
+                 heads: int = 2, seed: int = 5) -> None:
+    """The student's log-det of a multi-head ICA layer from its matrices A_h (B, H, T, T) and the channel count
+    D, against the layer's own, with perturbed parameters (so every head has its own gamma and attention)."""
+    from .flows import ICA, reference
+
+    torch.manual_seed(seed)
+    layer = ICA(dim=dim, tokens=tokens, partition="imca", heads=heads).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(3, 2 * tokens, dim, dtype=torch.float64)
+    with torch.no_grad():
+        a = reference.attention_matrix(layer, x)
+        want = layer(x)[1]
+    try:
+        got = multihead_logdet(a.clone(), dim)
+    except NotImplementedError:
+        raise _not_written("1.5", "multihead_logdet(a, dim)") from None
+    if got is None:
+        raise _not_written("1.5", "multihead_logdet(a, dim)")
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise WrongAnswer(f"Exercise 1.5: expected one log-det per sample, shape (B,) = {tuple(want.shape)}, got {shape}.")
+    if torch.allclose(got, want, atol=1e-9):
+        _passed("1.5", "Each head's matrix scales only its own D/H channels.")
+        return
+    ratio = float((got / want).mean())
+    if math.isclose(ratio, heads, rel_tol=1e-6):
+        raise WrongAnswer("Exercise 1.5: not yet. Each head's A_h mixes only its own group of channels, not all D.")
+    if math.isclose(ratio, heads / dim, rel_tol=1e-6):
+        raise WrongAnswer("Exercise 1.5: not yet. Every channel of a head's group is mixed by that head's A_h: "
+                          "count them.")
+    raise WrongAnswer("Exercise 1.5: not yet: write log|det J| as a sum over heads, over the diagonal of each A_h "
+                      "and over the channels that A_h mixes.")
+
+
+def exercise_1_6(inverse_inf_norm: Callable[[torch.Tensor], torch.Tensor], gamma: float = 0.8, tokens: int = 16,
+                 draws: int = 32, seed: int = 3) -> float:
+    """The student's ||A^-1||_inf (one value per matrix of a (B, T, T) batch), computed without a general
+    inverse, against the checker's; then the largest measured ||A^-1||_inf over sharp random attention at
+    ``gamma`` is returned, relative to the bound 1 / (1 - |gamma|) (it must not exceed 1)."""
+    from .flows import ICA, reference
+
+    torch.manual_seed(seed)
+    layer = ICA(dim=4, tokens=tokens, partition="imca", gamma=-abs(gamma)).double()  # negative: the hard side
+    with torch.no_grad():
+        layer.log_temperature.fill_(-2.0)
+        a = reference.attention_matrix(layer, torch.randn(draws, 2 * tokens, 4, dtype=torch.float64))[:, 0]
+    want = torch.linalg.inv(a).abs().sum(-1).amax(-1)
+    try:
+        with forbidding("1.6", "A is triangular: solve A X = I with torch.linalg.solve_triangular"):
+            got = inverse_inf_norm(a.clone())
+    except NotImplementedError:
+        raise _not_written("1.6", "inverse_inf_norm(a)") from None
+    if got is None:
+        raise _not_written("1.6", "inverse_inf_norm(a)")
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise WrongAnswer(f"Exercise 1.6: expected one norm per matrix, shape (B,) = {tuple(want.shape)}, got {shape}.")
+    if not torch.allclose(got, want, rtol=1e-9):
+        inv = torch.linalg.inv(a)
+        if torch.allclose(got, inv.abs().sum(-2).amax(-1), rtol=1e-9):
+            raise WrongAnswer("Exercise 1.6: not yet. That is the 1-norm (largest column sum); the infinity norm "
+                              "takes the largest row sum of |A^-1|.")
+        if torch.allclose(got, a.abs().sum(-1).amax(-1), rtol=1e-9):
+            raise WrongAnswer("Exercise 1.6: not yet. That is the norm of A itself; the question is about A^-1.")
+        raise WrongAnswer("Exercise 1.6: not yet: solve A X = I for X = A^-1 (triangular), then take the largest "
+                          "row sum of |X|.")
+    g = float(layer.gamma.detach().abs().max())  # the layer's gamma (stored in float32 before .double())
+    worst = float(want.max() * (1 - g))
+    if worst > 1 + 1e-9:  # the last token attends to itself alone: its row attains the bound
+        raise WrongAnswer(f"Exercise 1.6: the bound is violated ({worst:.4f} > 1): report this as a bug.")
+    _passed("1.6")
+    return worst
+
+
 # ------------------------------------------------------------------------------------------ notebook 03
 def _inputs_of(token: int, tokens: int, triangle: str) -> frozenset[int]:
     """The input tokens with a non-zero weight in row ``token`` of an IMCA (variant 0) layer's mixing matrix."""
@@ -279,6 +361,63 @@ def exercise_3_3(a3_depends_on_b5: Any, tokens: int = 8) -> None:
     check_truth("3.3", a3_depends_on_b5, bool(jac.abs().max() > 1e-12), name="a3_depends_on_b5",
                 hint="Follow B's token 5 through the eight layers: through the values A X2 and through the "
                      "attention weights, which are computed from X1.")
+
+
+def exercise_3_4(my_partition: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
+                 my_merge: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], dim: int = 4, tokens: int = 6,
+                 seed: int = 4) -> None:
+    """The student's IMCA split (variant 0) and merge: the same X1 / X2 as the library's partition, an exact
+    inverse of each other, and, put into an ICA layer in place of the library's, a layer that passes the
+    library's float64 checks (round trip, log-det cancellation, log-det = slogdet of the autograd Jacobian)
+    with perturbed parameters."""
+    from .flows import ICA, reference
+    from .flows.partition import Partition
+
+    torch.manual_seed(seed)
+    x = torch.randn(2, 2 * tokens, dim, dtype=torch.float64)
+    try:
+        x1, x2 = my_partition(x.clone(), tokens)
+        back = my_merge(x1, x2, tokens)
+    except NotImplementedError:
+        raise _not_written("3.4", "my_partition and my_merge") from None
+    if x1 is None or x2 is None or back is None:
+        raise _not_written("3.4", "my_partition and my_merge")
+    layer = ICA(dim=dim, tokens=tokens, partition="imca", variant=0).double()
+    want1, want2, _ = layer.partition.partition(x)
+    if tuple(x1.shape) != tuple(want1.shape) or tuple(x2.shape) != tuple(want2.shape):
+        raise WrongAnswer(f"Exercise 3.4: X1 and X2 should each be (B, T, D) = {tuple(want1.shape)}, got "
+                          f"{tuple(x1.shape)} and {tuple(x2.shape)}.")
+    if not (torch.equal(x1, want1) and torch.equal(x2, want2)):
+        same_sets = torch.equal(x1.sort(1).values, want1.sort(1).values)
+        raise WrongAnswer("Exercise 3.4: not yet. " + (
+            "X1 holds the right tokens in another order: A's even tokens first, then B's."
+            if same_sets else "X1 should hold the even-indexed tokens of A and of B, X2 the odd ones."))
+    if not torch.equal(back, x):
+        raise WrongAnswer("Exercise 3.4: the split is right, the merge does not undo it: put every token back "
+                          "where it came from.")
+
+    class StudentIMCA(Partition):
+        name = "imca"
+
+        def partition(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            p1, p2 = my_partition(v, self.tokens)
+            return p1, p2, v.new_zeros(v.shape[0])
+
+        def merge(self, p1: torch.Tensor, p2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            merged = my_merge(p1, p2, self.tokens)
+            return merged, merged.new_zeros(merged.shape[0])
+
+        def x1_positions(self) -> torch.Tensor:
+            return layer.partition.x1_positions()
+
+    layer.partition = StudentIMCA(tokens, dim)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    errors = reference.verify_invertible(layer, x, finite_differences=False)
+    if max(errors["roundtrip"], errors["cancellation"], errors["autograd"]) > 1e-9:
+        raise WrongAnswer(f"Exercise 3.4: the layer with your partition fails a check: {errors}.")
+    _passed("3.4", "An ICA layer with your partition passes the float64 checks.")
 
 
 # ------------------------------------------------------------------------------------------ notebook 08

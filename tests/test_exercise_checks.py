@@ -127,6 +127,56 @@ def test_exercise_1_3():
     assert ex.exercise_1_3(9 / 11) <= 10 + 1e-9
 
 
+# ------------------------------------------------------------------------------------------ 1.5, 1.6
+def _multihead_logdet(factor: str = "per head"):
+    def logdet(a, dim):
+        per_channel = torch.log(torch.diagonal(a, dim1=-2, dim2=-1)).sum((-1, -2))
+        return {"per head": dim // a.shape[1], "all channels": dim, "none": 1}[factor] * per_channel
+    return logdet
+
+
+def _not_written(*args):
+    raise NotImplementedError
+
+
+def test_exercise_1_5(capsys):
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_1_5(_not_written)
+    with pytest.raises(ex.WrongAnswer, match="own group of channels, not all D"):
+        ex.exercise_1_5(_multihead_logdet("all channels"))
+    with pytest.raises(ex.WrongAnswer, match="count them"):
+        ex.exercise_1_5(_multihead_logdet("none"))
+    with pytest.raises(ex.WrongAnswer, match=r"shape \(B,\)"):
+        ex.exercise_1_5(lambda a, dim: torch.log(torch.diagonal(a, dim1=-2, dim2=-1)))
+    ex.exercise_1_5(_multihead_logdet())
+    assert "Exercise 1.5: right." in capsys.readouterr().out
+
+
+def _inverse_inf_norm(how: str = "solve"):
+    def norm(a):
+        if how == "inv":
+            inv = torch.linalg.inv(a)
+        else:
+            inv = torch.linalg.solve_triangular(a, torch.eye(a.shape[-1], dtype=a.dtype).expand_as(a), upper=True)
+        return inv.abs().sum(-2 if how == "columns" else -1).amax(-1)
+    return norm
+
+
+def test_exercise_1_6(capsys):
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_1_6(_not_written)
+    with pytest.raises(ex.ForbiddenCall, match="solve_triangular"):
+        ex.exercise_1_6(_inverse_inf_norm("inv"))
+    with pytest.raises(ex.WrongAnswer, match="1-norm") as e:
+        ex.exercise_1_6(_inverse_inf_norm("columns"))
+    assert "5" not in _message(e).replace("1.6", "")  # 1 / (1 - 0.8) is nowhere in the hint
+    with pytest.raises(ex.WrongAnswer, match="norm of A itself"):
+        ex.exercise_1_6(lambda a: a.abs().sum(-1).amax(-1))
+    worst = ex.exercise_1_6(_inverse_inf_norm())
+    assert "Exercise 1.6: right." in capsys.readouterr().out
+    assert 0.99 < worst <= 1 + 1e-9  # the bound holds and the last token's row attains it
+
+
 # ------------------------------------------------------------------------------------------ 3.x
 def test_exercise_3_1_and_3_2():
     with pytest.raises(ex.NotAnswered):
@@ -180,3 +230,34 @@ def test_exercise_8_1():
     with pytest.raises(ex.WrongAnswer, match="1 group"):
         ex.exercise_8_1({"segmentation/nyudv2": 2}, res)
     ex.exercise_8_1({"segmentation/nyudv2": 2, "translation/shade_texture_to_rgb": 2}, res)
+
+
+# ------------------------------------------------------------------------------------------ 3.4
+def _imca_split(x, tokens):
+    a, b = x[:, :tokens], x[:, tokens:]
+    return torch.cat([a[:, 0::2], b[:, 0::2]], 1), torch.cat([a[:, 1::2], b[:, 1::2]], 1)
+
+
+def _imca_merge(x1, x2, tokens):
+    half = tokens // 2
+    out = x1.new_empty(x1.shape[0], 2 * tokens, x1.shape[2])
+    out[:, 0:tokens:2], out[:, tokens::2] = x1[:, :half], x1[:, half:]
+    out[:, 1:tokens:2], out[:, tokens + 1::2] = x2[:, :half], x2[:, half:]
+    return out
+
+
+def test_exercise_3_4(capsys):
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_3_4(_not_written, _not_written)
+    # B's even tokens before A's: the right tokens in the wrong order
+    with pytest.raises(ex.WrongAnswer, match="another order"):
+        ex.exercise_3_4(lambda x, t: tuple(torch.cat(h.chunk(2, 1)[::-1], 1) for h in _imca_split(x, t)), _imca_merge)
+    # halves by modality (that is MMCA)
+    with pytest.raises(ex.WrongAnswer, match="even-indexed tokens"):
+        ex.exercise_3_4(lambda x, t: (x[:, :t], x[:, t:]), _imca_merge)
+    # a merge that is not the inverse
+    with pytest.raises(ex.WrongAnswer, match="does not undo"):
+        ex.exercise_3_4(_imca_split, lambda x1, x2, t: torch.cat([x1, x2], 1))
+    ex.exercise_3_4(_imca_split, _imca_merge)
+    assert "Exercise 3.4: right." in capsys.readouterr().out
+

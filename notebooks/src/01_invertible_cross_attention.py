@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Invertible cross-attention, from the change of variables to a layer you can trust
 #
-# > **Prerequisites:** linear algebra (determinants, triangular systems), the change-of-variables formula, PyTorch basics. **Runtime:** a few seconds at either preset, on 2 CPU cores. **Exercises:** 4, marked *Exercise 1.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** linear algebra (determinants, triangular systems), the change-of-variables formula, PyTorch basics. **Runtime:** a few seconds at either preset, on 2 CPU cores. **Exercises:** 6, marked *Exercise 1.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Derive MANGO's invertible cross-attention (ICA) layer, see *why* it is invertible and why
 # its log-determinant is cheap, then check every claim numerically on the library's implementation
@@ -360,6 +360,74 @@ print(f"at your gamma, the worst cond_inf(A) over 64 draws of sharp attention is
 # alone, token $i$ of $X_2$ receives only from tokens after it; in IMCA, where modality A's tokens come
 # first in $X_2$, B's tokens would never receive from A's. Alternating the direction between layers (as
 # TarFlow alternates its autoregressive order) lets information move both ways within a block.
+# <!-- END SOLUTION -->
+
+# %% [markdown]
+# ### Exercise 1.5 · The log-det with several heads (derive, then implement)
+#
+# With $H$ heads, ICA cuts the $D$ channels of $X_2$ into $H$ groups of $D/H$ channels; head $h$ has its own
+# queries, keys, temperature and $\gamma_h$, hence its own triangular $A_h = I + \gamma_h S_h$, and it mixes
+# only its own group: $Y_2^{(h)} = A_h X_2^{(h)}$. Derive $\log|\det J|$ of the layer (start from the
+# one-head derivation of §3: which block of $J$ does each head fill?), then write `multihead_logdet(a, dim)`
+# that takes the matrices $A_h$ as a tensor of shape (B, H, T, T) and $D$ and returns the log-det per
+# sample, shape (B,). The check builds a two-head layer with its parameters moved away from their start and
+# compares with the layer's own log-det.
+
+# %%
+def multihead_logdet(a: torch.Tensor, dim: int) -> torch.Tensor:
+    # BEGIN SOLUTION
+    # STUB: raise NotImplementedError  # sum over heads of (channels per head) x sum_i log A_h[i, i]
+    channels_per_head = dim // a.shape[1]
+    return channels_per_head * torch.log(torch.diagonal(a, dim1=-2, dim2=-1)).sum(dim=(-1, -2))
+    # END SOLUTION
+
+
+# %%
+exercises.exercise_1_5(multihead_logdet)
+
+# %% [markdown]
+# <!-- BEGIN SOLUTION -->
+# *Model answer.* Order the coordinates of $X_2$ head by head and channel by channel. Head $h$ maps its
+# group $X_2^{(h)}$ (T tokens × D/H channels) by $A_h$, the same matrix for each of its D/H channels, so its
+# block of $J$ is $A_h \otimes I_{D/H}$ (up to the ordering, which does not change $|\det|$); the blocks of
+# different heads do not touch. $J$ is block-triangular with the identity on $X_1$, so
+# $\log|\det J| = \sum_h \frac{D}{H} \log|\det A_h| = \frac{D}{H}\sum_h \sum_i \log(1 + \gamma_h s^{(h)}_{ii})$.
+# With one head this is §3's $D\sum_i \log(1+\gamma s_{ii})$.
+# <!-- END SOLUTION -->
+
+# %% [markdown]
+# ### Exercise 1.6 · A bound on the inverse (derive, then measure)
+#
+# §6 used the bound $\|A^{-1}\|_\infty \le 1/(1-|\gamma|)$ for $A = I + \gamma S$. (a) Derive it from two
+# facts about $S$: its entries are non-negative and each row sums to 1 (a softmax, masked or not). Hint:
+# what is $\|\gamma S\|_\infty$, and what does the Neumann series $\sum_k (-\gamma S)^k$ converge to?
+# (b) Write `inverse_inf_norm(a)` returning $\|A^{-1}\|_\infty$ (the largest row sum of $|A^{-1}|$) for a batch
+# (B, T, T) of upper-triangular matrices *without* a general inverse (the check forbids one). The check
+# compares with its own value and measures how close sharp attention at $\gamma = -0.8$ comes to the bound.
+
+# %%
+def inverse_inf_norm(a: torch.Tensor) -> torch.Tensor:
+    # BEGIN SOLUTION
+    # STUB: raise NotImplementedError  # solve A X = I (triangular), then the largest row sum of |X|
+    eye = torch.eye(a.shape[-1], dtype=a.dtype).expand_as(a)
+    a_inv = torch.linalg.solve_triangular(a, eye, upper=True)
+    return a_inv.abs().sum(dim=-1).amax(dim=-1)
+    # END SOLUTION
+
+
+# %%
+closeness = exercises.exercise_1_6(inverse_inf_norm)
+print(f"largest measured ||A^-1||_inf, as a share of the bound 1 / (1 - |gamma|): {closeness:.6f}")
+
+# %% [markdown]
+# <!-- BEGIN SOLUTION -->
+# *Model answer.* (a) $\|\gamma S\|_\infty = |\gamma| \max_i \sum_j s_{ij} = |\gamma| < 1$. Then
+# $(I + \gamma S)\sum_{k=0}^{n}(-\gamma S)^k = I - (-\gamma S)^{n+1} \to I$, so $A^{-1} = \sum_k (-\gamma S)^k$
+# and $\|A^{-1}\|_\infty \le \sum_k |\gamma|^k = 1/(1-|\gamma|)$. Nothing here needs the mask: the bound
+# (and invertibility) hold for an unmasked softmax too; the mask buys the cheap log-det and solve.
+# (b) The measured share is 1 to round-off: the last token of an upper-triangular $S$ attends to itself
+# alone ($s_{TT} = 1$), so $a_{TT} = 1 + \gamma$ and, for $\gamma < 0$, that row of $A^{-1}$ has
+# $1/(1-|\gamma|)$ on its diagonal: the bound is attained.
 # <!-- END SOLUTION -->
 
 # %% [markdown]

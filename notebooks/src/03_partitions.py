@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Partitions: who conditions whom
 #
-# > **Prerequisites:** notebook 01. **Runtime:** about 20 s at either preset, on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 3.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebook 01. **Runtime:** about 20 s at either preset, on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 4, marked *Exercise 3.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** MANGO's three partitions decide which tokens provide queries and keys ($X_1$, passed through)
 # and which tokens get re-mixed ($X_2$). This notebook draws them as token-assignment diagrams, shows the
@@ -273,6 +273,40 @@ a3_depends_on_b5 = True  # MMCA v1 alone already re-mixes A with weights from B,
 
 # %%
 exercises.exercise_3_3(a3_depends_on_b5, tokens=T)  # from the block's autograd Jacobian block d y[A3] / d x[B5]
+
+# %% [markdown]
+# ### Exercise 3.4 · IMCA as a bijection you write
+#
+# A partition is itself a flow layer: a permutation of the $2T$ tokens, so its log-det is 0, and the merge
+# must be its exact inverse. Write IMCA's configuration 0 (section 1's first diagram): `my_partition(x, T)`
+# takes tokens (B, 2T, D), modality A's first, and returns $X_1$ = A's even-indexed tokens followed by B's
+# even-indexed ones and $X_2$ = the odd-indexed ones in the same order; `my_merge(x1, x2, T)` puts every
+# token back. The check compares your halves with the library's, then puts your pair into an ICA layer in
+# place of the library's partition and runs the float64 checks of notebook 02 (round trip, log-det
+# cancellation, log-det against the autograd Jacobian) with the layer's parameters moved from their start.
+
+# %%
+def my_partition(x: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # BEGIN SOLUTION
+    # STUB: raise NotImplementedError  # slices with a step of 2 within each modality
+    a, b = x[:, :tokens], x[:, tokens:]
+    return torch.cat([a[:, 0::2], b[:, 0::2]], dim=1), torch.cat([a[:, 1::2], b[:, 1::2]], dim=1)
+    # END SOLUTION
+
+
+def my_merge(x1: torch.Tensor, x2: torch.Tensor, tokens: int) -> torch.Tensor:
+    # BEGIN SOLUTION
+    # STUB: raise NotImplementedError  # write each half back to the positions it was read from
+    half = tokens // 2
+    x = x1.new_empty(x1.shape[0], 2 * tokens, x1.shape[2])
+    x[:, 0:tokens:2], x[:, tokens::2] = x1[:, :half], x1[:, half:]
+    x[:, 1:tokens:2], x[:, tokens + 1::2] = x2[:, :half], x2[:, half:]
+    return x
+    # END SOLUTION
+
+
+# %%
+exercises.exercise_3_4(my_partition, my_merge)
 
 # %% [markdown]
 # ## References
