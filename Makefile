@@ -37,6 +37,7 @@ notebooks:  ## rebuild the notebooks from notebooks/src and execute them at the 
 
 book:  ## static site of the committed notebooks and the exercise index (Sphinx + myst-nb, no execution) -> build/book
 	$(PYTHON) -m sphinx -b html -c book -W --keep-going -q . build/book
+	$(PYTHON) book/check_offline.py build/book
 	@printf '<meta http-equiv="refresh" content="0; url=book/index.html">\n' > build/book/index.html
 	@echo "book: build/book/index.html"
 

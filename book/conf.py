@@ -6,7 +6,7 @@ re-executed here) and the exercise index, rendered by myst-nb.
 
 project = "mango_lite"
 author = "mango_lite contributors"
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax", "sphinx-mathjax-offline"]
 # the API pages document the classes as the package defines them (signatures with their defaults)
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
