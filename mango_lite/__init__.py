@@ -11,6 +11,9 @@ Convention: ``z, logdet = module(x)`` (data -> latent, logdet of shape (B,)) and
 ``x, logdet_inv = module.inverse(z)`` with ``logdet_inv == -logdet``.
 """
 
+# the notebooks' and scripts' get_preset: the named preset, else the environment's (MANGO_LITE_PRESET, CI);
+# the library's own, mango_lite.presets.get_preset, reads no environment variable
+from .environment import get_preset
 from .flows import (
     ICA,
     ActNorm,
@@ -24,7 +27,7 @@ from .flows import (
     Squeeze,
 )
 from .models.fusion import flow_only_gradient
-from .presets import Preset, get_preset
+from .presets import Preset
 from .utils import seed_everything
 
 __version__ = "0.1.0"

@@ -34,13 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def apply_environment(args: argparse.Namespace) -> argparse.Namespace:
+    """The command line is an edge: options left unset take the environment's defaults here
+    (``--jobs``: ``MANGO_LITE_JOBS``; ``--data-cache``: ``MANGO_LITE_DATA_CACHE``), and are passed on as
+    arguments; the library reads no environment variable."""
+    from . import environment
+
+    for option, read in (("jobs", environment.jobs), ("data_cache", environment.data_cache)):
+        if getattr(args, option, "absent") is None:
+            setattr(args, option, read())
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import environment
+
+    apply_environment(args)
     if args.command in ("train", "evaluate", "reproduce", "ablate"):
         from .utils import configure_threads
 
-        configure_threads()  # 1 torch thread on small CPU-only machines (MANGO_LITE_THREADS overrides)
+        configure_threads(environment.threads())  # 1 torch thread on small CPU-only machines unless set
     try:
         return int(args.func(args) or 0)
     except MangoLiteError as exc:

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from .errors import MangoLiteError
-from .presets import Preset, get_preset
+from . import environment
+from .presets import Preset
 from .utils import configure_threads, device_name, pick_device, seed_everything
 
 __all__ = ["NotebookSession", "start_notebook", "repository_root", "committed_run", "lab_epochs"]
@@ -93,13 +93,13 @@ def start_notebook(name: str, *, seed: int = 0, keep_runs: bool = False, theme: 
             sns.set_theme(style="whitegrid", context="notebook")
         except ImportError:  # plots keep matplotlib's defaults
             pass
-    threads = configure_threads()
+    threads = configure_threads(environment.threads())
     seed_everything(seed)
-    preset = get_preset()
+    preset = environment.get_preset()
     device = pick_device()
     root = repository_root()
     if keep_runs:
-        work = Path(os.environ.get("MANGO_LITE_RUNS", root / "runs")) / name / preset.name
+        work = environment.runs_dir(root / "runs") / name / preset.name
         work.mkdir(parents=True, exist_ok=True)
     else:
         work = Path(tempfile.mkdtemp(prefix=f"mango_lite_{name}_"))
@@ -120,14 +120,8 @@ def lab_epochs(preset: Preset, fraction: float = 0.5, minimum: int = 2) -> int:
     For a notebook that would not fit a lab session at the preset's full schedule: it trains this many
     epochs and says so, while the main job (``python -m mango_lite reproduce``) always trains the preset's.
     Raises MangoLiteError naming the variable when it is not a positive integer."""
-    raw = os.environ.get("MANGO_LITE_EPOCHS", "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise MangoLiteError(f"MANGO_LITE_EPOCHS must be a positive integer (epochs to train), got {raw!r}")
+    value = environment.epochs()
+    if value is not None:
         return value
     return max(1, min(preset.epochs, max(minimum, round(fraction * preset.epochs))))
 

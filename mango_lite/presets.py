@@ -17,7 +17,6 @@ else decides how big a run is.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -164,14 +163,8 @@ ENCODER_OPTIONS = ("encoder", "encoder_weights", "encoder_name", "text_model", "
 
 
 def default_preset_name() -> str:
-    """``MANGO_LITE_PRESET`` if set, else ``quick`` under CI, ``gpu`` with CUDA, otherwise ``cpu``."""
-    env = os.environ.get("MANGO_LITE_PRESET", "").strip().lower()
-    if env:
-        if env not in _PRESETS:
-            raise ValueError(f"MANGO_LITE_PRESET must be one of {PRESET_NAMES}, got {env!r}")
-        return env
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        return "quick"
+    """The library's default preset: ``gpu`` with CUDA, otherwise ``cpu``. It reads no environment variable
+    (the command line and the notebooks add ``MANGO_LITE_PRESET`` and CI: :mod:`mango_lite.environment`)."""
     try:
         import torch
 
@@ -183,12 +176,9 @@ def default_preset_name() -> str:
 
 
 def get_preset(name: str | None = None) -> Preset:
-    """Return the named preset, or the default one (see :func:`default_preset_name`)."""
+    """Return the named preset, or the library's default one (:func:`default_preset_name`: by device only)."""
     key = (name or default_preset_name()).lower()
     if key not in _PRESETS:
         raise ValueError(f"preset must be one of {PRESET_NAMES}, got {name!r}")
     return _PRESETS[key]
 
-
-def is_quick() -> bool:
-    return default_preset_name() == "quick"

@@ -143,14 +143,13 @@ def check_finite(x: Tensor, name: str = "x") -> None:
         raise ValueError(f"{name}: expected finite values, got {bad} non-finite entries (NaN or inf)")
 
 
-def configure_threads() -> int:
-    """Set torch's intra-op threads: ``MANGO_LITE_THREADS`` if set; otherwise 1 on a CPU-only machine
-    with at most 4 cores, where the small per-op work of these models gains nothing from threading and
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads: ``threads`` if given (the edges pass ``MANGO_LITE_THREADS``); otherwise 1
+    on a CPU-only machine with at most 4 cores, where the small per-op work of these models gains nothing from threading and
     extra threads oversubscribe the cores (measured 7-10x slower steps on a shared 2-core machine);
     otherwise torch's default. Returns the thread count in force."""
-    env = os.environ.get("MANGO_LITE_THREADS")
-    if env:
-        torch.set_num_threads(max(1, int(env)))
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
     elif not torch.cuda.is_available() and (os.cpu_count() or 1) <= 4:
         torch.set_num_threads(1)
     return torch.get_num_threads()

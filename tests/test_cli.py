@@ -364,13 +364,16 @@ def test_reproduce_in_two_workers_gives_the_numbers_of_one_process(tmp_path, tin
 
 
 def test_default_jobs_uses_the_cores_on_cpu_and_one_gpu_run(monkeypatch) -> None:
+    from mango_lite.cli import apply_environment, build_parser
     from mango_lite.training.reproduce import default_jobs
 
-    monkeypatch.delenv("MANGO_LITE_JOBS", raising=False)
+    monkeypatch.setenv("MANGO_LITE_JOBS", "3")  # read by the command line, not by the library
     assert 1 <= default_jobs("cpu") <= (os.cpu_count() or 1)
     assert default_jobs("cuda") == 1
-    monkeypatch.setenv("MANGO_LITE_JOBS", "3")
-    assert default_jobs("cpu") == 3
+    assert apply_environment(build_parser().parse_args(["reproduce"])).jobs == 3
+    assert apply_environment(build_parser().parse_args(["reproduce", "--jobs", "1"])).jobs == 1
+    monkeypatch.delenv("MANGO_LITE_JOBS")
+    assert apply_environment(build_parser().parse_args(["reproduce"])).jobs is None
 
 
 def test_reproduce_through_submitit_local_jobs_matches_one_process(tmp_path, tiny_preset) -> None:

@@ -679,13 +679,13 @@ class InceptionFeatures(nn.Module):
 
     Nothing is downloaded. Get ``pt_inception-2015-12-05-6726825d.pth`` (from
     :data:`PYTORCH_FID_WEIGHTS_URL` on a machine with internet, or from a pytorch-fid cache such as
-    ``~/.cache/torch/hub/checkpoints/``) and pass its path, or set ``MANGO_LITE_FID_WEIGHTS``.
+    ``~/.cache/torch/hub/checkpoints/``) and pass its path.
     The network is written out here (no torchvision needed) with torchvision's parameter names, so
     the file loads directly. ``comparable_to_paper`` is True only when the file's SHA-256 starts
     with ``6726825d`` (the pytorch-fid release); other weights load but are labelled unverified.
 
     Args:
-        weights_path: the ``.pth`` state dict (None: use ``$MANGO_LITE_FID_WEIGHTS``).
+        weights_path: the ``.pth`` state dict.
         device: where the network runs.
     """
 
@@ -693,17 +693,14 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights_path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__()
-        if weights_path is None:
-            weights_path = os.environ.get("MANGO_LITE_FID_WEIGHTS")
         if weights_path is None or not Path(weights_path).is_file():
             raise MangoLiteError(
                 "InceptionFeatures needs the pytorch-fid Inception weights file "
                 f"'{PYTORCH_FID_WEIGHTS_FILE}', which mango_lite never downloads"
                 + (f" (no file at {weights_path})" if weights_path is not None else "")
-                + f". Fetch it elsewhere from {PYTORCH_FID_WEIGHTS_URL} and pass its path (or set "
-                "MANGO_LITE_FID_WEIGHTS); alternatively wrap pytorch-fid's InceptionV3 with "
-                "CallableFeatures when torchvision is installed. Offline, use RandomConvFeatures or "
-                "PixelFeatures (results are then labelled 'proxy', not comparable to the paper)."
+                + f". Fetch it elsewhere from {PYTORCH_FID_WEIGHTS_URL} and pass its path; alternatively wrap "
+                "pytorch-fid's InceptionV3 with CallableFeatures when torchvision is installed. Offline, use "
+                "RandomConvFeatures or PixelFeatures (results are then labelled 'proxy', not comparable to the paper)."
             )
         path = Path(weights_path)
         self.net = _FIDInceptionV3()

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..presets import IMAGE_ENCODERS, PRESET_NAMES, Preset, default_preset_name, get_preset
+from ..environment import preset_name
+from ..presets import IMAGE_ENCODERS, PRESET_NAMES, Preset, get_preset
 from .tasks import PAIRS, SEGMENTATION_DATASETS, TASK_NAMES
 
 
@@ -301,7 +302,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raise MangoLiteError(f"--pair applies to a task with pairs only (translation; got --task {args.task})")
     resolve_model(args.task, args.model, pair)
-    preset = preset_with_encoders(args.preset or default_preset_name(), args)
+    preset = preset_with_encoders(args.preset or preset_name(), args)
     if args.sensor_baseline is not None:
         if not args.sensor_baseline >= 0 or args.data is not None:
             from ..errors import MangoLiteError
@@ -342,7 +343,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    preset = preset_with_encoders(args.preset or default_preset_name(), args)
+    preset = preset_with_encoders(args.preset or preset_name(), args)
     cluster = None
     if args.cluster:
         cluster = {"executor": args.cluster, "timeout_min": args.job_minutes}
@@ -378,7 +379,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .reproduce import run_ablation
 
-    res = run_ablation(args.task, args.variants, args.preset or default_preset_name(), args.out,
+    res = run_ablation(args.task, args.variants, args.preset or preset_name(), args.out,
                        data_root=args.data, pair=args.pair, dataset=args.dataset, device=args.device,
                        seed=args.seed, epochs=args.epochs, jobs=args.jobs, progress=_progress(args), verbose=True)
     _print_json({n: v.get("metrics", {}).get(res["metric"], v.get("error")) for n, v in res["variants"].items()})
@@ -390,7 +391,7 @@ def cmd_registration(args: argparse.Namespace) -> int:
 
     from . import registration as reg
 
-    preset = args.preset or default_preset_name()
+    preset = args.preset or preset_name()
     models = tuple(args.models) if args.models else reg.MODELS
     seeds = tuple(args.seeds) if args.seeds else reg.SEEDS
     out = Path(args.out)
@@ -431,7 +432,7 @@ def _selection_command(args: argparse.Namespace, name: str, plan_file: str, summ
     run, summarize = ((selection.run_study, selection.summarize) if name == "select-weights"
                       else (selection.run_defaults_study, selection.summarize_defaults))
     if not args.summarize_only:
-        res = run(out, args.preset or default_preset_name(), seeds=tuple(args.seeds) if args.seeds else selection.SEEDS,
+        res = run(out, args.preset or preset_name(), seeds=tuple(args.seeds) if args.seeds else selection.SEEDS,
                   jobs=args.jobs, device=args.device, cache_dir=args.data_cache, max_runs=args.max_runs,
                   log=lambda m: print(m, file=sys.stderr))
         if res["failed"]:
@@ -454,7 +455,7 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
         from .density import density_markdown, run_density_study
         from .workers import default_jobs
 
-        res = run_density_study(args.preset or default_preset_name(), tuple(args.seeds), out,
+        res = run_density_study(args.preset or preset_name(), tuple(args.seeds), out,
                                 log=lambda m: print(m, file=__import__("sys").stderr),
                                 jobs=args.jobs or default_jobs("cpu"))
         print(density_markdown(res))
@@ -485,7 +486,7 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
     else:
         variants = ladder_variants() if args.study == "ladder" else control_variants(None, args.models)
         cache = args.data_cache if args.data_cache is not None else out / "data"
-        report = run_study(args.task, variants, args.seeds, args.preset or default_preset_name(), out,
+        report = run_study(args.task, variants, args.seeds, args.preset or preset_name(), out,
                            dataset=args.dataset, pair=args.pair, data_root=args.data, cache_dir=cache,
                            title="MANGO ladder of changes" if args.study == "ladder" else "MANGO and its controls",
                            log=lambda m: print(m, file=__import__("sys").stderr))

@@ -196,10 +196,8 @@ def _is_finite(x: Any) -> bool:
 
 
 def _auto_progress() -> bool:
-    """Progress bars by default in a terminal or a Jupyter kernel (tqdm.auto widgets), never under CI
-    (bars pollute logs and nbval outputs)."""
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        return False
+    """Progress bars by default in a terminal or a Jupyter kernel (tqdm.auto widgets); tqdm's own
+    ``TQDM_DISABLE`` turns them off (CI does, for the notebooks and the command line)."""
     if "ipykernel" in sys.modules:
         return True
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()

@@ -197,8 +197,9 @@ class DataInfo:
 
 
 def default_cache_dir() -> Path:
-    """``$MANGO_LITE_DATA_CACHE`` or ``data/generated`` (relative to the working directory; git-ignored)."""
-    return Path(os.environ.get("MANGO_LITE_DATA_CACHE", "data/generated"))
+    """``data/generated`` (relative to the working directory; git-ignored). The command line's
+    ``--data-cache`` defaults to ``MANGO_LITE_DATA_CACHE`` when that is set (read at the edge)."""
+    return Path("data/generated")
 
 
 def generated_spec(dataset: str, preset: Preset) -> tuple[int, int]:

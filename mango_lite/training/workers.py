@@ -40,10 +40,7 @@ def default_jobs(device: torch.device | str = "cpu") -> int:
     """How many runs to train at once: every core this process may use on a CPU-only run (each run
     gets one torch thread, which measured faster than one run with many threads on small machines),
     capped by available memory at :data:`WORKER_MEMORY_BYTES` per run; 1 on a GPU (the runs would share
-    it). ``MANGO_LITE_JOBS`` overrides."""
-    env = os.environ.get("MANGO_LITE_JOBS")
-    if env:
-        return max(1, int(env))
+    it). (The command line's default for ``--jobs``, ``MANGO_LITE_JOBS``, is read at the edge.)"""
     if torch.device(device).type != "cpu":
         return 1
     try:
