@@ -105,6 +105,17 @@ def parse_source(text: str, student: bool = False) -> nbformat.NotebookNode:
     return nb
 
 
+def fill_runtime(nb: nbformat.NotebookNode, record_from: nbformat.NotebookNode | None) -> None:
+    """Write the runtime of ``record_from`` (the executed full notebook: its execution record) where a
+    markdown cell of ``nb`` holds the marker, so the header's runtime is measured, never typed."""
+    from mango_lite.notebook import RUNTIME_MARKER, run_record, runtime_sentence
+
+    text = runtime_sentence(run_record(record_from) if record_from is not None else None)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and RUNTIME_MARKER in cell.source:
+            cell.source = cell.source.replace(RUNTIME_MARKER, text)
+
+
 def stable_cell_ids(nb: nbformat.NotebookNode) -> None:
     """Give every cell an id made from its type and text (nbformat 4.5 wants one per cell). nbformat's
     random ids change on every build and fill each notebook diff with noise; these change only with the
@@ -217,6 +228,8 @@ def main() -> None:
             problems = clean_outputs(nb, HERE.parent.resolve())
             if problems:
                 sys.exit(f"{out.name}: not written, " + "; ".join(problems))
+        # the header's runtime: this execution's record, or (text only / no execution) the committed one's
+        fill_runtime(nb, nb if args.execute else (nbformat.read(out, as_version=4) if out.is_file() else None))
         stable_cell_ids(nb)
         tmp = out.with_suffix(".ipynb.tmp")
         nbformat.write(nb, tmp)
@@ -232,6 +245,8 @@ def student_notebook(src: Path) -> nbformat.NotebookNode | None:
     if not exercises(text):
         return None
     nb = parse_source(text, student=True)
+    full = HERE / f"{src.stem}.ipynb"  # the runtime the instructor copy's outputs took
+    fill_runtime(nb, nbformat.read(full, as_version=4) if full.is_file() else None)
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(STUDENT_NOTE.format(stem=src.stem)))
     for cell in nb.cells:  # cell ids are random: fixed ones keep rebuilds byte-identical
         cell.pop("id", None)

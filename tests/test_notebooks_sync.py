@@ -93,3 +93,20 @@ def test_committed_task_notebooks_ran_above_quick_so_their_guarded_asserts_ran(s
     hit = re.search(r"preset[=: ]+(\w+)", text)
     assert hit and hit.group(1) in ("cpu", "gpu", "paper"), f"{src.stem}: committed outputs are not from a cpu/gpu run"
     assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_the_header_runtime_is_the_execution_record(src):
+    """Each source's header says {{runtime}}; its notebook (and student copy) carries the sentence built from
+    the notebook's own execution record, never a typed time."""
+    from mango_lite.notebook import RUNTIME_MARKER, run_record, runtime_sentence
+
+    assert RUNTIME_MARKER in src.read_text()
+    nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
+    want = runtime_sentence(run_record(nb))
+    assert "as these outputs were made" in want
+    header = next(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert want in header and RUNTIME_MARKER not in header
+    student = NB_DIR / "student" / f"{src.stem}.ipynb"
+    if student.is_file():
+        assert want in next(c.source for c in nbformat.read(student, as_version=4).cells if c.cell_type == "markdown")

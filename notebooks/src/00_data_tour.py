@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 00 · A tour of the data: four datasets, their generated stand-ins, and why fusion matters
 #
-# > **Prerequisites:** Python and numpy; nothing from the other notebooks. **Runtime:** about 30 s at `quick`, 2 min at `cpu`, on 2 CPU cores. **Notation:** the box in notebook 01, section 2.
+# > **Prerequisites:** Python and numpy; nothing from the other notebooks. **Runtime:** {{runtime}}. **Notation:** the box in notebook 01, section 2.
 #
 # **Goal.** See what each task's modalities look like, learn how the stand-in data are made and why
 # they are built so that *fusing* modalities pays off, and know exactly how to plug in the real

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Invertible cross-attention, from the change of variables to a layer you can trust
 #
-# > **Prerequisites:** linear algebra (determinants, triangular systems), the change-of-variables formula, PyTorch basics. **Runtime:** a few seconds at either preset, on 2 CPU cores. **Exercises:** 6, marked *Exercise 1.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** linear algebra (determinants, triangular systems), the change-of-variables formula, PyTorch basics. **Runtime:** {{runtime}}. **Exercises:** 6, marked *Exercise 1.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Derive MANGO's invertible cross-attention (ICA) layer, see *why* it is invertible and why
 # its log-determinant is cheap, then check every claim numerically on the library's implementation

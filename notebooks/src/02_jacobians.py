@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Verifying every Jacobian numerically
 #
-# > **Prerequisites:** notebook 01. **Runtime:** about 15 s at `quick`, 35 s at `cpu`, on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 2.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebook 01. **Runtime:** {{runtime}}. **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 2.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** A flow's likelihood is only as right as its log-determinants. Round-trip and
 # "log-dets cancel" checks cannot catch a consistently wrong factor, so here every invertible module of

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Partitions: who conditions whom
 #
-# > **Prerequisites:** notebook 01. **Runtime:** about 20 s at either preset, on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 4, marked *Exercise 3.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebook 01. **Runtime:** {{runtime}}. **Notation:** the box in notebook 01, section 2. **Exercises:** 4, marked *Exercise 3.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** MANGO's three partitions decide which tokens provide queries and keys ($X_1$, passed through)
 # and which tokens get re-mixed ($X_2$). This notebook draws them as token-assignment diagrams, shows the

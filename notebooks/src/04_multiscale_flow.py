@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · A multiscale MANGO flow as a joint density model of two image modalities
 #
-# > **Prerequisites:** notebooks 01-03; maximum likelihood and bits per dimension. **Runtime:** about 15 s at `quick`, 5 min at `cpu`, on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 4.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 01-03; maximum likelihood and bits per dimension. **Runtime:** {{runtime}}. **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 4.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Train `MultiscaleMango` by maximum likelihood on pairs of generated images (an intensity image
 # and a depth-like image of the same shapes), then use what only an exact flow gives you: bits/dim, exact

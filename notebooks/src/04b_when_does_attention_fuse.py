@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04b · When does attention fuse? Misregistered modalities and a pre-registered study
 #
-# > **Prerequisites:** notebooks 01-04 (ICA, its partitions, the multiscale flow); notebook 05's task models help. **Runtime:** about 40 s at `quick`; at `cpu` about 6 min on a first run (it trains MANGO twice, one run per core; measured while other training shared the 2 cores) and under a minute when those runs are reused. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 4b.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 01-04 (ICA, its partitions, the multiscale flow); notebook 05's task models help. **Runtime:** {{runtime}} (a first run trains MANGO twice, one run per core; later runs reuse those runs). **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 4b.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Find out when MANGO's invertible cross-attention has something to do, and whether it does it.
 # On pixel-aligned RGB-D images the fusion already has each pixel's partner at the same position, so

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · RGB-D semantic segmentation: MANGO against the fusion baselines (the setting of Table 1)
 #
-# > **Prerequisites:** notebooks 00 and 01; segmentation metrics are derived in section 1. **Runtime:** about 15 s at `quick`, 4 min at `cpu` (it trains six models, two at a time), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 5.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00 and 01; segmentation metrics are derived in section 1. **Runtime:** {{runtime}} (it trains six models, two at a time). **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 5.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *setting* of the paper's Table 1 with mango_lite: NYUDv2-style RGB-D semantic
 # segmentation, 40 classes, pixel accuracy, mean accuracy and mIoU. We train MANGO, three fusion baselines

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Multimodal image-to-image translation (Taskonomy stand-in): MANGO against four baselines
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 30 s at `quick`, about 5 min at `cpu` on a shared 2-core machine (a lab-length run: six models of one pair, two at a time, for 40 % of the preset's epochs). `MANGO_LITE_PAIRS=shade_texture_to_rgb,rgb_edge_to_depth MANGO_LITE_EPOCHS=12` trains two pairs on the full schedule instead (12-17 min at `cpu`). **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** {{runtime}} (a lab-length run: six models of one pair, two at a time, for 40 % of the preset's epochs). `MANGO_LITE_PAIRS=shade_texture_to_rgb,rgb_edge_to_depth MANGO_LITE_EPOCHS=12` trains two pairs on the full schedule instead. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 6.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *protocol* of the paper's Table 2 at laptop scale. The task is to predict one
 # Taskonomy domain from two others. We train MANGO, three fusion baselines and both unimodal models

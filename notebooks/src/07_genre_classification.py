@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Movie genres from poster + plot: MANGO against the fusion baselines, genre by genre
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** about 20 s at `quick`, 5-6 min at `cpu` (six models, two at a time; MANGO's run alone takes about 4.5 min), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** {{runtime}} (six models, two at a time; MANGO's run is the longest). **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *setting* of the paper's Table 3 (MM-IMDb, 23 genres, multi-label, micro and
 # macro F1) with mango_lite: train MANGO, three fusion baselines and the two unimodal models on the same

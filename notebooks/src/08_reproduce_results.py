@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Reproducing the paper's results: the full tables, ablations and cost, set beside MANGO's claims
 #
-# > **Prerequisites:** notebooks 05-07; it reads `results/<preset>/` written by `python -m mango_lite reproduce`. **Runtime:** about 30 s at `quick`, about 10 min at `cpu` (with `results/cpu` present; most of it the ablation of section 4), on 2 CPU cores. **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 8.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 05-07; it reads `results/<preset>/` written by `python -m mango_lite reproduce`. **Runtime:** {{runtime}} (with `results/cpu` present; most of it the ablation of section 4). **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 8.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Put everything mango_lite measured next to what the MANGO paper (NeurIPS 2025) prints, and
 # say plainly which claims hold and which do not. This covers four things:
