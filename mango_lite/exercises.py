@@ -26,7 +26,8 @@ import torch
 
 __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
-    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_3_1", "exercise_3_2",
+    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
+    "exercise_2_2", "exercise_2_3", "exercise_3_1", "exercise_3_2",
     "exercise_3_3", "exercise_3_4", "exercise_8_1",
 ]
 
@@ -314,6 +315,93 @@ def exercise_1_6(inverse_inf_norm: Callable[[torch.Tensor], torch.Tensor], gamma
         raise WrongAnswer(f"Exercise 1.6: the bound is violated ({worst:.4f} > 1): report this as a bug.")
     _passed("1.6")
     return worst
+
+
+# ------------------------------------------------------------------------------------------ notebook 02
+def _perturbed_coupling(seed: int = 2) -> tuple[Any, torch.Tensor]:
+    """A coupling layer in float64 with its zero-initialised output moved (a zero log-det would test
+    nothing), and inputs of 2 samples x 8 tokens x 4 channels."""
+    from .flows import Coupling
+
+    torch.manual_seed(seed)
+    layer = Coupling(4, hidden=8).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return layer.eval(), torch.randn(2, 8, 4, dtype=torch.float64)
+
+
+def exercise_2_1(autograd_logdet: Callable[[Any, torch.Tensor], torch.Tensor]) -> None:
+    """The student's per-sample log|det| of the autograd Jacobian against a perturbed coupling layer's own."""
+    layer, x = _perturbed_coupling()
+    with torch.no_grad():
+        want = layer(x)[1]
+    try:
+        got = autograd_logdet(layer, x)
+    except NotImplementedError:
+        raise _not_written("2.1", "autograd_logdet(module, x)") from None
+    if got is None:
+        raise _not_written("2.1", "autograd_logdet(module, x)")
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise WrongAnswer(f"Exercise 2.1: expected one value per sample, shape (B,) = {tuple(want.shape)}, got {shape}.")
+    got = got.detach().to(want.dtype)
+    if torch.allclose(got, want, atol=1e-9):
+        _passed("2.1", "Your check agrees with the layer's log-det, with its parameters away from their start.")
+        return
+    if torch.allclose(got, -want, atol=1e-9):
+        raise WrongAnswer("Exercise 2.1: not yet: the sign is flipped. The forward map's Jacobian, data -> latent.")
+    if torch.allclose(got.abs(), torch.ones_like(got)):
+        raise WrongAnswer("Exercise 2.1: not yet: slogdet returns (sign, log|det|); you kept the sign.")
+    raise WrongAnswer("Exercise 2.1: not yet: take the Jacobian of one sample's flattened output with respect to "
+                      "its flattened input, then slogdet's log|det|, sample by sample.")
+
+
+def exercise_2_2(predicted_half_logdet: Any, autograd_logdet: Callable[[Any, torch.Tensor], torch.Tensor],
+                 module: Any, shape: tuple[int, int] = (8, 4)) -> None:
+    """The predicted log-det of x -> x / 2 for one sample of ``shape``: checked against the student's
+    autograd_logdet on ``module`` (which must find it) and shown to differ from what ``module`` reports."""
+    if predicted_half_logdet is None:
+        raise NotAnswered("Exercise 2.2: no answer yet: set predicted_half_logdet to a number.")
+    x = torch.randn(2, *shape, dtype=torch.float64)
+    try:
+        found = autograd_logdet(module, x)
+    except NotImplementedError:
+        found = None
+    if found is None:
+        raise NotAnswered("Exercise 2.2: this check uses your autograd_logdet: write it first (Exercise 2.1).")
+    found = found.detach()
+    n = shape[0] * shape[1]
+    check_number("2.2", predicted_half_logdet, float(found[0]), name="predicted_half_logdet", rel=1e-9, mistakes={
+        math.log(0.5): "That is one coordinate's; every coordinate of the sample is halved.",
+        -float(found[0]): "The sign: halving shrinks volume, so log|det| is negative.",
+        n * 0.5: "The Jacobian is diagonal with entries 1/2: its log|det| is a sum of logarithms.",
+    })
+    reported = module(x)[1]
+    if torch.allclose(reported, found.to(reported.dtype)):
+        raise WrongAnswer("Exercise 2.2: the module reports the right log-det: it is not the buggy HalfScale.")
+    print("  ... and the module's own log-det is wrong, although its round trip is exact.")
+
+
+def exercise_2_3(d_exact: Any, tokens: int = 16, heads: int = 2) -> None:
+    """The channel count D (``heads`` heads) at which the published log-det factor T equals the exact D / h:
+    found by building layers and comparing their log-dets (never typed)."""
+    from .flows import ICA, reference
+
+    match = None
+    for dim in range(heads, 8 * tokens + 1, heads):
+        torch.manual_seed(0)
+        layer = ICA(dim=dim, tokens=tokens, partition="imca", heads=heads, gamma=None).double()
+        x = torch.randn(1, 2 * tokens, dim, dtype=torch.float64)
+        with torch.no_grad():
+            if torch.allclose(reference.published_logdet(layer, x), layer(x)[1], atol=1e-9):
+                match = dim
+                break
+    assert match is not None, "Exercise 2.3: no channel count makes the published factor right: report this as a bug."
+    check_number("2.3", d_exact, float(match), name="d_exact", rel=1e-9, mistakes={
+        float(tokens): "With two heads each head mixes D / 2 channels: it is D / 2 that must equal T.",
+        float(tokens) / heads: "D / h must equal T, so D is T times h, not T over h.",
+    })
 
 
 # ------------------------------------------------------------------------------------------ notebook 03

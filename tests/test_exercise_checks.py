@@ -261,3 +261,60 @@ def test_exercise_3_4(capsys):
     ex.exercise_3_4(_imca_split, _imca_merge)
     assert "Exercise 3.4: right." in capsys.readouterr().out
 
+
+
+# ------------------------------------------------------------------------------------------ 2.x
+def _autograd_logdet(keep: str = "logabsdet"):
+    def logdet(module, x):
+        out = []
+        for xi in x:
+            def f(v, xi=xi):
+                return module(v.view(1, *xi.shape))[0].reshape(-1)
+            sign, logabs = torch.linalg.slogdet(torch.autograd.functional.jacobian(f, xi.reshape(-1)))
+            out.append({"logabsdet": logabs, "sign": sign, "negated": -logabs}[keep])
+        return torch.stack(out)
+    return logdet
+
+
+class _HalfScale(torch.nn.Module):
+    def forward(self, x):
+        return 0.5 * x, x.new_zeros(x.shape[0])
+
+    def inverse(self, z):
+        return 2.0 * z, z.new_zeros(z.shape[0])
+
+
+def test_exercise_2_1(capsys):
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_2_1(lambda m, x: None)
+    with pytest.raises(ex.WrongAnswer, match="kept the sign"):
+        ex.exercise_2_1(_autograd_logdet("sign"))
+    with pytest.raises(ex.WrongAnswer, match="sign is flipped"):
+        ex.exercise_2_1(_autograd_logdet("negated"))
+    ex.exercise_2_1(_autograd_logdet())
+    assert "Exercise 2.1: right." in capsys.readouterr().out
+
+
+def test_exercise_2_2(capsys):
+    good = 32 * math.log(0.5)
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_2_2(None, _autograd_logdet(), _HalfScale())
+    with pytest.raises(ex.NotAnswered, match="Exercise 2.1"):
+        ex.exercise_2_2(good, lambda m, x: None, _HalfScale())
+    for wrong, hint in ((math.log(0.5), "one coordinate"), (-good, "sign"), (16.0, "sum of logarithms")):
+        with pytest.raises(ex.WrongAnswer, match=hint) as e:
+            ex.exercise_2_2(wrong, _autograd_logdet(), _HalfScale())
+        assert "22.18" not in _message(e)
+    ex.exercise_2_2(good, _autograd_logdet(), _HalfScale())
+    assert "Exercise 2.2: right." in capsys.readouterr().out
+
+
+def test_exercise_2_3(capsys):
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_2_3(None)
+    for wrong, hint in ((16, "D / 2 that must equal T"), (8, "not T over h")):
+        with pytest.raises(ex.WrongAnswer, match=hint) as e:
+            ex.exercise_2_3(wrong)
+        assert "32" not in _message(e)
+    ex.exercise_2_3(32)
+    assert "Exercise 2.3: right." in capsys.readouterr().out

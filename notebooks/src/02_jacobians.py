@@ -24,7 +24,7 @@ import seaborn as sns
 import torch
 from tqdm.auto import tqdm
 
-from mango_lite import ICA, MangoBlock, MangoFlow, MultiscaleMango, get_preset, seed_everything
+from mango_lite import ICA, MangoBlock, MangoFlow, MultiscaleMango, exercises, get_preset, seed_everything
 from mango_lite.flows import ActNorm, Coupling, InvertibleLinearLU, Split, Squeeze, reference
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -220,12 +220,7 @@ def autograd_logdet(module, x: torch.Tensor) -> torch.Tensor:
 
 
 # %%
-small = lambda: torch.randn(2, 8, 4, dtype=D64)  # noqa: E731
-coupling = prepared(Coupling(4, hidden=8), small())
-xc = small()
-print("coupling log-det:", coupling(xc)[1].detach().numpy(), " yours:", autograd_logdet(coupling, xc).detach().numpy())
-assert torch.allclose(autograd_logdet(coupling, xc), coupling(xc)[1], atol=1e-10)
-assert coupling(xc)[1].abs().min() > 1e-3  # perturbed: a zero log-det would not test anything
+exercises.exercise_2_1(autograd_logdet)  # a coupling layer with its zero-initialised output moved
 
 # %% [markdown]
 # ### Exercise 2.2 · Catch a missing log-det
@@ -249,13 +244,10 @@ predicted_half_logdet = 8 * 4 * math.log(0.5)  # 32 coordinates, each scaled by 
 # END SOLUTION
 
 # %%
-half, xh = HalfScale(), small()
-found = autograd_logdet(half, xh)
-print(f"predicted {predicted_half_logdet:.4f}, autograd {found[0].item():.4f}, module reports {half(xh)[1][0].item():.1f}")
-assert torch.allclose(found, torch.full_like(found, predicted_half_logdet), atol=1e-10)
-assert not torch.allclose(half(xh)[1], found)
-rt = half.inverse(half(xh)[0])[0]
-assert torch.equal(rt, xh)  # the round trip is perfect: only the log-det check catches the bug
+half = HalfScale()
+exercises.exercise_2_2(predicted_half_logdet, autograd_logdet, half)
+xh = torch.randn(2, 8, 4, dtype=D64)
+assert torch.equal(half.inverse(half(xh)[0])[0], xh)  # the round trip is perfect: only the log-det check catches the bug
 
 # %% [markdown]
 # ### Exercise 2.3 · When is the published factor right?
@@ -271,11 +263,7 @@ d_exact = 32  # d = D / 2 must equal T = 16
 # END SOLUTION
 
 # %%
-lay = ICA(dim=d_exact, tokens=16, partition="imca", heads=2, gamma=None).double()
-xl = torch.randn(2, 32, d_exact, dtype=D64)
-pub, exact = reference.published_logdet(lay, xl), lay(xl)[1]
-print(f"D = {d_exact}: published {pub.detach().numpy().round(4)}, exact {exact.detach().numpy().round(4)}")
-assert torch.allclose(pub, exact, atol=1e-9)
+exercises.exercise_2_3(d_exact)  # builds two-head layers and finds where the published factor is exact
 
 # %% [markdown]
 # ## References
