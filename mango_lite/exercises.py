@@ -26,7 +26,7 @@ import torch
 
 __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
-    "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
+    "exercise_0_1", "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
     "exercise_2_2", "exercise_2_3", "exercise_3_1", "exercise_3_2",
     "exercise_3_3", "exercise_3_4", "exercise_8_1",
 ]
@@ -132,6 +132,53 @@ def forbidding(exercise: str, reason: str) -> Iterator[None]:
     finally:
         for owner, attr, original in saved:
             setattr(owner, attr, original)
+
+
+# ------------------------------------------------------------------------------------------ notebook 00
+def _thriller_f1(features: Any, label: Any, n_train: int) -> float:
+    """F1 (%) on the films after ``n_train`` of a linear probe (viz.data.genre_probe) fitted on the first ones."""
+    import numpy as np
+
+    from .viz.data import genre_probe
+
+    x = np.asarray(features, dtype=np.float64).reshape(len(label), -1)
+    y = np.asarray(label, dtype=np.float64).reshape(-1, 1)
+    pred = genre_probe([x[:n_train]], y[:n_train], [x[n_train:]])[:, 0] > 0.5
+    truth = y[n_train:, 0] > 0.5
+    tp = float((pred & truth).sum())
+    return 200.0 * tp / max(1.0, float(pred.sum() + truth.sum()))
+
+
+def exercise_0_1(interaction_features: Callable[[Any, Any], Any], poster_cue: Any, plot_word: Any, label: Any,
+                 n_train: int) -> None:
+    """The student's features of the two cue indicators: a linear probe on them must get the XOR genre about
+    as well as on (poster, plot, poster x plot), which the check builds itself; features that are sums of
+    per-modality terms get a hint saying why they cannot."""
+    import numpy as np
+
+    a = np.asarray(poster_cue, dtype=np.float64)
+    b = np.asarray(plot_word, dtype=np.float64)
+    try:
+        feats = interaction_features(a.copy(), b.copy())
+    except NotImplementedError:
+        raise _not_written("0.1", "interaction_features(poster_cue, plot_word)") from None
+    if feats is None:
+        raise _not_written("0.1", "interaction_features(poster_cue, plot_word)")
+    feats = np.asarray(feats, dtype=np.float64).reshape(len(a), -1)
+    if not np.isfinite(feats).all():
+        raise WrongAnswer("Exercise 0.1: your features hold NaN or infinite values.")
+    reference = _thriller_f1(np.stack([a, b, a * b], 1), label, n_train)
+    mine = _thriller_f1(feats, label, n_train)
+    if mine >= reference - 2.0:
+        _passed("0.1", "A linear probe on your features separates the XOR genre.")
+        return
+    base = np.stack([np.ones_like(a), a, b], 1)
+    additive = np.linalg.matrix_rank(np.hstack([base, feats])) == np.linalg.matrix_rank(base)
+    raise WrongAnswer("Exercise 0.1: not yet. " + (
+        "Every feature you built is a weighted sum of a poster term and a plot term: a linear probe on them "
+        "is still a sum of per-modality evidence. Which feature is 1 only when both cues are present?"
+        if additive else "The probe on your features does not separate the genre: give it the cues and their "
+                         "interaction."))
 
 
 # ------------------------------------------------------------------------------------------ notebook 01

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -318,3 +319,23 @@ def test_exercise_2_3(capsys):
         assert "32" not in _message(e)
     ex.exercise_2_3(32)
     assert "Exercise 2.3: right." in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ 0.1
+def _xor_films(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    p, w = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    return p, w, (p ^ w).astype(bool), n // 2
+
+
+def test_exercise_0_1(capsys):
+    p, w, y, n_train = _xor_films()
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_0_1(_not_written, p, w, y, n_train)
+    with pytest.raises(ex.WrongAnswer, match="weighted sum of a poster term and a plot term"):
+        ex.exercise_0_1(lambda a, b: np.stack([a, b, a + b], 1), p, w, y, n_train)
+    with pytest.raises(ex.WrongAnswer, match="weighted sum"):
+        ex.exercise_0_1(lambda a, b: np.stack([a, 2 * b - 1], 1), p, w, y, n_train)
+    ex.exercise_0_1(lambda a, b: np.stack([a, b, a * b], 1), p, w, y, n_train)
+    ex.exercise_0_1(lambda a, b: (a != b).astype(float)[:, None], p, w, y, n_train)  # the XOR itself is fine too
+    assert capsys.readouterr().out.count("Exercise 0.1: right.") == 2

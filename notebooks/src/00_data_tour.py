@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 00 · A tour of the data: four datasets, their generated stand-ins, and why fusion matters
 #
-# > **Prerequisites:** Python and numpy; nothing from the other notebooks. **Runtime:** {{runtime}}. **Notation:** the box in notebook 01, section 2.
+# > **Prerequisites:** Python and numpy; nothing from the other notebooks. **Runtime:** {{runtime}}. **Notation:** the box in notebook 01, section 2. **Exercises:** 1, marked *Exercise 0.1* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** See what each task's modalities look like, learn how the stand-in data are made and why
 # they are built so that *fusing* modalities pays off, and know exactly how to plug in the real
@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from mango_lite import get_preset, seed_everything
+from mango_lite import exercises, get_preset, seed_everything
 from mango_lite.datasets import (
     MMIMDB, MMIMDB_GENRES, NYU40_CLASSES, SOURCES, SUN37_CLASSES, SUNRGBD, TASKONOMY_DOMAINS,
     TRANSLATION_PAIRS, NYUDv2, Taskonomy, decode_taskonomy, instructions, verify_dataset,
@@ -519,6 +519,36 @@ assert abs(p_img[True] - p_img[False]) < 0.1 and abs(p_txt[True] - p_txt[False])
 # flipped, and since Thriller is rare, flipped non-thrillers are a visible share of those cells), while
 # each cue alone leaves its probability at the base rate: only a model that lets the modalities *interact* can get it. That is the kind of
 # dependence MANGO's cross-attention between modalities is meant to capture.
+#
+# ### Exercise 0.1 · Give the linear probe an interaction (derive, then implement)
+#
+# (a) Let $p, w \in \{0, 1\}$ be the poster cue and the plot word, and Thriller $= p \oplus w$. Show that no
+# linear score $\alpha p + \beta w + c$ is positive exactly on the Thriller films. (b) Write
+# `interaction_features(poster_cue, plot_word)` returning an (N, k) array of features computed from the two
+# indicators so that a *linear* probe on them gets Thriller right. The check fits the same logistic probe on
+# your features (train films) and scores Thriller's F1 on the test films, against features it builds itself.
+
+# %%
+def interaction_features(poster_cue: np.ndarray, plot_word: np.ndarray) -> np.ndarray:
+    # BEGIN SOLUTION
+    # STUB: raise NotImplementedError  # (N, k) features of the two 0/1 indicators
+    return np.stack([poster_cue, plot_word, poster_cue * plot_word], axis=1)
+    # END SOLUTION
+
+
+# %%
+exercises.exercise_0_1(interaction_features, xor["poster shows the ring target"].to_numpy(),
+                       xor["plot says 'lighthouse'"].to_numpy(), xor["Thriller"].to_numpy(), n_train=len(y_tr))
+
+# %% [markdown]
+# <!-- BEGIN SOLUTION -->
+# *Model answer.* (a) Positive exactly on Thriller needs $c \le 0$ (neither cue), $\alpha + \beta + c \le 0$
+# (both), $\alpha + c > 0$ and $\beta + c > 0$ (one cue). Adding the last two gives $\alpha + \beta + 2c > 0$,
+# so $\alpha + \beta + c > -c \ge 0$, against the second. (b) With the product $pw$ as a third feature the
+# score $p + w - 2pw - \tfrac12$ is positive exactly when one cue is present: the interaction is what the
+# probe lacked. A fusion layer that lets one modality's features depend on the other's (cross-attention, or a
+# coupling that reads both) can build such products; a late sum of per-modality evidence cannot.
+# <!-- END SOLUTION -->
 #
 # ## 7. Plugging in the real datasets
 #
