@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from .flows.perturb import perturb_parameters
+
 __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
     "exercise_0_1", "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
@@ -287,6 +289,17 @@ def _not_written(exercise: str, what: str) -> NotAnswered:
     return NotAnswered(f"Exercise {exercise}: no answer yet: write {what}.")
 
 
+def _one_per_row(exercise: str, got: Any, want: torch.Tensor, what: str, written: str) -> torch.Tensor:
+    """The student's per-sample (or per-matrix) answer: ``None`` is unanswered; anything but a tensor of
+    ``want``'s shape is named with the shape expected."""
+    if got is None:
+        raise _not_written(exercise, written)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise WrongAnswer(f"Exercise {exercise}: expected one {what}, shape (B,) = {tuple(want.shape)}, got {shape}.")
+    return got
+
+
 def exercise_1_5(multihead_logdet: Callable[[torch.Tensor, int], torch.Tensor], dim: int = 8, tokens: int = 6,
                  heads: int = 2, seed: int = 5) -> None:
     """The student's log-det of a multi-head ICA layer from its matrices A_h (B, H, T, T) and the channel count
@@ -295,9 +308,7 @@ def exercise_1_5(multihead_logdet: Callable[[torch.Tensor, int], torch.Tensor], 
 
     torch.manual_seed(seed)
     layer = ICA(dim=dim, tokens=tokens, partition="imca", heads=heads).double()
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    perturb_parameters(layer, 0.3)
     x = torch.randn(3, 2 * tokens, dim, dtype=torch.float64)
     with torch.no_grad():
         a = reference.attention_matrix(layer, x)
@@ -306,11 +317,7 @@ def exercise_1_5(multihead_logdet: Callable[[torch.Tensor, int], torch.Tensor], 
         got = multihead_logdet(a.clone(), dim)
     except NotImplementedError:
         raise _not_written("1.5", "multihead_logdet(a, dim)") from None
-    if got is None:
-        raise _not_written("1.5", "multihead_logdet(a, dim)")
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        raise WrongAnswer(f"Exercise 1.5: expected one log-det per sample, shape (B,) = {tuple(want.shape)}, got {shape}.")
+    got = _one_per_row("1.5", got, want, "log-det per sample", "multihead_logdet(a, dim)")
     if torch.allclose(got, want, atol=1e-9):
         _passed("1.5", "Each head's matrix scales only its own D/H channels.")
         return
@@ -342,11 +349,7 @@ def exercise_1_6(inverse_inf_norm: Callable[[torch.Tensor], torch.Tensor], gamma
             got = inverse_inf_norm(a.clone())
     except NotImplementedError:
         raise _not_written("1.6", "inverse_inf_norm(a)") from None
-    if got is None:
-        raise _not_written("1.6", "inverse_inf_norm(a)")
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        raise WrongAnswer(f"Exercise 1.6: expected one norm per matrix, shape (B,) = {tuple(want.shape)}, got {shape}.")
+    got = _one_per_row("1.6", got, want, "norm per matrix", "inverse_inf_norm(a)")
     if not torch.allclose(got, want, rtol=1e-9):
         inv = torch.linalg.inv(a)
         if torch.allclose(got, inv.abs().sum(-2).amax(-1), rtol=1e-9):
@@ -372,9 +375,7 @@ def _perturbed_coupling(seed: int = 2) -> tuple[Any, torch.Tensor]:
 
     torch.manual_seed(seed)
     layer = Coupling(4, hidden=8).double()
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    perturb_parameters(layer, 0.3)
     return layer.eval(), torch.randn(2, 8, 4, dtype=torch.float64)
 
 
@@ -387,12 +388,7 @@ def exercise_2_1(autograd_logdet: Callable[[Any, torch.Tensor], torch.Tensor]) -
         got = autograd_logdet(layer, x)
     except NotImplementedError:
         raise _not_written("2.1", "autograd_logdet(module, x)") from None
-    if got is None:
-        raise _not_written("2.1", "autograd_logdet(module, x)")
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        raise WrongAnswer(f"Exercise 2.1: expected one value per sample, shape (B,) = {tuple(want.shape)}, got {shape}.")
-    got = got.detach().to(want.dtype)
+    got = _one_per_row("2.1", got, want, "value per sample", "autograd_logdet(module, x)").detach().to(want.dtype)
     if torch.allclose(got, want, atol=1e-9):
         _passed("2.1", "Your check agrees with the layer's log-det, with its parameters away from their start.")
         return
@@ -546,9 +542,7 @@ def exercise_3_4(my_partition: Callable[[torch.Tensor, int], tuple[torch.Tensor,
             return layer.partition.x1_positions()
 
     layer.partition = StudentIMCA(tokens, dim)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+    perturb_parameters(layer, 0.3)
     errors = reference.verify_invertible(layer, x, finite_differences=False)
     if max(errors["roundtrip"], errors["cancellation"], errors["autograd"]) > 1e-9:
         raise WrongAnswer(f"Exercise 3.4: the layer with your partition fails a check: {errors}.")
