@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from mango_lite.models import build_model, count_parameters
+from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.presets import get_preset
 
 #: MANGO's task-model layout before the mechanisms study (the paper's upper triangle, no positions,
@@ -54,7 +54,7 @@ def main() -> None:
     models, opts = {}, {}
     for name, (fusion, over) in variants.items():
         torch.manual_seed(0)
-        models[name] = build_model("segmentation", fusion, **{**kw, **over}).train()
+        models[name] = build_model(ModelConfig(task="segmentation", fusion=fusion, **{**kw, **over})).train()
         opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
 
     def step(name: str) -> float:

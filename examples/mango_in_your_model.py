@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mango_lite import MultiscaleMango, flow_only_gradient
+from mango_lite import FlowConfig, MultiscaleMango, flow_only_gradient
 
 
 class TwoModalityClassifier(nn.Module):
@@ -28,7 +28,8 @@ class TwoModalityClassifier(nn.Module):
                                  nn.Conv2d(width, width, 3, stride=2, padding=1))
 
         self.encode_a, self.encode_b = encoder(3), encoder(1)
-        self.flow = MultiscaleMango(channels=width, size=size // 2, scales=2, blocks=1)
+        # the layout the library recommends for feature grids; FlowConfig.paper() is the paper's
+        self.flow = MultiscaleMango(channels=width, size=size // 2, scales=2, blocks=1, config=FlowConfig.recommended())
         self.head = nn.Linear(sum(2 * d for d in self.flow.feature_channels), classes)
         self.nll_weight = nll_weight
 

@@ -2,10 +2,11 @@
 
 Public API (stable)::
 
-    from mango_lite import ICA, MangoBlock, MangoFlow, MultiscaleMango
+    from mango_lite import ICA, FlowConfig, MangoBlock, MangoFlow, MultiscaleMango
     ICA(dim=64, tokens=128, partition="imca", variant=2, heads=1)
-    MangoBlock(dim=64, tokens=128)
-    MangoFlow(dim=64, tokens=128, blocks=12)
+    MangoBlock(dim=64, tokens=128)                                # the paper's block (FlowConfig())
+    MangoFlow(dim=64, tokens=128, blocks=12, config=FlowConfig.paper(heads=4))
+    MultiscaleMango(channels=16, size=32, config=FlowConfig.recommended())
 
 Convention: ``z, logdet = module(x)`` (data -> latent, logdet of shape (B,)) and
 ``x, logdet_inv = module.inverse(z)`` with ``logdet_inv == -logdet``.
@@ -18,6 +19,7 @@ from .flows import (
     ICA,
     ActNorm,
     Coupling,
+    FlowConfig,
     InvertibleCrossAttention,
     InvertibleLinearLU,
     MangoBlock,
@@ -26,6 +28,7 @@ from .flows import (
     Split,
     Squeeze,
 )
+from .models.config import ModelConfig
 from .models.fusion import flow_only_gradient
 from .presets import Preset
 from .utils import seed_everything
@@ -33,7 +36,7 @@ from .utils import seed_everything
 __version__ = "0.1.0"
 
 __all__ = [
-    "ICA", "ActNorm", "Coupling", "InvertibleCrossAttention", "InvertibleLinearLU", "MangoBlock", "MangoFlow",
-    "MultiscaleMango", "Preset", "Split", "Squeeze", "flow_only_gradient", "get_preset", "seed_everything",
+    "ICA", "ActNorm", "Coupling", "FlowConfig", "InvertibleCrossAttention", "InvertibleLinearLU", "MangoBlock", "MangoFlow",
+    "ModelConfig", "MultiscaleMango", "Preset", "Split", "Squeeze", "flow_only_gradient", "get_preset", "seed_everything",
     "__version__",
 ]

@@ -32,11 +32,12 @@ def test_ica_inverse_solves_in_float32_under_bf16_autocast():
 
 
 def test_mango_fusion_keeps_its_flow_in_float32_under_autocast():
-    from mango_lite.models import build_model
+    from mango_lite.models import ModelConfig, build_model
 
     torch.manual_seed(0)
-    model = build_model("segmentation", "mango", in_channels=(3, 1), num_outputs=5, image_size=32, width=8,
-                        blocks=1, scales=2).eval()
+    model = build_model(ModelConfig(task="segmentation", fusion="mango",
+                                    in_channels=(3, 1), num_outputs=5, image_size=32, width=8,
+                        blocks=1, scales=2)).eval()
     fa, fb = torch.randn(2, 8, 8, 8), torch.randn(2, 8, 8, 8)
     with torch.no_grad():
         plain = model.fusion(fa, fb)

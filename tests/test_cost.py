@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mango_lite.errors import MangoLiteError
-from mango_lite.models import build_model
+from mango_lite.models import ModelConfig, build_model
 from mango_lite.training.cost import COST_KEYS, measure_cost, peak_memory_bytes
 
 MB = 1024.0**2
@@ -64,8 +64,8 @@ def test_linear_layer_cost_matches_closed_forms() -> None:
 def test_task_models_mango_costs_more_than_concat_and_is_untouched() -> None:
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
     torch.manual_seed(0)
-    mango = build_model("segmentation", "mango", **kw)
-    concat = build_model("segmentation", "concat", **kw)
+    mango = build_model(ModelConfig(task="segmentation", fusion="mango", **kw))
+    concat = build_model(ModelConfig(task="segmentation", fusion="concat", **kw))
     rgb, depth = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     label = torch.randint(0, 5, (2, 32, 32))
     before = {k: v.clone() for k, v in mango.state_dict().items()}

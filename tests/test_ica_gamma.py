@@ -14,7 +14,7 @@ import torch
 
 from mango_lite import ICA, MangoBlock, MultiscaleMango
 from mango_lite.flows import perturb_parameters
-from mango_lite.flows.ica import GAMMA_MODES
+from mango_lite.flows.config import GAMMA_MODES
 from tests.conftest import jacobian_logdet
 
 D64 = torch.float64
@@ -230,7 +230,7 @@ def test_row_gamma_parameters_get_gradients_and_survive_a_state_dict_round_trip(
 
 @pytest.mark.parametrize("mode", NEW_MODES)
 def test_gamma_mode_is_threaded_through_block_multiscale_and_build_model(mode):
-    from mango_lite.models import build_model
+    from mango_lite.models import ModelConfig, build_model
 
     def modes(module):
         return {m.gamma_mode for m in module.modules() if isinstance(m, ICA)}
@@ -240,10 +240,10 @@ def test_gamma_mode_is_threaded_through_block_multiscale_and_build_model(mode):
     assert modes(MultiscaleMango(channels=1, size=8, scales=2, gamma_mode=mode)) == {mode}
     assert modes(MultiscaleMango(channels=1, size=8, scales=2)) == {"head"}
     kw = dict(in_channels=(3, 1), num_outputs=3, image_size=32, width=4, blocks=1, scales=2)
-    model = build_model("segmentation", "mango", flow_gamma_mode=mode, **kw)
-    assert modes(model) == {mode} and model.config["flow_gamma_mode"] == mode
-    default = build_model("segmentation", "mango", **kw)
-    assert modes(default) == {"head"} and "flow_gamma_mode" not in default.config  # stored configs unchanged
+    model = build_model(ModelConfig(task="segmentation", fusion="mango", flow_gamma_mode=mode, **kw))
+    assert modes(model) == {mode} and model.config.to_dict()["flow_gamma_mode"] == mode
+    default = build_model(ModelConfig(task="segmentation", fusion="mango", **kw))
+    assert modes(default) == {"head"} and "flow_gamma_mode" not in default.config.to_dict()  # stored configs unchanged
     a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     out = model(a, b)
     assert torch.isfinite(out.aux["flow_bpd"]) and out.aux["gamma_mean"].shape == ()
@@ -425,8 +425,8 @@ def test_self_logit_offset_gets_a_gradient_and_is_learned_when_gamma_is_fixed():
 
 
 def test_self_logit_is_threaded_through_block_multiscale_and_build_model():
-    from mango_lite.models import build_model
-    from mango_lite.models.task_models import FUSION_KEYS, relevant_config
+    from mango_lite.models import ModelConfig, build_model
+    from mango_lite.models.config import FUSION_KEYS
 
     def flags(module):
         return {m.self_logit for m in module.modules() if isinstance(m, ICA)}
@@ -437,15 +437,14 @@ def test_self_logit_is_threaded_through_block_multiscale_and_build_model():
     assert flags(MultiscaleMango(channels=1, size=8, scales=2)) == {False}
     assert "flow_self_logit" in FUSION_KEYS["mango"]
     kw = dict(in_channels=(3, 1), num_outputs=3, image_size=32, width=4, blocks=1, scales=2)
-    model = build_model("segmentation", "mango", flow_self_logit=True, flow_gamma_mode="modality", **kw)
-    assert flags(model) == {True} and model.config["flow_self_logit"] is True
-    default = build_model("segmentation", "mango", **kw)
-    assert flags(default) == {False} and "flow_self_logit" not in default.config  # stored configs unchanged
-    concat = build_model("segmentation", "concat", flow_self_logit=True, **kw)
-    assert "flow_self_logit" not in concat.config
-    assert "flow_self_logit" not in relevant_config({**concat.config, "flow_self_logit": True})
-    rebuilt = build_model(**{k: v for k, v in model.config.items() if k not in ("task", "fusion")},
-                          task="segmentation", fusion="mango")
+    model = build_model(ModelConfig(task="segmentation", fusion="mango", flow_self_logit=True, flow_gamma_mode="modality", **kw))
+    assert flags(model) == {True} and model.config.to_dict()["flow_self_logit"] is True
+    default = build_model(ModelConfig(task="segmentation", fusion="mango", **kw))
+    assert flags(default) == {False} and "flow_self_logit" not in default.config.to_dict()  # stored configs unchanged
+    concat = build_model(ModelConfig(task="segmentation", fusion="concat", flow_self_logit=True, **kw))
+    assert "flow_self_logit" not in concat.config.to_dict()
+    assert "flow_self_logit" not in concat.config.relevant_dict()
+    rebuilt = build_model(ModelConfig.from_dict(model.config.to_dict()))
     assert flags(rebuilt) == {True}
     a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     assert torch.isfinite(model(a, b).aux["flow_bpd"])

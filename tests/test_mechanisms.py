@@ -250,15 +250,15 @@ def _tiny_preset():
 
 
 def test_controls_differ_from_mango_in_one_mechanism_only():
-    from mango_lite.models import build_model, count_parameters
+    from mango_lite.models import ModelConfig, build_model, count_parameters
     from mango_lite.training.tasks import CONTROL_MODELS, resolve_model
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
-    mango = build_model("segmentation", "mango", **kw)
+    mango = build_model(ModelConfig(task="segmentation", fusion="mango", **kw))
     ica = [m for m in mango.modules() if isinstance(m, ICA)]
     for name, over in CONTROL_MODELS.items():
         assert resolve_model("segmentation", name) == "mango"
-        ctl = build_model("segmentation", "mango", **kw, **over)
+        ctl = build_model(ModelConfig(task="segmentation", fusion="mango", **kw, **over))
         gates = sum(m.heads for m in ica)
         diff = count_parameters(mango)["total"] - count_parameters(ctl)["total"]
         assert diff in (0, gates), name  # the same model, less at most the gamma scalars
@@ -270,19 +270,19 @@ def test_controls_differ_from_mango_in_one_mechanism_only():
         if name == "mango-nonll":
             assert ctl.flow_weight == 0.0
         if name == "mango-nll-encoders":
-            assert ctl.config["flow_nll_to_encoders"] is True and mango.config["flow_nll_to_encoders"] is False
+            assert ctl.config.flow_nll_to_encoders is True and mango.config.flow_nll_to_encoders is False
             assert ctl.fusion.nll_to_encoders and not mango.fusion.nll_to_encoders
 
 
 def test_no_likelihood_control_gets_no_gradient_from_the_nll_but_logs_it():
-    from mango_lite.models import build_model
+    from mango_lite.models import ModelConfig, build_model
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
     a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     y = torch.randint(0, 5, (2, 32, 32))
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
-        model = build_model("segmentation", "mango", flow_weight=weight, **kw).eval()
+        model = build_model(ModelConfig(task="segmentation", fusion="mango", flow_weight=weight, **kw)).eval()
         out = model(a, b)
         total, parts = model.loss(out, y)
         assert "flow_bpd" in parts and "identity_bpd" in parts and "gamma_mean" in parts
@@ -294,10 +294,11 @@ def test_no_likelihood_control_gets_no_gradient_from_the_nll_but_logs_it():
 
 
 def test_identity_bpd_is_the_standard_normal_score_of_the_flow_input():
-    from mango_lite.models import build_model
+    from mango_lite.models import ModelConfig, build_model
 
-    model = build_model("segmentation", "mango", in_channels=(3, 1), num_outputs=5, image_size=32, width=8,
-                        blocks=1, scales=2).eval()
+    model = build_model(ModelConfig(task="segmentation", fusion="mango",
+                                    in_channels=(3, 1), num_outputs=5, image_size=32, width=8,
+                        blocks=1, scales=2)).eval()
     a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     out = model(a, b)
     fa, fb = model.encode(a, b)
@@ -482,17 +483,15 @@ def test_flow_weight_per_task_reaches_the_models():
 
 
 def test_study_layout_is_the_ladders_last_row_and_gammas_are_recorded():
-    import inspect
-
-    from mango_lite.models import build_model
+    from mango_lite.flows import FlowConfig
     from mango_lite.training.density import STUDY_LAYOUT, fit_density, layer_gammas
     from mango_lite.training.mechanisms import ladder_variants
 
     last = ladder_variants()[-1][2]
     assert {k: last[f"flow_{k}"] for k in STUDY_LAYOUT} == STUDY_LAYOUT
     # the task models differ from it only where the selection split's stage 2 changed a default
-    defaults = {k: v.default for k, v in inspect.signature(build_model).parameters.items()}
-    assert {k for k in STUDY_LAYOUT if defaults[f"flow_{k}"] != STUDY_LAYOUT[k]} == {"gamma_rate"}
+    defaults = FlowConfig.recommended()
+    assert {k for k in STUDY_LAYOUT if getattr(defaults, k) != STUDY_LAYOUT[k]} == {"gamma_rate"}
     flow = MultiscaleMango(channels=1, size=8, scales=2, blocks=1, **STUDY_LAYOUT)
     data = (torch.rand(16, 1, 8, 8), torch.rand(16, 1, 8, 8))
     hist = fit_density(flow, data, data, steps=4, batch_size=8, eval_every=2, progress=False)
@@ -504,14 +503,14 @@ def test_study_layout_is_the_ladders_last_row_and_gammas_are_recorded():
 def test_default_keeps_the_nll_out_of_the_encoders_only():
     """MANGO's default against mango-nll-encoders: the same NLL value, no NLL gradient into the encoders,
     the same NLL gradient into the flow."""
-    from mango_lite.models import build_model
+    from mango_lite.models import ModelConfig, build_model
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2, flow_noise=0.0)
     a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     grads = {}
     for to_enc in (True, False):
         torch.manual_seed(0)
-        model = build_model("segmentation", "mango", flow_nll_to_encoders=to_enc, **kw)
+        model = build_model(ModelConfig(task="segmentation", fusion="mango", flow_nll_to_encoders=to_enc, **kw))
         model.train()
         out = model(a, b)
         out.aux["flow_bpd"].backward()
@@ -540,7 +539,7 @@ def test_flow_only_likelihood_gradient_equals_a_second_detached_pass(monkeypatch
     the one obtained with a second flow pass on detached features, and the encoders must get only the
     task's gradient. Parameters are perturbed so that no zero-initialised term hides a difference."""
     from mango_lite.flows import perturb_parameters
-    from mango_lite.models import build_model, fusion as fusion_module
+    from mango_lite.models import ModelConfig, build_model, fusion as fusion_module
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2, flow_noise=0.0,
               flow_weight=0.5)
@@ -549,7 +548,7 @@ def test_flow_only_likelihood_gradient_equals_a_second_detached_pass(monkeypatch
     grads, losses = {}, {}
     for how in ("one pass", "two passes"):
         torch.manual_seed(0)
-        model = build_model("segmentation", "mango", **kw).train()
+        model = build_model(ModelConfig(task="segmentation", fusion="mango", **kw)).train()
         perturb_parameters(model, 0.05, generator=torch.Generator().manual_seed(1))
         if how == "two passes":  # the second, detached pass replaces the flow-only gradient
             calls = []
@@ -597,28 +596,30 @@ def test_flow_only_gradient_reaches_the_given_parameters_only():
 
 def test_no_likelihood_control_skips_the_detached_pass():
     """With weight 0 the NLL trains nothing, so MANGO's stop-gradient pass would be wasted work."""
-    from mango_lite.models import build_model
+    from mango_lite.models import ModelConfig, build_model
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
-    assert build_model("segmentation", "mango", flow_weight=0.0, **kw).fusion.nll_to_encoders
-    assert not build_model("segmentation", "mango", **kw).fusion.nll_to_encoders
+    assert build_model(ModelConfig(task="segmentation", fusion="mango", flow_weight=0.0, **kw)).fusion.nll_to_encoders
+    assert not build_model(ModelConfig(task="segmentation", fusion="mango", **kw)).fusion.nll_to_encoders
 
 
 def test_configs_written_before_the_default_changed_keep_their_meaning():
     """A MANGO configuration stored without ``flow_nll_to_encoders`` came from a model whose NLL reached the
     encoders: it must compare unequal to today's default (so --resume retrains it) and rebuild as it was."""
-    from mango_lite.models import build_model
-    from mango_lite.models.task_models import complete_config
+    from mango_lite.models import ModelConfig
     from mango_lite.training.engine import config_differences
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
-    new = build_model("segmentation", "mango", **kw).config
-    legacy = {k: v for k, v in new.items() if k != "flow_nll_to_encoders"}
+    new = ModelConfig(task="segmentation", fusion="mango", **kw).to_dict()
+    # a version-1 configuration: no version field, no key for an option it predates
+    legacy = {k: v for k, v in new.items() if k not in ("flow_nll_to_encoders", "config_version")}
     assert config_differences(legacy, new) == ["flow_nll_to_encoders: True -> False"]
-    assert config_differences(legacy, build_model("segmentation", "mango", flow_nll_to_encoders=True, **kw).config) == []
-    assert complete_config(legacy)["flow_nll_to_encoders"] is True
-    concat = build_model("segmentation", "concat", **kw).config  # other fusions never read the key
-    assert config_differences({k: v for k, v in concat.items() if k != "flow_nll_to_encoders"}, concat) == []
+    joint = ModelConfig(task="segmentation", fusion="mango", flow_nll_to_encoders=True, **kw).to_dict()
+    assert config_differences(legacy, joint) == []
+    assert ModelConfig.from_dict(legacy).flow_nll_to_encoders is True
+    concat = ModelConfig(task="segmentation", fusion="concat", **kw).to_dict()  # other fusions never read the key
+    concat_v1 = {k: v for k, v in concat.items() if k not in ("flow_nll_to_encoders", "config_version")}
+    assert config_differences(concat_v1, concat) == []
 
 
 def test_effective_params_are_added_to_a_finished_study_and_shown_beside_the_nominal(tmp_path):

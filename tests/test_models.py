@@ -19,6 +19,7 @@ from mango_lite.models import (
     ConvEncoder,
     FlowStandardize,
     HashTokenizer,
+    ModelConfig,
     SentenceEncoder,
     TextEncoder,
     TimmEncoder,
@@ -42,10 +43,10 @@ IN_CH = {"segmentation": (3, 1), "translation": (3, 2), "genre": (3, 0)}
 
 def _model(task: str, fusion: str, seed: int = 0, **kw):
     torch.manual_seed(seed)
-    return build_model(
-        task, fusion, in_channels=IN_CH[task], num_outputs=NUM_OUT[task], image_size=SIZE, width=WIDTH,
+    return build_model(ModelConfig(task=task, fusion=fusion,
+                                   in_channels=IN_CH[task], num_outputs=NUM_OUT[task], image_size=SIZE, width=WIDTH,
         blocks=1, scales=2, **kw,
-    )
+    ))
 
 
 def _batch(task: str, seed: int = 0):
@@ -105,9 +106,9 @@ def test_heads_are_shared_across_fusions() -> None:
 
 def test_shape_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="divisible by 2\\*\\*scales"):
-        build_model("segmentation", "concat", num_outputs=3, image_size=24, width=8, scales=2)
+        build_model(ModelConfig(task="segmentation", fusion="concat", num_outputs=3, image_size=24, width=8, scales=2))
     with pytest.raises(ValueError, match="fusion must be one of"):
-        build_model("segmentation", "gmu", num_outputs=3, image_size=32)
+        build_model(ModelConfig(task="segmentation", fusion="gmu", num_outputs=3, image_size=32))
     model = _model("segmentation", "concat")
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.randn(B, 4, SIZE, SIZE), torch.randn(B, 1, SIZE, SIZE))

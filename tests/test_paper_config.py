@@ -12,7 +12,7 @@ import torch
 
 from mango_lite.datasets.synth.writers import write_nyudv2
 from mango_lite.errors import MangoLiteError
-from mango_lite.models import build_model, count_parameters
+from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.models.sliding_window import SlidingWindow, window_starts
 from mango_lite.presets import get_preset
 from mango_lite.training.engine import TrainConfig, Trainer
@@ -33,8 +33,9 @@ def test_paper_preset_is_the_papers_configuration():
     assert seg["scheduler"] == "poly" and seg["warmup_steps"] > 0 and seg["new_layer_lr_mult"] == 10.0
     assert seg["eval_window"] == 256
     # 256 px / stride 8 = 32 x 32 features, squeezed once: 16 x 16 tokens per modality of 4 * 64 = 256 channels
-    model = build_model("segmentation", "mango", num_outputs=40, image_size=256, width=p.width, blocks=p.blocks,
-                        scales=p.scales, encoder_stride=8)
+    model = build_model(ModelConfig(task="segmentation", fusion="mango",
+                                    num_outputs=40, image_size=256, width=p.width, blocks=p.blocks,
+                        scales=p.scales, encoder_stride=8))
     flow = model.fusion.flow
     icas = [m for m in flow.modules() if type(m).__name__ == "InvertibleCrossAttention"]
     assert len(icas) == 12 * 8
@@ -45,7 +46,7 @@ def test_paper_model_needs_encoder_weights_and_says_how_to_give_them(nyu_frames)
     data = build_task_data("segmentation", "paper", data_root=nyu_frames)
     kw = model_kwargs("segmentation", data, get_preset("paper"))
     with pytest.raises(MangoLiteError, match="--encoder-weights .* or use --encoder conv"):
-        build_model("segmentation", "mango", **kw)
+        build_model(ModelConfig(task="segmentation", fusion="mango", **kw))
 
 
 def test_paper_train_step_and_whole_image_evaluation_on_480x640_frames(mit_folder, nyu_frames, tmp_path):
@@ -75,8 +76,8 @@ def test_sliding_window_covers_every_pixel_and_equals_the_model_on_a_window_size
     assert window_starts(256, 256, 170) == [0]
     assert window_starts(700, 256, 170) == [0, 170, 340, 444]
     torch.manual_seed(0)
-    model = build_model("segmentation", "concat", num_outputs=5, image_size=32, width=8, scales=1,
-                        encoder_stride=4).eval()
+    model = build_model(ModelConfig(task="segmentation", fusion="concat", num_outputs=5, image_size=32, width=8, scales=1,
+                        encoder_stride=4)).eval()
     a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         same = SlidingWindow(model, 32)(a, b).pred
@@ -111,8 +112,9 @@ def test_paper_poly_schedule_warms_up_then_decays_linearly_to_zero():
 def test_paper_parameter_counts_put_mango_above_tokenfusion():
     """Table 8's claim (MANGO heavier than TokenFusion), at the paper preset with the same encoders."""
     p = get_preset("paper")
-    counts = {f: count_parameters(build_model("segmentation", f, num_outputs=40, image_size=256, width=p.width,
-                                              blocks=p.blocks, scales=p.scales, encoder_stride=8))
+    counts = {f: count_parameters(build_model(ModelConfig(task="segmentation", fusion=f,
+                                                          num_outputs=40, image_size=256, width=p.width,
+                                              blocks=p.blocks, scales=p.scales, encoder_stride=8)))
               for f in ("mango", "tokenfusion", "concat")}
     assert counts["mango"]["encoders"] == counts["tokenfusion"]["encoders"] == counts["concat"]["encoders"]
     assert counts["mango"]["total"] > counts["tokenfusion"]["total"] > counts["concat"]["total"]

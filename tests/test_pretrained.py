@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mango_lite.errors import MangoLiteError
-from mango_lite.models import build_model, split_pretrained_parameters
+from mango_lite.models import ModelConfig, build_model, split_pretrained_parameters
 from mango_lite.models.pretrained import PretrainedTextEncoder, SegformerEncoder, TimmEncoder
 
 transformers = pytest.importorskip("transformers")
@@ -85,9 +85,10 @@ def test_segformer_encoder_errors_name_what_is_missing(mit_folder, tmp_path):
 
 def test_segmentation_model_with_segformer_encoders_trains_one_step_with_separate_learning_rates(mit_folder):
     torch.manual_seed(0)
-    model = build_model("segmentation", "mango", in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1,
-                        scales=1, encoder_stride=8, encoder="segformer", encoder_weights=str(mit_folder))
-    assert model.config["encoder"] == "segformer"
+    model = build_model(ModelConfig(task="segmentation", fusion="mango",
+                                    in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1,
+                        scales=1, encoder_stride=8, encoder="segformer", encoder_weights=str(mit_folder)))
+    assert model.config.encoder == "segformer"
     pre, new = split_pretrained_parameters(model)
     backbone = [p for e in (model.encoder_a, model.encoder_b) for p in e.backbone.parameters()]
     assert {id(p) for p in pre} == {id(p) for p in backbone}
@@ -117,15 +118,17 @@ def test_pretrained_text_encoder_mean_pools_a_frozen_language_model(text_folder)
 
 def test_genre_model_with_a_pretrained_text_encoder_trains_one_step(text_folder):
     torch.manual_seed(0)
-    model = build_model("genre", "mango", in_channels=(3, 3), num_outputs=23, image_size=32, width=8, blocks=1,
-                        scales=1, encoder_stride=8, text_encoder="pretrained", text_model=str(text_folder))
+    model = build_model(ModelConfig(task="genre", fusion="mango",
+                                    in_channels=(3, 3), num_outputs=23, image_size=32, width=8, blocks=1,
+                        scales=1, encoder_stride=8, text_encoder="pretrained", text_model=str(text_folder)))
     texts = ["a love story in a house", "war in space"]
     target = torch.zeros(2, 23)
     target[0, 3] = target[1, 7] = 1
     assert torch.isfinite(_one_step(model, torch.randn(2, 3, 32, 32), texts, target))
     with pytest.raises(MangoLiteError, match="needs local pretrained weights"):
-        build_model("genre", "concat", in_channels=(3, 3), num_outputs=23, image_size=32, width=8, scales=1,
-                    encoder_stride=8, text_encoder="pretrained")
+        build_model(ModelConfig(task="genre", fusion="concat",
+                                in_channels=(3, 3), num_outputs=23, image_size=32, width=8, scales=1,
+                    encoder_stride=8, text_encoder="pretrained"))
 
 
 class _FakeFeatures(nn.Module):
@@ -168,8 +171,8 @@ def test_timm_encoder_loads_matching_tensors_and_picks_the_level(fake_timm, tmp_
     with pytest.raises(MangoLiteError, match="none equals encoder_stride 8"):
         TimmEncoder("fake", path, 3, 5, 8)
     with pytest.raises(MangoLiteError, match="needs encoder_name"):
-        build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
-                    encoder_stride=4, encoder="timm", encoder_weights=str(path))
+        build_model(ModelConfig(task="segmentation", fusion="concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
+                    encoder_stride=4, encoder="timm", encoder_weights=str(path)))
 
 
 def test_timm_encoder_without_timm_says_how_to_install(monkeypatch, tmp_path):
@@ -186,14 +189,14 @@ def test_real_timm_backbone_round_trip(tmp_path):
 
 
 def test_old_configurations_mean_encoders_trained_from_scratch():
-    from mango_lite.models.task_models import complete_config, relevant_config
+    from mango_lite.training.engine import config_differences
 
-    new = build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
-                      encoder_stride=4).config
+    new = ModelConfig(task="segmentation", fusion="concat", in_channels=(3, 1), num_outputs=3, image_size=16,
+                      scales=1, encoder_stride=4).to_dict()
     old = {k: v for k, v in new.items() if k not in ("encoder", "encoder_weights", "encoder_name", "text_model",
-                                                      "text_finetune")}
-    assert complete_config(old)["encoder"] == "conv"
-    assert relevant_config(old) == relevant_config(new)
+                                                      "text_finetune", "config_version")}
+    assert ModelConfig.from_dict(old).encoder == "conv"
+    assert config_differences(old, new) == []
 
 
 def test_a_pretrained_text_encoder_refuses_the_plot_vectors_of_the_hdf5_release(tmp_path):
@@ -211,8 +214,8 @@ def test_a_pretrained_text_encoder_refuses_the_plot_vectors_of_the_hdf5_release(
 
 def test_weights_for_encoders_trained_from_scratch_are_refused(tmp_path, capsys):
     with pytest.raises(MangoLiteError, match="encoder='conv' trains its encoders from scratch"):
-        build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
-                    encoder_stride=4, encoder_weights=str(tmp_path))
+        build_model(ModelConfig(task="segmentation", fusion="concat", in_channels=(3, 1), num_outputs=3, image_size=16, scales=1,
+                    encoder_stride=4, encoder_weights=str(tmp_path)))
     from mango_lite.cli import main
 
     assert main(["params", "--preset", "quick", "--text-finetune"]) == 2

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mango_lite.errors import MangoLiteError
-from mango_lite.models import build_model
+from mango_lite.models import ModelConfig, build_model
 from mango_lite.models.context_fusion import ContextConcatFusion
 from mango_lite.presets import SELECTION_FRACTION, get_preset
 from mango_lite.training.tasks import (
@@ -49,9 +49,11 @@ def test_concat_context_has_about_mangos_trainable_parameters(tmp_path):
     assert resolve_model("segmentation", "concat-context") == "concat"
     kw = resolve_budget("segmentation", "concat", model_kwargs("segmentation", data, TINY,
                                                                control_overrides("concat-context")))
-    mango = count_params(build_model("segmentation", "mango", **model_kwargs("segmentation", data, TINY)))
-    ctx = count_params(build_model("segmentation", "concat", **kw))
-    concat = count_params(build_model("segmentation", "concat", **model_kwargs("segmentation", data, TINY)))
+    mango = count_params(build_model(ModelConfig(task="segmentation", fusion="mango",
+                                                 **model_kwargs("segmentation", data, TINY))))
+    ctx = count_params(build_model(ModelConfig(task="segmentation", fusion="concat", **kw)))
+    concat = count_params(build_model(ModelConfig(task="segmentation", fusion="concat",
+                                                  **model_kwargs("segmentation", data, TINY))))
     assert abs(ctx / mango - 1) <= 0.10 and ctx > 1.3 * concat
 
 

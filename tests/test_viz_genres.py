@@ -19,7 +19,7 @@ from mango_lite.datasets.constants import MMIMDB_GENRES
 from mango_lite.datasets.synth.mmimdb import GENRE_CUES, sample_cues, sample_genre_sets
 from mango_lite.errors import DataError
 from mango_lite.metrics import multilabel_f1
-from mango_lite.models import build_model, modality_contribution
+from mango_lite.models import ModelConfig, build_model, modality_contribution
 from mango_lite.viz import genres as gx
 
 K = len(MMIMDB_GENRES)
@@ -159,8 +159,9 @@ def test_read_cues(tmp_path: Path) -> None:
 
 
 def _tiny(fusion: str) -> torch.nn.Module:
-    return build_model("genre", fusion, in_channels=(3, 3), num_outputs=K, image_size=16, width=8, blocks=1,
-                       scales=1, max_text_len=16, vocab_size=256).eval()
+    return build_model(ModelConfig(task="genre", fusion=fusion,
+                                   in_channels=(3, 3), num_outputs=K, image_size=16, width=8, blocks=1,
+                       scales=1, max_text_len=16, vocab_size=256)).eval()
 
 
 def _batch(n: int = 5) -> tuple[torch.Tensor, list[str]]:

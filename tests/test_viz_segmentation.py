@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from mango_lite.errors import DataError, MangoLiteError
-from mango_lite.models import AttentionRecord, attention_maps, build_model, cross_modal_share, modality_contribution
+from mango_lite.models import AttentionRecord, ModelConfig, attention_maps, build_model, cross_modal_share, modality_contribution
 from mango_lite.viz import segmentation as tx
 
 K = 5
@@ -33,8 +33,9 @@ def _items(n: int = 7, size: int = 32, seed: int = 0) -> list[dict]:
 
 def _model(fusion: str = "mango", seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model("segmentation", fusion, in_channels=(3, 1), num_outputs=K, image_size=32, width=8, blocks=1,
-                       scales=2).eval()
+    return build_model(ModelConfig(task="segmentation", fusion=fusion,
+                                   in_channels=(3, 1), num_outputs=K, image_size=32, width=8, blocks=1,
+                       scales=2)).eval()
 
 
 def test_predict_segmentation_matches_direct_forward_and_keeps_order() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mango_lite.errors import MangoLiteError
-from mango_lite.models import build_model, modality_contribution
+from mango_lite.models import ModelConfig, build_model, modality_contribution
 from mango_lite.training import paper_tables as P
 from mango_lite.viz.translation import (
     ablation_grid,
@@ -29,8 +29,8 @@ from mango_lite.viz.translation import (
 
 def _model(fusion: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    m = build_model("translation", fusion, in_channels=(1, 3), num_outputs=3, image_size=16, width=8,
-                    blocks=1, scales=1)
+    m = build_model(ModelConfig(task="translation", fusion=fusion, in_channels=(1, 3), num_outputs=3, image_size=16, width=8,
+                    blocks=1, scales=1))
     return m.eval()
 
 
@@ -66,8 +66,9 @@ def test_ablation_maps_restores_training_mode_and_rejects_bad_input() -> None:
     assert model.training
     with pytest.raises(MangoLiteError, match="equal B"):
         ablation_maps(model, a, b[:2])
-    seg = build_model("segmentation", "concat", in_channels=(3, 1), num_outputs=4, image_size=16, width=8, blocks=1,
-                      scales=1)
+    seg = build_model(ModelConfig(task="segmentation", fusion="concat",
+                                  in_channels=(3, 1), num_outputs=4, image_size=16, width=8, blocks=1,
+                      scales=1))
     with pytest.raises(MangoLiteError, match="translation"):
         ablation_maps(seg, b, a)
 

@@ -2,7 +2,8 @@
 
 from .actnorm import ActNorm
 from .base import FlowSequence, InvertibleModule, standard_normal_log_prob
-from .block import DEFAULT_LAYERS, MangoBlock, layers_for
+from .block import MangoBlock, layers_for
+from .config import DEFAULT_LAYERS, FlowConfig
 from .coupling import Coupling
 from .cross_coupling import CrossModalCoupling, CrossModalGlow, live_parameter_count
 from .flow import MangoFlow
@@ -21,7 +22,7 @@ from .perturb import perturb_parameters
 from .reshape import Split, Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
 
 __all__ = [
-    "ActNorm", "Coupling", "CrossModalCoupling", "CrossModalGlow", "DEFAULT_LAYERS", "FlowSequence", "ICA",
+    "ActNorm", "Coupling", "CrossModalCoupling", "CrossModalGlow", "DEFAULT_LAYERS", "FlowConfig", "FlowSequence", "ICA",
     "IMCAPartition", "InvertibleCrossAttention",
     "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
     "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",

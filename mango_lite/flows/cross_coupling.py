@@ -165,6 +165,7 @@ class CrossModalGlow(MultiscaleMango):
             raise ValueError(f"CrossModalGlow: size {(h, w)} must be divisible by 2**scales = {2**scales}")
         self.channels, self.size, self.scales = channels, (h, w), scales
         self.hidden, self.steps = hidden, steps
+        self.config = None  # no attention layers, so no FlowConfig (MultiscaleMango's is read by nothing here)
         self._build_stages(lambda d, hs, ws, s: [CrossGlowBlock(d, (hs, ws), hidden, steps, flip=bool(i % 2))
                                                  for i in range(blocks)])
 

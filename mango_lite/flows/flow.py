@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -12,15 +11,16 @@ from torch import Tensor, nn
 from ..utils import check_tokens
 from .base import FlowSequence, InvertibleModule, silence_children, standard_normal_log_prob
 from .block import MangoBlock
+from .config import BLOCK_FIELDS, FlowConfig, resolve
 
 
 class MangoFlow(InvertibleModule):
     """``blocks`` MANGO blocks mapping tokens x (B, 2T, D) to z ~ N(0, I) of the same shape.
 
     log p(x) = log N(z; 0, I) + log|det dz/dx|  (nats). The paper uses 12 blocks (96 ICA layers).
-    ``heads``, ``hidden``, ``layers``, ``gamma``, ``qk_dim`` and any further keyword (``alternate``,
-    ``learn_gamma``, ``gamma_rate``, ``grid``, ``positions``, ``conditioner``): passed to every
-    :class:`MangoBlock`.
+    ``config`` (:class:`~mango_lite.flows.FlowConfig`, default ``FlowConfig()``) and any of its fields as keywords
+    (``heads``, ``gamma``, ``alternate``, ...): passed to every :class:`MangoBlock`; ``grid`` = (h, w) of each
+    modality's tokens, for ``positions`` and the grid conditioner.
     """
 
     def __init__(
@@ -28,21 +28,18 @@ class MangoFlow(InvertibleModule):
         dim: int,
         tokens: int,
         blocks: int = 12,
-        heads: int = 1,
-        hidden: int | None = None,
-        layers: Sequence[tuple[str, int]] | None = None,
-        gamma: float | None = 0.1,
-        qk_dim: int | None = None,
-        **block_options: Any,
+        *,
+        config: FlowConfig | None = None,
+        grid: tuple[int, int] | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
         if blocks < 1:
             raise ValueError(f"MangoFlow: expected blocks >= 1, got {blocks}")
         self.dim, self.tokens = dim, tokens
+        self.config = cfg = resolve(config, options, owner="MangoFlow", reads=BLOCK_FIELDS)
         self.stack = FlowSequence(
-            MangoBlock(dim, tokens, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma, qk_dim=qk_dim,
-                       **block_options)
-            for i in range(blocks)
+            MangoBlock(dim, tokens, config=cfg, grid=grid, flip_coupling=bool(i % 2)) for i in range(blocks)
         )
         silence_children(self)
 

@@ -104,6 +104,7 @@ when d = L/2 - see ``mango_lite.flows.reference`` and notebook 02.)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -111,12 +112,9 @@ from torch.nn import functional as F
 
 from ..utils import check_tokens
 from .base import InvertibleModule
+from .config import ICA_FIELDS, FlowConfig, resolve
 from .fused_attention import masked_attention_terms
 from .partition import PARTITIONS, make_partition
-
-#: values of ``gamma_mode``: one gamma per head (the layer of the paper, with gamma learnable), per X2 row from X1's
-#: token (learned bias per row + linear read of the token), per modality of the X2 row (see the module docstring)
-GAMMA_MODES: tuple[str, ...] = ("head", "token", "modality")
 
 
 class InvertibleCrossAttention(InvertibleModule):
@@ -127,28 +125,32 @@ class InvertibleCrossAttention(InvertibleModule):
         tokens: tokens T per modality (the input has 2T tokens).
         partition: "mmca", "imca" or "lica".
         variant: which MMCA (0-1) / IMCA (0-3) configuration; for LICA only a label.
-        heads: channel groups; head h re-mixes channels [h*D/heads, (h+1)*D/heads) of X2 with its own A_h.
-        gamma: initial weight of the attention in A = I + gamma S, in (-1, 1), learnable; ``None`` = the
-            paper's fixed A = S + I.
+        config: the flow's options (:class:`~mango_lite.flows.FlowConfig`; default ``FlowConfig()``, the paper's
+            layer with a learnable gamma from 0.1). This layer reads:
+
+            * ``heads``: channel groups; head h re-mixes channels [h*D/heads, (h+1)*D/heads) of X2 with its own A_h.
+            * ``gamma``: initial weight of the attention in A = I + gamma S, in (-1, 1), learnable; ``None`` = the
+              paper's fixed A = S + I.
+            * ``learn_gamma``: ``False`` fixes gamma at its initial value (``gamma=0.0, learn_gamma=False`` is the
+              no-attention control: the layer is then the identity on X2 and its log-det is 0).
+            * ``gamma_rate``: gamma = tanh(gamma_rate * g) for the stored parameter g. Adam moves a scalar by
+              about lr per step whatever its gradient, so with rate 1 gamma barely leaves its start in a
+              few hundred steps; a rate r lets it travel r times faster (r = 1 is the plain tanh).
+            * ``gamma_mode``: "head" (one gamma per head, the default), "token" (gamma per X2 row from a learned
+              bias per row and a linear read of X1's token i) or "modality" (gamma per head and per modality of
+              the X2 row). A deviation from the paper, see the module docstring; the extra parameters start at
+              0, so the layer starts equal to head mode, and ``gamma_rate`` scales them like the gate.
+            * ``qk_dim``: width of the query/key projections (``None`` = D), a multiple of ``heads``. Only S
+              depends on it, never the log-det factor d = D / heads, so wide flow scales can use a narrow
+              one (MANGO's task models use 2 x the encoder width).
+            * ``self_logit``: add a learnable per-head offset beta_h (``self_logit_offset``, zero-initialised) to
+              the diagonal logits of S before the softmax, so the layer can learn how much each row attends to
+              its own X1 partner. A deviation from the paper (module docstring); ``False`` (default) = no
+              parameter, the layer of before bit for bit.
         triangle: "upper" (row i attends to tokens j >= i, the paper's mask) or "lower" (j <= i).
-        learn_gamma: ``False`` fixes gamma at its initial value (``gamma=0.0, learn_gamma=False`` is the
-            no-attention control: the layer is then the identity on X2 and its log-det is 0).
-        gamma_rate: gamma = tanh(gamma_rate * g) for the stored parameter g. Adam moves a scalar by
-            about lr per step whatever its gradient, so with rate 1 gamma barely leaves its start in a
-            few hundred steps; a rate r lets it travel r times faster (r = 1 is the plain tanh).
         grid: (h, w) of each modality's tokens (raster order, T = h * w): adds fixed 2-D positional
             codes to the queries and keys (see the module docstring); ``None`` = no positions.
-        gamma_mode: "head" (one gamma per head, the default), "token" (gamma per X2 row from a learned bias per
-            row and a linear read of X1's token i) or "modality" (gamma per head and per modality of the X2
-            row). A deviation from the paper, see the module docstring; the extra parameters start at 0, so
-            the layer starts equal to head mode, and ``gamma_rate`` scales them like the gate.
-        qk_dim: width of the query/key projections (``None`` = D), a multiple of ``heads``. Only S
-            depends on it, never the log-det factor d = D / heads, so wide flow scales can use a narrow
-            one (MANGO's task models use 2 x the encoder width).
-        self_logit: add a learnable per-head offset beta_h (``self_logit_offset``, zero-initialised) to the
-            diagonal logits of S before the softmax, so the layer can learn how much each row attends to its own
-            X1 partner. A deviation from the paper (module docstring); ``False`` (default) = no parameter, the
-            layer of before bit for bit.
+        **options: any of those fields, applied on top of ``config`` (``ICA(8, 16, "imca", heads=2)``).
 
     Shapes: forward(x: (B, 2T, D)) -> (y: (B, 2T, D), logdet: (B,)).
     """
@@ -159,22 +161,17 @@ class InvertibleCrossAttention(InvertibleModule):
         tokens: int,
         partition: str = "mmca",
         variant: int = 0,
-        heads: int = 1,
-        gamma: float | None = 0.1,
-        qk_dim: int | None = None,
+        *,
+        config: FlowConfig | None = None,
         triangle: str = "upper",
-        learn_gamma: bool = True,
-        gamma_rate: float = 1.0,
         grid: tuple[int, int] | None = None,
-        gamma_mode: str = "head",
-        self_logit: bool = False,
+        **options: Any,
     ) -> None:
         super().__init__()
-        if gamma_mode not in GAMMA_MODES:
-            raise ValueError(f"ICA: gamma_mode must be one of {GAMMA_MODES}, got {gamma_mode!r}")
-        if gamma_mode != "head" and gamma is None:
-            raise ValueError(f"ICA: gamma_mode={gamma_mode!r} needs a gamma in (-1, 1); gamma=None is the paper's "
-                             "fixed A = S + I, the same for every row")
+        # the options (heads, gamma, ...) and their defaults live in FlowConfig, stated once for every module
+        self.config = cfg = resolve(config, options, owner="ICA", reads=ICA_FIELDS)
+        heads, gamma, qk_dim = cfg.heads, cfg.gamma, cfg.qk_dim
+        learn_gamma, gamma_rate, gamma_mode, self_logit = cfg.learn_gamma, cfg.gamma_rate, cfg.gamma_mode, cfg.self_logit
         if dim < 1 or tokens < 1:
             raise ValueError(f"ICA: expected dim >= 1 and tokens >= 1, got dim={dim}, tokens={tokens}")
         if heads < 1 or dim % heads:
@@ -222,16 +219,12 @@ class InvertibleCrossAttention(InvertibleModule):
             # LICA's starting permutation is a saved buffer: gather again once a checkpoint has replaced it
             self.register_load_state_dict_post_hook(_refresh_position_code)
             self.position_scale = nn.Parameter(torch.ones(heads))
-        if gamma_rate <= 0:
-            raise ValueError(f"ICA: gamma_rate must be > 0, got {gamma_rate}")
         self.gamma_rate = float(gamma_rate)
         # gamma = tanh(g) in (-1, 1) weighs the attention against the identity (A = I + gamma S);
         # gamma=None fixes it at the paper's 1 (A = S + I). See the module docstring for why.
         if gamma is None:
             self.register_buffer("gate", torch.full((heads,), float("inf")))
         else:
-            if not -1.0 < gamma < 1.0:
-                raise ValueError(f"ICA: gamma must lie in (-1, 1) (or be None for the paper's 1), got {gamma}")
             start = torch.full((heads,), math.atanh(gamma) / self.gamma_rate)
             if learn_gamma:
                 self.gate = nn.Parameter(start)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from ..utils import check_finite
 from .actnorm import ActNorm
 from .base import FlowSequence, InvertibleModule, silence_children, standard_normal_log_prob
 from .block import MangoBlock
+from .config import BLOCK_FIELDS, FlowConfig, resolve
 from .lu import InvertibleLinearLU
 from .reshape import Split, squeeze2d, unsqueeze2d
 
@@ -58,10 +60,11 @@ class MultiscaleMango(InvertibleModule):
         size: (H, W) or H of the input maps; both must be divisible by 2**scales, and the coarsest
             scale must keep an even number (>= 2) of tokens per modality (IMCA's even/odd halves).
         scales: number of squeeze/split levels.
-        blocks: MangoBlocks per scale. heads / hidden / layers / gamma: passed to every MangoBlock.
-        qk_dim: cap on every ICA's query/key width (``min(qk_dim, D_s)`` at scale s; ``None`` = D_s).
-        alternate / learn_gamma / gamma_rate / gamma_mode / positions / conditioner / self_logit: passed to every
-            MangoBlock (see there); the grid of scale s, (H / 2**(s+1), W / 2**(s+1)), is supplied here.
+        blocks: MangoBlocks per scale.
+        config: the flow's options (:class:`~mango_lite.flows.FlowConfig`, default ``FlowConfig()``), passed to
+            every MangoBlock with the grid of scale s, (H / 2**(s+1), W / 2**(s+1)); ``qk_dim`` is a cap here,
+            ``min(qk_dim, D_s)`` at scale s (``None`` = D_s).
+        **options: any FlowConfig field, applied on top of ``config``.
 
     forward(x) with x = (xa, xb), each (B, C, H, W)  ->  (latents, logdet).
     """
@@ -72,20 +75,13 @@ class MultiscaleMango(InvertibleModule):
         size: int | tuple[int, int],
         scales: int = 2,
         blocks: int = 1,
-        heads: int = 1,
-        hidden: int | None = None,
-        layers: Sequence[tuple[str, int]] | None = None,
-        gamma: float | None = 0.1,
-        qk_dim: int | None = None,
-        alternate: bool = False,
-        learn_gamma: bool = True,
-        gamma_rate: float = 1.0,
-        positions: bool = False,
-        conditioner: str = "tokens",
-        gamma_mode: str = "head",
-        self_logit: bool = False,
+        *,
+        config: FlowConfig | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = resolve(config, options, owner="MultiscaleMango", reads=BLOCK_FIELDS)
+        heads, qk_dim = cfg.heads, cfg.qk_dim
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         if channels < 1 or scales < 1 or blocks < 1:
             raise ValueError(f"MultiscaleMango: expected channels, scales, blocks >= 1, got {channels}, {scales}, {blocks}")
@@ -102,12 +98,9 @@ class MultiscaleMango(InvertibleModule):
         def mango_blocks(d: int, hs: int, ws: int, s: int) -> list[InvertibleModule]:
             if d % heads:
                 raise ValueError(f"MultiscaleMango: scale {s} has {d} channels, not divisible by heads={heads}")
-            return [MangoBlock(
-                d, hs * ws, heads, hidden, layers, flip_coupling=bool(i % 2), gamma=gamma,
-                qk_dim=None if qk_dim is None else min(qk_dim, d), alternate=alternate,
-                learn_gamma=learn_gamma, gamma_rate=gamma_rate, grid=(hs, ws), positions=positions,
-                conditioner=conditioner, gamma_mode=gamma_mode, self_logit=self_logit,
-            ) for i in range(blocks)]
+            scale_config = cfg.replace(qk_dim=None if qk_dim is None else min(qk_dim, d))
+            return [MangoBlock(d, hs * ws, config=scale_config, grid=(hs, ws), flip_coupling=bool(i % 2))
+                    for i in range(blocks)]
 
         self._build_stages(mango_blocks)
 

@@ -2,9 +2,10 @@
 
 Quick start::
 
-    from mango_lite.models import build_model
-    model = build_model("segmentation", "mango", in_channels=(3, 1), num_outputs=40, image_size=64,
-                        width=16, blocks=1, scales=2, flow_weight=0.01)
+    from mango_lite.models import ModelConfig, build_model
+    config = ModelConfig(task="segmentation", fusion="mango", in_channels=(3, 1), num_outputs=40, image_size=64,
+                         width=16, blocks=1, scales=2, flow_weight=0.01)
+    model = build_model(config)
     out = model(rgb, depth)            # out.pred (B, 40, 64, 64), out.aux["flow_bpd"]
     loss, parts = model.loss(out, labels)
 
@@ -12,6 +13,7 @@ Fusions: "mango", "concat", "tokenfusion", "crossattn", and unimodal "a" / "b" -
 heads, so a comparison isolates the fusion. Interpretability: :mod:`mango_lite.models.interpret`.
 """
 
+from .config import ModelConfig
 from .encoders import ConvBlock, ConvEncoder, FlowStandardize, group_norm
 from .fusion import (
     ConcatFusion,
@@ -48,7 +50,7 @@ __all__ = [
     "AttentionRecord", "BOS_ID", "IMAGE_ENCODERS", "PretrainedTextEncoder", "SegformerEncoder", "ConcatFusion",
     "ConvBlock", "ConvEncoder", "CrossAttentionFusion", "FUSIONS",
     "FlowStandardize", "FusionOutput", "GenreHead", "HashTokenizer", "IGNORE_INDEX", "MangoFusion",
-    "ModelOutput", "MultiHeadAttention", "PAD_ID", "SegformerHead", "SentenceEncoder", "TASKS", "TaskModel",
+    "ModelConfig", "ModelOutput", "MultiHeadAttention", "PAD_ID", "SegformerHead", "SentenceEncoder", "TASKS", "TaskModel",
     "TextEncoder", "TimmEncoder", "TokenFusion", "TranslationHead", "UnimodalFusion", "VectorEncoder",
     "attention_maps", "build_image_encoder", "build_model", "split_pretrained_parameters", "count_parameters",
     "cross_modal_offsets", "cross_modal_share", "group_norm",

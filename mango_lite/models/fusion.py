@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..flows import MultiscaleMango, layers_for
+from ..flows import FlowConfig, InvertibleCrossAttention, MultiscaleMango, layers_for
+from ..flows.config import resolve as resolve_flow_config
 from .encoders import ConvBlock, group_norm
 
 __all__ = [
@@ -168,17 +169,16 @@ class MangoFusion(nn.Module):
     ``gamma_mean`` (mean attention weight over all ICA layers, detached), ``identity_bpd`` (mean bits/dim of the same
     (fa, fb) under N(0, I) with no flow, detached: the
     baseline a useful flow must beat), ``log_prob`` (mean nats, detached), ``logdet`` (mean, detached).
-    ``flow_options``: further :class:`~mango_lite.flows.MultiscaleMango` keywords (``gamma``,
-    ``learn_gamma``, ``gamma_rate``, ``gamma_mode``, ``alternate``, ``positions``, ``conditioner``). With
-    ``gamma_mode`` "token" or "modality", :meth:`gammas` and ``gamma_mean`` report each layer's per-head part of
-    gamma (:attr:`~mango_lite.flows.InvertibleCrossAttention.gamma`), not the per-row values.
-    ``layers``: ICA ``(partition, variant)`` list of each MangoBlock (ablation), ``None`` = default.
-    ``nll_to_encoders=False``: ``flow_bpd``'s gradient is taken with respect to the flow's parameters only
-    (:func:`flow_only_gradient`, on the same forward pass), so the NLL term trains the flow but sends no
-    gradient into the encoders (the task loss still does).
-    ``hidden``: coupling conditioner width; ``qk_dim``: cap on the ICA query/key width (``None``: the
-    flow's defaults, 2 D_s and D_s, which grow 4x per squeeze; :func:`~mango_lite.models.build_model`
-    caps both so the flow's size stays near the baselines').
+    ``config``: the flow's options (:class:`~mango_lite.flows.FlowConfig`; default
+    :meth:`FlowConfig.recommended() <mango_lite.flows.FlowConfig.recommended>`, the layout the selection split
+    kept), any of its fields also as keywords. This module reads ``noise`` and ``nll_to_encoders``; the flow
+    reads the rest. With ``gamma_mode`` "token" or "modality", :meth:`gammas` and ``gamma_mean`` report each
+    layer's per-head part of gamma (:attr:`~mango_lite.flows.InvertibleCrossAttention.gamma`), not the per-row
+    values. ``nll_to_encoders=False``: ``flow_bpd``'s gradient is taken with respect to the flow's parameters
+    only (:func:`flow_only_gradient`, on the same forward pass), so the NLL term trains the flow but sends no
+    gradient into the encoders (the task loss still does). ``hidden`` / ``qk_dim`` (``None``: the flow's
+    defaults, which grow 4x per squeeze; :func:`~mango_lite.models.build_model` caps both so the flow's size
+    stays near the baselines').
     """
 
     def __init__(
@@ -187,34 +187,22 @@ class MangoFusion(nn.Module):
         size: int | Sequence[int],
         scales: int = 2,
         blocks: int = 1,
-        heads: int = 1,
         out_channels: Sequence[int] | None = None,
-        layers: Sequence[tuple[str, int]] | None = None,
-        hidden: int | None = None,
-        noise: float = 0.05,
-        qk_dim: int | None = None,
-        nll_to_encoders: bool = True,
-        **flow_options: Any,
+        *,
+        config: FlowConfig | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = resolve_flow_config(config, options, default=FlowConfig.recommended(), owner="MangoFusion")
         self.channels = channels
-        self.nll_to_encoders = bool(nll_to_encoders)
+        self.nll_to_encoders = cfg.nll_to_encoders
         self.size = _check_size(size, scales, "MangoFusion")
         self.scales = scales
-        self.noise = float(noise)
+        self.noise = cfg.noise
         self.out_channels = list(out_channels) if out_channels is not None else scale_channels(channels, scales)
         if len(self.out_channels) != scales:
             raise ValueError(f"MangoFusion: out_channels needs {scales} entries, got {self.out_channels}")
-        kw: dict = {"channels": channels, "size": self.size, "scales": scales, "blocks": blocks, "heads": heads}
-        if hidden is not None:
-            kw["hidden"] = hidden
-        if qk_dim is not None:
-            kw["qk_dim"] = qk_dim
-        if layers is not None:
-            kw["layers"] = [tuple(layer) for layer in layers]
-        self.flow = MultiscaleMango(**kw, **flow_options)
-        from ..flows import InvertibleCrossAttention
-
+        self.flow = MultiscaleMango(channels, self.size, scales, blocks, config=cfg)
         self._attention_layers = [m for m in self.flow.modules() if isinstance(m, InvertibleCrossAttention)]
         self.feature_channels = list(self.flow.feature_channels)
         self.proj = nn.ModuleList(

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import MangoLiteError, TrainingError
+from ..models.config import FUSION_KEYS, ModelConfig
 from ..utils import display_path, pick_device, seed_everything
 from . import checkpoint as ckpt, distributed as ddp_util
 from .history import History
@@ -209,16 +210,24 @@ def _plain(x: Any) -> Any:
 
 
 def config_differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
-    """``"key: old -> new"`` for every key whose value differs between two model configurations;
-    empty when either is missing (checkpoints that predate stored configs are not second-guessed).
-    Keys that only another fusion reads (MANGO's ``flow_*`` for a concat model) are not compared."""
+    """``"key: old -> new"`` for every field whose value differs between two stored model configurations
+    (:meth:`ModelConfig.to_dict <mango_lite.models.ModelConfig.to_dict>`, any version); empty when either is
+    missing (checkpoints that predate stored configs are not second-guessed). Fields that only another fusion
+    reads (MANGO's ``flow_*`` for a concat model) are not compared; a configuration this version cannot read is
+    compared key by key as stored."""
     if not old or not new:
         return []
-    from ..models.task_models import relevant_config
-
-    a, b = _plain(relevant_config(dict(old))), _plain(relevant_config(dict(new)))
+    a, b = _plain(_relevant(old)), _plain(_relevant(new))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
+
+
+def _relevant(config: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return ModelConfig.from_dict(config).relevant_dict()
+    except (TypeError, ValueError):  # not a whole configuration: its keys as stored, less other fusions' keys
+        foreign = set().union(*(keys for f, keys in FUSION_KEYS.items() if f != config.get("fusion")))
+        return {k: v for k, v in config.items() if k not in foreign and k != "config_version"}
 
 
 class Trainer:

@@ -74,16 +74,14 @@ def control_variants(base: Mapping[str, Any] | None = None,
 
 
 def model_defaults() -> dict[str, Any]:
-    """:func:`~mango_lite.models.build_model`'s keyword defaults (those JSON can hold), as JSON."""
-    import inspect
+    """:class:`~mango_lite.models.ModelConfig`'s field defaults (those JSON can hold), as JSON."""
     import json
+    from dataclasses import MISSING, fields
 
-    from ..models import build_model
+    from ..models import ModelConfig
 
-    out = {}
-    for name, p in inspect.signature(build_model).parameters.items():
-        if p.default is not inspect.Parameter.empty and isinstance(p.default, (bool, int, float, str, type(None))):
-            out[name] = p.default
+    out = {f.name: f.default for f in fields(ModelConfig)
+           if f.default is not MISSING and isinstance(f.default, (bool, int, float, str, type(None)))}
     return json.loads(json.dumps(out))
 
 

@@ -53,13 +53,13 @@ from .tasks import (
     TaskData,
     _preset,
     build_task_data,
-    build_task_model,
     check_dataset,
     check_task,
     model_kwargs,
     prepare_data,
     resolve_model,
     resolve_pair,
+    task_model_config,
     train_task,
     unimodal_names,
 )
@@ -431,10 +431,9 @@ def reproduce(
             run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
             prev = None
             if resume:
-                current = build_task_model(group.task, resolve_model(group.task, model, td.pair),
-                                           model_kwargs(group.task, td, preset))
-                prev = _finished_metrics(run_dir, preset, seed, dict(getattr(current, "config", {})))
-                del current
+                current = task_model_config(group.task, resolve_model(group.task, model, td.pair),
+                                            model_kwargs(group.task, td, preset))
+                prev = _finished_metrics(run_dir, preset, seed, current.to_dict())
             if prev is not None:
                 entry["models"][model] = _model_entry(prev, out)
                 log(f"    {group.key} {model}: finished earlier, kept ({display_path(run_dir / 'metrics.json')})")

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset, Subset
 from ..datasets.constants import TRANSLATION_PAIRS
 from ..datasets.synth.misregistration import MISREGISTERED_DATASETS
 from ..errors import MangoLiteError
+from ..models.config import ModelConfig
 from ..presets import PRESET_NAMES, Preset, get_preset
 from ..tasks import TASKS, get_task, task_names
 from ..utils import atomic_write_json, device_name, display_path, seed_everything
@@ -531,14 +532,27 @@ def resolve_budget(task: str, fusion: str, kwargs: Mapping[str, Any]) -> dict[st
     return {**kwargs, "context_hidden": hidden}
 
 
+def task_model_config(task: str, fusion: str, kwargs: Mapping[str, Any]) -> ModelConfig:
+    """The :class:`~mango_lite.models.ModelConfig` of ``fusion`` on ``task`` with the keyword ``kwargs``
+    (:func:`model_kwargs`), its ValueErrors turned into MangoLiteError."""
+    try:
+        return ModelConfig.from_options(task, fusion, kwargs)
+    except (TypeError, ValueError) as exc:
+        raise MangoLiteError(f"cannot build the {task} model {fusion!r}: {exc}") from exc
+
+
 def build_task_model(task: str, fusion: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
-    """``build_model(task, fusion, **kwargs)`` with its ValueErrors turned into MangoLiteError."""
+    """``build_model`` of :func:`task_model_config`, its errors turned into MangoLiteError."""
+    return _build(task_model_config(task, fusion, kwargs))
+
+
+def _build(config: ModelConfig) -> torch.nn.Module:
     from ..models import build_model
 
     try:
-        return build_model(task, fusion, **dict(kwargs))
+        return build_model(config)
     except ValueError as exc:
-        raise MangoLiteError(f"cannot build the {task} model {fusion!r}: {exc}") from exc
+        raise MangoLiteError(f"cannot build the {config.task} model {config.fusion!r}: {exc}") from exc
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -660,7 +674,7 @@ def train_task(
         "task": task, "model": str(model).lower(), "fusion": fusion, "dataset": data.info.name,
         "pair": data.pair.name if data.pair else None, "preset": preset.to_dict(), "seed": seed,
         "data": data.info.to_dict(), "data_root": None if data_root is None else str(data_root),
-        "model_config": dict(getattr(net, "config", kwargs)), "model_kwargs": dict(kwargs),
+        "model_config": net.config.to_dict(), "model_kwargs": dict(kwargs),
         "title": f"{task} / {model}" + (f" / {data.pair.label}" if data.pair else f" / {data.info.name}"),
         "processes": dist.world_size,
     }
@@ -698,12 +712,11 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
         if k not in spec:
             raise MangoLiteError(f"{state['path']}: the checkpoint has no run description ({k!r} missing); "
                                  f"it was not written by mango_lite.training.train_task")
-    from ..models.task_models import complete_config
-
-    mc = complete_config(dict(spec["model_config"]))
-    mc.pop("task", None)
-    mc.pop("fusion", None)
-    net = build_task_model(spec["task"], spec["fusion"], mc)
+    try:
+        config = ModelConfig.from_dict({**spec["model_config"], "task": spec["task"], "fusion": spec["fusion"]})
+    except (TypeError, ValueError) as exc:
+        raise MangoLiteError(f"{state['path']}: cannot read the stored model configuration: {exc}") from exc
+    net = _build(config)
     try:
         net.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -39,7 +39,7 @@ import torch
 from IPython.display import Markdown, display
 
 from mango_lite import get_preset
-from mango_lite.models import build_model, count_parameters
+from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.notebook import start_notebook
 from mango_lite.training import plan_runs, reproduce, results_markdown, run_ablation, train_task
 from mango_lite.training.cost import task_costs
@@ -423,7 +423,8 @@ param_rows = []
 for task, pair in (("segmentation", None), ("translation", "shade_texture_to_rgb"), ("genre", None)):
     td = build_task_data(task, preset, None, pair, None, COST_CACHE)
     for name in model_names(task, td.pair):
-        net = build_model(task, resolve_model(task, name, td.pair), **model_kwargs(task, td, preset))
+        config = ModelConfig.from_options(task, resolve_model(task, name, td.pair), model_kwargs(task, td, preset))
+        net = build_model(config)
         c = count_parameters(net)
         param_rows.append({"task": task, "model": name, "total (k)": c["total"] / 1e3, "fusion (k)": c["fusion"] / 1e3,
                            "encoders (k)": c["encoders"] / 1e3, "head (k)": c["head"] / 1e3})
