@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -78,3 +80,18 @@ def test_the_longest_runs_start_first() -> None:
     order = _longest_first("segmentation", ["rgb", "concat", "mango", "tokenfusion"], get_preset("cpu"))
     assert order[0] == "mango" and order[-1] == "rgb"
     assert _longest_first("genre", ["b", "a"], TINY.with_overrides(name="no-such-preset")) == ["b", "a"]
+
+
+def test_built_with_reads_the_stored_configuration_as_it_was_meant():
+    """A tuple asked for matches the list JSON stored; a version-1 MANGO configuration without a flow option
+    was built with the paper's value of it, not today's default."""
+    from mango_lite.models import ModelConfig
+    from mango_lite.training.workers import built_with
+
+    stored = json.loads(json.dumps(ModelConfig(task="segmentation", fusion="mango", num_outputs=5, image_size=32,
+                                               partitions=("mmca",)).to_dict()))
+    assert built_with({"model_config": stored}, {"partitions": ("mmca",), "flow_alternate": True})
+    assert not built_with({"model_config": stored}, {"partitions": ("imca",)})
+    v1 = {k: v for k, v in stored.items() if k not in ("config_version", "flow_alternate")}
+    assert built_with({"model_config": v1}, {"flow_alternate": False})
+    assert built_with({"model_kwargs": {"flow_weight": 0.1}}, {"flow_weight": 0.1})  # runs that stored no config

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from ..errors import MangoLiteError, TrainingError
-from ..presets import Preset, training_fields
+from ..presets import Preset
 from ..tasks import TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, device_name, display_path, pick_device
 from . import paper_tables as P
@@ -63,7 +63,7 @@ from .tasks import (
     train_task,
     unimodal_names,
 )
-from .workers import default_jobs, run_in_workers, train_in_worker
+from .workers import default_jobs, run_in_workers, same_setting, train_in_worker
 
 QUICK_PAIRS = ("shade_texture_to_rgb", "rgb_edge_to_depth")
 
@@ -173,7 +173,7 @@ def _finished_metrics(run_dir: Path, preset: Preset, seed: int,
     except (OSError, json.JSONDecodeError):
         return None
     spec = m.get("spec") or {}
-    if spec.get("seed") != seed or training_fields(spec.get("preset") or {}) != training_fields(preset.to_dict()):
+    if not same_setting(spec, preset, seed):
         return None
     if model_config is not None and config_differences(spec.get("model_config") or {"?": None}, model_config):
         return None

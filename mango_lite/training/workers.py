@@ -26,11 +26,13 @@ from typing import Any
 import torch
 
 from ..errors import MangoLiteError, TrainingError
-from ..presets import Preset
+from ..models.config import ModelConfig
+from ..presets import Preset, training_fields
+from .engine import _plain
 from .tasks import DataInfo, RunResult, TaskData, _preset, build_task_data, train_task
 
 __all__ = ["WORKER_MEMORY_BYTES", "default_jobs", "train_in_worker", "run_in_workers", "train_models",
-           "study_run_spec", "finished_run", "train_study_runs"]
+           "study_run_spec", "finished_run", "same_setting", "built_with", "train_study_runs"]
 
 #: memory one CPU training run may need at the larger presets (workers are capped so they all fit)
 WORKER_MEMORY_BYTES = 2 * 2**30
@@ -154,10 +156,33 @@ def study_run_spec(task: str, model: str, preset: Preset, seed: int, folder: str
                 model_overrides=dict(model_overrides) if model_overrides else None)
 
 
+def same_setting(spec: Mapping[str, Any], preset: Preset, seed: int) -> bool:
+    """Whether a stored run description ``spec`` was trained at ``seed`` with ``preset``'s training fields
+    (:func:`~mango_lite.presets.training_fields`: sizes, schedule, data, protocol; a field added later counts
+    with the value the run trained under). The one test every resume path applies."""
+    return spec.get("seed") == seed and training_fields(spec.get("preset") or {}) == training_fields(preset.to_dict())
+
+
+def built_with(spec: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether the run's model was built with ``values`` (ModelConfig fields): read from the full stored
+    configuration (a version-1 one as it was meant), so a value asked for explicitly matches a run that got it
+    as the default of its day; runs that stored none are read from the keywords they were passed."""
+    stored = spec.get("model_config")
+    if stored:
+        try:
+            built = ModelConfig.from_dict(stored).to_dict()
+        except (TypeError, ValueError):
+            built = dict(stored)
+    else:
+        built = dict(spec.get("model_kwargs") or {})
+    return all(_plain(built.get(k)) == _plain(v) for k, v in dict(values).items())
+
+
 def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: int,
                  model_overrides: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """The run's final ``metrics.json``, parsed, when ``folder`` holds one of the same preset, model and seed
-    (and, given ``model_overrides``, built with those values); otherwise None."""
+    """The run's final ``metrics.json``, parsed, when ``folder`` holds one of the same model, seed and preset
+    (:func:`same_setting`) and, given ``model_overrides``, built with those values (:func:`built_with`);
+    otherwise None."""
     import json
 
     path = Path(folder) / "metrics.json"
@@ -165,12 +190,7 @@ def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: in
         return None
     done = json.loads(path.read_text(encoding="utf-8"))
     spec = done.get("spec", {})
-    same = spec.get("model") == model and spec.get("seed") == seed and spec.get("preset") == json.loads(
-        json.dumps(preset.to_dict()))
-    # the full configuration the model was built with (older runs: only the keywords passed), so a value
-    # asked for explicitly matches a run that got it as the default of its day
-    built = spec.get("model_config") or spec.get("model_kwargs", {})
-    same = same and all(built.get(k) == v for k, v in dict(model_overrides or {}).items())
+    same = spec.get("model") == model and same_setting(spec, preset, seed) and built_with(spec, model_overrides or {})
     return done if same else None
 
 
