@@ -25,7 +25,7 @@ PRESET_NAMES = ("quick", "cpu", "gpu", "paper")
 #: the share of the training split that ``Preset.selection_split`` holds out for selection
 SELECTION_FRACTION = 0.15
 
-#: ``build_model(encoder=...)`` choices for the image modalities (:mod:`mango_lite.models.pretrained`)
+#: ``ModelConfig(encoder=...)`` choices for the image modalities (:mod:`mango_lite.models.pretrained`)
 IMAGE_ENCODERS = ("conv", "timm", "segformer")
 
 #: The NLL weight lambda per task (loss = task loss + lambda * flow bits/dim). What the weight does
@@ -86,7 +86,7 @@ class Preset:
         return replace(self, **kw)
 
     def with_encoders(self, **options: Any) -> Preset:
-        """This preset with encoder keywords of :func:`~mango_lite.models.build_model` (``encoder``,
+        """This preset with encoder fields of :class:`~mango_lite.models.ModelConfig` (``encoder``,
         ``encoder_weights``, ``encoder_name``, ``text_model``, ``text_finetune``; None values are ignored) set
         for every task. A ``text_model`` applies to the genre task's plots (``text_encoder="pretrained"``)."""
         unknown = set(options) - set(ENCODER_OPTIONS)
@@ -158,7 +158,7 @@ _PRESETS: dict[str, Preset] = {
     ),
 }
 
-#: keyword names of build_model that choose the encoders (see :meth:`Preset.with_encoders`)
+#: the ModelConfig fields that choose the encoders (see :meth:`Preset.with_encoders`)
 ENCODER_OPTIONS = ("encoder", "encoder_weights", "encoder_name", "text_model", "text_finetune")
 
 

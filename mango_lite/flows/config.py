@@ -48,7 +48,12 @@ DEFAULT_LAYERS: tuple[tuple[str, int], ...] = (
 class FlowConfig:
     """How every MANGO block of a flow is built (frozen; compare, hash and :meth:`replace` freely).
 
-    Read by :class:`~mango_lite.flows.InvertibleCrossAttention`:
+    :class:`~mango_lite.flows.InvertibleCrossAttention` reads ``heads``, ``qk_dim``, ``gamma``, ``learn_gamma``,
+    ``gamma_rate``, ``gamma_mode`` and ``self_logit``; :class:`~mango_lite.flows.MangoBlock` also ``layers``,
+    ``hidden``, ``alternate``, ``positions`` and ``conditioner``; :class:`~mango_lite.models.MangoFusion` (the
+    flow on a network's features) ``noise`` and ``nll_to_encoders``.
+
+    Attributes:
         heads: channel groups, each re-mixed by its own triangular A_h (the log-det factor is D / heads).
         qk_dim: query/key width (``None`` = the token width D; in :class:`~mango_lite.flows.MultiscaleMango` a
             cap, ``min(qk_dim, D_s)``). It shapes S, never the log-det.
@@ -57,16 +62,14 @@ class FlowConfig:
         gamma_rate: gamma = tanh(gamma_rate * g) for the stored parameter g (how fast Adam can move gamma).
         gamma_mode: "head" (the paper's one gamma per head), "token" or "modality" (a gamma per X2 row).
         self_logit: a learnable per-head offset on the diagonal attention logits (a deviation from the paper).
-    Read by :class:`~mango_lite.flows.MangoBlock`:
         layers: the block's ICA layers as (partition, variant) pairs (default :data:`DEFAULT_LAYERS`).
         hidden: the coupling conditioner's width (``None``: max(32, 2 D) for tokens of width D).
         alternate: odd-numbered ICA layers use the lower triangle, so tokens receive from both sides.
         positions: fixed 2-D positional codes on every ICA's queries and keys (needs the tokens' grid).
         conditioner: "tokens" or "grid" (3x3 on each modality's map; needs the grid).
-    Read by :class:`~mango_lite.models.MangoFusion` (the flow on a network's features):
         noise: std of the Gaussian noise added to the features in training (bounds the bits/dim below).
         nll_to_encoders: ``True`` (the paper's joint objective): the NLL's gradient reaches the encoders;
-            ``False``: it trains the flow only (:func:`~mango_lite.models.flow_only_gradient`).
+            ``False``: it trains the flow only (:func:`~mango_lite.models.fusion.flow_only_gradient`).
     """
 
     heads: int = 1

@@ -361,7 +361,7 @@ def task_costs(
     return out
 
 
-#: what the models of each task read when no data is at hand: (input channels, outputs, extra build_model
+#: what the models of each task read when no data is at hand: (input channels, outputs, extra ModelConfig
 #: keywords): NYUDv2 RGB + depth -> 40 classes; Shade + Texture -> RGB; MM-IMDb poster + 300-d plot vector
 #: (the GMU release) -> 23 genres
 _COUNT_SHAPES: dict[str, tuple[tuple[int, int], int, dict[str, Any]]] = {

@@ -156,7 +156,7 @@ def run_study(
         import json
 
         old = json.loads(path.read_text())
-        # rows are kept only when trained under the same preset, protocol and build_model defaults (the
+        # rows are kept only when trained under the same preset, protocol and ModelConfig defaults (the
         # variants' overrides name only what they change)
         if all(old.get(k) == report[k] for k in ("task", "dataset", "preset_config", "model_defaults")):
             for n, row in old.get("rows", {}).items():

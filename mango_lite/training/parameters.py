@@ -45,7 +45,7 @@ def parameters_receiving_gradient(model: Any, batch_a: Any, batch_b: Any, target
 def effective_parameters(task: str, preset: str | Preset, rows: Mapping[str, tuple[str, Mapping[str, Any]]],
                          dataset: str | None = None, pair: str | None = None, cache_dir: str | Path | None = None,
                          batch: int = 4) -> dict[str, dict[str, int]]:
-    """:func:`parameters_receiving_gradient` of every row ``name -> (model, build_model overrides)``, each
+    """:func:`parameters_receiving_gradient` of every row ``name -> (model, ModelConfig overrides)``, each
     built as :func:`~mango_lite.training.train_task` builds it (the model's control overrides, then the row's;
     seed 0), on the first ``batch`` samples of the evaluation split (no augmentation draws)."""
     from ..utils import seed_everything

@@ -772,13 +772,13 @@ def _params(m: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ ablation
-#: MANGO options an ablation variant may set (build_model keywords)
+#: MANGO options an ablation variant may set (ModelConfig fields)
 FLOW_OPTIONS = ("flow_gamma", "flow_learn_gamma", "flow_gamma_rate", "flow_alternate", "flow_positions",
                 "flow_conditioner", "flow_noise", "flow_hidden", "flow_qk_dim")
 
 
 def parse_variant(v: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(name, build_model overrides)`` of an ablation variant.
+    """``(name, ModelConfig overrides)`` of an ablation variant.
 
     Strings: ``"all"`` (the paper's block: 2 MMCA + 4 IMCA + 2 LICA), a partition or a ``+``-joined
     subset (``"mmca"``, ``"imca+lica"``), ``"blocks=N"``, or both joined by a comma

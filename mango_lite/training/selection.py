@@ -256,7 +256,7 @@ def _fmt_diff(d: dict[str, Any] | None) -> str:
 # ------------------------------------------------------------------------- stage 2: the ladder's defaults
 @dataclass(frozen=True)
 class Switch:
-    """A default of the MANGO task model at the protocol's commit: the :func:`~mango_lite.models.build_model`
+    """A default of the MANGO task model at the protocol's commit: the :class:`~mango_lite.models.ModelConfig`
     values that switch it on (the reference's) and off (those it had before the earlier ladder)."""
 
     default: str

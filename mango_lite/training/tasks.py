@@ -52,7 +52,7 @@ from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, evaluate_mode
 
 TASK_NAMES = task_names()
 FUSION_MODELS = ("mango", "concat", "tokenfusion", "crossattn")
-#: MANGO with one mechanism switched off: name -> build_model overrides. Same parameters as ``mango``
+#: MANGO with one mechanism switched off: name -> ModelConfig overrides. Same parameters as ``mango``
 #: (the no-attention control keeps its query/key weights, which then get no gradient).
 CONTROL_MODELS: dict[str, dict[str, Any]] = {
     "mango-noattn": {"flow_gamma": 0.0, "flow_learn_gamma": False},
@@ -63,7 +63,7 @@ CONTROL_MODELS: dict[str, dict[str, Any]] = {
     "mango-nll-encoders": {"flow_nll_to_encoders": True},
 }
 #: variants of a fusion made for a study (the registration study, results/registration): name -> (fusion,
-#: build_model overrides). Valid ``--model`` names; never part of the main job. ``context_hidden="budget"``
+#: ModelConfig overrides). Valid ``--model`` names; never part of the main job. ``context_hidden="budget"``
 #: sizes the context branches so the whole model has about MANGO's trainable parameters (same kwargs).
 STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "concat-context": ("concat", {"context_dilations": (1, 2, 3), "context_hidden": "budget"}),
@@ -496,7 +496,7 @@ def make_adapter(data: TaskData, fid: bool = True) -> BatchAdapter:
 
 # ----------------------------------------------------------------------------------- models
 def model_kwargs(task: str, data: TaskData, preset: Preset, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`mango_lite.models.build_model` for ``task`` at ``preset``:
+    """The :class:`~mango_lite.models.ModelConfig` fields (as keywords) for ``task`` at ``preset``:
     preset sizes, then data-dependent ones, then ``preset.tasks[task]["model"]``, then ``overrides``."""
     kw: dict[str, Any] = dict(
         in_channels=tuple(data.in_channels), num_outputs=int(data.num_outputs), image_size=int(preset.image_size),
@@ -510,7 +510,7 @@ def model_kwargs(task: str, data: TaskData, preset: Preset, overrides: Mapping[s
 
 
 def control_overrides(model: str) -> dict[str, Any]:
-    """The build_model overrides that make MANGO's control or the study variant ``model`` (empty for every
+    """The ModelConfig overrides that make MANGO's control or the study variant ``model`` (empty for every
     other model)."""
     key = str(model).strip().lower()
     if key in STUDY_MODELS:
