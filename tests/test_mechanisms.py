@@ -344,15 +344,19 @@ def test_mechanism_study_trains_merges_and_compares(tmp_path):
     # a resumed study reads finished runs back instead of retraining them
     again = run_study("segmentation", rows, seeds=(0,), out=tmp_path / "s0", **kw)
     assert again["rows"]["mango"]["runs"]["0"] == r0["rows"]["mango"]["runs"]["0"]
-    # ... but only when they were trained under the same preset, protocol and build_model defaults
+    # ... but only when trained under the same preset and protocol, and each run only when the model it stored is
+    # the one its variant builds today: a changed default retrains it, a ModelConfig field added does not
     import json
 
     path = tmp_path / "s0" / "mechanisms.json"
-    for changed, kept in ((None, True), ("model_defaults", False), ("preset_config", False)):
+    assert r0["rows"]["mango"]["runs"]["0"]["model_config"]["flow_gamma_rate"] == 1.0
+    for changed, kept in ((None, True), ("model_defaults", True), ("model_config", False), ("preset_config", False)):
         stored = json.loads(path.read_text())
         stored["rows"]["mango"]["runs"]["0"]["metric"] = -1.0  # a sentinel: kept only if the run is read back
         if changed == "model_defaults":
-            stored[changed]["flow_gamma_rate"] = 10.0  # as if trained before a default changed
+            stored[changed]["a_field_added_later"] = 1  # the defaults of another version, same model
+        elif changed == "model_config":
+            stored["rows"]["mango"]["runs"]["0"][changed]["flow_gamma_rate"] = 10.0  # trained before a default changed
         elif changed == "preset_config":
             stored[changed]["selection_split"] = not stored[changed]["selection_split"]
         path.write_text(json.dumps(stored))

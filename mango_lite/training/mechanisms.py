@@ -28,7 +28,16 @@ from ..errors import MangoLiteError, TrainingError
 from ..presets import Preset, training_fields
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
-from .tasks import CONTROL_MODELS, _preset, build_task_data, check_task, control_overrides, train_task
+from .engine import config_differences
+from .tasks import (
+    CONTROL_MODELS,
+    _preset,
+    build_task_data,
+    check_task,
+    control_overrides,
+    run_model_config,
+    train_task,
+)
 
 #: The changes of issue "make MANGO's mechanisms do work", in the order they are applied; each entry is
 #: (name, overrides added to the previous rows'). Row 0 is the model as it was (the paper's upper
@@ -103,6 +112,11 @@ def _run_record(res: Any, metric: str) -> dict[str, Any]:
         "step_ms": 1000.0 * train_s / steps if train_s else None, "wall_time_s": res.wall_time_s,
         "device": res.device,
     }
+    import json
+
+    stored = Path(res.out_dir) / "metrics.json"
+    if stored.is_file():  # the model the run built, read back when a resumed study decides whether to keep it
+        rec["model_config"] = (json.loads(stored.read_text()).get("spec") or {}).get("model_config")
     from .tasks import load_model
 
     try:  # the trained gammas per layer (flow order: scale, block, layer), first head
@@ -156,11 +170,17 @@ def run_study(
         import json
 
         old = json.loads(path.read_text())
-        # rows are kept only when trained under the same preset, protocol and ModelConfig defaults (the
-        # variants' overrides name only what they change)
-        if all(old.get(k) == report[k] for k in ("task", "dataset", "preset_config", "model_defaults")):
+        # finished runs are kept only when trained under the same preset and protocol, and each only when the
+        # model it stored is the one its variant builds today (a changed default retrains it; a field added
+        # with the value the run had does not)
+        if all(old.get(k) == report[k] for k in ("task", "dataset", "preset_config")):
             for n, row in old.get("rows", {}).items():
-                report["rows"][n] = row
+                variant = next(((m, o) for name, m, o in variants if name == n), None)
+                want = None if variant is None else run_model_config(
+                    task, variant[0], td, preset, _study_overrides(variant[0], variant[1])).to_dict()
+                runs = {s: r for s, r in row.get("runs", {}).items()
+                        if want is None or _same_model(r, out, want, old, report)}
+                report["rows"][n] = {**row, "runs": runs}
     for seed in seeds:
         for name, model, over in variants:
             row = report["rows"].setdefault(name, {"model": model, "overrides": dict(over), "runs": {}})
@@ -172,7 +192,7 @@ def run_study(
             log(f"mechanisms {task}/{td.info.name}: {name} seed {seed}")
             try:
                 res = train_task(task, model, preset, run_dir, data=td, seed=seed,
-                                 model_overrides={k: v for k, v in over.items() if k not in control_overrides(model)},
+                                 model_overrides=_study_overrides(model, over),
                                  overwrite=True, verbose=False, progress=False, save_best=False, keep_checkpoints=1,
                                  fid=False)
                 row["runs"][str(seed)] = {**_run_record(res, metric), "run_dir": _rel(run_dir, out)}
@@ -186,6 +206,27 @@ def run_study(
     atomic_write_json(path, report)
     atomic_write_text(out / "mechanisms.md", study_markdown(report))
     return report
+
+
+def _study_overrides(model: str, over: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant's overrides less those its model (a control) sets itself."""
+    return {k: v for k, v in over.items() if k not in control_overrides(model)}
+
+
+def _same_model(record: Mapping[str, Any], out: Path, want: Mapping[str, Any], old: Mapping[str, Any],
+                report: Mapping[str, Any]) -> bool:
+    """Whether a finished run's model (its record's ``model_config``, else its run folder's metrics.json) is the
+    configuration ``want``; a run that stored neither counts only under the same ``model_defaults``."""
+    stored = record.get("model_config")
+    if stored is None and record.get("run_dir"):
+        path = out / record["run_dir"] / "metrics.json"
+        if path.is_file():
+            import json
+
+            stored = (json.loads(path.read_text()).get("spec") or {}).get("model_config")
+    if stored is None:
+        return old.get("model_defaults") == report["model_defaults"]
+    return not config_differences(stored, want)
 
 
 def load_study(src: str | os.PathLike) -> dict[str, Any]:

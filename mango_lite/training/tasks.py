@@ -518,6 +518,23 @@ def control_overrides(model: str) -> dict[str, Any]:
     return dict(CONTROL_MODELS.get(key, {}))
 
 
+def run_model_kwargs(task: str, model: str, data: TaskData, preset: Preset,
+                     model_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ModelConfig fields (as keywords) :func:`train_task` builds ``model`` with: :func:`model_kwargs` with the
+    model's control overrides, then ``model_overrides``, and a ``"budget"`` context width resolved."""
+    fusion = resolve_model(task, model, data.pair)
+    overrides = {**control_overrides(model), **dict(model_overrides or {})}
+    return resolve_budget(task, fusion, model_kwargs(task, data, preset, overrides))
+
+
+def run_model_config(task: str, model: str, data: TaskData, preset: Preset,
+                     model_overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+    """The :class:`~mango_lite.models.ModelConfig` :func:`train_task` would build ``model`` with (without building
+    it): what a resumed study compares a finished run's stored configuration with."""
+    return task_model_config(task, resolve_model(task, model, data.pair),
+                             run_model_kwargs(task, model, data, preset, model_overrides))
+
+
 def resolve_budget(task: str, fusion: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs`` with ``context_hidden="budget"`` replaced by the branch width that gives the model about
     as many trainable parameters as MANGO built from the same keywords."""
@@ -661,8 +678,7 @@ def train_task(
         if dist.active and dist.is_main:
             distributed.barrier()
     fusion = resolve_model(task, model, data.pair)
-    kwargs = resolve_budget(task, fusion, model_kwargs(task, data, preset,
-                                                       {**control_overrides(model), **dict(model_overrides or {})}))
+    kwargs = run_model_kwargs(task, model, data, preset, model_overrides)
     seed_everything(seed)  # model initialisation depends on the seed only
     net = build_task_model(task, fusion, kwargs)
     cfg = TrainConfig(**_task_config(preset, task, epochs=epochs, batch_size=batch_size, lr=lr), seed=seed,
