@@ -272,13 +272,18 @@ class ModelConfig:
     def relevant_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the version and the fields that only other fusions read: what decides
         whether two configurations build the same model."""
-        foreign = set().union(*(keys for f, keys in FUSION_KEYS.items() if f != self.fusion))
-        return {k: v for k, v in self.to_dict().items() if k not in foreign and k != "config_version"}
+        return without_foreign_keys(self.to_dict())
 
     @property
     def feature_size(self) -> tuple[int, int]:
         """(h, w) of the encoder feature maps: ``image_size`` / ``encoder_stride``."""
         return self.image_size[0] // self.encoder_stride, self.image_size[1] // self.encoder_stride
+
+
+def without_foreign_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored configuration without its version and the keys that only fusions other than its own read."""
+    foreign = set().union(*(keys for f, keys in FUSION_KEYS.items() if f != config.get("fusion")))
+    return {k: v for k, v in config.items() if k not in foreign and k != "config_version"}
 
 
 def field_names() -> tuple[str, ...]:

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import MangoLiteError, TrainingError
-from ..models.config import FUSION_KEYS, ModelConfig
+from ..models.config import ModelConfig, without_foreign_keys
 from ..utils import display_path, pick_device, seed_everything
 from . import checkpoint as ckpt, distributed as ddp_util
 from .history import History
@@ -226,8 +226,7 @@ def _relevant(config: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return ModelConfig.from_dict(config).relevant_dict()
     except (TypeError, ValueError):  # not a whole configuration: its keys as stored, less other fusions' keys
-        foreign = set().union(*(keys for f, keys in FUSION_KEYS.items() if f != config.get("fusion")))
-        return {k: v for k, v in config.items() if k not in foreign and k != "config_version"}
+        return without_foreign_keys(config)
 
 
 class Trainer:

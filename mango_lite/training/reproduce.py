@@ -55,11 +55,9 @@ from .tasks import (
     build_task_data,
     check_dataset,
     check_task,
-    model_kwargs,
     prepare_data,
-    resolve_model,
     resolve_pair,
-    task_model_config,
+    run_model_config,
     train_task,
     unimodal_names,
 )
@@ -431,8 +429,7 @@ def reproduce(
             run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
             prev = None
             if resume:
-                current = task_model_config(group.task, resolve_model(group.task, model, td.pair),
-                                            model_kwargs(group.task, td, preset))
+                current = run_model_config(group.task, model, td, preset)  # what train_task will build
                 prev = _finished_metrics(run_dir, preset, seed, current.to_dict())
             if prev is not None:
                 entry["models"][model] = _model_entry(prev, out)
