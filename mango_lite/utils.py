@@ -119,6 +119,12 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def json_normal(x: Any) -> Any:
+    """``x`` as it reads back from JSON (tuples -> lists, non-JSON values -> str), so a stored configuration
+    and a live one compare equal when they describe the same thing."""
+    return json.loads(json.dumps(x, default=str))
+
+
 def check_tokens(x: Tensor, tokens: int, dim: int, name: str = "x") -> None:
     """Validate a two-modality token tensor of shape (B, 2*tokens, dim) with finite values."""
     if not isinstance(x, Tensor):

@@ -163,3 +163,19 @@ def test_lower_triangular_records_query_the_last_slot_and_share_the_other_way() 
     # content-free rows of a lower mask: row 0 (A) only itself, row 1 (A) 1/2 on A, row 2 (B) 2/3 on A,
     # row 3 (B) 2/4 on A
     assert tx.uniform_cross_modal_share(rec) == pytest.approx((0 + 0 + 2 / 3 + 2 / 4) / 4)
+
+
+def test_fusion_case_iou_averages_each_case_over_classes_every_model_scores() -> None:
+    import pandas as pd
+
+    iou = pd.DataFrame({"wall": [90.0, 80.0], "cabinet": [10.0, 30.0], "box": [20.0, np.nan],
+                        "picture": [40.0, 0.0], "window": [60.0, 20.0]}, index=["rgb", "depth"])
+    cases = tx.fusion_case_iou(iou)
+    camo, flush = tx.FUSION_CASE_LABELS["rgb_ambiguous"], tx.FUSION_CASE_LABELS["depth_ambiguous"]
+    assert list(cases.columns) == [camo, flush]
+    # box is NaN for one model, so only cabinet counts for the camouflage case
+    assert cases.attrs["classes"] == {camo: ("cabinet",), flush: ("picture", "window")}
+    assert cases.loc["rgb", camo] == 10.0 and cases.loc["depth", camo] == 30.0
+    assert cases.loc["rgb", flush] == 50.0 and cases.loc["depth", flush] == 10.0
+    none = tx.fusion_case_iou(iou[["wall"]])
+    assert none.isna().all().all() and none.attrs["classes"][camo] == ()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import os
 import sys
@@ -45,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import MangoLiteError, TrainingError
 from ..models.config import ModelConfig, without_foreign_keys
-from ..utils import display_path, pick_device, seed_everything
+from ..utils import display_path, json_normal, pick_device, seed_everything
 from . import checkpoint as ckpt, distributed as ddp_util
 from .history import History
 
@@ -204,11 +203,6 @@ def _auto_progress() -> bool:
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
-def _plain(x: Any) -> Any:
-    """JSON-normal form (tuples -> lists, non-JSON values -> str) so stored and live configs compare."""
-    return json.loads(json.dumps(x, default=str))
-
-
 def config_differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
     """``"key: old -> new"`` for every field whose value differs between two stored model configurations
     (:meth:`ModelConfig.to_dict <mango_lite.models.ModelConfig.to_dict>`, any version); empty when either is
@@ -217,7 +211,7 @@ def config_differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | N
     compared key by key as stored."""
     if not old or not new:
         return []
-    a, b = _plain(_relevant(old)), _plain(_relevant(new))
+    a, b = json_normal(_relevant(old)), json_normal(_relevant(new))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 

@@ -28,7 +28,7 @@ import torch
 from ..errors import MangoLiteError, TrainingError
 from ..models.config import ModelConfig
 from ..presets import Preset, training_fields
-from .engine import _plain
+from ..utils import json_normal
 from .tasks import DataInfo, RunResult, TaskData, _preset, build_task_data, train_task
 
 __all__ = ["WORKER_MEMORY_BYTES", "default_jobs", "train_in_worker", "run_in_workers", "train_models",
@@ -175,7 +175,7 @@ def built_with(spec: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
             built = dict(stored)
     else:
         built = dict(spec.get("model_kwargs") or {})
-    return all(_plain(built.get(k)) == _plain(v) for k, v in dict(values).items())
+    return all(json_normal(built.get(k)) == json_normal(v) for k, v in dict(values).items())
 
 
 def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: int,

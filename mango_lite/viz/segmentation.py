@@ -4,6 +4,8 @@
   (:class:`SegPredictions`), plus each model's inference time.
 * :func:`per_image_pixel_acc` - one pixel accuracy per image, for titles and the browser. (Split-level
   scores always come from one confusion matrix: :func:`mango_lite.metrics.segmentation_scores`.)
+* :func:`fusion_case_iou` - each model's mean IoU over the classes of each designed fusion case of the
+  stand-in (camouflaged objects only depth tells apart, flush decals only colour does).
 * :func:`ica_record_label`, :func:`ica_summary` - a readable name for each ICA layer of a MANGO model and a
   table of its attention weight gamma, cross-modal share and the share expected from content-free attention
   (:func:`uniform_cross_modal_share`).
@@ -36,12 +38,39 @@ from ..models.interpret import AttentionRecord, cross_modal_share
 from .plots import IMAGENET_MEAN, IMAGENET_STD, _plt, label_palette, segmentation_grid, to_display
 
 __all__ = [
-    "STANDIN", "SegPredictions", "predict_segmentation", "per_image_pixel_acc", "ica_record_label",
+    "STANDIN", "FUSION_CASE_LABELS", "SegPredictions", "predict_segmentation", "per_image_pixel_acc",
+    "fusion_case_iou", "ica_record_label",
     "uniform_cross_modal_share", "ica_summary", "ica_query_map", "plot_query_attention", "plot_contributions",
     "segmentation_browser",
 ]
 
 STANDIN = "generated stand-in"
+
+#: column names of :func:`fusion_case_iou`, by key of :data:`~mango_lite.datasets.synth.scenes.FUSION_CASE_CLASSES`
+FUSION_CASE_LABELS = {"rgb_ambiguous": "camouflaged (depth tells)", "depth_ambiguous": "flush (colour tells)"}
+
+
+def fusion_case_iou(iou: Any) -> Any:
+    """Mean IoU of each model over the classes of each designed fusion case.
+
+    ``iou``: pandas DataFrame, one row per model, one column per class name, IoU in percent (NaN where a
+    class is absent from both prediction and ground truth). Returns a DataFrame with one row per model and
+    one column per case (:data:`FUSION_CASE_LABELS`): the mean over that case's classes
+    (:data:`~mango_lite.datasets.synth.scenes.FUSION_CASE_CLASSES`) that are columns of ``iou`` and scored by
+    every model; ``result.attrs["classes"]`` names them per column. A case with no such class is NaN."""
+    import pandas as pd
+
+    from ..datasets.synth.scenes import FUSION_CASE_CLASSES
+
+    out, used = {}, {}
+    for case, classes in FUSION_CASE_CLASSES.items():
+        cols = [c for c in classes if c in iou.columns and iou[c].notna().all()]
+        label = FUSION_CASE_LABELS[case]
+        out[label] = iou[cols].mean(axis=1) if cols else pd.Series(np.nan, index=iou.index)
+        used[label] = tuple(cols)
+    frame = pd.DataFrame(out)
+    frame.attrs["classes"] = used
+    return frame
 
 
 # ------------------------------------------------------------------------------ predictions

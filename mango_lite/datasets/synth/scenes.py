@@ -55,6 +55,7 @@ import numpy as np
 from ..constants import NYU40_CLASSES, NYU_IGNORE_INDEX
 
 __all__ = [
+    "FUSION_CASE_CLASSES",
     "Camera",
     "Scene",
     "USED_CLASS_IDS",
@@ -63,6 +64,14 @@ __all__ = [
     "sample_camera",
     "sample_scene",
 ]
+
+#: the classes of each designed fusion case (module docstring): the keys of ``Scene.fusion``, each with the
+#: NYU-40 class names whose objects can be that case. Camouflaged objects are told apart by depth only,
+#: flush decals by colour only; notebooks score each group per model to show which modality a model uses.
+FUSION_CASE_CLASSES: dict[str, tuple[str, ...]] = {
+    "rgb_ambiguous": ("cabinet", "box"),
+    "depth_ambiguous": ("picture", "whiteboard", "window", "blinds", "door", "floor mat", "books"),
+}
 
 GENERATOR_NAME = "mango_lite.synth.scenes"
 GENERATOR_VERSION = "1.0"
