@@ -426,6 +426,19 @@ def test_goals_summary_counts_tasks_from_groups():
     assert ("Against mango-noattn: MANGO better in 2 of 4 groups (segmentation/x, translation/p1), worse in 1 "
             "(genre/x)") in md
     assert "**worse**" in md and "not below concat on 2 of 3 tasks" in md
+    # the reading under the table is worded from the same verdicts and seed counts
+    assert ("**The attention** (against `mango-noattn`: every γ fixed at 0) shows a gain in 2 groups "
+            "(segmentation/x, translation/p1) and a loss in 1 (genre/x); the paired seeds favour MANGO (8 of 12).") in md
+    assert ("**The likelihood term** (against `mango-nonll`: NLL weight 0) shows a gain in 4 of 4 groups "
+            "(segmentation/x, translation/p1, translation/p2, genre/x) and a loss in none") in md
+    for g in s["groups"].values():  # every interval containing 0, the seeds split evenly
+        g["controls"]["mango-noattn"]["paired"].update(verdict="no difference shown", wins=1, n=2)
+    md = goals_markdown(s)
+    assert ("shows neither a gain nor a loss in any of the 4 groups (every interval contains 0); the paired seeds "
+            "favour neither side (4 of 8 each way).") in md
+    for g in s["groups"].values():
+        g["controls"]["mango-noattn"]["paired"].update(verdict="worse", wins=0, n=3)
+    assert "shows a loss in 4 of 4 groups" in goals_markdown(s) and "favour mango-noattn (12 of 12)" in goals_markdown(s)
 
 
 def test_density_study_runs_every_variant_and_seed():

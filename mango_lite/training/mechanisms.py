@@ -543,4 +543,57 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
     lines.append(f"- MANGO not below {base} on {k} of {n} tasks.")
     k = sum(1 for t in tasks.values() if t["flow_beats_identity"])
     lines.append(f"- Flow bits/dim below the identity baseline on {k} of {n} tasks.")
+    reading = goals_reading(summary)
+    if reading:
+        lines += ["", reading]
     return "\n".join(lines) + "\n"
+
+
+#: the mechanism each control switches off and how, for :func:`goals_reading`
+CONTROL_MEANING: dict[str, tuple[str, str]] = {
+    "mango-noattn": ("the attention", "every γ fixed at 0"),
+    "mango-nonll": ("the likelihood term", "NLL weight 0"),
+    "mango-nll-encoders": ("keeping the NLL out of the encoders", "the paper's joint objective, the NLL's gradient "
+                                                                   "reaching the encoders"),
+}
+
+
+def goals_reading(summary: Mapping[str, Any]) -> str:
+    """One sentence per control, its wording chosen by the paired verdicts and seed counts of ``summary``
+    (:func:`summarize_goals`): whether the mechanism the control switches off shows a gain, a loss or
+    neither, in which groups, and which way the paired seeds lean. Empty for a summary without paired
+    statistics."""
+    out = []
+    for c in summary["controls"]:
+        cmp = {name: g["controls"][c] for name, g in summary["groups"].items() if (g["controls"].get(c) or {}).get("paired")}
+        if not cmp:
+            continue
+        verdicts = {name: v["paired"]["verdict"] for name, v in cmp.items()}
+        better = [k for k, v in verdicts.items() if v == "better"]
+        worse = [k for k, v in verdicts.items() if v == "worse"]
+        wins = sum(v["paired"]["wins"] for v in cmp.values())
+        pairs = sum(v["paired"]["n"] for v in cmp.values())
+        what, how = CONTROL_MEANING.get(c, (f"what {c} switches off", c))
+        if better and not worse:
+            verdict = f"shows a gain in {len(better)} of {len(cmp)} groups ({', '.join(better)}) and a loss in none"
+        elif worse and not better:
+            verdict = f"shows a loss in {len(worse)} of {len(cmp)} groups ({', '.join(worse)}) and a gain in none"
+        elif better and worse:
+            verdict = (f"shows a gain in {len(better)} groups ({', '.join(better)}) and a loss in {len(worse)} "
+                       f"({', '.join(worse)})")
+        else:
+            verdict = f"shows neither a gain nor a loss in any of the {len(cmp)} groups (every interval contains 0)"
+        lean = ("MANGO" if 2 * wins > pairs else c if 2 * wins < pairs else "neither")
+        out.append(f"- **{what[0].upper() + what[1:]}** (against `{c}`: {how}) {verdict}; the paired seeds favour "
+                   + (f"{lean} ({max(wins, pairs - wins)} of {pairs})." if lean != "neither" else
+                      f"neither side ({wins} of {pairs} each way)."))
+    if not out:
+        return ""
+    k = sum(1 for g in summary["groups"].values() for v in g["controls"].values() if (v or {}).get("paired"))
+    level = next(v["paired"]["level"] for g in summary["groups"].values() for v in g["controls"].values()
+                 if (v or {}).get("paired"))
+    chance = 1 - level ** k
+    return ("What the intervals say, mechanism by mechanism (generated from the rows above):\n\n" + "\n".join(out)
+            + f"\n\nThe table holds {k} such intervals at {100 * level:.0f} %: if no mechanism did anything, at least one "
+            f"would exclude 0 by chance with probability about {chance:.2f} (treating them as independent), so a "
+            "single verdict is a lead to test again with more seeds, not a finding on its own.")

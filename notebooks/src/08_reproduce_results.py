@@ -280,21 +280,19 @@ if density_file.is_file():  # notebook 04's density model over three seeds: atte
                   f"{d.wins} of {d.n} seeds ({d.verdict})")
 
 # %% [markdown]
-# **What the controls say** (the measured reasons, from the studies above and notebooks 04-07; the counts
-# are the ones printed under the table). *The attention* does not earn its place in the task models:
-# trained $\gamma$ stay small and spread to both sides of 0, and a model trained without attention
-# (`mango-noattn`) is within seed noise of MANGO or better. The trained MANGO does rely on its attention
-# (zeroing $\gamma$ after training costs mIoU, notebook 05, Exercise 5.2), but a model trained without it
-# compensates; with encoders that already see both modalities' local structure, the mixing does not help
-# the task on these stand-ins. In the *density* model of notebook 04, where nothing else carries
-# information between the modalities, the attention is compared with its γ = 0 twin and with a cross-modal
-# coupling flow of the same size; the cell above prints what that study measured.
-# *The likelihood* makes the fused features a density model (validation bits/dim below the identity
-# baseline; without it the flow is no density model at all), and MANGO is ahead of `mango-nonll` in most
-# paired seeds. When the NLL's gradient also reaches the encoders (the paper's joint objective,
-# `mango-nll-encoders`), the encoders lower it by collapsing the features towards what the flow predicts
-# best (negative bits/dim on translation). MANGO's default keeps the likelihood out of the encoders, so
-# it trains the flow alone; that default is ahead of the joint objective in almost every paired seed.
+# **What the controls say.** The verdicts are the generated reading under the controls table above; this
+# paragraph says what each control asks, not which way it came out. *The attention*: `mango-noattn` is the
+# same model trained with every $\gamma$ fixed at 0, so it asks whether the mixing helps the *task*. On
+# pixel-aligned stand-ins, with encoders that already see both modalities' local structure, attention can
+# only add information from other positions (notebook 04b). Zeroing $\gamma$ after training (notebook 05,
+# Exercise 5.2) asks a different question: how much a model trained *with* attention relies on it. In the
+# *density* model of notebook 04, where nothing else carries information between the modalities, the
+# attention is compared with its γ = 0 twin and with a cross-modal coupling flow of the same size; the cell
+# above prints what that study measured. *The likelihood*: without it (`mango-nonll`) the flow is no density
+# model at all (its validation bits/dim, in each study's table, are far above the identity baseline). When
+# the NLL's gradient also reaches the encoders (the paper's joint objective, `mango-nll-encoders`), the
+# encoders can lower it by moving the features towards what the flow predicts best rather than the flow
+# learning the features; MANGO's default keeps the likelihood out of the encoders, so it trains the flow alone.
 
 # %% [markdown]
 # ## 4. Ablations: partitions and number of blocks (segmentation, NYUDv2 stand-in)
