@@ -30,7 +30,8 @@ __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
     "exercise_0_1", "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
     "exercise_2_2", "exercise_2_3", "exercise_3_1", "exercise_3_2",
-    "exercise_3_3", "exercise_3_4", "exercise_8_1",
+    "exercise_3_3", "exercise_3_4", "exercise_5_1", "exercise_5_2", "exercise_6_1", "exercise_7_1",
+    "exercise_7_2", "exercise_8_1",
 ]
 
 
@@ -279,7 +280,7 @@ def exercise_1_3(gamma_max: Any, cond_limit: float = 10.0, draws: int = 64, seed
     with torch.no_grad():
         layer.log_temperature.fill_(-2.0)  # sharp attention: the worst case the bound covers
     a = reference.attention_matrix(layer, torch.randn(draws, 64, 4, dtype=torch.float64))
-    worst = float(torch.linalg.cond(a, p=float("inf")).max())
+    worst = float(torch.linalg.cond(a.detach(), p=float("inf")).max())
     if worst > cond_limit + 1e-9:
         raise WrongAnswer(f"Exercise 1.3: the bound is violated ({worst:.3f} > {cond_limit}): report this as a bug.")
     return worst
@@ -547,6 +548,149 @@ def exercise_3_4(my_partition: Callable[[torch.Tensor, int], tuple[torch.Tensor,
     if max(errors["roundtrip"], errors["cancellation"], errors["autograd"]) > 1e-9:
         raise WrongAnswer(f"Exercise 3.4: the layer with your partition fails a check: {errors}.")
     _passed("3.4", "An ICA layer with your partition passes the float64 checks.")
+
+
+# ------------------------------------------------------------------------------------------ notebook 05
+def exercise_5_1(my_miou: Any, confusion: Any) -> None:
+    """mIoU (percent) from a confusion matrix (rows: truth, columns: prediction), classes absent from both
+    left out of the mean, as :func:`mango_lite.metrics.segmentation_scores` computes it."""
+    import numpy as np
+
+    conf = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - tp
+    iou = tp[union > 0] / union[union > 0]
+    want = 100 * float(iou.mean())
+    rows = conf.sum(1)
+    mistakes = {
+        want / 100: "that is a fraction; the engine reports percent.",
+        100 * float((tp / np.maximum(union, 1)).mean()): "classes absent from both prediction and truth (0/0) "
+        "count as 0 in that mean; leave them out.",
+        100 * float((tp[rows > 0] / rows[rows > 0]).mean()): "that is TP / (TP + FN), the mean accuracy: the "
+        "union also holds the false positives.",
+        100 * float(tp.sum() / conf.sum()): "that is the pixel accuracy: one ratio per class, then the mean.",
+    }
+    named = {k: v for k, v in mistakes.items() if abs(k - want) > 1e-9 * max(1.0, abs(want))}  # a slip that happens to be right
+    check_number("5.1", my_miou, want, name="my_miou", mistakes=named)
+
+
+def exercise_5_2(miou_without_attention: Any, model: torch.nn.Module, dataset: Any, *, trained_miou: float,
+                 batch_size: int = 16, num_classes: int = 40) -> None:
+    """The held-out mIoU of a copy of the trained MANGO ``model`` with every ICA gate set to 0. Computes it
+    itself (a copy, gates zeroed, every item of ``dataset``); ``trained_miou``, the model's own mIoU, names
+    the answer of a copy that was never changed. Also catches gates zeroed on the trained model itself."""
+    import copy
+
+    from .flows import InvertibleCrossAttention
+    from .metrics import segmentation_scores
+    from .viz.segmentation import predict_segmentation
+
+    gates = [m.gate for m in model.modules() if isinstance(m, InvertibleCrossAttention)]
+    if not gates:
+        raise WrongAnswer("Exercise 5.2: the model given to the check has no ICA layer: pass the trained MANGO.")
+    if miou_without_attention is None:
+        raise NotAnswered("Exercise 5.2: no answer yet: set miou_without_attention to a number.")
+    if all(bool((g == 0).all()) for g in gates):
+        raise WrongAnswer("Exercise 5.2: the trained model's own gates are 0 now: change a copy "
+                          "(copy.deepcopy), so that the trained model stays as it was.")
+    off = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in off.modules():
+            if isinstance(layer, InvertibleCrossAttention):
+                layer.gate.zero_()
+    preds = predict_segmentation({"off": off}, dataset, batch_size=batch_size)
+    want = float(segmentation_scores(preds.preds["off"], preds.label, num_classes)["miou"])
+    mistakes = {float(trained_miou): "that is the trained model's mIoU: the copy's gates were not set to 0 "
+                                     "before it was evaluated."} if abs(float(trained_miou) - want) > 1e-9 else None
+    check_number("5.2", miou_without_attention, want, name="miou_without_attention", rel=1e-6, mistakes=mistakes)
+
+
+# ------------------------------------------------------------------------------------------ notebook 06
+def _gains(by_pair: Mapping[str, Mapping[str, Mapping[str, float]]], fused: Iterable[str],
+           unimodal_pick: Callable[[Iterable[float]], float] = min,
+           fused_pick: Callable[[Iterable[float]], float] = min) -> dict[str, float]:
+    fused = set(fused)
+    return {pair: unimodal_pick(v["mae_x10"] for m, v in ms.items() if m not in fused)
+            - fused_pick(v["mae_x10"] for m, v in ms.items() if m in fused) for pair, ms in by_pair.items()}
+
+
+def exercise_6_1(fusion_gain: Any, by_pair: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+    """Per pair: the better unimodal model's MAE×10 minus the best fused model's (positive = fusing helps)."""
+    from .training.tasks import FUSION_MODELS
+
+    if not fusion_gain:
+        raise NotAnswered("Exercise 6.1: no answer yet: fill in fusion_gain (pair -> gain).")
+    if not isinstance(fusion_gain, Mapping):
+        raise WrongAnswer(f"Exercise 6.1: expected fusion_gain as a dict (pair -> gain), got {type(fusion_gain).__name__}.")
+    want = _gains(by_pair, FUSION_MODELS)
+    missing = sorted(set(want) - set(fusion_gain))
+    if missing:
+        raise WrongAnswer(f"Exercise 6.1: not yet: {len(missing)} pair(s) have no gain, e.g. {missing[0]!r}.")
+
+    def same(answer: Mapping[str, Any], ref: Mapping[str, float]) -> bool:
+        return all(math.isclose(float(answer[k]), ref[k], rel_tol=1e-9, abs_tol=1e-12) for k in ref)
+
+    if same(fusion_gain, want):
+        _passed("6.1")
+        return
+    if same(fusion_gain, {k: -v for k, v in want.items()}):
+        raise WrongAnswer("Exercise 6.1: not yet: the sign is reversed; MAE is lower for the better model, so the "
+                          "gain is the unimodal MAE minus the fused one.")
+    if same(fusion_gain, _gains(by_pair, FUSION_MODELS, unimodal_pick=max)):
+        raise WrongAnswer("Exercise 6.1: not yet: that compares with the worse single input; take the better one "
+                          "(the lower MAE).")
+    if same(fusion_gain, _gains(by_pair, FUSION_MODELS, fused_pick=max)):
+        raise WrongAnswer("Exercise 6.1: not yet: that takes the worst fused model; take the best one (the lower MAE).")
+    wrong = [k for k in want if not math.isclose(float(fusion_gain[k]), want[k], rel_tol=1e-9, abs_tol=1e-12)]
+    raise WrongAnswer(f"Exercise 6.1: not yet: {len(wrong)} of {len(want)} gains differ, e.g. for {wrong[0]!r}.")
+
+
+# ------------------------------------------------------------------------------------------ notebook 07
+def exercise_7_1(my_macro_f1: Any, labels: Any, probs: Any) -> None:
+    """Macro-F1 (percent) of ``probs`` thresholded at 0.5 against ``labels`` (N x K), 0/0 counted as 0."""
+    import numpy as np
+
+    from .metrics import multilabel_f1
+
+    f1 = multilabel_f1(labels, probs, threshold=0.5)
+    truth, hard = np.asarray(labels).astype(bool), np.asarray(probs) > 0.5
+    tp = (hard & truth).sum(0)
+    denom = 2 * tp + (hard & ~truth).sum(0) + (~hard & truth).sum(0)
+    per_genre = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
+    defined = per_genre[np.isfinite(per_genre)]
+    mistakes = {
+        f1["micro"]: "that is the micro-F1 (counts pooled over genres); macro averages one F1 per genre.",
+        f1["macro"] / 100: "that is a fraction; the engine reports percent.",
+    }
+    if defined.size and defined.size < per_genre.size:
+        mistakes[100 * float(defined.mean())] = ("genres with 0/0 are left out of that mean; they count as 0 "
+                                                 "(zero_division=0).")
+    check_number("7.1", my_macro_f1, f1["macro"], name="my_macro_f1",
+                 mistakes={k: v for k, v in mistakes.items() if abs(k - f1["macro"]) > 1e-9 * max(1.0, f1["macro"])})
+
+
+def exercise_7_2(best_t: Any, best_micro: Any, labels: Any, probs: Any, grid: Any) -> None:
+    """The threshold of ``grid`` that maximises micro-F1 of ``probs`` against ``labels``, and that micro-F1."""
+    import numpy as np
+
+    from .metrics import multilabel_f1
+
+    if best_t is None or best_micro is None:
+        raise NotAnswered("Exercise 7.2: no answer yet: set best_t and best_micro.")
+    grid = [float(t) for t in grid]
+    micro = [multilabel_f1(labels, probs, threshold=t)["micro"] for t in grid]
+    macro = [multilabel_f1(labels, probs, threshold=t)["macro"] for t in grid]
+    want_t, want_f1 = grid[int(np.argmax(micro))], float(max(micro))
+    t = float(best_t)
+    if not any(math.isclose(t, g, abs_tol=1e-9) for g in grid):
+        raise WrongAnswer("Exercise 7.2: not yet: best_t is not one of the grid's thresholds.")
+    if math.isclose(t, grid[int(np.argmax(macro))], abs_tol=1e-9) and not math.isclose(t, want_t, abs_tol=1e-9):
+        raise WrongAnswer("Exercise 7.2: not yet: that threshold maximises macro-F1; the question asks for micro-F1.")
+    if math.isclose(t, grid[int(np.argmin(micro))], abs_tol=1e-9) and not math.isclose(t, want_t, abs_tol=1e-9):
+        raise WrongAnswer("Exercise 7.2: not yet: that threshold gives the lowest micro-F1, not the highest.")
+    if not math.isclose(micro[grid.index(min(grid, key=lambda g: abs(g - t)))], want_f1, rel_tol=1e-12):
+        raise WrongAnswer("Exercise 7.2: not yet: another threshold of the grid gives a higher micro-F1.")
+    check_number("7.2", best_micro, want_f1, name="best_micro", rel=1e-9)
 
 
 # ------------------------------------------------------------------------------------------ notebook 08

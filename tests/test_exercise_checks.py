@@ -339,3 +339,154 @@ def test_exercise_0_1(capsys):
     ex.exercise_0_1(lambda a, b: np.stack([a, b, a * b], 1), p, w, y, n_train)
     ex.exercise_0_1(lambda a, b: (a != b).astype(float)[:, None], p, w, y, n_train)  # the XOR itself is fine too
     assert capsys.readouterr().out.count("Exercise 0.1: right.") == 2
+
+
+# ------------------------------------------------------------------------------------------ notebook 05
+def test_exercise_5_1(capsys):
+    conf = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]], dtype=np.int64)  # class 2 absent from truth and prediction
+    want = 100 * (5 / 8 + 3 / 6) / 2
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_5_1(None, conf)
+    with pytest.raises(ex.WrongAnswer, match="fraction"):
+        ex.exercise_5_1(want / 100, conf)
+    with pytest.raises(ex.WrongAnswer, match="absent"):
+        ex.exercise_5_1(100 * (5 / 8 + 3 / 6) / 3, conf)
+    with pytest.raises(ex.WrongAnswer, match="mean accuracy") as e:
+        ex.exercise_5_1(100 * (5 / 6 + 3 / 5) / 2, conf)
+    assert f"{want:.1f}" not in _message(e) and f"{want:.2f}" not in _message(e)
+    with pytest.raises(ex.WrongAnswer, match="pixel accuracy"):
+        ex.exercise_5_1(100 * 8 / 11, conf)
+    with pytest.raises(ex.WrongAnswer, match="too small"):
+        ex.exercise_5_1(10.0, conf)
+    ex.exercise_5_1(want, conf)
+    assert "right" in capsys.readouterr().out
+
+
+def test_exercise_5_2(capsys):
+    from mango_lite.flows import InvertibleCrossAttention
+    from mango_lite.metrics import segmentation_scores
+    from mango_lite.models import ModelConfig, build_model
+    from mango_lite.viz.segmentation import predict_segmentation
+
+    k, size = 5, 32
+    g = torch.Generator().manual_seed(0)
+    items = [{"rgb": torch.randn(3, size, size, generator=g), "depth": torch.randn(1, size, size, generator=g),
+              "label": torch.randint(0, k, (size, size), generator=g), "name": f"{i:06d}"} for i in range(4)]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(task="segmentation", fusion="mango", in_channels=(3, 1), num_outputs=k,
+                                    image_size=size, width=8, blocks=1, scales=2)).eval()
+    gates = [m.gate for m in model.modules() if isinstance(m, InvertibleCrossAttention)]
+    with torch.no_grad():  # a trained-looking model: gates away from their start, so gamma = 0 changes predictions
+        for i, gate in enumerate(gates):
+            gate.fill_(3.0 if i % 2 else -3.0)
+
+    def miou(net):
+        p = predict_segmentation({"m": net}, items, batch_size=2)
+        return segmentation_scores(p.preds["m"], p.label, k)["miou"]
+
+    trained = miou(model)
+    import copy
+    off = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in off.modules():
+            if isinstance(m, InvertibleCrossAttention):
+                m.gate.zero_()
+    want = miou(off)
+    assert abs(want - trained) > 1e-6, "the test needs gamma = 0 to change the mIoU"
+    kw = {"trained_miou": trained, "batch_size": 2, "num_classes": k}
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_5_2(None, model, items, **kw)
+    with pytest.raises(ex.WrongAnswer, match="trained model's mIoU"):
+        ex.exercise_5_2(trained, model, items, **kw)
+    ex.exercise_5_2(want, model, items, **kw)
+    assert "right" in capsys.readouterr().out
+    with torch.no_grad():  # the gates zeroed on the trained model itself
+        for gate in gates:
+            gate.zero_()
+    with pytest.raises(ex.WrongAnswer, match="copy"):
+        ex.exercise_5_2(want, model, items, **kw)
+    with pytest.raises(ex.WrongAnswer, match="no ICA layer"):
+        ex.exercise_5_2(want, torch.nn.Linear(2, 2), items, **kw)
+
+
+# ------------------------------------------------------------------------------------------ notebooks 06, 07
+def test_exercise_6_1(capsys):
+    by_pair = {"p": {"mango": {"mae_x10": 1.0}, "concat": {"mae_x10": 1.2}, "tokenfusion": {"mae_x10": 1.1},
+                     "crossattn": {"mae_x10": 1.3}, "rgb": {"mae_x10": 1.5}, "edge": {"mae_x10": 1.8}},
+               "q": {"mango": {"mae_x10": 2.0}, "concat": {"mae_x10": 1.9}, "tokenfusion": {"mae_x10": 2.4},
+                     "crossattn": {"mae_x10": 2.1}, "rgb": {"mae_x10": 1.95}, "shade": {"mae_x10": 2.5}}}
+    want = {"p": 1.5 - 1.0, "q": 1.95 - 1.9}
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_6_1({}, by_pair)
+    with pytest.raises(ex.WrongAnswer, match="sign is reversed") as e:
+        ex.exercise_6_1({k: -v for k, v in want.items()}, by_pair)
+    assert "0.5" not in _message(e)
+    with pytest.raises(ex.WrongAnswer, match="worse single input"):
+        ex.exercise_6_1({"p": 1.8 - 1.0, "q": 2.5 - 1.9}, by_pair)
+    with pytest.raises(ex.WrongAnswer, match="worst fused model"):
+        ex.exercise_6_1({"p": 1.5 - 1.3, "q": 1.95 - 2.4}, by_pair)
+    with pytest.raises(ex.WrongAnswer, match="1 pair"):
+        ex.exercise_6_1({"p": 0.5}, by_pair)
+    with pytest.raises(ex.WrongAnswer, match="1 of 2 gains differ"):
+        ex.exercise_6_1({"p": 0.5, "q": 0.3}, by_pair)
+    ex.exercise_6_1(want, by_pair)
+    assert "right" in capsys.readouterr().out
+
+
+def _genre_predictions():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((60, 6)) < 0.3).astype(np.int64)
+    labels[:, 5] = 0  # a genre never present: its F1 is 0/0 unless predicted
+    probs = np.clip(0.55 * labels + 0.6 * rng.random((60, 6)), 0, 1)
+    probs[:, 5] = 0.1
+    return labels, probs
+
+
+def test_exercise_7_1(capsys):
+    from mango_lite.metrics import multilabel_f1
+
+    labels, probs = _genre_predictions()
+    f1 = multilabel_f1(labels, probs)
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_7_1(None, labels, probs)
+    with pytest.raises(ex.WrongAnswer, match="micro-F1"):
+        ex.exercise_7_1(f1["micro"], labels, probs)
+    with pytest.raises(ex.WrongAnswer, match="fraction"):
+        ex.exercise_7_1(f1["macro"] / 100, labels, probs)
+    with pytest.raises(ex.WrongAnswer, match="count as 0") as e:
+        ex.exercise_7_1(f1["macro"] * 6 / 5, labels, probs)  # the mean over the 5 genres with a defined F1
+    assert f"{f1['macro']:.1f}" not in _message(e)
+    ex.exercise_7_1(f1["macro"], labels, probs)
+    assert "right" in capsys.readouterr().out
+
+
+def test_exercise_7_2(capsys):
+    from mango_lite.metrics import multilabel_f1
+
+    labels, probs = _genre_predictions()
+    grid = np.linspace(0.05, 0.95, 19)
+    micro = [multilabel_f1(labels, probs, threshold=t)["micro"] for t in grid]
+    t_best, t_worst = grid[int(np.argmax(micro))], grid[int(np.argmin(micro))]
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_7_2(None, None, labels, probs, grid)
+    with pytest.raises(ex.WrongAnswer, match="not one of the grid"):
+        ex.exercise_7_2(0.33, max(micro), labels, probs, grid)
+    with pytest.raises(ex.WrongAnswer, match="lowest micro-F1"):
+        ex.exercise_7_2(t_worst, min(micro), labels, probs, grid)
+    # one common genre scored low and four rare ones scored high: micro-F1 (pooled, the common genre weighs
+    # most) wants a low threshold, macro-F1 (one vote per genre) a higher one
+    common = np.zeros((60, 5), np.int64)
+    common_p = np.full((60, 5), 0.1)
+    common[:50, 0], common_p[:50, 0] = 1, 0.3
+    for g in range(1, 5):
+        common_p[:, g] = 0.4
+        common[g * 5:g * 5 + 3, g], common_p[g * 5:g * 5 + 3, g] = 1, 0.9
+    c_micro = [multilabel_f1(common, common_p, threshold=t)["micro"] for t in grid]
+    c_macro = [multilabel_f1(common, common_p, threshold=t)["macro"] for t in grid]
+    assert c_micro[int(np.argmax(c_macro))] < max(c_micro) - 1
+    with pytest.raises(ex.WrongAnswer, match="macro-F1"):
+        ex.exercise_7_2(grid[int(np.argmax(c_macro))], max(c_macro), common, common_p, grid)
+    with pytest.raises(ex.WrongAnswer, match="too small"):
+        ex.exercise_7_2(t_best, max(micro) - 1, labels, probs, grid)
+    ex.exercise_7_2(t_best, max(micro), labels, probs, grid)
+    assert "right" in capsys.readouterr().out

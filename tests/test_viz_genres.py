@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
@@ -239,3 +240,150 @@ def test_figures_and_browser_smoke() -> None:
     with pytest.raises(ValueError, match="predictions"):
         gx.prediction_browser(_ListDataset(3), pred)
     plt.close("all")
+
+
+# ------------------------------------------------------------------------------- discussion
+MODELS7 = ("mango", "concat", "tokenfusion", "crossattn", "image", "text")
+GROUPS = ("image", "text", "both", "synergy")
+
+
+def _frame(rows: dict[str, tuple[float, ...]], columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
+
+
+def _boot(centres: dict[str, tuple[float, float, float, float]], n: int = 4000) -> dict[str, np.ndarray]:
+    """Resamples whose paired intervals mango - model are about [lo, hi] (micro lo, hi, macro lo, hi)."""
+    rng = np.random.default_rng(0)
+    mango = 50 + rng.normal(0, 2, (n, 2))
+    out = {"mango": mango}
+    for name, (a, b, c, d) in centres.items():
+        z = rng.standard_normal((n, 2))
+        diff = np.stack([(a + b) / 2 + z[:, 0] * (b - a) / 3.92, (c + d) / 2 + z[:, 1] * (d - c) / 3.92], axis=1)
+        out[name] = mango - diff
+    return out
+
+
+def _cpu_run(**changes: object) -> dict[str, object]:
+    """The tables of an earlier committed cpu run of notebook 07 (226 test films, 22 genres present)."""
+    table = _frame({"mango": (56.15, 17.89, 1.62, 21.19), "concat": (58.70, 18.93, 0.66, 4.21),
+                    "tokenfusion": (53.86, 13.87, 1.00, 6.99), "crossattn": (57.82, 17.16, 1.33, 6.37),
+                    "image": (51.84, 12.50, 0.27, 2.22), "text": (48.83, 11.89, 0.42, 2.47)},
+                   ("micro F1", "macro F1", "params (M)", "s / epoch"))
+    boot = _boot({"concat": (-5.3, 0.3, -3.5, 1.5), "tokenfusion": (-0.3, 4.9, 1.6, 6.2),
+                  "crossattn": (-4.5, 0.9, -1.2, 2.7), "image": (1.0, 7.6, 3.1, 7.4), "text": (3.2, 11.4, 3.7, 8.3)})
+    gm = _frame({"mango": (25.3, 7.5, 68.0, 0), "concat": (31.3, 14.5, 69.6, 0), "tokenfusion": (17.9, 7.5, 65.6, 0),
+                 "crossattn": (24.7, 11.3, 69.4, 0), "image": (32.9, 0, 61.9, 0), "text": (0, 10.3, 61.1, 0)}, GROUPS)
+    ga = _frame({"mango": (76.7, 70.9, 80.2, 60.8), "concat": (68.8, 67.5, 77.7, 62.2),
+                 "tokenfusion": (60.8, 63.1, 75.9, 59.6), "crossattn": (67.3, 67.4, 76.3, 61.7),
+                 "image": (73.1, 58.9, 69.7, 60.4), "text": (52.5, 73.9, 77.5, 47.7)}, GROUPS)
+    readers = _frame({"cue reader: poster": (70.7, 0, 83.6, 0), "cue reader: plot": (0, 64.3, 85.0, 0),
+                      "cue reader: both": (70.7, 64.3, 91.0, 74.6)}, GROUPS)
+    rg = _frame({"mango": (0.40, 0.32, 0.44, 0.56), "concat": (0.48, 0.36, 0.41, 0.54),
+                 "tokenfusion": (0.48, 0.27, 0.38, 0.51), "crossattn": (0.51, 0.41, 0.47, 0.54)}, GROUPS)
+    support = pd.Series([0 if g == "Film-Noir" else 10 for g in MMIMDB_GENRES], index=list(MMIMDB_GENRES))
+    zeros = {"mango": 14, "concat": 13, "tokenfusion": 16, "crossattn": 13, "image": 18, "text": 15, "cue reader: both": 2}
+    present = [g for g in MMIMDB_GENRES if support[g] > 0]
+    f1 = {m: [np.nan if support[g] == 0 else (0.0 if present.index(g) < z else 40.0) for g in MMIMDB_GENRES]
+          for m, z in zeros.items()}
+    auc = {m: [np.nan if support[g] == 0 else (45.0 if present.index(g) < 4 else 70.0) for g in MMIMDB_GENRES]
+           for m in zeros}
+    args: dict[str, object] = dict(
+        table=table, boot=boot, group_f1=gm, group_auc=ga, genre_f1=_frame(f1, tuple(MMIMDB_GENRES)),
+        genre_auc=_frame(auc, tuple(MMIMDB_GENRES)), support=support, readers=readers, poster_share=rg,
+        ica_share=[0.05, 0.15, 0.25, float("nan")], setting="generated stand-in MM-IMDb, preset cpu, cpu (2 cores)",
+        preset="cpu", n_train=540, n_test=226, epochs=12, asserted=True)
+    args.update(changes)
+    return args
+
+
+def _discussion(**changes: object) -> str:
+    a = _cpu_run(**changes)
+    tables = [a.pop(k) for k in ("table", "boot", "group_f1", "group_auc", "genre_f1", "genre_auc", "support", "readers",
+                                 "poster_share", "ica_share")]
+    return gx.results_discussion(*tables, **a)
+
+
+def test_discussion_words_follow_the_committed_cpu_numbers() -> None:
+    md = _discussion()
+    assert md.startswith("**How to read these results** (this run: generated stand-in MM-IMDb, preset cpu")
+    assert "226 films, 22 of 23 genres present" in md and "At `quick`" not in md
+    for phrase in (
+        "**Fusion pays off, and where the design says it should.**",
+        "Here every fused model beats both unimodal models on micro and macro F1, and every fused model does so on "
+        "the redundant group (asserted)",
+        "of its macro-F1 lead over each unimodal model excludes 0 (asserted)",
+        "MANGO ranks second on macro F1 and third on micro F1 here, and the test set cannot separate it from concat.**",
+        "MANGO trails concat on macro F1 by 1.0 points and trails it on micro F1 by 2.6 points",
+        "against concat both contain 0; against TokenFusion the macro-F1 interval excludes 0 (MANGO ahead) and the "
+        "micro-F1 one does not; against cross-attention both contain 0",
+        "68.2 macro F1 for MANGO vs 51.0 for late fusion, as printed", "is not reproduced",
+        "**Absolute F1 is low, and macro F1 especially:** the best micro F1 is 58.7, the best macro F1 18.9.",
+        "Each model leaves 13 to 18 (half or more) of the 22 genres present unpredicted",
+        "540 training films, 12 epochs", "Even the two-bit cue reader leaves 2 of them unpredicted",
+        "each model ranks 18 of the 22 genres it can be computed for above chance", "rank* most genres above chance",
+        "**Fusion mostly does not match the specialist.**",
+        "on the text-only group the text model ranks better than every fused model; on the image-only group the "
+        "image model ranks better than 3 of 4 fused models (all but MANGO)",
+        "better than the *blind* unimodal model (asserted, for F1 too), and better than the *seeing* one in 1 of 8",
+        "**The synergy genres are not learned by anyone.**", "gets F1 74.6 on them", "every model has F1 = 0 there",
+        "(concat, 62.2) is within 1.8 points of the image model's (60.4)", "than the `cpu` preset gives",
+        "**MANGO costs more.**", "more parameters than every fused baseline (2.5x concat)", "takes 5.0x concat's time",
+        "This agrees with the paper's own remark (Table 8)",
+        "In its 3 IMCA layers, on average 15 % of", "(per layer 5 % to 25 %)",
+        "Every fused model leans on the poster more for image-only genres than for text-only ones (asserted).",
+        "The poster share is 0.40 to 0.51 on image-only genres and 0.27 to 0.41 on text-only ones, far from",
+    ):
+        assert phrase in md, phrase
+
+
+def test_discussion_quick_run_says_so_and_claims_no_check() -> None:
+    md = _discussion(preset="quick", asserted=False, setting="stand-in, preset quick", n_train=58, epochs=2)
+    assert "At `quick` the models train for 2 epochs on 58 films and barely learn" in md
+    assert md.count("(asserted)") == 1 and "triangular by construction (asserted)" in md  # the one check that ran
+
+
+def test_discussion_wording_turns_with_the_numbers() -> None:
+    a = _cpu_run()
+    table, gm, ga, rg = a["table"].copy(), a["group_f1"].copy(), a["group_auc"].copy(), a["poster_share"].copy()
+    table.loc["mango", ["micro F1", "macro F1"]] = (70.0, 40.0)  # first on both
+    table.loc["concat", "micro F1"] = 40.0  # below the unimodal models
+    table.loc["mango", "params (M)"] = 0.5  # lighter than every baseline
+    gm.loc["concat", "synergy"], gm.loc["text", "synergy"] = 30.0, 10.0
+    ga.loc["mango", "text"], ga.loc["concat", "text"] = 80.0, 75.0
+    gm.loc["tokenfusion", "image"] = 0.0  # the blind text model's F1 there is 0 too: "(asserted, for F1 too)" is dropped
+    ga.loc["crossattn", "synergy"] = 75.0
+    rg.loc["concat", ["image", "text"]] = (0.2, 0.9)
+    rg.loc["crossattn", ["image", "text"]] = (0.9, 0.1)  # one model routes cleanly: not "far from" any more
+    md = _discussion(table=table, group_f1=gm, group_auc=ga, poster_share=rg, ica_share=None,
+                     boot=_boot({m: (-1, 1, -1, 1) for m in MODELS7[1:]}))
+    for phrase in (
+        "**Fusion pays off only in part here.**", "3 of 4 fused models (all but concat) beat both unimodal models",
+        "with the image model contains 0 and with the text model contains 0",
+        "MANGO ranks first on macro F1 and first on micro F1 here, and the test set cannot separate it from the other fusions.",
+        "leads concat on macro F1 by 21.1 points", "against TokenFusion both contain 0",
+        "the text model ranks better than 2 of 4 fused models (TokenFusion, cross-attention)",
+        "better than the *blind* unimodal model, and better than the *seeing* one in 3 of 8",
+        "**The synergy genres are barely learned.**", "2 of 6 models (concat, the text model) get F1 above 0 on them "
+        "(best fused: concat, 30.0; best unimodal, a co-occurrence guess: the text model, 10.0)",
+        "(cross-attention, 75.0) is 14.6 points above", "**MANGO is not the heaviest fusion here.**",
+        "It has no more parameters than any fused baseline", "This differs from the paper's own remark",
+        "has no IMCA layer", "3 of 4 fused models (all but concat) lean on the poster more",
+        "The poster share is 0.20 to 0.90 on image-only genres and 0.10 to 0.90 on text-only ones, against the clean",
+    ):
+        assert phrase in md, phrase
+    assert "learned by anyone" not in md and "redundant group (asserted)" not in md
+
+
+def test_discussion_helpers() -> None:
+    assert [gx.ordinal(n) for n in (1, 2, 6, 11)] == ["first", "second", "sixth", "11th"]
+    assert gx.place({"a": 3.0, "b": 5.0, "c": 1.0}, "a") == "ranks second"
+    assert gx.place({"mango": 3.0, "concat": 3.0, "c": 1.0}, "mango") == "shares first place with concat"
+    assert gx.place({"a": 1.0, "b": 1.0, "c": 1.0}, "a") == "shares first place with 2 other models"
+    pool = ["mango", "concat", "tokenfusion", "crossattn"]
+    assert gx.which(pool, pool) == ("every fused model", True)
+    assert gx.which([], pool) == ("no fused model", True)
+    assert gx.which(["concat"], pool) == ("1 of 4 fused models (concat)", True)
+    assert gx.which(["mango", "concat", "crossattn"], pool) == ("3 of 4 fused models (all but TokenFusion)", False)
+    b = _boot({"x": (1, 3, -2, 2)})
+    lo, hi = gx.paired_interval(b, "mango", "x", "micro")
+    assert 0 < lo < hi and gx.bootstrap_table(b).loc["x", "mango - model, micro CI"] == f"[{lo:+.1f}, {hi:+.1f}]"
