@@ -26,11 +26,11 @@ bench:  ## performance scripts (print ratios against references measured in the 
 reproduce:  ## the main job: stand-in data (or --data-root), MANGO + baselines on all three tasks
 	$(PYTHON) -m mango_lite reproduce $(if $(PRESET),--preset $(PRESET),) --out $(OUT)
 
-gpu:  ## a short GPU window (<= 9 min): flow checks, ICA vs fused attention, time-boxed reproduction -> results/gpu
-	$(PYTHON) -m mango_lite gpu-window --out results/gpu --minutes 9
+gpu:  ## one GPU lease (<= 9 min): flow checks, ICA (fused too) vs fused attention, training steps, the replication study -> results/gpu
+	PYTHON=$(PYTHON) bash benchmarks/gpu_lease.sh results/gpu
 
-gpu-rehearsal:  ## the same on the CPU at tiny sizes, before spending a GPU window on a bug
-	$(PYTHON) -m mango_lite gpu-window --out runs/gpu-rehearsal --minutes 3 --dry-run
+gpu-rehearsal:  ## the same on the CPU at tiny sizes, before spending a GPU lease on a bug
+	REHEARSAL=1 PYTHON=$(PYTHON) bash benchmarks/gpu_lease.sh runs/gpu-rehearsal
 
 notebooks:  ## rebuild the notebooks from notebooks/src and execute them at the cpu preset
 	$(PYTHON) notebooks/build.py --execute --preset $(if $(PRESET),$(PRESET),cpu)

@@ -8,6 +8,7 @@ past the goal is flagged: it cannot be told apart from the goal on this machine.
 
     python benchmarks/bench_train_step.py                  # cpu preset, 9 rounds
     python benchmarks/bench_train_step.py --preset quick --rounds 3
+    python benchmarks/bench_train_step.py --preset gpu --device cuda --out results/gpu/bench_train_step_gpu.json
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 
 from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.presets import get_preset
+from mango_lite.utils import device_name
 
 #: MANGO's task-model layout before the mechanisms study (the paper's upper triangle, no positions,
 #: gamma = tanh(g), token-sequence coupling conditioner, NLL weight 0.01, the NLL's gradient into the encoders)
@@ -38,8 +40,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=9, help="timed rounds after the warm-up")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (synchronised around every timed step)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    device = torch.device(args.device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     p = get_preset(args.preset)
     size, bs = p.image_size, p.batch_size
     kw = dict(in_channels=(3, 1), num_outputs=40, image_size=size, width=p.width, blocks=p.blocks, scales=p.scales,
@@ -51,19 +60,22 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(bs, 3, size, size, generator=g), torch.randn(bs, 1, size, size, generator=g)
     y = torch.randint(0, 40, (bs, size, size), generator=g)
+    a, b, y = a.to(device), b.to(device), y.to(device)
     models, opts = {}, {}
     for name, (fusion, over) in variants.items():
         torch.manual_seed(0)
-        models[name] = build_model(ModelConfig(task="segmentation", fusion=fusion, **{**kw, **over})).train()
+        models[name] = build_model(ModelConfig(task="segmentation", fusion=fusion, **{**kw, **over})).to(device).train()
         opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
 
     def step(name: str) -> float:
         m, opt = models[name], opts[name]
+        sync()
         t0 = time.perf_counter()
         loss, _ = m.loss(m(a, b), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
         return time.perf_counter() - t0
 
     times: dict[str, list[float]] = {n: [] for n in models}
@@ -72,7 +84,7 @@ def main() -> None:
             t = step(n)
             if r >= args.warmup:
                 times[n].append(t)
-    print(f"training step, segmentation at preset {p.name}: batch {bs}, {size} px, 1 thread, "
+    print(f"training step, segmentation at preset {p.name}: batch {bs}, {size} px, {device_name(device)}, 1 thread, "
           f"{args.rounds} interleaved rounds after {args.warmup} warm-up")
     rows = {}
     for n in models:
@@ -90,7 +102,7 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"preset": p.name, "batch": bs, "image_size": size, "threads": 1, "rounds": args.rounds,
                    "goal_ratio": GOAL, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-                   "device": "cpu", "models": rows}
+                   "device": device_name(device), "models": rows}
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         tmp.replace(out)

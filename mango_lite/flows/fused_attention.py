@@ -50,13 +50,21 @@ def masked_lse_reference(q: Tensor, k: Tensor, chunk: int = _ROW_CHUNK) -> Tenso
 
 def _keys_product_and_lse(q: Tensor, k: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
     """(S values, lse) of the causal softmax of q k^T; the product differentiable in ``values`` only when q
-    and k come detached. One fused pass on the CPU (the flash kernel returns the log-sum-exp); elsewhere
-    the public fused attention and a chunked log-sum-exp."""
+    and k come detached. One fused pass on the CPU (the flash kernel returns the log-sum-exp) and on CUDA
+    (the memory-efficient kernel does, in float32 and half precision); elsewhere the public fused attention
+    and a chunked log-sum-exp."""
     if q.device.type == "cpu" and q.shape[-1] == values.shape[-1]:
         try:
             out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, values, 0.0, True, scale=1.0)
             return out, lse
         except (RuntimeError, AttributeError):  # an older build or an unsupported dtype: the portable path
+            pass
+    if q.device.type == "cuda" and q.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        try:  # the memory-efficient kernel returns the log-sum-exp (padded to a multiple of 32 rows)
+            out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(
+                q.contiguous(), k.contiguous(), values.contiguous(), None, True, 0.0, True, scale=1.0)
+            return out, lse[..., : q.shape[-2]].to(q.dtype)
+        except (RuntimeError, AttributeError):  # no such kernel for this shape or build: the portable path
             pass
     out = F.scaled_dot_product_attention(q, k, values, is_causal=True, scale=1.0)
     return out, masked_lse_reference(q, k)

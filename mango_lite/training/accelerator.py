@@ -169,13 +169,15 @@ def ica_timings(device: str | torch.device, tokens: Sequence[int] = (256, 1024, 
                 batch: int = 8, pairs: int = 7) -> list[dict[str, Any]]:
     """ICA (lower triangle, one head) forward + log-det vs ``scaled_dot_product_attention(is_causal=True)``
     on the same normalised queries/keys with X2 as values, and inverse vs forward, float32, no grad."""
-    from ..flows import InvertibleCrossAttention
+    from ..flows import InvertibleCrossAttention, use_fused_attention
 
     device = torch.device(device)
     rows = []
     for t in tokens:
         torch.manual_seed(0)
         m = InvertibleCrossAttention(dim, t, "mmca", triangle="lower").to(device).eval()
+        fused = copy.deepcopy(m)
+        use_fused_attention(fused, True)
         x = torch.randn(batch, 2 * t, dim, device=device)
 
         def sdpa() -> Tensor:
@@ -187,13 +189,17 @@ def ica_timings(device: str | torch.device, tokens: Sequence[int] = (256, 1024, 
         with torch.no_grad():
             z, _ = m(x)
             fwd = _interleaved(lambda: m(x), sdpa, pairs, device)
+            fwd_fused = _interleaved(lambda: fused(x), sdpa, pairs, device)
             inv = _interleaved(lambda: m.inverse(z), lambda: m(x), pairs, device)
             err = float((m.inverse(z)[0] - x).abs().max())
             mem = {"ica_forward": _peak_mib(device, lambda: m(x)), "sdpa": _peak_mib(device, sdpa),
-                   "ica_inverse": _peak_mib(device, lambda: m.inverse(z))}
+                   "ica_inverse": _peak_mib(device, lambda: m.inverse(z)),
+                   "ica_fused_forward": _peak_mib(device, lambda: fused(x))}
         rows.append({"tokens": t, "dim": dim, "batch": batch, "pairs": pairs,
                      "ica_forward_ms": fwd["a_ms"], "sdpa_ms": fwd["b_ms"], "forward_over_sdpa": fwd["ratio"],
                      "forward_over_sdpa_min": fwd["ratio_min"], "forward_over_sdpa_max": fwd["ratio_max"],
+                     "fused_forward_ms": fwd_fused["a_ms"], "fused_over_sdpa": fwd_fused["ratio"],
+                     "fused_over_sdpa_min": fwd_fused["ratio_min"], "fused_over_sdpa_max": fwd_fused["ratio_max"],
                      "inverse_ms": inv["a_ms"], "inverse_over_forward": inv["ratio"],
                      "inverse_over_forward_min": inv["ratio_min"], "inverse_over_forward_max": inv["ratio_max"],
                      "roundtrip_max_abs_err": err, "peak_mib": mem})
@@ -278,6 +284,38 @@ def ddp_check(device: torch.device, out: Path, dry_run: bool = False, timeout_s:
     return row
 
 
+def process_group_check(device: torch.device) -> dict[str, Any]:
+    """The process group the engine joins on CUDA (``cpu:gloo,cuda:nccl``, :mod:`.distributed`), formed here
+    with one rank: a CPU tensor all-reduced through gloo (the engine's per-step reductions) and a CUDA tensor
+    through NCCL (the gradients). With one GPU this is as far as NCCL can be exercised (it refuses two ranks
+    on one device); :func:`ddp_check` runs two processes where there are two GPUs."""
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    from .distributed import CUDA_BACKEND
+
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    backend = CUDA_BACKEND if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, rank=0, world_size=1)
+    try:
+        cpu = torch.tensor([1.0, 2.0])
+        dist.all_reduce(cpu)
+        row: dict[str, Any] = {"backend": str(dist.get_backend()), "cpu_all_reduce": cpu.tolist()}
+        if device.type == "cuda":
+            gpu = torch.tensor([3.0, 4.0], device=device)
+            dist.all_reduce(gpu)
+            row["cuda_all_reduce"] = gpu.tolist()
+            row["nccl_version"] = ".".join(map(str, torch.cuda.nccl.version()))
+    finally:
+        dist.destroy_process_group()
+    return row
+
+
 def window_markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU window: {report['device']}", "",
              f"torch {report['torch']}, git {str(report.get('git_commit'))[:10]}, {report['started']}"
@@ -298,13 +336,21 @@ def window_markdown(report: dict[str, Any]) -> str:
         lines += ["## ICA against fused attention (float32, no grad; median [min-max] of interleaved pairs)", "",
                   f"Goals: forward + log-det at most {GOAL_FORWARD_OVER_SDPA}x SDPA at 1024 tokens; inverse at most "
                   f"{GOAL_INVERSE_OVER_FORWARD}x forward.", "",
-                  "| tokens / modality | ICA fwd (ms) | SDPA (ms) | fwd / SDPA | inverse / fwd | peak MiB ICA / SDPA / inverse |",
-                  "|---|---|---|---|---|---|"]
+                  "ICA fwd: the materialised path (S formed); fused: S @ X2 and S's diagonal from fused kernels "
+                  "(`use_fused_attention`).", "",
+                  "| tokens / modality | ICA fwd (ms) | fused ICA fwd (ms) | SDPA (ms) | fwd / SDPA | fused / SDPA "
+                  "| inverse / fwd | peak MiB ICA / fused / SDPA / inverse |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in report["ica_timings"]:
             mem = r["peak_mib"]
-            m = " / ".join("-" if mem[k] is None else f"{mem[k]:.0f}" for k in ("ica_forward", "sdpa", "ica_inverse"))
-            lines.append(f"| {r['tokens']} | {r['ica_forward_ms']:.2f} | {r['sdpa_ms']:.2f} | {r['forward_over_sdpa']:.2f} "
-                         f"[{r['forward_over_sdpa_min']:.2f}-{r['forward_over_sdpa_max']:.2f}] | "
+            m = " / ".join("-" if mem.get(k) is None else f"{mem[k]:.0f}"
+                           for k in ("ica_forward", "ica_fused_forward", "sdpa", "ica_inverse"))
+            fused = (f"{r['fused_forward_ms']:.2f} | " if "fused_forward_ms" in r else "- | ")
+            fused_ratio = (f"{r['fused_over_sdpa']:.2f} [{r['fused_over_sdpa_min']:.2f}-{r['fused_over_sdpa_max']:.2f}] | "
+                           if "fused_over_sdpa" in r else "- | ")
+            lines.append(f"| {r['tokens']} | {r['ica_forward_ms']:.2f} | {fused}{r['sdpa_ms']:.2f} | "
+                         f"{r['forward_over_sdpa']:.2f} "
+                         f"[{r['forward_over_sdpa_min']:.2f}-{r['forward_over_sdpa_max']:.2f}] | {fused_ratio}"
                          f"{r['inverse_over_forward']:.2f} "
                          f"[{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] | {m} |")
         lines.append("")
@@ -328,6 +374,13 @@ def window_markdown(report: dict[str, Any]) -> str:
         lines += ["## Two processes, one run (torchrun, MANGO, quick preset, 1 epoch)", "",
                   (f"Ran on {r['ran_on']} processes ({r['device']}) in {r['wall_s']:.0f} s; final loss {r['loss']:.4f}."
                    if r["returncode"] == 0 else f"**Failed** (exit {r['returncode']}): see `gpu_window.json`."), ""]
+    if report.get("process_group"):
+        r = report["process_group"]
+        lines += ["## The training process group on one GPU", "",
+                  f"Backend `{r['backend']}` formed with one rank: all-reduce of a CPU tensor (gloo) "
+                  f"{r['cpu_all_reduce']}" + (f", of a CUDA tensor (NCCL {r.get('nccl_version')}) {r['cuda_all_reduce']}"
+                                               if "cuda_all_reduce" in r else "")
+                  + ". Two processes need two GPUs (NCCL refuses two ranks on one device).", ""]
     if report.get("reproduction"):
         rep = report["reproduction"]
         lines += ["## Time-boxed reproduction", "",
@@ -341,8 +394,10 @@ def window_markdown(report: dict[str, Any]) -> str:
 
 
 def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_run: bool = False,
-               device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the steps within ``minutes`` and write OUT/gpu_window.{json,md} after each."""
+               device: str | None = None, log: Callable[[str], None] = print,
+               reproduction: bool = True) -> dict[str, Any]:
+    """Run the steps within ``minutes`` and write OUT/gpu_window.{json,md} after each; without
+    ``reproduction`` the time-boxed reproduction is left out (a window that spends its minutes elsewhere)."""
     from .reproduce import git_commit
 
     t0 = time.time()
@@ -368,6 +423,8 @@ def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_r
     ]
     if dry_run or torch.cuda.device_count() >= 2:
         steps.append(("ddp_check", lambda: ddp_check(dev, out, dry_run)))
+    else:
+        steps.append(("process_group", lambda: process_group_check(dev)))
     for name, fn in steps:
         log(f"gpu-window: {name} ...")
         try:
@@ -375,13 +432,14 @@ def gpu_window(out: str | Path, minutes: float = 9.0, preset: str = "gpu", dry_r
         except Exception as exc:  # keep going: the other steps are still worth the window
             report["errors"][name] = f"{type(exc).__name__}: {exc}"
         save()
-    budget = minutes * 60 - (time.time() - t0) - 30  # 30 s to write up
-    log(f"gpu-window: reproduction, {max(budget, 0):.0f} s left ...")
-    try:
-        report["reproduction"] = timed_reproduction(out / "reproduce", "quick" if dry_run else preset,
-                                                    max(budget, 0.0), device=str(dev), log=log)
-    except Exception as exc:
-        report["errors"]["reproduction"] = f"{type(exc).__name__}: {exc}"
+    if reproduction:
+        budget = minutes * 60 - (time.time() - t0) - 30  # 30 s to write up
+        log(f"gpu-window: reproduction, {max(budget, 0):.0f} s left ...")
+        try:
+            report["reproduction"] = timed_reproduction(out / "reproduce", "quick" if dry_run else preset,
+                                                        max(budget, 0.0), device=str(dev), log=log)
+        except Exception as exc:
+            report["errors"]["reproduction"] = f"{type(exc).__name__}: {exc}"
     save()
     bad = [r["module"] for r in report.get("flow_checks", []) if not r["f32_ok"]]
     log(f"gpu-window: done in {time.time() - t0:.0f} s -> {out / 'gpu_window.md'}"

@@ -287,6 +287,8 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--device", default=None, help="device (default: cuda)")
     p.add_argument("--dry-run", action="store_true",
                    help="rehearse on a machine without a GPU: the same steps on the CPU at tiny sizes")
+    p.add_argument("--no-reproduction", dest="reproduction", action="store_false",
+                   help="leave out the time-boxed reproduction (the window's minutes go to other work)")
     p.set_defaults(func=cmd_gpu_window)
 
 
@@ -519,6 +521,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 def cmd_gpu_window(args: argparse.Namespace) -> int:
     from .accelerator import gpu_window
 
-    report = gpu_window(args.out, minutes=args.minutes, preset=args.preset, dry_run=args.dry_run, device=args.device)
+    report = gpu_window(args.out, minutes=args.minutes, preset=args.preset, dry_run=args.dry_run, device=args.device,
+                        reproduction=args.reproduction)
     bad = [r["module"] for r in report.get("flow_checks", []) if not r["f32_ok"]]
     return 1 if bad or report.get("errors") else 0
