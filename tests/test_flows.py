@@ -408,6 +408,25 @@ def test_state_dict_round_trip_keeps_actnorm_init():
     assert torch.equal(f(x)[0], g(x)[0]) and torch.equal(f(x)[1], g(x)[1])
 
 
+def test_actnorm_reads_its_init_flag_from_the_device_once_and_again_after_a_load():
+    """The host copy of ``initialized`` (no device read per training call) follows the buffer: an
+    uninitialised state loaded into an initialised ActNorm makes the next training call initialise again."""
+    from mango_lite.flows import ActNorm
+
+    fresh = ActNorm(3).state_dict()
+    m = ActNorm(3).train()
+    x = torch.randn(8, 5, 3) * 4 + 2
+    m(x)
+    assert m.is_initialized() and m._known_initialized
+    m.bias.data.zero_()
+    m(x)  # initialised: the parameters are not overwritten
+    assert torch.equal(m.bias, torch.zeros(3))
+    m.load_state_dict(fresh)
+    assert not m.is_initialized()
+    m(x)  # initialises again from this batch
+    assert m.is_initialized() and torch.allclose(m.bias, -x.reshape(-1, 3).mean(0))
+
+
 def test_train_eval_consistency_after_actnorm_init():
     f = MangoFlow(dim=4, tokens=2, blocks=1)
     x = torch.randn(6, 4, 4)

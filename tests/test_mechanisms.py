@@ -658,3 +658,43 @@ def test_effective_params_are_added_to_a_finished_study_and_shown_beside_the_nom
     assert "params (receiving a gradient)" in md
     assert f"({got['mango-noattn']['receiving_gradient'] / 1e6:.2f} M)" in md
     shutil.rmtree(tmp_path / "data")
+
+
+def _control_study(seeds, mango, noattn, *, higher=True, device="cpu (2 cores)", dataset="nyudv2"):
+    """A finished controls study with the given per-seed metrics of mango and mango-noattn."""
+    rows = {name: {"runs": {str(s): {"metric": v, "device": device} for s, v in zip(seeds, vals)}}
+            for name, vals in (("mango", mango), ("mango-noattn", noattn))}
+    return {"task": "segmentation", "dataset": dataset, "pair": None, "preset": "cpu", "data": "generated stand-in",
+            "metric": "miou", "higher_is_better": higher, "seeds": list(seeds), "rows": rows}
+
+
+def test_replication_verdict_is_read_from_the_new_seeds_alone():
+    from mango_lite.training.mechanisms import replication_markdown, replication_summary
+
+    first = _control_study([0, 1, 2], [20.5, 20.9, 20.1], [19.8, 20.1, 19.5])  # mango ahead, interval above 0
+    again = _control_study([3, 4, 5, 6], [19.5, 19.6, 19.4, 19.9], [18.9, 19.0, 19.0, 19.2], device="gpu")
+    s = replication_summary(first, again)
+    assert s["first_verdict"] == "better" and s["verdict"] == "replicated"
+    assert s["replication"]["paired"]["n"] == 4 and s["replication"]["devices"] == ["gpu"]
+    assert s["pooled"]["n"] == 7  # shown beside the verdict, over both studies' seeds
+    assert "**replicated**" in replication_markdown(s)
+    # a replication whose interval contains 0 does not replicate, however the pooled seeds lean
+    flat = _control_study([3, 4, 5, 6], [19.5, 19.0, 19.4, 19.0], [19.0, 19.4, 19.1, 19.2])
+    s = replication_summary(first, flat)
+    assert s["verdict"] == "not replicated" and s["pooled"]["wins"] >= 4
+    # one whose interval lies on the other side reverses the finding
+    rev = _control_study([3, 4, 5, 6], [18.5, 18.6, 18.4, 18.9], [19.0, 19.0, 19.0, 19.3])
+    assert replication_summary(first, rev)["verdict"] == "reversed"
+
+
+def test_replication_wants_new_seeds_and_the_same_data():
+    import pytest
+
+    from mango_lite.errors import MangoLiteError
+    from mango_lite.training.mechanisms import replication_summary
+
+    first = _control_study([0, 1, 2], [20.5, 20.9, 20.1], [19.8, 20.1, 19.5])
+    with pytest.raises(MangoLiteError, match=r"new seeds, got seeds \['2'\]"):
+        replication_summary(first, _control_study([2, 3, 4], [1, 2, 3], [0, 1, 2]))
+    with pytest.raises(MangoLiteError, match="differ in"):
+        replication_summary(first, _control_study([3, 4, 5], [1, 2, 3], [0, 1, 2], dataset="sunrgbd"))

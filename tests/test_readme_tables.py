@@ -153,3 +153,24 @@ def test_worker_and_submitit_benchmark_views():
     line = reproduce_jobs({**bench, "cluster": "local", "same_metrics_every_round": False})
     assert "as submitit local jobs (all started at once)" in line and "goal" not in line
     assert "submitit local jobs 12 s, 11 s); identical metrics in every round: NO." in line
+
+
+def test_profile_and_compile_views_compute_their_readings():
+    from mango_lite.training.result_views import compile_step, train_profile
+
+    prof = {"preset": "gpu", "batch": 32, "image_size": 128, "device": "NVIDIA X", "torch": "x", "steps": 5,
+            "phases": {"concat": {"forward": 10, "loss": 1, "backward": 20, "optimizer": 5, "step": 36},
+                       "mango": {"forward": 100, "loss": 2, "backward": 290, "optimizer": 8, "step": 400}},
+            "modules": {"fusion": 90.0, "flow: InvertibleCrossAttention": 60.0, "head": 6.0, "encoder_a": 4.0},
+            "operators": {"time_kind": "self device time", "kernels_per_step": 20000,
+                          "operators": [{"name": "aten::bmm", "calls_per_step": 1200, "ms_per_step": 10.0, "share": 0.1}]}}
+    md = train_profile(prof)
+    assert "| mango | 100.0 | 2.0 | 290.0 | 8.0 | 400.0 |" in md
+    # shares of the top-level parts' sum (100 ms); the device busy = 10 ms / 0.1 = 100 ms of the 400 ms step
+    assert "fusion 90 %" in md and "InvertibleCrossAttention 60 %" in md
+    assert "busy (sum of self device time) 100 ms of MANGO's 400 ms step (25 %)" in md
+    comp = {"preset": "gpu", "batch": 32, "image_size": 128, "device": "NVIDIA X", "torch": "x", "compile_s": 100.0,
+            "compiled_ms": 80.0, "eager_ms": 100.0, "compiled_over_eager": 0.8, "ratio_min": 0.7, "ratio_max": 0.9,
+            "pairs": 7, "gradient_max_rel_diff": 0.15, "worst_parameter": "w"}
+    assert "0.80× [0.70-0.90]" in compile_step(comp) and "1.5e-01" in compile_step(comp)
+    assert "failed: boom" in compile_step({"preset": "gpu", "device": "d", "torch": "x", "error": "boom"})

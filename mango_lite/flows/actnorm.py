@@ -36,6 +36,20 @@ class ActNorm(InvertibleModule):
         self.bias = nn.Parameter(torch.zeros(dim))
         self.log_scale = nn.Parameter(torch.zeros(dim))
         self.register_buffer("initialized", torch.tensor(False))
+        # a host copy of ``initialized`` once it has been read True: reading the buffer is a device-to-host copy,
+        # which on a GPU waits for every queued kernel, and every ActNorm asked on every training call
+        self._known_initialized = False
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._known_initialized = False  # a loaded buffer may say either: read it again
+
+    def is_initialized(self) -> bool:
+        """Whether the data-dependent init has run (the ``initialized`` buffer, read from the device only until
+        it is first found True; set the buffer through :meth:`initialize` or ``load_state_dict``)."""
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
 
     def _check(self, x: Tensor, name: str) -> None:
         if x.dim() < 2 or x.shape[-1] != self.dim:
@@ -51,6 +65,7 @@ class ActNorm(InvertibleModule):
         self.bias.copy_(-mean)
         self.log_scale.copy_(soft_clamp_inverse(-torch.log(std + self.eps), self.max_log_scale))
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     def scale_log(self) -> Tensor:
         """The log-scale actually applied, (D,): the clamped ``log_scale``."""
@@ -63,7 +78,7 @@ class ActNorm(InvertibleModule):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.check_inputs:
             self._check(x, "x")
-        if self.training and not bool(self.initialized):
+        if self.training and not self.is_initialized():
             self.initialize(x)
         s = self.scale_log()
         z = (x + self.bias) * torch.exp(s)

@@ -254,6 +254,10 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--effective-params", action="store_true",
                    help="instead of training, add each row's parameters that receive a gradient to --out's finished "
                         "study (one backward pass per row) and rewrite its mechanisms.md")
+    p.add_argument("--replicate", default=None, metavar="FIRST",
+                   help="instead of training, read --out's finished study as a replication on new seeds of the study "
+                        "in FIRST: mango against mango-noattn in each, the verdict from the replication alone "
+                        "-> --out/replication.json and .md")
     p.add_argument("--goals", nargs="+", default=None, metavar="FOLDER",
                    help="instead of training, tally the goals over finished control studies (one per task group) "
                         "into --out/goals.json and goals.md")
@@ -461,6 +465,15 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
                                 log=lambda m: print(m, file=__import__("sys").stderr),
                                 jobs=args.jobs or default_jobs("cpu"))
         print(density_markdown(res))
+        return 0
+    if args.replicate:
+        from .mechanisms import load_study, replication_markdown, replication_summary
+
+        summary = replication_summary(load_study(args.replicate), load_study(out))
+        md = replication_markdown(summary)
+        atomic_write_json(out / "replication.json", summary)
+        atomic_write_text(out / "replication.md", md)
+        print(md)
         return 0
     if args.effective_params:
         from .mechanisms import add_effective_params

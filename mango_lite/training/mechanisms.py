@@ -597,3 +597,84 @@ def goals_reading(summary: Mapping[str, Any]) -> str:
             + f"\n\nThe table holds {k} such intervals at {100 * level:.0f} %: if no mechanism did anything, at least one "
             f"would exclude 0 by chance with probability about {chance:.2f} (treating them as independent), so a "
             "single verdict is a lead to test again with more seeds, not a finding on its own.")
+
+
+#: what a replication's interval means, by its verdict (see ``replication_summary``)
+REPLICATION_VERDICTS = {"better": "replicated", "no difference shown": "not replicated", "worse": "reversed"}
+
+
+def replication_summary(first: Mapping[str, Any], again: Mapping[str, Any], a: str = "mango",
+                        b: str = "mango-noattn") -> dict[str, Any]:
+    """Row ``a`` against row ``b`` in a first study and in its replication on new seeds, paired by seed.
+
+    The verdict is read from the replication alone: "replicated" when its interval lies on the side the first
+    study found, "reversed" when it lies on the other side, "not replicated" when it contains 0. The two studies
+    must share task, dataset, pair, preset and data and have no seed in common. ``pooled`` is the paired
+    difference over the seeds of both, shown beside the verdict, never instead of it."""
+    from ..metrics.paired import paired_difference
+
+    key = ("task", "dataset", "pair", "preset", "data")
+    diff = [k for k in key if first.get(k) != again.get(k)]
+    if diff:
+        raise MangoLiteError(f"replication: the two studies differ in {diff}: {[first.get(k) for k in diff]} "
+                             f"vs {[again.get(k) for k in diff]}")
+    shared = set(map(str, first.get("seeds", []))) & set(map(str, again.get("seeds", [])))
+    if shared:
+        raise MangoLiteError(f"replication: expected new seeds, got seeds {sorted(shared)} in both studies")
+    one, two = compare(first, a, b), compare(again, a, b)
+    if one is None or two is None:
+        raise MangoLiteError(f"replication: expected rows {a!r} and {b!r} with at least two finished seeds in each "
+                             f"study, got {'none in the first' if one is None else 'none in the replication'}")
+    found = one["paired"]["verdict"]
+    v = two["paired"]["verdict"]
+    if found == "worse":  # the first study found a loss: replicated means the loss again
+        verdict = {"worse": "replicated", "better": "reversed"}.get(v, "not replicated")
+    else:
+        verdict = REPLICATION_VERDICTS[v]
+    runs = [(s, r) for rep in (first, again) for s, r in _paired_metrics(rep, a, b)]
+    pooled = paired_difference([x for _, (x, _) in runs], [y for _, (_, y) in runs],
+                               higher_is_better=bool(first["higher_is_better"])).to_dict()
+    return {"task": first["task"], "dataset": first.get("dataset"), "metric": first["metric"], "a": a, "b": b,
+            "first": {"seeds": one["paired"]["n"], "paired": one["paired"],
+                      "devices": _devices(first, (a, b))},
+            "replication": {"seeds": two["paired"]["n"], "paired": two["paired"],
+                            "devices": _devices(again, (a, b))},
+            "first_verdict": found, "verdict": verdict, "pooled": pooled}
+
+
+def _paired_metrics(report: Mapping[str, Any], a: str, b: str) -> list[tuple[str, tuple[float, float]]]:
+    ra, rb = report["rows"][a]["runs"], report["rows"][b]["runs"]
+    return [(k, (float(ra[k]["metric"]), float(rb[k]["metric"]))) for k in ra
+            if k in rb and ra[k].get("metric") is not None and rb[k].get("metric") is not None]
+
+
+def _devices(report: Mapping[str, Any], rows: Sequence[str]) -> list[str]:
+    return sorted({str(r.get("device")) for n in rows for r in report["rows"][n]["runs"].values() if r.get("device")})
+
+
+def replication_markdown(summary: Mapping[str, Any]) -> str:
+    """The replication as a short Markdown section: both studies' paired differences, the verdict, the pooled
+    figure labelled as such."""
+
+    def line(label: str, part: Mapping[str, Any]) -> str:
+        p = part["paired"]
+        return (f"| {label} | {p['n']} | {p['mean']:+.2f} | {p['sd']:.2f} | [{p['low']:+.2f}, {p['high']:+.2f}] | "
+                f"{p['wins']} of {p['n']} | {', '.join(part.get('devices') or ['-'])} |")
+
+    a, b = summary["a"], summary["b"]
+    pooled = summary["pooled"]
+    where = {"better": "lies above 0", "worse": "lies below 0"}
+    now = where.get(summary["replication"]["paired"]["verdict"], "contains 0")
+    before = {"better": "lay above 0", "worse": "lay below 0"}.get(summary["first_verdict"], "contained 0")
+    return "\n".join([
+        f"### Replication: `{a}` against `{b}` on new seeds ({summary['task']} / {summary['dataset']})", "",
+        f"Paired difference of {summary['metric']} ({a} minus {b}; positive = {a} better), 95 % t interval.", "",
+        f"| study | seeds | mean | sd | 95 % interval | seeds with {a} ahead | device |",
+        "|---|---|---|---|---|---|---|",
+        line("first (chose the question)", summary["first"]),
+        line("replication (pre-registered)", summary["replication"]), "",
+        f"Verdict, from the replication alone: **{summary['verdict']}** (its interval {now}; the first study's "
+        f"{before}). "
+        f"Pooled over both studies' {pooled['n']} seeds and their devices, for orientation only: "
+        f"{pooled['mean']:+.2f} [{pooled['low']:+.2f}, {pooled['high']:+.2f}], {a} ahead in {pooled['wins']} of {pooled['n']}.",
+        ""])

@@ -292,10 +292,68 @@ def fused_ica(res: Mapping[str, Any]) -> str:
                      f"{1e3 * r['sdpa_s']:.1f} ms | {a[0]:.2f}× [{a[1]:.2f}-{a[2]:.2f}] | {b[0]:.2f}× [{b[1]:.2f}-{b[2]:.2f}] | "
                      f"{m['materialised']:.1f} / {m['fused']:.1f} / {m['sdpa']:.1f} |")
     r0 = res["rows"][0] if res["rows"] else {}
+    repeat = f", each timing {r0['repeat']} steps" if r0.get("repeat", 1) > 1 else ""
     lines += ["", f"- {res.get('device')}, {res.get('threads')} torch thread(s), torch {res.get('torch')}; D = "
               f"{r0.get('dim')}, batch {r0.get('batch')}, one head; {r0.get('pairs')} interleaved rounds per ratio "
-              "(median [min-max])."]
+              f"(median [min-max]){repeat}."]
+    peaks = [r for r in res["rows"] if (r.get("peak_step_mib") or {}).get("fused") is not None]
+    if peaks:
+        lines.append("- Peak device memory of one step (MiB), materialised / fused / attention: " + "; ".join(
+            f"{r['tokens']} tokens {r['peak_step_mib']['materialised']:.0f} / {r['peak_step_mib']['fused']:.0f} / "
+            f"{r['peak_step_mib']['sdpa']:.0f}" for r in peaks) + ".")
+    if res.get("agreement"):
+        a = res["agreement"]
+        lines.append(f"- Fused against materialised on this device ({a['dtype']}, {a['tokens']} tokens, parameters "
+                     "perturbed, both triangles), largest relative difference: "
+                     + ", ".join(f"{k} {v:.1e}" for k, v in a["max_rel_diff"].items()) + ".")
     return "\n".join(lines) + "\n"
+
+
+def train_profile(res: Mapping[str, Any]) -> str:
+    """``benchmarks/profile_train_step.py``: where MANGO's training step goes, by phase (against concat), by
+    module of the forward, and by operator."""
+    ph = res["phases"]
+    names = ("forward", "loss", "backward", "optimizer", "step")
+    lines = ["| model | " + " | ".join(f"{n} (ms)" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for model, p in ph.items():
+        lines.append(f"| {model} | " + " | ".join(f"{p[n]:.1f}" for n in names) + " |")
+    mods = res.get("modules") or {}
+    fwd = sum(v for k, v in mods.items() if not k.startswith("flow:") and k != "fusion.flow") or None
+    lines += ["", f"Preset `{res['preset']}` (batch {res['batch']}, {res['image_size']} px) on {res['device']}, torch "
+              f"{res['torch']}; medians of {res['steps']} steps, each phase bracketed by device synchronisation."]
+    if mods and fwd:
+        flow = {k[len('flow: '):]: v for k, v in mods.items() if k.startswith("flow: ")}
+        lines.append("- MANGO's forward by part (synchronising hooks; shares of their sum): "
+                     + ", ".join(f"{k} {100 * v / fwd:.0f} %" for k, v in mods.items()
+                                 if not k.startswith("flow:") and k != "fusion.flow")
+                     + "; inside the flow, by layer type: "
+                     + ", ".join(f"{k} {100 * v / fwd:.0f} %" for k, v in flow.items()) + ".")
+    ops = res.get("operators") or {}
+    if ops.get("operators"):
+        top = ops["operators"][:5]
+        kernels = f"{ops['kernels_per_step']:.0f} kernels launched per step; " if ops.get("kernels_per_step") else ""
+        first = top[0]
+        busy = first["ms_per_step"] / first["share"] if first.get("share") else None
+        step = (ph.get("mango") or {}).get("step")
+        if busy and step and ops.get("kernels_per_step"):
+            kernels += (f"the device busy (sum of self device time) {busy:.0f} ms of MANGO's {step:.0f} ms step "
+                        f"({100 * busy / step:.0f} %); ")
+        lines.append(f"- {kernels}largest {ops['time_kind']}: " + ", ".join(
+            f"`{o['name'][:40]}` {100 * o['share']:.1f} % ({o['calls_per_step']:.0f} calls)" for o in top) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def compile_step(res: Mapping[str, Any]) -> str:
+    """``benchmarks/bench_compile.py``: torch.compile on MANGO's training step."""
+    if res.get("error"):
+        return (f"`torch.compile` of MANGO's step at preset `{res['preset']}` on {res['device']} (torch "
+                f"{res['torch']}) failed: {res['error']}\n")
+    return (f"`torch.compile` of MANGO's training step at preset `{res['preset']}` (batch {res['batch']}, "
+            f"{res['image_size']} px) on {res['device']}, torch {res['torch']}: compiled in {res['compile_s']:.0f} s; "
+            f"step {res['compiled_ms']:.1f} ms against {res['eager_ms']:.1f} ms eager, "
+            f"{res['compiled_over_eager']:.2f}× [{res['ratio_min']:.2f}-{res['ratio_max']:.2f}] over {res['pairs']} "
+            f"interleaved pairs; the gradients of one step differ from eager by up to {res['gradient_max_rel_diff']:.1e} "
+            f"of the model's largest gradient entry (largest at `{res['worst_parameter']}`).\n")
 
 
 #: view name -> function of the parsed JSON file
@@ -309,4 +367,6 @@ VIEWS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "reproduce_wall": reproduce_wall,
     "ddp_bench": ddp_bench,
     "fused_ica": fused_ica,
+    "train_profile": train_profile,
+    "compile_step": compile_step,
 }
