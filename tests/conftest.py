@@ -88,7 +88,7 @@ def execute_notebook(nb, env: dict[str, str] | None = None, folder: str | os.Pat
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {
+        NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {
             "path": str(folder or Path(__file__).resolve().parents[1] / "notebooks")}}).execute()
     finally:
         for k, v in old.items():

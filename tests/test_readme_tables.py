@@ -173,4 +173,5 @@ def test_profile_and_compile_views_compute_their_readings():
             "compiled_ms": 80.0, "eager_ms": 100.0, "compiled_over_eager": 0.8, "ratio_min": 0.7, "ratio_max": 0.9,
             "pairs": 7, "gradient_max_rel_diff": 0.15, "worst_parameter": "w"}
     assert "0.80× [0.70-0.90]" in compile_step(comp) and "1.5e-01" in compile_step(comp)
+    assert "two noise draws" in compile_step(comp) and "two noise draws" not in compile_step({**comp, "same_noise": True})
     assert "failed: boom" in compile_step({"preset": "gpu", "device": "d", "torch": "x", "error": "boom"})

@@ -353,7 +353,10 @@ def compile_step(res: Mapping[str, Any]) -> str:
             f"step {res['compiled_ms']:.1f} ms against {res['eager_ms']:.1f} ms eager, "
             f"{res['compiled_over_eager']:.2f}× [{res['ratio_min']:.2f}-{res['ratio_max']:.2f}] over {res['pairs']} "
             f"interleaved pairs; the gradients of one step differ from eager by up to {res['gradient_max_rel_diff']:.1e} "
-            f"of the model's largest gradient entry (largest at `{res['worst_parameter']}`).\n")
+            f"of the model's largest gradient entry (largest at `{res['worst_parameter']}`)"
+            + ("." if res.get("same_noise") else
+               ", but the two steps drew different training noise, so that figure compares two noise draws, not "
+               "the compiler (measured before the benchmark reseeded both).") + "\n")
 
 
 #: view name -> function of the parsed JSON file

@@ -246,6 +246,26 @@ else:
     print("no controls study in results/mechanisms (python -m mango_lite mechanisms --study controls ...)")
 
 # %% [markdown]
+# With a dozen intervals in that table, one of them can exclude 0 by chance. A verdict that chose its own
+# question is tested again on seeds that had no say in it: the protocol
+# (`results/mechanisms/segmentation-nyudv2-replication/PROTOCOL.md`) fixed the new seeds, the rows, the
+# test and what counts as replicated before any run. `mechanisms --replicate` reads both studies; its
+# verdict comes from the new seeds alone, the pooled figure is shown beside it, never instead of it.
+
+# %%
+from mango_lite.training.mechanisms import replication_markdown
+
+replication_file = REPO / "results" / "mechanisms" / "segmentation-nyudv2-replication" / "replication.json"
+if replication_file.is_file():
+    replication = json.loads(replication_file.read_text())
+    display(Markdown(f"({replication_file.relative_to(REPO)}, generated NYUDv2 stand-in)\n\n"
+                     + replication_markdown(replication)))
+    assert replication["verdict"] in ("replicated", "not replicated", "reversed")
+    assert replication["replication"]["seeds"] >= 3
+else:
+    print("no replication in results/mechanisms (python -m mango_lite mechanisms --replicate ...)")
+
+# %% [markdown]
 # ### When the modalities are misregistered: the registration study
 # On pixel-aligned stand-ins attention can only add information from other positions, which no task needs
 # (notebook 04b). The registration study (`python -m mango_lite registration`, protocol committed before its
