@@ -61,7 +61,7 @@ def test_committed_run_reads_preset_device_and_time_from_the_notebook(tmp_path) 
     import json
 
     from mango_lite.notebook import committed_run
-    from mango_lite.training.result_views import notebook_runtimes
+    from mango_lite.reporting.views import notebook_runtimes
 
     def cell(text, start, end):
         return {"cell_type": "code", "execution_count": 1, "source": "", "metadata": {"execution": {

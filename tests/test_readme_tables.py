@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mango_lite.errors import MangoLiteError
-from mango_lite.training.readme_tables import render
+from mango_lite.reporting.readme import render
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_blocks_match_their_results_files():
     text = (ROOT / "README.md").read_text()
     assert "<!-- include: " in text
-    assert render(text, ROOT) == text, "README.md is out of date: run python -m mango_lite.training.readme_tables"
+    assert render(text, ROOT) == text, "README.md is out of date: run python -m mango_lite.reporting.readme"
 
 
 def test_render_replaces_blocks_and_drops_the_title(tmp_path):
@@ -40,7 +40,7 @@ def _results() -> dict:
 
 
 def test_headline_view_counts_what_its_table_shows():
-    from mango_lite.training.result_views import headline
+    from mango_lite.reporting.views import headline
 
     md = headline(_results())
     assert "| NYUDv2 segmentation | mIoU % ↑ | **30.0** | 1 / 4 | crossattn 22.0 | rgb 10.0 |" in md
@@ -50,8 +50,8 @@ def test_headline_view_counts_what_its_table_shows():
 
 
 def test_seed_spread_view_counts_per_seed():
+    from mango_lite.reporting.views import seed_spread
     from mango_lite.training.reproduce import seed_summary
-    from mango_lite.training.result_views import seed_spread
 
     runs = []
     for seed, (m, c) in enumerate([(30.0, 20.0), (19.0, 20.0), (25.0, 21.0)]):
@@ -78,7 +78,7 @@ def test_render_fills_a_view_block_and_rejects_unknown_views(tmp_path):
 
 
 def test_benchmark_views_render_medians_with_their_spread():
-    from mango_lite.training.result_views import ica_bench, train_step
+    from mango_lite.reporting.views import ica_bench, train_step
 
     rows = [{"case": "a", "tokens": 256, "forward_s": 1e-3, "inverse_s": 1.1e-3, "published_inverse_s": 0.02,
              "speedup_vs_published": 18.2, "speedup_min": 12.0, "speedup_max": 20.4, "inverse_over_forward": 1.1,
@@ -101,7 +101,7 @@ def test_reproduction_time_view_and_its_comparison():
     import importlib.util
     from pathlib import Path
 
-    from mango_lite.training.result_views import reproduce_wall
+    from mango_lite.reporting.views import reproduce_wall
 
     spec = importlib.util.spec_from_file_location("time_reproduction", Path(__file__).resolve().parents[1]
                                                   / "benchmarks" / "time_reproduction.py")
@@ -126,7 +126,7 @@ def test_reproduction_time_view_and_its_comparison():
 def test_ddp_benchmark_view():
     """bench_ddp.py's figures as the README renders them: the median and spread of the per-round
     speed-ups, every round's times and the loss difference."""
-    from mango_lite.training.result_views import ddp_bench
+    from mango_lite.reporting.views import ddp_bench
 
     rounds = [{"one_process_s": 100.0, "ddp_s": 62.5, "val_loss_rel_diff": 0.01},
               {"one_process_s": 110.0, "ddp_s": 55.0, "val_loss_rel_diff": 0.03}]
@@ -142,7 +142,7 @@ def test_ddp_benchmark_view():
 def test_worker_and_submitit_benchmark_views():
     """bench_reproduce_jobs.py's line: the 1.7x goal belongs to the worker processes; the submitit mode
     (all jobs at once on one machine) names its path and claims no goal."""
-    from mango_lite.training.result_views import reproduce_jobs
+    from mango_lite.reporting.views import reproduce_jobs
 
     bench = {"preset": "quick", "tasks": ["genre"], "runs": 6, "jobs": 2, "device": "cpu (2 cores)", "goal": 1.7,
              "rounds": [{"serial_s": 20.0, "parallel_s": 12.0}, {"serial_s": 22.0, "parallel_s": 11.0}],
@@ -156,7 +156,7 @@ def test_worker_and_submitit_benchmark_views():
 
 
 def test_profile_and_compile_views_compute_their_readings():
-    from mango_lite.training.result_views import compile_step, train_profile
+    from mango_lite.reporting.views import compile_step, train_profile
 
     prof = {"preset": "gpu", "batch": 32, "image_size": 128, "device": "NVIDIA X", "torch": "x", "steps": 5,
             "phases": {"concat": {"forward": 10, "loss": 1, "backward": 20, "optimizer": 5, "step": 36},

@@ -221,14 +221,14 @@ display(Markdown(rx.summarize_claims(claims)))
 # gradient also trains the encoders; MANGO's default lets it train the flow only), over three seeds per task
 # (`python -m mango_lite mechanisms --study controls`, tallied by `--goals` into
 # `results/mechanisms/goals.json`). Both files are read here when they exist; the
-# tables and the sentences under them are computed by `mango_lite.training.result_views` and
+# tables and the sentences under them are computed by `mango_lite.reporting.views` and
 # `mango_lite.training.mechanisms`, never typed.
 
 # %%
 import json
 
 from mango_lite.training.mechanisms import goals_markdown
-from mango_lite.training.result_views import seed_spread
+from mango_lite.reporting.views import seed_spread
 
 seeds_file = REPO / "results" / f"{preset.name}-seeds" / "seeds.json"
 goals_file = REPO / "results" / "mechanisms" / "goals.json"
@@ -561,7 +561,7 @@ display(Markdown(rx.summarize_claims(claims, ratio_tf) + "\n" + "\n".join(abl_li
 
 # %%
 from mango_lite.training import FUSION_MODELS
-from mango_lite.training.result_views import HEADLINE
+from mango_lite.reporting.views import HEADLINE
 
 # BEGIN SOLUTION
 # STUB: mango_places = {}  # group key -> MANGO's place among the fused models (1 = best)

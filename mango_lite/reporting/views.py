@@ -2,7 +2,7 @@
 
 Every view takes the parsed JSON of one results file and returns Markdown, so a comparative sentence
 ("MANGO is last of the four fusions in 3 of 6 seed/dataset pairs") is computed from the same numbers as
-the table above it, never typed. :mod:`mango_lite.training.readme_tables` fills README blocks
+the table above it, never typed. :mod:`mango_lite.reporting.readme` fills README blocks
 ``<!-- include: results/cpu/results.json headline -->`` with them; notebook 08 displays the same views.
 
 Views (:data:`VIEWS`):
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..tasks import TASKS
-from .reproduce import DATASET_LABELS, HEADLINE
-from .tasks import FUSION_MODELS
+from ..training.reproduce import DATASET_LABELS, HEADLINE
+from ..training.tasks import FUSION_MODELS
 
 _METRIC_LABELS = {"miou": "mIoU % ↑", "mae_x10": "MAE×10 ↓", "macro_f1": "macro F1 % ↑", "micro_f1": "micro F1 % ↑"}
 _TASK_LABELS = {name: task.label for name, task in TASKS.items()}
@@ -33,7 +33,7 @@ _TASK_LABELS = {name: task.label for name, task in TASKS.items()}
 
 def _group_label(entry: Mapping[str, Any], key: str) -> str:
     """"NYUDv2 segmentation", "Taskonomy Shade+Texture→RGB" from a results entry or a group key."""
-    from .tasks import PAIRS
+    from ..training.tasks import PAIRS
 
     task = entry.get("task") or key.split("/")[0]
     pair = key.split("/")[-1]

@@ -8,13 +8,13 @@ A block in a Markdown file::
 
 is replaced by the named file's text (its first ``# `` heading line dropped, since the README has its own
 headings). ``<!-- include: results/cpu/results.json headline -->`` instead renders a view of a JSON
-results file (:data:`mango_lite.training.result_views.VIEWS`): tables and the comparative sentences
+results file (:data:`mango_lite.reporting.views.VIEWS`): tables and the comparative sentences
 computed from them. The files are written by code (``python -m mango_lite mechanisms ...``), so a number in such a
 block cannot drift from its source; ``tests/test_readme_tables.py`` fails when README.md differs from what
 this module writes.
 
-    python -m mango_lite.training.readme_tables            # rewrite README.md in place
-    python -m mango_lite.training.readme_tables --check    # exit 1 when README.md is out of date
+    python -m mango_lite.reporting.readme            # rewrite README.md in place
+    python -m mango_lite.reporting.readme --check    # exit 1 when README.md is out of date
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _BLOCK = re.compile(r"(<!-- include: (?P<path>[^ ]+)(?: (?P<view>\w+))? -->\n)(?
 def _included(root: Path, rel: str, view: str | None = None) -> str:
     path = root / rel
     if path.is_dir() and view is not None:
-        from .result_views import FOLDER_VIEWS
+        from .views import FOLDER_VIEWS
 
         if view not in FOLDER_VIEWS:
             raise MangoLiteError(f"README include: unknown folder view {view!r} for {rel}/ (expected one of "
@@ -43,7 +43,7 @@ def _included(root: Path, rel: str, view: str | None = None) -> str:
     if not path.is_file():
         raise MangoLiteError(f"README include: {rel} does not exist (relative to {root.name}/)")
     if view is not None:
-        from .result_views import VIEWS
+        from .views import VIEWS
 
         if view not in VIEWS:
             raise MangoLiteError(f"README include: unknown view {view!r} for {rel} (expected one of {sorted(VIEWS)})")
@@ -63,7 +63,7 @@ def render(text: str, root: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mango_lite.training.readme_tables", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m mango_lite.reporting.readme", description=__doc__.splitlines()[0])
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--check", action="store_true", help="only report whether the file is up to date (exit 1 if not)")
     args = ap.parse_args(argv)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     new = render(old, readme.resolve().parent)
     if args.check:
         if new != old:
-            print(f"{readme} is out of date with its included results; run python -m mango_lite.training.readme_tables",
+            print(f"{readme} is out of date with its included results; run python -m mango_lite.reporting.readme",
                   file=sys.stderr)
             return 1
         return 0
