@@ -14,7 +14,7 @@ test-unit:
 	MANGO_LITE_PRESET=quick $(PYTHON) -m pytest -q tests
 
 test-notebooks:
-	MANGO_LITE_PRESET=quick $(PYTHON) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --ignore=notebooks/student notebooks/
+	MANGO_LITE_PRESET=quick $(PYTHON) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --ignore=notebooks/student notebooks/
 
 lab:  ## open the notebooks
 	jupyter lab notebooks/

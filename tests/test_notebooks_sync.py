@@ -110,3 +110,22 @@ def test_the_header_runtime_is_the_execution_record(src):
     student = NB_DIR / "student" / f"{src.stem}.ipynb"
     if student.is_file():
         assert want in next(c.source for c in nbformat.read(student, as_version=4).cells if c.cell_type == "markdown")
+
+
+def test_output_checked_cells_print_something_and_read_no_preset():
+    """Cells marked ``# NBVAL_CHECK_OUTPUT`` are compared by nbval with their committed output at CI's preset, so
+    each must have a text output to compare and must not depend on the preset (the committed run was at cpu)."""
+    marked = 0
+    for src in SOURCES:
+        nb = nbformat.read(NB_DIR / f"{src.stem}.ipynb", as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code" or "# NBVAL_CHECK_OUTPUT" not in cell.source.splitlines():
+                continue
+            marked += 1
+            texts = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream"
+                     or "text/plain" in o.get("data", {}) or "text/html" in o.get("data", {})]
+            assert texts, f"{src.stem}: a cell marked NBVAL_CHECK_OUTPUT has no text output to compare"
+            code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("#"))
+            assert not re.search(r"\bpreset\b|MANGO_LITE_PRESET", code), \
+                f"{src.stem}: a cell marked NBVAL_CHECK_OUTPUT reads the preset, so CI's output cannot match"
+    assert marked >= 5

@@ -65,6 +65,8 @@ print("preset:", preset.name)
 # Section 6 explains why.
 
 # %%
+# NBVAL_CHECK_OUTPUT
+# (deterministic and the same at every preset: CI compares this output with the committed one)
 T, D = 6, 4
 layer = ICA(dim=D, tokens=T, partition="mmca", variant=0, gamma=None).double()
 x = torch.randn(2, 2 * T, D, dtype=torch.float64)
@@ -172,6 +174,8 @@ exercises.exercise_1_1(attention_from, my_ica_forward, my_ica_inverse)
 # tokens, which are the first $TD$ coordinates).
 
 # %%
+# NBVAL_CHECK_OUTPUT
+# (deterministic and the same at every preset: CI compares this output with the committed one)
 flat = x[:1].reshape(-1)
 jac = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, 2 * T, D))[0].reshape(-1), flat)
 n = T * D
@@ -191,6 +195,8 @@ assert torch.allclose(jac[n:, n:], kron, atol=1e-12)
 # full autograd Jacobian.
 
 # %%
+# NBVAL_CHECK_OUTPUT
+# (deterministic and the same at every preset: CI compares this output with the committed one)
 _, logdet = layer(x)
 exact = torch.stack([
     torch.linalg.slogdet(torch.autograd.functional.jacobian(lambda v: layer(v.view(1, 2 * T, D))[0].reshape(-1), xi.reshape(-1)))[1]
