@@ -31,7 +31,7 @@ __all__ = [
     "exercise_0_1", "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
     "exercise_2_2", "exercise_2_3", "exercise_3_1", "exercise_3_2",
     "exercise_3_3", "exercise_3_4", "exercise_5_1", "exercise_5_2", "exercise_6_1", "exercise_7_1",
-    "exercise_7_2", "exercise_8_1",
+    "exercise_7_2", "exercise_7_3", "exercise_8_1",
 ]
 
 
@@ -691,6 +691,100 @@ def exercise_7_2(best_t: Any, best_micro: Any, labels: Any, probs: Any, grid: An
     if not math.isclose(micro[grid.index(min(grid, key=lambda g: abs(g - t)))], want_f1, rel_tol=1e-12):
         raise WrongAnswer("Exercise 7.2: not yet: another threshold of the grid gives a higher micro-F1.")
     check_number("7.2", best_micro, want_f1, name="best_micro", rel=1e-9)
+
+
+def _bootstrap_means(d: Any, n_boot: int, seed: int, chunk: int = 4000) -> Any:
+    """Means of ``n_boot`` resamples (with replacement) of the 1-D array ``d``, drawn in chunks."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = [d[rng.integers(0, len(d), size=(min(chunk, n_boot - i), len(d)))].mean(1) for i in range(0, n_boot, chunk)]
+    return np.concatenate(out)
+
+
+def exercise_7_3(paired_bootstrap: Callable[..., Any], n: int = 300, seed: int = 0) -> None:
+    """The student's ``paired_bootstrap(a, b, n_boot, level, seed) -> (low, high)``, the percentile interval of
+    the mean paired difference ``a - b``, run on ``n`` positively correlated pairs the check draws itself, at
+    levels 0.95 and 0.8, against the check's own bootstrap of 40,000 resamples. Endpoints must agree to 0.12
+    of the bootstrap standard error (the student's 20,000 resamples and the check's each move them by about
+    0.02 of it); a mismatch is diagnosed by the interval's centre and by the share of the check's resampled
+    means it holds (its actual level), never by its expected endpoints."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal(n)  # each pair's common part (a film hard for both models): a and b correlate
+    a = 0.3 + shared + 0.5 * rng.standard_normal(n)
+    b = shared + 0.5 * rng.standard_normal(n)
+    n_boot, ref_boot = 20000, 40000
+    means = np.sort(_bootstrap_means(a - b, ref_boot, seed + 1))
+    se = float(means.std())
+    centre = float((a - b).mean())
+
+    def call(level: float) -> tuple[float, float]:
+        try:
+            got = paired_bootstrap(a.copy(), b.copy(), n_boot=n_boot, level=level, seed=0)
+        except NotImplementedError:
+            raise _not_written("7.3", "paired_bootstrap(a, b, n_boot, level, seed)") from None
+        if got is None:
+            raise _not_written("7.3", "paired_bootstrap(a, b, n_boot, level, seed)")
+        try:
+            low, high = (float(v) for v in got)
+        except (TypeError, ValueError):
+            raise WrongAnswer(f"Exercise 7.3: expected paired_bootstrap to return two numbers (low, high), got "
+                              f"{type(got).__name__}.") from None
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise WrongAnswer("Exercise 7.3: your interval has a NaN or infinite end.")
+        if low > high:
+            raise WrongAnswer("Exercise 7.3: not yet: low is above high; return (low, high).")
+        return low, high
+
+    def expected(level: float) -> tuple[float, float]:
+        return (float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2)))
+
+    def close(got: tuple[float, float], want: tuple[float, float]) -> bool:
+        return abs(got[0] - want[0]) <= 0.12 * se and abs(got[1] - want[1]) <= 0.12 * se
+
+    def diagnose(got: tuple[float, float], level: float) -> None:
+        low, high = got
+        want = expected(level)
+        if close(got, want):
+            return
+        width, want_width = high - low, want[1] - want[0]
+        mid = (low + high) / 2
+        if width < 0.05 * want_width:
+            raise WrongAnswer("Exercise 7.3: not yet: your interval has (almost) no width. A resample drawn "
+                              "without replacement holds every pair once, so every resample has the same mean: "
+                              "draw n indices with replacement.")
+        if abs(mid + centre) < 0.25 * se:
+            raise WrongAnswer("Exercise 7.3: not yet: that interval is for b - a; the exercise asks for a - b.")
+        if abs(mid - centre) > 0.25 * se:
+            raise WrongAnswer("Exercise 7.3: not yet: your interval is not centred on the resampled means of "
+                              "a - b: resample the differences of the pairs and average each resample.")
+        if width > 1.3 * want_width:
+            raise WrongAnswer("Exercise 7.3: not yet: your interval is too wide for these positively correlated "
+                              "pairs. Resample the pairs: the same indices for a and b, so that what a pair shares "
+                              "cancels in a - b.")
+        held = float(((means >= low) & (means <= high)).mean())
+        if abs(held - 0.683) < 0.03:
+            what = "that is about plus or minus one standard error: take the percentiles of the resampled means."
+        elif abs(held - (2 * level - 1)) < 0.03:
+            what = "cut (1 - level) / 2 from each tail, not 1 - level."
+        else:
+            what = "take the (1 - level) / 2 and (1 + level) / 2 quantiles of the resampled means."
+        raise WrongAnswer(f"Exercise 7.3: not yet: your interval holds {100 * held:.0f} % of the resampled mean "
+                          f"differences where a {100 * level:.0f} % interval holds {100 * level:.0f} %: {what}")
+
+    first = call(0.95)
+    diagnose(first, 0.95)
+    other = call(0.8)
+    if close(other, expected(0.95)):
+        raise WrongAnswer("Exercise 7.3: not yet: your function ignores level (at level=0.8 it returns the 95 % "
+                          "interval).")
+    diagnose(other, 0.8)
+    if call(0.95) != first:
+        raise WrongAnswer("Exercise 7.3: not yet: two calls with the same seed give different intervals: draw the "
+                          "resamples from np.random.default_rng(seed).")
+    _passed("7.3", "Your interval agrees with the check's own bootstrap at levels 0.95 and 0.8.")
 
 
 # ------------------------------------------------------------------------------------------ notebook 08

@@ -490,3 +490,53 @@ def test_exercise_7_2(capsys):
         ex.exercise_7_2(t_best, max(micro) - 1, labels, probs, grid)
     ex.exercise_7_2(t_best, max(micro), labels, probs, grid)
     assert "right" in capsys.readouterr().out
+
+
+def _paired_bootstrap(slip: str = "", draw: str = "integers"):
+    """Exercise 7.3's solution, with switches for the plausible slips (``slip``) and for other valid ways of
+    drawing the resamples (``draw``)."""
+    def paired_bootstrap(a, b, n_boot=2000, level=0.95, seed=0):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        n = len(a)
+        rng = np.random.default_rng(None if slip == "unseeded" else seed)
+        if draw == "choice":
+            idx = rng.choice(n, size=(n_boot, n))
+        elif draw == "torch":
+            idx = torch.randint(0, n, (n_boot, n), generator=torch.Generator().manual_seed(seed)).numpy()
+        else:
+            idx = rng.integers(0, n, size=(n_boot, n))
+        if slip == "without replacement":
+            idx = np.stack([rng.permutation(n) for _ in range(n_boot)])
+        means = a[idx].mean(1) - b[idx].mean(1)
+        if slip == "unpaired":
+            means = a[idx].mean(1) - b[rng.integers(0, n, size=(n_boot, n))].mean(1)
+        if slip == "reversed":
+            means = -means
+        if slip == "standard error":
+            return means.mean() - means.std(), means.mean() + means.std()
+        tail = {"": (1 - level) / 2, "tail": 1 - level, "ignores level": 0.025}.get(slip, (1 - level) / 2)
+        return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    return paired_bootstrap
+
+
+def test_exercise_7_3(capsys):
+    def stub(a, b, n_boot=2000, level=0.95, seed=0):
+        raise NotImplementedError("exercise: your code here")
+
+    with pytest.raises(ex.NotAnswered, match="paired_bootstrap"):
+        ex.exercise_7_3(stub)
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_7_3(lambda a, b, n_boot=2000, level=0.95, seed=0: None)
+    for slip, hint in (("unpaired", "same indices for a and b"), ("reversed", "b - a"),
+                       ("standard error", "one standard error"), ("tail", "each tail"),
+                       ("without replacement", "with replacement"), ("ignores level", "ignores level"),
+                       ("unseeded", "default_rng\\(seed\\)")):
+        with pytest.raises(ex.WrongAnswer, match=hint) as e:
+            ex.exercise_7_3(_paired_bootstrap(slip))
+        assert "0." not in _message(e).replace("level=0.8", ""), (slip, _message(e))  # no endpoint given away
+    with pytest.raises(ex.WrongAnswer, match="two numbers"):
+        ex.exercise_7_3(lambda a, b, n_boot=2000, level=0.95, seed=0: 0.1)
+    capsys.readouterr()
+    for draw in ("integers", "choice", "torch"):  # any generator convention passes
+        ex.exercise_7_3(_paired_bootstrap(draw=draw))
+        assert capsys.readouterr().out.startswith("Exercise 7.3: right.")

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Movie genres from poster + plot: MANGO against the fusion baselines, genre by genre
 #
-# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** {{runtime}} (six models, two at a time; MANGO's run is the longest). **Notation:** the box in notebook 01, section 2. **Exercises:** 2, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
+# > **Prerequisites:** notebooks 00, 01 and 05 (the same training harness). **Runtime:** {{runtime}} (six models, two at a time; MANGO's run is the longest). **Notation:** the box in notebook 01, section 2. **Exercises:** 3, marked *Exercise 7.x* (solutions in this version; students get `notebooks/student/`).
 #
 # **Goal.** Reproduce the *setting* of the paper's Table 3 (MM-IMDb, 23 genres, multi-label, micro and
 # macro F1) with mango_lite: train MANGO, three fusion baselines and the two unimodal models on the same
@@ -579,6 +579,66 @@ print(f"best threshold {best_t:.2f}: micro-F1 {best_micro:.1f} (at 0.5: {runs['m
 
 # %%
 exercises.exercise_7_2(best_t, best_micro, pred.labels, pred.probs["mango"], grid_t)  # searches the grid itself
+
+# %% [markdown]
+# ### Exercise 7.3 · A paired bootstrap interval
+#
+# Section 5's bootstrap resamples the test films and scores every model on the same resamples. Write that
+# idea for any paired scores: `paired_bootstrap(a, b, n_boot=2000, level=0.95, seed=0)` returns the
+# percentile interval `(low, high)` of the mean paired difference $\bar d$ with $d_i = a_i - b_i$. Draw
+# `n_boot` resamples of the $N$ pairs, each $N$ indices *with replacement* from
+# `np.random.default_rng(seed)`, take the *same* indices for `a` and `b`, average the differences of each
+# resample, and return the $(1-\text{level})/2$ and $(1+\text{level})/2$ quantiles of those means. The
+# check runs your function on paired data of its own at two levels and compares it with its own bootstrap.
+# Below it, your function is applied to the per-film F1 of MANGO and concat on the test split (the films'
+# mean is the samples F1 of section 5).
+
+# %%
+def film_f1(labels, probs):
+    """Each test film's F1 in percent: 2 |predicted & true| / (|predicted| + |true|), 0 when both are empty."""
+    hard, truth = probs > 0.5, labels > 0.5
+    denom = hard.sum(1) + truth.sum(1)
+    return 100 * np.where(denom > 0, 2 * (hard & truth).sum(1) / np.maximum(denom, 1), 0.0)
+
+
+per_film = {m: film_f1(pred.labels, pred.probs[m]) for m in ("mango", "concat")}
+for m, f in per_film.items():  # their mean is the engine's samples F1
+    assert abs(f.mean() - runs[m].metrics["samples_f1"]) < 1e-6, m
+
+# %%
+def paired_bootstrap(a, b, n_boot=2000, level=0.95, seed=0):
+    """Percentile interval (low, high) of the mean of a - b over bootstrap resamples of the pairs."""
+    # BEGIN SOLUTION
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))  # the same films for a and b
+    means = d[idx].mean(1)
+    return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
+    # END SOLUTION
+
+# %%
+exercises.exercise_7_3(paired_bootstrap)  # bootstraps paired data of its own; prints no interval
+low, high = paired_bootstrap(per_film["mango"], per_film["concat"])
+spread = min(per_film["mango"].std(), per_film["concat"].std()) > 0  # a model that never scores has no correlation
+corr = np.corrcoef(per_film["mango"], per_film["concat"])[0, 1] if spread else np.nan
+print(f"per-film F1, MANGO - concat over {len(data.test)} test films: mean {np.mean(per_film['mango'] - per_film['concat']):+.1f} "
+      f"points, 95 % paired bootstrap interval [{low:+.1f}, {high:+.1f}]; correlation of the two models' per-film F1 {corr:.2f}")
+
+# %% [markdown]
+# **Question.** Resampling `a` and `b` with *independent* indices gives a wider interval whenever the two
+# models' per-film scores are positively correlated. Why, and which interval answers "is MANGO better than
+# concat on these films"?
+#
+# <!-- BEGIN SOLUTION -->
+# *Answer.* The bootstrap estimates the spread of $\bar a - \bar b$, and
+# $\operatorname{Var}(a_i - b_i) = \operatorname{Var}(a_i) + \operatorname{Var}(b_i) - 2\operatorname{Cov}(a_i, b_i)$.
+# A film that is hard (or easy) for one model is usually hard (or easy) for the other, so the covariance is
+# positive and pairing subtracts it: the film's own difficulty cancels in $d_i$. Independent indices
+# compare MANGO on one set of films with concat on another, so the films' difficulty enters twice and the
+# interval widens by the covariance term. The question is about the *same* films scored by both models, so
+# the paired interval answers it; the unpaired one would hide a small but consistent difference, the same
+# reason the studies compare seeds in pairs (`mango_lite.metrics.paired`). Like section 5's bootstrap, it
+# covers the test-set sampling only, not the training seed.
+# <!-- END SOLUTION -->
 
 # %%
 for m in models.values():
