@@ -9,7 +9,7 @@
 #                                 (results/mechanisms/segmentation-nyudv2-replication/PROTOCOL.md), checkpoints left out
 #   lease.log                     what each step printed
 # On the device (torch preinstalled, no internet):  pip install --no-deps -e . && bash benchmarks/gpu_lease.sh "$OUT"
-# Rehearsal on a CPU at tiny sizes:                 REHEARSAL=1 bash benchmarks/gpu_lease.sh /tmp/lease
+# Rehearsal on a CPU at tiny sizes:                 REHEARSAL=1 bash benchmarks/gpu_lease.sh runs/gpu-rehearsal
 set -u
 OUT="${1:-results/gpu}"
 mkdir -p "$OUT"
