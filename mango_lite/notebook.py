@@ -168,3 +168,17 @@ def runtime_sentence(record: dict[str, Any] | None) -> str:
     where = (f" at `{record['preset']}`" if record.get("preset") else "") + (
         f" on {record['device']}" if record.get("device") else "")
     return f"{took}{where}, as these outputs were made"
+
+
+def interact_with_static(fn: Any, static: list[dict[str, Any]], **controls: Any) -> None:
+    """``fn`` drawn once per setting in ``static`` (plain outputs, which a static rendering such as GitHub's
+    or the book shows), then the same function behind ipywidgets controls for a running kernel (skipped,
+    with a note, where ipywidgets is not installed). ``controls``: ``widgets.interact``'s keyword arguments."""
+    for setting in static:
+        fn(**setting)
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        print("(ipywidgets is not installed: the settings above are the static view; pip install 'mango_lite[notebooks]')")
+        return
+    widgets.interact(fn, **controls)

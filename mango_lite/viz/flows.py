@@ -103,3 +103,34 @@ def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1, value_range: t
         grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
     arr = grid.permute(1, 2, 0).numpy()
     return arr[..., 0] if c == 1 else arr
+
+
+def plot_conditioning(gamma: float, log_temperature: float, tokens: int = 16, seed: int = 0,
+                      ax: Axes | None = None) -> float:
+    """The mixing part of one ICA layer, ``A - I = diag(gamma) S`` (IMCA, lower triangle, one draw of random
+    tokens), on a diverging colour scale centred at 0, titled with cond_inf(A) and the bound
+    (1 + |gamma|) / (1 - |gamma|). ``log_temperature`` below 0 sharpens the attention. Returns cond_inf(A)."""
+    from ..flows import InvertibleCrossAttention
+    from ..flows.reference import attention_matrix
+
+    if not -1.0 < gamma < 1.0:
+        raise ValueError(f"plot_conditioning: expected -1 < gamma < 1, got {gamma}")
+    used = gamma if gamma != 0.0 else 1e-6  # the layer's gamma must be non-zero to be a parameter
+    layer = InvertibleCrossAttention(4, tokens, "imca", gamma=used, triangle="lower").double()
+    with torch.no_grad():
+        layer.log_temperature.fill_(log_temperature)
+        x = torch.randn(1, 2 * tokens, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        a = attention_matrix(layer, x)[0, 0]
+    cond = float(torch.linalg.matrix_norm(a, ord=float("inf")) * torch.linalg.matrix_norm(torch.linalg.inv(a),
+                                                                                             ord=float("inf")))
+    bound = (1 + abs(used)) / (1 - abs(used))
+    mix = (a - torch.eye(tokens, dtype=a.dtype)).numpy()
+    lim = max(float(np.abs(mix).max()), 1e-12)
+    ax = ax or plt.gca()
+    im = ax.imshow(mix, cmap="RdBu_r", vmin=-lim, vmax=lim)  # signed: 0 is white, the masked zeros too
+    ax.set_title(f"γ={gamma:+.2f}, log τ={log_temperature:+.1f}\ncond∞(A)={cond:.2f} ≤ {bound:.2f}", fontsize=9)
+    ticks = list(range(0, tokens, max(1, tokens // 4)))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return cond

@@ -296,6 +296,28 @@ ax.set_yscale("log"); ax.set_xlabel("γ"); ax.set_ylabel("‖A⁻¹‖∞"); ax.
 plt.show()
 
 # %% [markdown]
+# **Explore.** Move $\gamma$ and the temperature and watch $\mathrm{cond}_\infty(A)$ against its bound. The
+# matrix drawn is the mixing part $A - I = \operatorname{diag}(\gamma)\,S$ on a diverging scale (white is 0,
+# the masked triangle too): a negative $\gamma$ *subtracts* attention from each token. Sharp attention
+# ($\log\tau$ well below 0) with $|\gamma|$ near 1 is where the bound is nearly reached. Three settings are
+# drawn for a static reading (GitHub, the book); with a running kernel the sliders redraw it.
+
+# %%
+from mango_lite.notebook import interact_with_static
+from mango_lite.viz.flows import plot_conditioning
+
+
+def conditioning(gamma: float = 0.5, log_temperature: float = 0.0) -> None:
+    fig, ax = plt.subplots(figsize=(4.4, 3.8), constrained_layout=True)
+    plot_conditioning(gamma, log_temperature, ax=ax)
+    plt.show()
+
+
+interact_with_static(conditioning, [dict(gamma=0.1, log_temperature=0.0), dict(gamma=0.9, log_temperature=-2.0),
+                                    dict(gamma=-0.9, log_temperature=-2.0)],
+                     gamma=(-0.95, 0.95, 0.05), log_temperature=(-3.0, 1.0, 0.25))
+
+# %% [markdown]
 # ## 7. Direction conventions in other libraries
 #
 # Sign and direction bugs are the most common flow bug (normflows#27, pytorch-flows#16, glow-tts#17).

@@ -29,6 +29,7 @@ from IPython.display import display
 
 from mango_lite import ICA, MangoBlock, exercises, get_preset, seed_everything
 from mango_lite.flows import make_partition, record_attention
+from mango_lite.notebook import interact_with_static
 from mango_lite.viz.flows import draw_partition, draw_partition_legend, plot_attention
 
 sns.set_theme(style="white", context="notebook")
@@ -127,8 +128,8 @@ _ = record_attention(block, False)  # returns the layers it switched off: not wo
 # %% [markdown]
 # ## 4. Explore
 # Pick a partition and variant; the left panel shows the assignment, the right panel the effective mixing
-# $M$ for a fresh random input (γ = 0.9). (The widget is optional: the notebook runs top to bottom
-# without it.)
+# $M$ for a fresh random input (γ = 0.9). One setting per partition is drawn below for a static reading;
+# with a running kernel the controls redraw it (without ipywidgets the notebook still runs top to bottom).
 
 # %%
 def explore(partition: str = "imca", variant: int = 1, tokens: int = 8, seed: int = 0):
@@ -146,8 +147,11 @@ def explore(partition: str = "imca", variant: int = 1, tokens: int = 8, seed: in
     plt.show()
 
 
-widgets.interact(
+# one setting per partition drawn statically (what GitHub and the book show), then the widget
+interact_with_static(
     explore,
+    [dict(partition="mmca", variant=0, tokens=8, seed=0), dict(partition="imca", variant=1, tokens=8, seed=0),
+     dict(partition="lica", variant=0, tokens=8, seed=0)],
     partition=widgets.Dropdown(options=["mmca", "imca", "lica"], value="imca"),
     variant=widgets.IntSlider(min=0, max=3, value=1),
     tokens=widgets.IntSlider(min=4, max=16, step=2, value=8),
