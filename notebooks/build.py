@@ -262,7 +262,8 @@ def exercise_index() -> str:
              "the end of a part). The full notebooks in `notebooks/` carry the solutions and their outputs; "
              "`notebooks/student/` holds the same notebooks without outputs and with every solution replaced "
              "by a stub, the checks kept, so each check fails until the exercise is solved "
-             "(`tests/test_exercises.py` runs the student versions of 01-04 to prove it). "
+             "(`tests/test_exercises.py` runs the student version of every notebook from 01 on at the quick preset to "
+             "prove it; each check is also tested to reject named wrong answers, `tests/test_exercise_checks.py`). "
              "`python notebooks/build.py` rebuilds both from `notebooks/src/`, where solutions are marked "
              "`# BEGIN SOLUTION` / `# END SOLUTION` (optional `# STUB:` lines give the student's starting code).",
              "", "| notebook | exercises |", "|---|---|"]
