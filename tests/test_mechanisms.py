@@ -698,3 +698,13 @@ def test_replication_wants_new_seeds_and_the_same_data():
         replication_summary(first, _control_study([2, 3, 4], [1, 2, 3], [0, 1, 2]))
     with pytest.raises(MangoLiteError, match="differ in"):
         replication_summary(first, _control_study([3, 4, 5], [1, 2, 3], [0, 1, 2], dataset="sunrgbd"))
+
+
+def test_the_capacity_control_is_a_valid_study_row_without_attention():
+    """``mango-noattn-h408``: a controls-study row (a study model, not only a control), gamma fixed at 0 and
+    not learned, its couplings wider than the default 4 x width."""
+    from mango_lite.training.mechanisms import control_variants
+
+    (name, model, over), = control_variants(models=["mango-noattn-h408"])
+    assert name == model == "mango-noattn-h408"
+    assert over["flow_gamma"] == 0.0 and over["flow_learn_gamma"] is False and over["flow_hidden"] == 408

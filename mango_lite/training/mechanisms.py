@@ -31,6 +31,7 @@ from ..utils import atomic_write_json, atomic_write_text
 from .engine import config_differences
 from .tasks import (
     CONTROL_MODELS,
+    STUDY_MODELS,
     _preset,
     build_task_data,
     check_task,
@@ -76,7 +77,7 @@ def control_variants(base: Mapping[str, Any] | None = None,
     rows = []
     for m in models:
         over = {} if not m.startswith("mango") else {**dict(base or {}), **control_overrides(m)}
-        if m not in CONTROL_MODELS and m not in ("mango", "concat", "tokenfusion", "crossattn"):
+        if m not in CONTROL_MODELS and m not in STUDY_MODELS and m not in ("mango", "concat", "tokenfusion", "crossattn"):
             raise MangoLiteError(f"mechanism study: unknown model {m!r}")
         rows.append((m, m, over))
     return rows

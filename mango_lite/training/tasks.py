@@ -72,6 +72,10 @@ STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     # ... and a learnable offset on the attention's diagonal logits (flows/ica.py, self_logit), which the alignment
     # toy showed the per-row gamma needs: without it B's rows keep ~0.4 of their attention on themselves
     "mango-gamma-token-diag": ("mango", {"flow_gamma_mode": "token", "flow_self_logit": True}),
+    # the no-attention control with as many parameters receiving a gradient as MANGO at the cpu preset (1.51 M
+    # each, training.parameters): its couplings 408 wide instead of 4 x width = 128 take the place of the ~0.93 M
+    # query and key weights that gamma = 0 leaves untrained (results/mechanisms/segmentation-nyudv2-capacity)
+    "mango-noattn-h408": ("mango", {"flow_gamma": 0.0, "flow_learn_gamma": False, "flow_hidden": 408}),
 }
 SEGMENTATION_DATASETS = TASKS["segmentation"].datasets
 TASK_DATASETS = {name: task.datasets for name, task in TASKS.items()}
