@@ -708,3 +708,17 @@ def test_the_capacity_control_is_a_valid_study_row_without_attention():
     (name, model, over), = control_variants(models=["mango-noattn-h408"])
     assert name == model == "mango-noattn-h408"
     assert over["flow_gamma"] == 0.0 and over["flow_learn_gamma"] is False and over["flow_hidden"] == 408
+
+
+def test_capacity_summary_reads_the_matched_control():
+    from mango_lite.training.mechanisms import capacity_markdown, capacity_summary
+
+    rep = _control_study([0, 1, 2], [20.5, 20.9, 20.1], [19.8, 20.1, 19.5])
+    rep["rows"]["mango-noattn-h408"] = {"runs": {"0": {"metric": 20.0}, "1": {"metric": 20.3}, "2": {"metric": 19.7}}}
+    s = capacity_summary(rep)
+    assert s["gain"]["verdict"] == "better"
+    assert abs(s["share_remaining"] - (0.5 / 0.7)) < 1e-9  # 0.5 of the 0.7 gain remains
+    assert s["verdict"] in ("attention beyond capacity", "capacity not ruled out")
+    assert "the extra capacity alone" in capacity_markdown(s)
+    rep["rows"]["mango-noattn-h408"]["runs"] = {"0": {"metric": 21.5}, "1": {"metric": 21.95}, "2": {"metric": 21.2}}
+    assert capacity_summary(rep)["verdict"] == "capacity more than attention"

@@ -254,6 +254,10 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--effective-params", action="store_true",
                    help="instead of training, add each row's parameters that receive a gradient to --out's finished "
                         "study (one backward pass per row) and rewrite its mechanisms.md")
+    p.add_argument("--capacity", action="store_true",
+                   help="instead of training, read --out's finished study: mango against mango-noattn and against "
+                        "mango-noattn-h408 (no attention, as many parameters receiving a gradient) -> --out/capacity.json "
+                        "and .md")
     p.add_argument("--replicate", default=None, metavar="FIRST",
                    help="instead of training, read --out's finished study as a replication on new seeds of the study "
                         "in FIRST: mango against mango-noattn in each, the verdict from the replication alone "
@@ -465,6 +469,15 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
                                 log=lambda m: print(m, file=__import__("sys").stderr),
                                 jobs=args.jobs or default_jobs("cpu"))
         print(density_markdown(res))
+        return 0
+    if args.capacity:
+        from .mechanisms import capacity_markdown, capacity_summary, load_study
+
+        summary = capacity_summary(load_study(out))
+        md = capacity_markdown(summary)
+        atomic_write_json(out / "capacity.json", summary)
+        atomic_write_text(out / "capacity.md", md)
+        print(md)
         return 0
     if args.replicate:
         from .mechanisms import load_study, replication_markdown, replication_summary

@@ -679,3 +679,46 @@ def replication_markdown(summary: Mapping[str, Any]) -> str:
         f"Pooled over both studies' {pooled['n']} seeds and their devices, for orientation only: "
         f"{pooled['mean']:+.2f} [{pooled['low']:+.2f}, {pooled['high']:+.2f}], {a} ahead in {pooled['wins']} of {pooled['n']}.",
         ""])
+
+
+#: what the matched control's interval means (``capacity_summary``), by the paired verdict of MANGO against it
+CAPACITY_VERDICTS = {"better": "attention beyond capacity", "no difference shown": "capacity not ruled out",
+                     "worse": "capacity more than attention"}
+
+
+def capacity_summary(report: Mapping[str, Any], control: str = "mango-noattn",
+                     matched: str = "mango-noattn-h408", a: str = "mango") -> dict[str, Any]:
+    """MANGO against its no-attention control and against the same control with as many parameters receiving a
+    gradient (``matched``), paired by seed: the verdict of ``a`` - ``matched`` (:data:`CAPACITY_VERDICTS`), what
+    the extra capacity alone does (``matched`` - ``control``) and the share of the gain ``a`` - ``control`` that
+    remains against ``matched``."""
+    gain, against, alone = compare(report, a, control), compare(report, a, matched), compare(report, matched, control)
+    if gain is None or against is None or alone is None:
+        raise MangoLiteError(f"capacity: expected rows {a!r}, {control!r} and {matched!r} with at least two shared "
+                             f"finished seeds, got rows {sorted(report.get('rows', {}))}")
+    share = against["paired"]["mean"] / gain["paired"]["mean"] if gain["paired"]["mean"] else None
+    return {"task": report["task"], "dataset": report.get("dataset"), "metric": report["metric"], "a": a,
+            "control": control, "matched": matched, "gain": gain["paired"], "against_matched": against["paired"],
+            "capacity_alone": alone["paired"], "share_remaining": share,
+            "verdict": CAPACITY_VERDICTS[against["paired"]["verdict"]]}
+
+
+def capacity_markdown(summary: Mapping[str, Any]) -> str:
+    """:func:`capacity_summary` as a short Markdown section."""
+
+    def row(label: str, p: Mapping[str, Any]) -> str:
+        return (f"| {label} | {p['n']} | {p['mean']:+.2f} | {p['sd']:.2f} | [{p['low']:+.2f}, {p['high']:+.2f}] | "
+                f"{p['wins']} of {p['n']} |")
+
+    a, c, m = summary["a"], summary["control"], summary["matched"]
+    share = summary["share_remaining"]
+    return "\n".join([
+        f"### Attention or capacity? `{a}` against `{c}` and against `{m}` ({summary['task']} / {summary['dataset']})",
+        "", f"Paired differences of {summary['metric']} (positive = the first model better), 95 % t interval.", "",
+        "| difference | seeds | mean | sd | 95 % interval | seeds with the first ahead |", "|---|---|---|---|---|---|",
+        row(f"{a} − {c} (the gain)", summary["gain"]),
+        row(f"{a} − {m} (same trainable size, no attention)", summary["against_matched"]),
+        row(f"{m} − {c} (the extra capacity alone)", summary["capacity_alone"]), "",
+        f"Verdict (the protocol's rule on the second row): **{summary['verdict']}**."
+        + (f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share is not None
+           else ""), ""])
