@@ -720,5 +720,7 @@ def capacity_markdown(summary: Mapping[str, Any]) -> str:
         row(f"{a} − {m} (same trainable size, no attention)", summary["against_matched"]),
         row(f"{m} − {c} (the extra capacity alone)", summary["capacity_alone"]), "",
         f"Verdict (the protocol's rule on the second row): **{summary['verdict']}**."
-        + (f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share is not None
-           else ""), ""])
+        + ("" if share is None else
+           f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share > 0 else
+           f" Against the matched control none of {a}'s gain over `{c}` remains ({a} − {m} is {100 * share:.0f} % "
+           "of it)."), ""])

@@ -266,6 +266,24 @@ else:
     print("no replication in results/mechanisms (python -m mango_lite mechanisms --replicate ...)")
 
 # %% [markdown]
+# A replicated difference can still have another cause than the one its name suggests. With every $\gamma$ at 0
+# the queries and keys receive no gradient, so the control trains far fewer parameters than MANGO. The
+# capacity study (its protocol committed before its runs) adds the same control with couplings wide enough to
+# train as many parameters as MANGO, and reads MANGO against both:
+
+# %%
+from mango_lite.training.mechanisms import capacity_markdown
+
+capacity_file = REPO / "results" / "mechanisms" / "segmentation-nyudv2-capacity" / "capacity.json"
+if capacity_file.is_file():
+    capacity = json.loads(capacity_file.read_text())
+    display(Markdown(f"({capacity_file.relative_to(REPO)}, generated NYUDv2 stand-in, CPU)\n\n"
+                     + capacity_markdown(capacity)))
+    assert capacity["verdict"] in ("attention beyond capacity", "capacity not ruled out", "capacity more than attention")
+else:
+    print("no capacity study in results/mechanisms (python -m mango_lite mechanisms --capacity ...)")
+
+# %% [markdown]
 # ### When the modalities are misregistered: the registration study
 # On pixel-aligned stand-ins attention can only add information from other positions, which no task needs
 # (notebook 04b). The registration study (`python -m mango_lite registration`, protocol committed before its
