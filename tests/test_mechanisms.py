@@ -4,6 +4,7 @@ away from its initial value (a zero-initialised term would hide a missing log-de
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -722,3 +723,19 @@ def test_capacity_summary_reads_the_matched_control():
     assert "the extra capacity alone" in capacity_markdown(s)
     rep["rows"]["mango-noattn-h408"]["runs"] = {"0": {"metric": 21.5}, "1": {"metric": 21.95}, "2": {"metric": 21.2}}
     assert capacity_summary(rep)["verdict"] == "capacity more than attention"
+
+
+def test_cli_writes_the_replication_and_capacity_readings(tmp_path, capsys):
+    from mango_lite.cli import main
+
+    first = _control_study([0, 1, 2], [20.5, 20.9, 20.1], [19.8, 20.1, 19.5])
+    first["rows"]["mango-noattn-h408"] = {"runs": {"0": {"metric": 20.0}, "1": {"metric": 20.3}, "2": {"metric": 19.7}}}
+    again = _control_study([3, 4, 5, 6], [19.5, 19.6, 19.4, 19.9], [18.9, 19.0, 19.0, 19.2])
+    for name, rep in (("first", first), ("again", again)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mechanisms.json").write_text(json.dumps(rep))
+    assert main(["mechanisms", "--replicate", str(tmp_path / "first"), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "replication.json").read_text())["verdict"] == "replicated"
+    assert main(["mechanisms", "--capacity", "--out", str(tmp_path / "first")]) == 0
+    assert "**attention beyond capacity**" in (tmp_path / "first" / "capacity.md").read_text()
+    assert "Attention or capacity?" in capsys.readouterr().out

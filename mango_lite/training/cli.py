@@ -470,22 +470,17 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
                                 jobs=args.jobs or default_jobs("cpu"))
         print(density_markdown(res))
         return 0
-    if args.capacity:
-        from .mechanisms import capacity_markdown, capacity_summary, load_study
+    if args.capacity or args.replicate:  # a reading of finished studies: OUT/<stem>.json and .md
+        from . import mechanisms as mech
 
-        summary = capacity_summary(load_study(out))
-        md = capacity_markdown(summary)
-        atomic_write_json(out / "capacity.json", summary)
-        atomic_write_text(out / "capacity.md", md)
-        print(md)
-        return 0
-    if args.replicate:
-        from .mechanisms import load_study, replication_markdown, replication_summary
-
-        summary = replication_summary(load_study(args.replicate), load_study(out))
-        md = replication_markdown(summary)
-        atomic_write_json(out / "replication.json", summary)
-        atomic_write_text(out / "replication.md", md)
+        if args.capacity:
+            stem, summary = "capacity", mech.capacity_summary(mech.load_study(out))
+            md = mech.capacity_markdown(summary)
+        else:
+            stem, summary = "replication", mech.replication_summary(mech.load_study(args.replicate), mech.load_study(out))
+            md = mech.replication_markdown(summary)
+        atomic_write_json(out / f"{stem}.json", summary)
+        atomic_write_text(out / f"{stem}.md", md)
         print(md)
         return 0
     if args.effective_params:
