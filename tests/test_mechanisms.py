@@ -721,6 +721,9 @@ def test_capacity_summary_reads_the_matched_control():
     assert abs(s["share_remaining"] - (0.5 / 0.7)) < 1e-9  # 0.5 of the 0.7 gain remains
     assert s["verdict"] in ("attention beyond capacity", "capacity not ruled out")
     assert "the extra capacity alone" in capacity_markdown(s)
+    assert "seeds 0-2" in capacity_markdown(s) and "**attention beyond capacity**" in capacity_markdown(s)
+    pooled = capacity_summary(rep, pooled=True)
+    assert pooled["verdict"] is None and "no verdict is drawn" in capacity_markdown(pooled)
     rep["rows"]["mango-noattn-h408"]["runs"] = {"0": {"metric": 21.5}, "1": {"metric": 21.95}, "2": {"metric": 21.2}}
     assert capacity_summary(rep)["verdict"] == "capacity more than attention"
 

@@ -258,6 +258,8 @@ def add_training_parsers(sub: Any) -> None:
                    help="instead of training, read --out's finished study: mango against mango-noattn and against "
                         "mango-noattn-h408 (no attention, as many parameters receiving a gradient) -> --out/capacity.json "
                         "and .md")
+    p.add_argument("--pooled", action="store_true",
+                   help="with --capacity: the study pools seeds of readings already seen; shown without a verdict")
     p.add_argument("--replicate", default=None, metavar="FIRST",
                    help="instead of training, read --out's finished study as a replication on new seeds of the study "
                         "in FIRST: mango against mango-noattn in each, the verdict from the replication alone "
@@ -474,7 +476,7 @@ def cmd_mechanisms(args: argparse.Namespace) -> int:
         from . import mechanisms as mech
 
         if args.capacity:
-            stem, summary = "capacity", mech.capacity_summary(mech.load_study(out))
+            stem, summary = "capacity", mech.capacity_summary(mech.load_study(out), pooled=args.pooled)
             md = mech.capacity_markdown(summary)
         else:
             stem, summary = "replication", mech.replication_summary(mech.load_study(args.replicate), mech.load_study(out))

@@ -552,7 +552,8 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
 
 #: the mechanism each control switches off and how, for :func:`goals_reading`
 CONTROL_MEANING: dict[str, tuple[str, str]] = {
-    "mango-noattn": ("the attention", "every γ fixed at 0"),
+    "mango-noattn": ("the attention", "every γ fixed at 0, which also leaves the queries and keys untrained, so "
+                                      "the control trains fewer parameters; the capacity study asks what that costs"),
     "mango-nonll": ("the likelihood term", "NLL weight 0"),
     "mango-nll-encoders": ("keeping the NLL out of the encoders", "the paper's joint objective, the NLL's gradient "
                                                                    "reaching the encoders"),
@@ -687,11 +688,12 @@ CAPACITY_VERDICTS = {"better": "attention beyond capacity", "no difference shown
 
 
 def capacity_summary(report: Mapping[str, Any], control: str = "mango-noattn",
-                     matched: str = "mango-noattn-h408", a: str = "mango") -> dict[str, Any]:
+                     matched: str = "mango-noattn-h408", a: str = "mango", pooled: bool = False) -> dict[str, Any]:
     """MANGO against its no-attention control and against the same control with as many parameters receiving a
     gradient (``matched``), paired by seed: the verdict of ``a`` - ``matched`` (:data:`CAPACITY_VERDICTS`), what
     the extra capacity alone does (``matched`` - ``control``) and the share of the gain ``a`` - ``control`` that
-    remains against ``matched``."""
+    remains against ``matched``. ``pooled``: the report pools seeds of readings already seen, so its interval is
+    shown for orientation and no verdict is drawn from it."""
     gain, against, alone = compare(report, a, control), compare(report, a, matched), compare(report, matched, control)
     if gain is None or against is None or alone is None:
         raise MangoLiteError(f"capacity: expected rows {a!r}, {control!r} and {matched!r} with at least two shared "
@@ -699,8 +701,9 @@ def capacity_summary(report: Mapping[str, Any], control: str = "mango-noattn",
     share = against["paired"]["mean"] / gain["paired"]["mean"] if gain["paired"]["mean"] else None
     return {"task": report["task"], "dataset": report.get("dataset"), "metric": report["metric"], "a": a,
             "control": control, "matched": matched, "gain": gain["paired"], "against_matched": against["paired"],
-            "capacity_alone": alone["paired"], "share_remaining": share,
-            "verdict": CAPACITY_VERDICTS[against["paired"]["verdict"]]}
+            "capacity_alone": alone["paired"], "share_remaining": share, "title": report.get("title") or "",
+            "seeds": sorted(int(k) for k in report["rows"][a]["runs"]), "pooled": pooled,
+            "verdict": None if pooled else CAPACITY_VERDICTS[against["paired"]["verdict"]]}
 
 
 def capacity_markdown(summary: Mapping[str, Any]) -> str:
@@ -712,14 +715,21 @@ def capacity_markdown(summary: Mapping[str, Any]) -> str:
 
     a, c, m = summary["a"], summary["control"], summary["matched"]
     share = summary["share_remaining"]
+    seeds = summary.get("seeds") or []
+    which = (f", seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
+             else f", seeds {', '.join(map(str, seeds))}" if seeds else "")
+    head = ("Pooled reading, for orientation only (these seeds include readings already seen; no verdict is drawn "
+            "from it)." if summary.get("pooled") else
+            f"Verdict (the protocol's rule on the second row): **{summary['verdict']}**.")
     return "\n".join([
-        f"### Attention or capacity? `{a}` against `{c}` and against `{m}` ({summary['task']} / {summary['dataset']})",
+        f"### Attention or capacity? `{a}` against `{c}` and against `{m}` ({summary['task']} / "
+        f"{summary['dataset']}{which})",
         "", f"Paired differences of {summary['metric']} (positive = the first model better), 95 % t interval.", "",
         "| difference | seeds | mean | sd | 95 % interval | seeds with the first ahead |", "|---|---|---|---|---|---|",
         row(f"{a} − {c} (the gain)", summary["gain"]),
         row(f"{a} − {m} (same trainable size, no attention)", summary["against_matched"]),
         row(f"{m} − {c} (the extra capacity alone)", summary["capacity_alone"]), "",
-        f"Verdict (the protocol's rule on the second row): **{summary['verdict']}**."
+        head
         + ("" if share is None else
            f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share > 0 else
            f" Against the matched control none of {a}'s gain over `{c}` remains ({a} − {m} is {100 * share:.0f} % "
