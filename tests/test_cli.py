@@ -47,7 +47,7 @@ def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     (["train", "--task", "segmentation", "--model", "foo", "--out", "x"],
      "unknown model 'foo' for task 'segmentation'; expected one of ('mango', 'concat', 'tokenfusion', 'crossattn', "
      "'rgb', 'depth', 'mango-noattn', 'mango-nonll', 'mango-paper', 'mango-nll-encoders', 'concat-context', "
-     "'mango-gamma-token', 'mango-gamma-token-diag')"),
+     "'mango-gamma-token', 'mango-gamma-token-diag', 'mango-noattn-h408')"),
     (["train", "--task", "translation", "--model", "mango", "--pair", "a_to_b", "--out", "x"], "unknown translation "
                                                                                                "pair 'a_to_b'"),
     (["train", "--task", "translation", "--model", "rgb", "--out", "x"], "unknown model 'rgb' for task 'translation'"),
