@@ -732,5 +732,4 @@ def capacity_markdown(summary: Mapping[str, Any]) -> str:
         head
         + ("" if share is None else
            f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share > 0 else
-           f" Against the matched control none of {a}'s gain over `{c}` remains ({a} − {m} is {100 * share:.0f} % "
-           "of it)."), ""])
+           f" Against the matched control none of {a}'s gain over `{c}` remains."), ""])
