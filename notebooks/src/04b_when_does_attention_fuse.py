@@ -337,6 +337,18 @@ lines.append(f"Inside the attention (seed 0, {EPOCHS} epochs): depth's attention
 best_toy = toy["share of the bound"].idxmax()
 lines.append(f"On the alignment toy the paper's layer reaches {toy.loc['paper (gamma per head)', 'share of the bound']:.0%} "
              f"of what one layer can; the best variant ({best_toy}) {toy.loc[best_toy, 'share of the bound']:.0%}.")
+# the controls' other difference: with gamma at 0 the queries and keys get no gradient, so the control trains fewer
+# parameters; the capacity study (protocols committed before its runs) adds a twin of MANGO's trainable size
+capacity_dir = session.root / "results" / "mechanisms" / "segmentation-nyudv2-capacity"
+parts = [json.loads((capacity_dir / f).read_text(encoding="utf-8")) for f in ("capacity.json", "seeds-3-5/capacity.json")
+         if (capacity_dir / f).is_file()]
+if parts:
+    lines.append("On aligned data (0 px), against `mango-noattn-h408`, the γ = 0 control with as many parameters receiving "
+                 "a gradient as MANGO: " + "; ".join(
+                     f"seeds {p['seeds'][0]}-{p['seeds'][-1]}: MANGO minus it {p['against_matched']['mean']:+.2f} "
+                     f"[{p['against_matched']['low']:+.2f}, {p['against_matched']['high']:+.2f}] mIoU, "
+                     f"MANGO ahead in {p['against_matched']['wins']} of {p['against_matched']['n']} "
+                     f"(**{p['verdict']}**)" for p in parts) + ".")
 display(Markdown("\n\n".join(lines)))
 print(session.finish())
 
@@ -348,6 +360,9 @@ print(session.finish())
 # each loses), the task does need information from other cells, and the first condition holds. If the gain
 # of attention does not rise with it, look at the other two: an attention that does not look at the
 # displaced partner, or one that finds it while one $\gamma$ per head keeps the transfer small. The toy isolates the third, and the gamma variants of the study test whether fixing it is enough.
+# One more difference hides in the control itself: with $\gamma = 0$ the queries and keys receive no gradient,
+# so `mango-noattn` trains fewer parameters than MANGO, and a gain over it may be a gain of size. The last
+# sentence above compares MANGO with a control of MANGO's trainable size instead.
 #
 # The numbers come from small models trained from scratch on a generated stand-in; what carries over to
 # real RGB-D data is the method (a misregistration dose, a control with the mechanism switched off,
