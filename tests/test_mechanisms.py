@@ -728,6 +728,10 @@ def test_capacity_summary_reads_the_matched_control():
     assert pooled["verdict"] is None and "no verdict is drawn" in capacity_markdown(pooled)
     rep["rows"]["mango-noattn-h408"]["runs"] = {"0": {"metric": 21.5}, "1": {"metric": 21.95}, "2": {"metric": 21.2}}
     assert capacity_summary(rep)["verdict"] == "capacity more than attention"
+    # where attention loses to its control there is no gain to share out
+    rep["rows"]["mango-noattn"]["runs"] = {"0": {"metric": 21.0}, "1": {"metric": 21.4}, "2": {"metric": 20.6}}
+    lost = capacity_summary(rep)
+    assert lost["share_remaining"] is None and "no share of it is computed" in capacity_markdown(lost)
 
 
 def test_cli_writes_the_replication_and_capacity_readings(tmp_path, capsys):

@@ -698,7 +698,8 @@ def capacity_summary(report: Mapping[str, Any], control: str = "mango-noattn",
     if gain is None or against is None or alone is None:
         raise MangoLiteError(f"capacity: expected rows {a!r}, {control!r} and {matched!r} with at least two shared "
                              f"finished seeds, got rows {sorted(report.get('rows', {}))}")
-    share = against["paired"]["mean"] / gain["paired"]["mean"] if gain["paired"]["mean"] else None
+    # a share of the gain only where its interval shows one (a share of noise, or of a loss, means nothing)
+    share = against["paired"]["mean"] / gain["paired"]["mean"] if gain["paired"]["verdict"] == "better" else None
     return {"task": report["task"], "dataset": report.get("dataset"), "metric": report["metric"], "a": a,
             "control": control, "matched": matched, "gain": gain["paired"], "against_matched": against["paired"],
             "capacity_alone": alone["paired"], "share_remaining": share, "title": report.get("title") or "",
@@ -709,9 +710,11 @@ def capacity_summary(report: Mapping[str, Any], control: str = "mango-noattn",
 def capacity_markdown(summary: Mapping[str, Any]) -> str:
     """:func:`capacity_summary` as a short Markdown section."""
 
+    nd = 3 if str(summary["metric"]).startswith(("mae", "rmse")) else 2  # MAE x10 differences are ~0.001-0.01
+
     def row(label: str, p: Mapping[str, Any]) -> str:
-        return (f"| {label} | {p['n']} | {p['mean']:+.2f} | {p['sd']:.2f} | [{p['low']:+.2f}, {p['high']:+.2f}] | "
-                f"{p['wins']} of {p['n']} |")
+        return (f"| {label} | {p['n']} | {p['mean']:+.{nd}f} | {p['sd']:.{nd}f} | [{p['low']:+.{nd}f}, "
+                f"{p['high']:+.{nd}f}] | {p['wins']} of {p['n']} |")
 
     a, c, m = summary["a"], summary["control"], summary["matched"]
     share = summary["share_remaining"]
@@ -730,6 +733,6 @@ def capacity_markdown(summary: Mapping[str, Any]) -> str:
         row(f"{a} − {m} (same trainable size, no attention)", summary["against_matched"]),
         row(f"{m} − {c} (the extra capacity alone)", summary["capacity_alone"]), "",
         head
-        + ("" if share is None else
+        + (f" (No gain of `{a}` over `{c}` is shown here, so no share of it is computed.)" if share is None else
            f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share > 0 else
            f" Against the matched control none of {a}'s gain over `{c}` remains."), ""])
