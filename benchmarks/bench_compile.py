@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import torch
+from bench_train_step import device_sync, segmentation_batch, segmentation_model  # benchmarks/ (this script's folder)
 
-from mango_lite.models import ModelConfig, build_model
 from mango_lite.presets import get_preset
 from mango_lite.timing import interleaved
 from mango_lite.utils import atomic_write_json, device_name
@@ -34,10 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     p = get_preset(args.preset)
-    torch.manual_seed(0)
-    cfg = ModelConfig(task="segmentation", fusion="mango", in_channels=(3, 1), num_outputs=40, image_size=p.image_size,
-                      width=p.width, blocks=p.blocks, scales=p.scales, flow_weight=p.flow_weight)
-    eager = build_model(cfg).to(device).train()
+    eager = segmentation_model("mango", p, device)
     base = copy.deepcopy(eager)
     # the fusion adds Gaussian noise to the features in training: inductor draws its own random numbers unless
     # told to use eager's, and the gradient comparison needs the same draws (reseeded before each step)
@@ -45,15 +42,10 @@ def main() -> None:
 
     inductor_config.fallback_random = True
     compiled = torch.compile(base, mode=args.mode, dynamic=False)  # the step's shapes never change
-    g = torch.Generator().manual_seed(0)
     size, bs = p.image_size, p.batch_size
-    a = torch.randn(bs, 3, size, size, generator=g).to(device)
-    b = torch.randn(bs, 1, size, size, generator=g).to(device)
-    y = torch.randint(0, 40, (bs, size, size), generator=g).to(device)
+    a, b, y = segmentation_batch(p, device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    sync = device_sync(device)
 
     def grads(model, owner) -> dict[str, torch.Tensor]:
         torch.manual_seed(1)  # the same training noise for both

@@ -34,6 +34,29 @@ BEFORE = {"flow_alternate": False, "flow_positions": False, "flow_gamma_rate": 1
 GOAL = 2.0  # MANGO's step at most 2x concat's
 
 
+def device_sync(device: torch.device):
+    """A function that waits for ``device``'s queued work (CUDA calls return before it is done); a no-op on the CPU."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def segmentation_model(fusion: str, preset, device: torch.device, **overrides) -> torch.nn.Module:
+    """The segmentation model ``fusion`` at ``preset`` (NYUDv2's RGB + depth, 40 classes), seed 0, in training
+    mode on ``device``: the model every step benchmark times (this one, profile_train_step, bench_compile)."""
+    kw = dict(in_channels=(3, 1), num_outputs=40, image_size=preset.image_size, width=preset.width,
+              blocks=preset.blocks, scales=preset.scales, flow_weight=preset.flow_weight)
+    torch.manual_seed(0)
+    return build_model(ModelConfig(task="segmentation", fusion=fusion, **{**kw, **overrides})).to(device).train()
+
+
+def segmentation_batch(preset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch (RGB, depth, labels) of the preset's size from a seeded generator, on ``device``."""
+    g = torch.Generator().manual_seed(0)
+    size, bs = preset.image_size, preset.batch_size
+    a, b = torch.randn(bs, 3, size, size, generator=g), torch.randn(bs, 1, size, size, generator=g)
+    y = torch.randint(0, 40, (bs, size, size), generator=g)
+    return a.to(device), b.to(device), y.to(device)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cpu")
@@ -45,26 +68,18 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device(args.device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    sync = device_sync(device)
 
     p = get_preset(args.preset)
     size, bs = p.image_size, p.batch_size
-    kw = dict(in_channels=(3, 1), num_outputs=40, image_size=size, width=p.width, blocks=p.blocks, scales=p.scales,
-              flow_weight=p.flow_weight)
     # MANGO's default differentiates the likelihood a second time, for the flow only; mango-nll-encoders is the same
     # model with the paper's joint objective (one backward pass), so the pair shows what that second backward costs
     variants = {"concat": ("concat", {}), "mango": ("mango", {}),
                 "mango-nll-encoders": ("mango", {"flow_nll_to_encoders": True}), "mango (before)": ("mango", BEFORE)}
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(bs, 3, size, size, generator=g), torch.randn(bs, 1, size, size, generator=g)
-    y = torch.randint(0, 40, (bs, size, size), generator=g)
-    a, b, y = a.to(device), b.to(device), y.to(device)
+    a, b, y = segmentation_batch(p, device)
     models, opts = {}, {}
     for name, (fusion, over) in variants.items():
-        torch.manual_seed(0)
-        models[name] = build_model(ModelConfig(task="segmentation", fusion=fusion, **{**kw, **over})).to(device).train()
+        models[name] = segmentation_model(fusion, p, device, **over)
         opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
 
     def step(name: str) -> float:

@@ -27,18 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_train_step import device_sync, segmentation_batch, segmentation_model  # benchmarks/ (this script's folder)
 
-from mango_lite.models import ModelConfig, build_model
 from mango_lite.presets import get_preset
 from mango_lite.utils import atomic_write_json, device_name
-
-
-def _model(fusion: str, preset, device: torch.device) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = ModelConfig(task="segmentation", fusion=fusion, in_channels=(3, 1), num_outputs=40,
-                      image_size=preset.image_size, width=preset.width, blocks=preset.blocks, scales=preset.scales,
-                      flow_weight=preset.flow_weight)
-    return build_model(cfg).to(device).train()
 
 
 def phase_times(model: torch.nn.Module, batch: tuple, steps: int, warmup: int, sync: Callable[[], None]) -> dict:
@@ -168,19 +160,15 @@ def main() -> None:
     device = torch.device(args.device)
     p = get_preset(args.preset)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    sync = device_sync(device)
 
-    g = torch.Generator().manual_seed(0)
     size, bs = p.image_size, p.batch_size
-    batch = (torch.randn(bs, 3, size, size, generator=g).to(device), torch.randn(bs, 1, size, size, generator=g).to(device),
-             torch.randint(0, 40, (bs, size, size), generator=g).to(device))
+    batch = segmentation_batch(p, device)
     report = {"preset": p.name, "batch": bs, "image_size": size, "device": device_name(device), "torch": torch.__version__,
               "steps": args.steps, "phases": {}}
     for fusion in ("concat", "mango"):
-        report["phases"][fusion] = phase_times(_model(fusion, p, device), batch, args.steps, 2, sync)
-    mango = _model("mango", p, device)
+        report["phases"][fusion] = phase_times(segmentation_model(fusion, p, device), batch, args.steps, 2, sync)
+    mango = segmentation_model("mango", p, device)
     report["modules"] = module_times(mango, batch, args.steps, sync)
     report["operators"] = operator_table(mango, batch, max(2, args.steps // 2), device)
     print(f"MANGO's training step at preset {p.name} (batch {bs}, {size} px) on {report['device']}")

@@ -240,19 +240,25 @@ def load_study(src: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+#: what two studies must share for their runs to be compared or merged
+STUDY_KEY = ("task", "dataset", "pair", "preset", "data")
+
+
+def _check_same_data(one: Mapping[str, Any], other: Mapping[str, Any], what: str) -> None:
+    diff = [k for k in STUDY_KEY if one.get(k) != other.get(k)]
+    if diff:
+        raise MangoLiteError(f"{what} differ in {diff}: {[one.get(k) for k in diff]} vs {[other.get(k) for k in diff]}")
+
+
 def merge_studies(sources: Sequence[str | os.PathLike | Mapping[str, Any]], title: str | None = None) -> dict[str, Any]:
     """One report from studies run separately (e.g. one process per variant or seed) on the same task,
     data and preset: rows are united, runs of the same row and seed must not disagree."""
     reports = [dict(src) if isinstance(src, Mapping) else load_study(src) for src in sources]
     if not reports:
         raise MangoLiteError("mechanisms merge: nothing to merge")
-    key = ("task", "dataset", "pair", "preset", "data")
     first = reports[0]
     for r in reports[1:]:
-        diff = [k for k in key if r.get(k) != first.get(k)]
-        if diff:
-            raise MangoLiteError(f"mechanisms merge: studies differ in {diff}: "
-                                 f"{[first.get(k) for k in diff]} vs {[r.get(k) for k in diff]}")
+        _check_same_data(first, r, "mechanisms merge: studies")
     merged = {**{k: v for k, v in first.items() if k != "rows"}, "rows": {}}
     if title is not None:
         merged["title"] = title
@@ -363,18 +369,17 @@ def compare(report: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
     rows = report["rows"]
     if a not in rows or b not in rows:
         return None
-    ra, rb = rows[a]["runs"], rows[b]["runs"]
-    common = [k for k in ra if k in rb and ra[k].get("metric") is not None and rb[k].get("metric") is not None]
-    if len(common) < 2:
+    pairs = [v for _, v in _paired_metrics(report, a, b)]
+    if len(pairs) < 2:
         return None
-    va, vb = [float(ra[k]["metric"]) for k in common], [float(rb[k]["metric"]) for k in common]
+    va, vb = [x for x, _ in pairs], [y for _, y in pairs]
     sign = 1.0 if report["higher_is_better"] else -1.0
     diff = sign * (statistics.fmean(va) - statistics.fmean(vb))
     std = max(statistics.stdev(va), statistics.stdev(vb))
     wins = sum(1 for x, y in zip(va, vb) if sign * (x - y) > 0)
     paired = paired_difference(va, vb, higher_is_better=bool(report["higher_is_better"])).to_dict()
     return {"diff": diff, "std": std, "better_by_more_than_std": diff > std, "seeds_a_better": wins,
-            "seeds": len(common), "paired": paired}
+            "seeds": len(pairs), "paired": paired}
 
 
 def _verdict_words(verdict: str) -> str:
@@ -615,11 +620,7 @@ def replication_summary(first: Mapping[str, Any], again: Mapping[str, Any], a: s
     difference over the seeds of both, shown beside the verdict, never instead of it."""
     from ..metrics.paired import paired_difference
 
-    key = ("task", "dataset", "pair", "preset", "data")
-    diff = [k for k in key if first.get(k) != again.get(k)]
-    if diff:
-        raise MangoLiteError(f"replication: the two studies differ in {diff}: {[first.get(k) for k in diff]} "
-                             f"vs {[again.get(k) for k in diff]}")
+    _check_same_data(first, again, "replication: the two studies")
     shared = set(map(str, first.get("seeds", []))) & set(map(str, again.get("seeds", [])))
     if shared:
         raise MangoLiteError(f"replication: expected new seeds, got seeds {sorted(shared)} in both studies")
