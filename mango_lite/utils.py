@@ -27,6 +27,16 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def checked_device(preferred: str | None = None) -> torch.device:
+    """:func:`pick_device`, refusing a device this machine lacks with a MangoLiteError naming it."""
+    from .errors import MangoLiteError
+
+    try:
+        return pick_device(preferred)
+    except (ValueError, RuntimeError) as exc:
+        raise MangoLiteError(f"device: {exc}") from exc
+
+
 def pick_device(preferred: str | None = None) -> torch.device:
     """``preferred`` if given ("cpu", "cuda", "cuda:1", "mps"), else cuda > mps > cpu."""
     if preferred:

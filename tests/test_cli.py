@@ -299,9 +299,10 @@ def test_reproduce_plan_partial_results_refusal_and_resume(tmp_path, tiny_preset
     """The plan comes first; an interrupted reproduction leaves results.md marked partial; rerunning
     into the folder is refused without --resume/--overwrite; --resume finishes it."""
     rp = importlib.import_module("mango_lite.training.reproduce")  # the package exports a function of that name
+    executor = importlib.import_module("mango_lite.training.executor")  # where every launcher's runs start
 
     out, logs = tmp_path / "rep", []
-    orig = rp.train_task
+    orig = executor.train_task
     calls = []
 
     def interrupt_second(*args, **kw):
@@ -311,12 +312,12 @@ def test_reproduce_plan_partial_results_refusal_and_resume(tmp_path, tiny_preset
         return orig(*args, **kw)
 
     kw = dict(tasks=["genre"], models=["text", "image"], device="cpu", progress=False, log=logs.append, jobs=1)
-    rp.train_task = interrupt_second
+    executor.train_task = interrupt_second
     try:
         with pytest.raises(KeyboardInterrupt):
             rp.reproduce("quick", out, **kw)
     finally:
-        rp.train_task = orig
+        executor.train_task = orig
     assert logs[0].startswith("reproduce: preset quick, device cpu") and "2 runs in 1 groups" in logs[0]
     assert any("estimated time:" in line for line in logs[:4])
     res = json.loads((out / "results.json").read_text())
@@ -365,7 +366,7 @@ def test_reproduce_in_two_workers_gives_the_numbers_of_one_process(tmp_path, tin
 
 def test_default_jobs_uses_the_cores_on_cpu_and_one_gpu_run(monkeypatch) -> None:
     from mango_lite.cli import apply_environment, build_parser
-    from mango_lite.training.reproduce import default_jobs
+    from mango_lite.training.executor import default_jobs
 
     monkeypatch.setenv("MANGO_LITE_JOBS", "3")  # read by the command line, not by the library
     assert 1 <= default_jobs("cpu") <= (os.cpu_count() or 1)

@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from mango_lite.presets import get_preset
-from mango_lite.training import train_task
+from mango_lite.training import RunOptions, RunSpec, train_task
 
 TINY = get_preset("quick").with_overrides(name="quick", image_size=16, n_train=16, n_val=8, epochs=2, batch_size=4,
                                           width=8, blocks=1, scales=1)
@@ -32,8 +32,8 @@ def _rank(rank: int, world: int, port: int, task: str, model: str, out: str, cac
     import torch.distributed as dist
 
     try:
-        train_task(task, model, TINY, out, device="cpu", seed=0, progress=False, verbose=False, cache_dir=cache,
-                   fid=False)
+        train_task(RunSpec(task, model, TINY, fid=False), out,
+                   options=RunOptions(device="cpu", progress=False, verbose=False, cache_dir=cache))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -131,8 +131,8 @@ def test_two_process_run_matches_one_process(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     torch.set_num_threads(1)
     cache = tmp_path / "data"
-    one = train_task("genre", "text", TINY, tmp_path / "one", device="cpu", seed=0, progress=False, verbose=False,
-                     cache_dir=cache, fid=False)
+    one = train_task(RunSpec("genre", "text", TINY, fid=False), tmp_path / "one",
+                     options=RunOptions(device="cpu", progress=False, verbose=False, cache_dir=cache))
     two = _two_processes("genre", "text", tmp_path / "two", cache)
     assert two["spec"]["processes"] == 2 and one.metrics.keys() == two["metrics"].keys()
     # the genre head's dropout draws other masks on two processes: close, not equal (the exact
@@ -149,8 +149,8 @@ def test_two_process_mango_run_trains(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     torch.set_num_threads(1)
     cache = tmp_path / "data"
-    one = train_task("segmentation", "mango", TINY, tmp_path / "one", device="cpu", seed=0, progress=False,
-                     verbose=False, cache_dir=cache)
+    one = train_task(RunSpec("segmentation", "mango", TINY), tmp_path / "one",
+                     options=RunOptions(device="cpu", progress=False, verbose=False, cache_dir=cache))
     two = _two_processes("segmentation", "mango", tmp_path / "two", cache)
     assert all(v == v for v in two["metrics"].values())  # finite, no NaN
     assert two["metrics"]["loss"] == pytest.approx(one.metrics["loss"], rel=0.05)

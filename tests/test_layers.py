@@ -37,7 +37,6 @@ EDGE_MODULES = {"training.cli": 5}
 #: one run executor", item 5: the engine should report through callbacks, the figures of a reproduction and the
 #: README's notebook runtimes belong to a reporting layer above the figures
 KNOWN_UPWARD = {
-    ("training.engine", "viz.plots"),
     ("training.reproduce", "viz.plots"),
 }
 
@@ -103,3 +102,30 @@ def test_the_contract_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from ..viz.plots import plot_history\n")
     assert "viz.plots" in _imports("flows.bad", bad, False)
     assert _layer("viz.plots") > _layer("flows.bad")
+
+
+#: the longest a function of the training layer may be (issue "one configuration, one task registry, one run
+#: executor": a newcomer reads a launcher in one screen or two)
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_of_the_training_layer_is_longer_than_the_limit():
+    long = []
+    for path in sorted((PACKAGE / "training").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_model_and_run_builders_take_a_configuration_object_and_few_other_parameters():
+    import inspect
+
+    from mango_lite.models import build_model
+    from mango_lite.training import train_task
+
+    for fn, config in ((build_model, "config"), (train_task, "spec")):
+        params = list(inspect.signature(fn).parameters)
+        assert params[0] == config and len(params) - 1 <= 8, (fn.__name__, params)

@@ -103,12 +103,13 @@ def test_a_core_install_imports_every_module_trains_and_reproduces(tmp_path):
         assert not failed, failed
         from mango_lite.presets import get_preset
         from mango_lite.training.reproduce import reproduce
+        from mango_lite.training.runspec import RunOptions, RunSpec
         from mango_lite.training.tasks import train_task
         tiny = get_preset("quick").with_overrides(image_size=16, n_train=16, n_val=8, width=8, blocks=1, scales=1,
                                                   epochs=1)
         out = Path({str(tmp_path)!r})
-        run = train_task("segmentation", "mango", tiny, out / "run", cache_dir=out / "data", progress=False,
-                         verbose=False)
+        run = train_task(RunSpec("segmentation", "mango", tiny), out / "run",
+                         options=RunOptions(cache_dir=out / "data", progress=False, verbose=False))
         assert (out / "run" / "metrics.json").is_file() and not (out / "run" / "curves.png").exists()
         res = reproduce(tiny, out / "rep", cache_dir=out / "data", tasks=["segmentation"], models=["concat"],
                         progress=False)

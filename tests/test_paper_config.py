@@ -16,6 +16,7 @@ from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.models.sliding_window import SlidingWindow, window_starts
 from mango_lite.presets import get_preset
 from mango_lite.training.engine import TrainConfig, Trainer
+from mango_lite.training.runspec import RunOptions, RunSpec
 from mango_lite.training.tasks import build_task_data, evaluate_checkpoint, model_kwargs, train_task
 
 
@@ -56,8 +57,8 @@ def test_paper_train_step_and_whole_image_evaluation_on_480x640_frames(mit_folde
     # the selection split (held out of train) and the reported split both see whole frames
     assert tuple(data.val[0]["rgb"].shape[-2:]) == tuple(data.test[0]["rgb"].shape[-2:]) == (480, 640)
     assert tuple(data.train[0]["rgb"].shape[-2:]) == (256, 256)
-    res = train_task("segmentation", "mango", preset, tmp_path / "run", data=data, batch_size=1, max_steps_per_epoch=1,
-                     epochs=1, progress=False, verbose=False, fid=False)
+    spec = RunSpec("segmentation", "mango", preset, batch_size=1, max_steps_per_epoch=1, epochs=1, fid=False)
+    res = train_task(spec, tmp_path / "run", options=RunOptions(progress=False, verbose=False), data=data)
     spec = res.to_dict()
     rec = res.history[-1]
     assert res.epochs_run == 1 and math.isfinite(rec["train_loss"])

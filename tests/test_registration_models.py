@@ -103,10 +103,10 @@ def test_the_command_line_writes_and_trains_on_misregistered_stand_ins(tmp_path,
 @pytest.mark.parametrize("name", ["mango-gamma-token", "mango-gamma-token-diag"])
 def test_the_ica_variants_of_the_study_build_with_their_options_and_train(tmp_path, name):
     from mango_lite.flows import InvertibleCrossAttention
-    from mango_lite.training import train_task
+    from mango_lite.training import RunOptions, RunSpec, train_task
 
-    res = train_task("segmentation", name, TINY.with_overrides(epochs=1), tmp_path / name, cache_dir=tmp_path / "data",
-                     progress=False, verbose=False)
+    res = train_task(RunSpec("segmentation", name, TINY.with_overrides(epochs=1)), tmp_path / name,
+                     options=RunOptions(cache_dir=tmp_path / "data", progress=False, verbose=False))
     assert res.fusion == "mango" and res.metrics["loss"] == res.metrics["loss"]
     from mango_lite.training.tasks import load_model
 
@@ -117,11 +117,12 @@ def test_the_ica_variants_of_the_study_build_with_their_options_and_train(tmp_pa
 
 
 def test_a_checkpoint_is_evaluated_on_the_reported_split_unless_the_selection_split_is_asked_for(tmp_path):
+    from mango_lite.training import RunOptions, RunSpec
     from mango_lite.training.tasks import evaluate_checkpoint, train_task
 
     p = TINY.with_overrides(selection_split=True, epochs=1)
-    res = train_task("segmentation", "concat", p, tmp_path / "run", cache_dir=tmp_path / "data", progress=False,
-                     verbose=False)
+    res = train_task(RunSpec("segmentation", "concat", p), tmp_path / "run",
+                     options=RunOptions(cache_dir=tmp_path / "data", progress=False, verbose=False))
     reported = evaluate_checkpoint(tmp_path / "run", device="cpu")
     assert reported["split"] == "val" and reported["metrics"]["miou"] == pytest.approx(res.metrics["miou"], abs=1e-6)
     held = evaluate_checkpoint(tmp_path / "run", split="selection", device="cpu")
@@ -132,16 +133,18 @@ def test_a_checkpoint_is_evaluated_on_the_reported_split_unless_the_selection_sp
 
 
 def test_a_run_of_the_older_protocol_is_not_resumed_under_the_selection_split(tmp_path):
+    from mango_lite.training import RunJob, RunOptions, RunSpec
+    from mango_lite.training.executor import train_run
     from mango_lite.training.tasks import train_task
-    from mango_lite.training.workers import _train_or_retrain
 
-    kw = dict(cache_dir=tmp_path / "data", progress=False, verbose=False)
+    options = RunOptions(cache_dir=tmp_path / "data", progress=False, verbose=False)
     p = TINY.with_overrides(epochs=1)
-    train_task("segmentation", "concat", p, tmp_path / "run", **kw)
+    spec = RunSpec("segmentation", "concat", p)
+    train_task(spec, tmp_path / "run", options=options)
+    newer = spec.replace(preset=p.with_overrides(selection_split=True))
     with pytest.raises(MangoLiteError, match="different configuration.*selection_split: False -> True"):
-        train_task("segmentation", "concat", p.with_overrides(selection_split=True), tmp_path / "run", resume=True, **kw)
+        train_task(newer, tmp_path / "run", options=options.replace(resume=True))
     # the study runners' path trains it again from scratch instead
-    res = _train_or_retrain("segmentation", "concat", p.with_overrides(selection_split=True), tmp_path / "run", True,
-                            True, kw, lambda m: None)
+    res = train_run(RunJob(newer, tmp_path / "run", options.replace(resume=True, retrain_stale=True)))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["spec"]["preset"]["selection_split"] is True
     assert res.epochs_run == 1

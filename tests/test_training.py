@@ -102,6 +102,7 @@ def test_loss_decreases_and_metrics_improve(tmp_path: Path) -> None:
     assert last["train_loss"] < 0.6 * first["train_loss"]
     assert last["val_mae"] < first["val_mae"]
     assert res.epochs_run == 6 and tr.global_step == 6 * (64 // 8)
+    assert not (tmp_path / "curves.png").exists()  # the engine draws nothing unless a caller asks (on_fit_end)
     # val metrics computed by hand with the final model agree with the engine's
     model = tr.model.eval()
     val = tr.val_set
@@ -196,8 +197,13 @@ def test_nan_in_first_epoch_says_no_checkpoint(tmp_path: Path) -> None:
 
 
 def test_history_json_and_csv(tmp_path: Path) -> None:
+    from mango_lite.viz.plots import write_run_curves
+
     tr, _ = make_trainer(tmp_path, epochs=3)
+    seen = []
+    tr.on_fit_end = (write_run_curves, seen.append)  # the engine reports; the caller draws
     res = tr.fit()
+    assert seen == [tr]
     recs = json.loads((tmp_path / "history.json").read_text())
     assert recs == res.history.records and [r["epoch"] for r in recs] == [1, 2, 3]
     for key in ("train_loss", "train_mse", "val_loss", "val_mae", "lr", "global_step", "time_s"):
@@ -211,7 +217,7 @@ def test_history_json_and_csv(tmp_path: Path) -> None:
     assert History.load(tmp_path).records == recs
     # lr follows the cosine schedule down to min_lr_ratio * lr at the end
     assert recs[-1]["lr"] == pytest.approx(1e-2 * tr.config.min_lr_ratio, rel=1e-6)
-    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "curves.png").stat().st_size > 1000  # written by the callback, not the engine
     # best.pt is the epoch with the lowest val_mae
     best = min(recs, key=lambda r: r["val_mae"])
     assert ckpt.load_checkpoint(tmp_path / "best.pt")["epoch"] == best["epoch"]
@@ -366,29 +372,31 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
 
 def test_task_model_resume_refuses_a_different_model_configuration(tmp_path: Path) -> None:
     from mango_lite.presets import get_preset
-    from mango_lite.training import build_task_data, train_task
+    from mango_lite.training import RunOptions, RunSpec, build_task_data, train_task
 
     preset = get_preset("quick").with_overrides(image_size=16, n_train=8, n_val=4, epochs=1, batch_size=4,
                                                 width=8, blocks=1, scales=1)
     data = build_task_data("segmentation", preset, cache_dir=tmp_path / "data")
-    kw = dict(data=data, device="cpu", progress=False, verbose=False)
-    train_task("segmentation", "mango", preset, tmp_path / "run", **kw)
+    options = RunOptions(device="cpu", progress=False, verbose=False)
+    spec = RunSpec("segmentation", "mango", preset)
+    train_task(spec, tmp_path / "run", options=options, data=data)
     with pytest.raises(MangoLiteError, match=r"different configuration \(flow_hidden: 32 -> 16\)"):
-        train_task("segmentation", "mango", preset.with_overrides(epochs=2), tmp_path / "run", resume=True,
-                   model_overrides={"flow_hidden": 16}, **kw)
+        train_task(spec.replace(preset=preset.with_overrides(epochs=2), model_overrides={"flow_hidden": 16}),
+                   tmp_path / "run", options=options.replace(resume=True), data=data)
 
 
 def test_task_model_resume_is_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same on a real task model (MANGO segmentation on generated NYUDv2 at 16 px): ActNorm data
     init, the flow's training noise, dropout and the augmentation generator all resume exactly."""
     from mango_lite.presets import get_preset
-    from mango_lite.training import Trainer, build_task_data, train_task
+    from mango_lite.training import RunOptions, RunSpec, Trainer, build_task_data, train_task
 
     preset = get_preset("quick").with_overrides(image_size=16, n_train=12, n_val=6, epochs=3, batch_size=4,
                                                 width=8, blocks=1, scales=1)
     data = build_task_data("segmentation", preset, cache_dir=tmp_path / "data")
-    kw = dict(data=data, device="cpu", progress=False, verbose=False, keep_checkpoints=0)
-    full = train_task("segmentation", "mango", preset, tmp_path / "full", **kw)
+    spec = RunSpec("segmentation", "mango", preset)
+    options = RunOptions(device="cpu", progress=False, verbose=False, keep_checkpoints=0)
+    full = train_task(spec, tmp_path / "full", options=options, data=data)
     orig = Trainer.train_epoch
 
     def stop_at_2(self, epoch):
@@ -398,10 +406,10 @@ def test_task_model_resume_is_bit_identical(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(Trainer, "train_epoch", stop_at_2)
     with pytest.raises(KeyboardInterrupt):
-        train_task("segmentation", "mango", preset, tmp_path / "part", **kw)
+        train_task(spec, tmp_path / "part", options=options, data=data)
     monkeypatch.setattr(Trainer, "train_epoch", orig)
     torch.manual_seed(4242)  # a new process would start from another RNG state
-    part = train_task("segmentation", "mango", preset, tmp_path / "part", resume=True, **kw)
+    part = train_task(spec, tmp_path / "part", options=options.replace(resume=True), data=data)
     assert part.epochs_run == 1
     a = ckpt.load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_003.pt")["model"]
     b = ckpt.load_checkpoint(tmp_path / "part" / "checkpoints" / "epoch_003.pt")["model"]

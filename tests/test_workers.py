@@ -9,7 +9,7 @@ import torch
 
 from mango_lite.errors import MangoLiteError
 from mango_lite.presets import get_preset
-from mango_lite.training import build_task_data, train_task
+from mango_lite.training import RunOptions, RunSpec, build_task_data, train_task
 from mango_lite.training.workers import _longest_first, train_models
 
 # the smallest sizes the models accept (as in test_cli.py)
@@ -46,8 +46,8 @@ def test_finished_runs_are_reloaded_and_stale_ones_trained_again(tmp_path, genre
     # a folder holding a run of a differently built model (an older mango_lite, another width)
     for jobs in (1, 2):
         stale = tmp_path / f"stale{jobs}"
-        train_task("genre", "concat", TINY, stale / "concat", data=genre_data, model_overrides={"width": 12},
-                   progress=False, verbose=False)
+        train_task(RunSpec("genre", "concat", TINY, model_overrides={"width": 12}), stale / "concat",
+                   options=RunOptions(progress=False, verbose=False), data=genre_data)
         lines: list[str] = []
         res = train_models("genre", ["concat", "text"], TINY, stale, genre_data, jobs=jobs, log=lines.append)
         assert res["concat"].epochs_run == 1, jobs

@@ -1,7 +1,7 @@
 """Training engine, task registry, reproduction and ablation runners.
 
     from mango_lite.training import train_task, reproduce, run_ablation
-    res = train_task("segmentation", "mango", "quick", "runs/seg-mango")   # RunResult (test metrics ...)
+    res = train_task(RunSpec("segmentation", "mango", "quick"), "runs/seg-mango")  # RunResult (test metrics ...)
     runs = train_models("segmentation", ["mango", "concat"], "quick", "runs/seg", data)  # in worker processes
     reproduce("quick", "results/quick")                                      # results.json / results.md
     run_ablation("segmentation", ["mmca", "imca", "lica", "all"], "quick", "runs/ablation")
@@ -12,8 +12,10 @@ Lower level: :class:`Trainer` + :class:`TrainConfig` (any model with ``forward(a
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, epoch_seed, evaluate_model
+from .executor import Outcome, RunJob, execute, train_runs
 from .history import History
 from .reproduce import parse_variant, plan_runs, reproduce, results_markdown, run_ablation
+from .runspec import RunOptions, RunSpec
 from .tasks import (
     CONTROL_MODELS,
     FUSION_MODELS,
@@ -45,5 +47,5 @@ __all__ = [
     "latest_checkpoint", "load_checkpoint", "load_model", "model_names", "predict_samples", "parse_variant",
     "plan_runs", "prepare_data",
     "reproduce", "resolve_model", "resolve_pair", "results_markdown", "run_ablation", "save_checkpoint",
-    "default_jobs", "train_models", "train_task",
+    "default_jobs", "train_models", "train_task", "RunSpec", "RunOptions", "RunJob", "Outcome", "execute", "train_runs",
 ]

@@ -75,8 +75,13 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_training_parsers(sub: Any) -> None:
     """Register the training subcommands on the dispatcher's ``subparsers`` object."""
-    fmt = HelpFormatter
-    # ------------------------------------------------------------------------------ train
+    for add in (_add_train_parser, _add_evaluate_parser, _add_reproduce_parser, _add_ablate_parser,
+                _add_registration_parser, _add_select_weights_parser, _add_select_defaults_parser,
+                _add_mechanisms_parser, _add_seeds_parser, _add_params_parser, _add_gpu_window_parser):
+        add(sub, HelpFormatter)
+
+
+def _add_train_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("train", help="train one model on one task", formatter_class=fmt,
                        description="Train one model (MANGO, a fusion baseline or a unimodal model) on one task. "
                                    "Without --data the generated stand-in is used.")
@@ -108,7 +113,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_arguments(p)
     p.set_defaults(func=cmd_train)
-    # --------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint", formatter_class=fmt,
                        description="Rebuild the model stored in a checkpoint and evaluate it.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (best.pt / latest epoch)")
@@ -120,7 +127,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default: the preset's)")
     p.add_argument("--out", default=None, help="also write the result as JSON to this file")
     p.set_defaults(func=cmd_evaluate)
-    # -------------------------------------------------------------------------- reproduce
+
+
+def _add_reproduce_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("reproduce", help="train MANGO and the baselines on all tasks; write results.md",
                        formatter_class=fmt,
                        description="Generate stand-in data (unless --data-root has the real datasets), train MANGO "
@@ -160,7 +169,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_arguments(p)
     p.set_defaults(func=cmd_reproduce)
-    # ----------------------------------------------------------------------------- ablate
+
+
+def _add_ablate_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("ablate", help="MANGO ablation: partitions / number of blocks", formatter_class=fmt,
                        description="Train MANGO with subsets of its ICA partitions or other block counts on one task "
                                    "and write ablation.json and ablation.md.")
@@ -180,7 +191,9 @@ def add_training_parsers(sub: Any) -> None:
                         "as memory allows on a CPU machine, 1 with a GPU; $MANGO_LITE_JOBS overrides)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ablate)
-    # ------------------------------------------------------------------------- registration
+
+
+def _add_registration_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("registration", help="the registration study: attention's gain as the depth is misregistered",
                        formatter_class=fmt,
                        description="Trains MANGO, its no-attention control and the fusion baselines on segmentation "
@@ -195,7 +208,8 @@ def add_training_parsers(sub: Any) -> None:
     _add_study_arguments(p)
     p.set_defaults(func=cmd_registration)
 
-    # ------------------------------------------------------------------------- select-weights
+
+def _add_select_weights_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("select-weights", help="choose each task's NLL weight on the selection split",
                        formatter_class=fmt,
                        description="Trains MANGO at each candidate NLL weight on every task group with several seeds, "
@@ -208,6 +222,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
     _add_study_arguments(p)
     p.set_defaults(func=cmd_select_weights)
+
+
+def _add_select_defaults_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("select-defaults", help="re-check the ladder's MANGO defaults on the selection split",
                        formatter_class=fmt,
                        description="Stage 2 of results/selection/PROTOCOL.md: MANGO (segmentation) with each of the "
@@ -221,7 +238,8 @@ def add_training_parsers(sub: Any) -> None:
     _add_study_arguments(p)
     p.set_defaults(func=cmd_select_defaults)
 
-    # ------------------------------------------------------------------------- mechanisms
+
+def _add_mechanisms_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("mechanisms", help="does each MANGO mechanism do work? ladder of changes / controls over seeds",
                        formatter_class=fmt,
                        description="'ladder': MANGO with the changes of the mechanisms study applied one at a time "
@@ -268,13 +286,17 @@ def add_training_parsers(sub: Any) -> None:
                    help="instead of training, tally the goals over finished control studies (one per task group) "
                         "into --out/goals.json and goals.md")
     p.set_defaults(func=cmd_mechanisms)
-    # ----------------------------------------------------------------------------- seeds
+
+
+def _add_seeds_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("seeds", help="combine reproductions run with different --seed: mean ± std per model",
                        formatter_class=fmt)
     p.add_argument("results", nargs="+", help="results.json files (or their folders), one per seed")
     p.add_argument("--out", default=None, help="write seeds.json and seeds.md into this folder")
     p.set_defaults(func=cmd_seeds)
-    # ------------------------------------------------------------------------------ gpu-window
+
+
+def _add_params_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("params", help="parameter counts of MANGO and the fusion baselines at a preset",
                        formatter_class=fmt,
                        description="Build MANGO and the fused baselines as train builds them at --preset and print "
@@ -285,6 +307,9 @@ def add_training_parsers(sub: Any) -> None:
     p.add_argument("--out", default=None, help="also write params.json and params.md into this folder")
     add_encoder_arguments(p)
     p.set_defaults(func=cmd_params)
+
+
+def _add_gpu_window_parser(sub: Any, fmt: Any) -> None:
     p = sub.add_parser("gpu-window", help="everything a short GPU window should measure, within a time budget",
                        formatter_class=fmt,
                        description="Flow checks on the GPU (float32 and bf16), ICA against fused attention at "
@@ -305,6 +330,7 @@ def add_training_parsers(sub: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     # validate names before any data is generated
     from ..tasks import get_task
+    from .runspec import RunOptions, RunSpec
     from .tasks import resolve_model, resolve_pair, train_task
 
     has_pairs = get_task(args.task).has_pairs
@@ -323,10 +349,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  f"{args.sensor_baseline}" + (f" with --data {args.data}" if args.data else ""))
         preset = preset.with_overrides(sensor_baseline_m=float(args.sensor_baseline))
     cache = args.data_cache if args.data_cache is not None else Path(args.out) / "data"
-    res = train_task(args.task, args.model, preset, args.out, data_root=args.data, pair=pair, dataset=args.dataset,
-                     device=args.device, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
-                     cache_dir=cache, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
+    spec = RunSpec(args.task, args.model, preset, seed=args.seed, pair=pair, dataset=args.dataset, data_root=args.data,
+                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, amp=not args.no_amp)
+    from ..viz.plots import write_run_curves
+
+    options = RunOptions(device=args.device, resume=args.resume, overwrite=args.overwrite, cache_dir=cache,
+                         num_workers=args.workers, progress=_progress(args), after_fit=(write_run_curves,))
+    res = train_task(spec, args.out, options=options)
     from .distributed import state
 
     if not state().is_main:  # torchrun: rank 0 reports

@@ -189,6 +189,38 @@ def forward_flops(model: nn.Module, batch_a: Any, batch_b: Any = None) -> int:
 
 
 # ---------------------------------------------------------------------------------- measure
+def _quantile(ts: Sequence[float], p: float) -> float:
+    """The ``p`` quantile of ``ts``, linear between order statistics."""
+    s = sorted(ts)
+    k = (len(s) - 1) * p
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def _step_functions(net: nn.Module, a: Any, b: Any, loss_fn: Callable[[Any], Tensor], params: Sequence[Tensor],
+                    opt: torch.optim.Optimizer | None) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(one training step, one inference) of ``net`` on the batch, as :func:`measure_cost` times them."""
+    def train_step() -> None:
+        net.train()
+        out = _call(net, a, b)
+        loss = loss_fn(out)
+        if not torch.isfinite(loss.detach()):
+            raise MangoLiteError(f"measure_cost: non-finite loss ({float(loss.detach())}) on the given batch")
+        loss.backward()
+        if opt is not None:
+            opt.step()
+        # free the gradients so every repetition allocates them afresh (as zero_grad(set_to_none) does)
+        for p in params:
+            p.grad = None
+
+    @torch.no_grad()
+    def infer() -> None:
+        net.eval()
+        _call(net, a, b)
+
+    return train_step, infer
+
+
 def measure_cost(
     model: nn.Module,
     batch_a: Any,
@@ -236,28 +268,9 @@ def measure_cost(
         raise MangoLiteError(f"measure_cost: device: {exc}") from exc
     net = copy.deepcopy(model).to(dev)
     a, b, y = _to(batch_a, dev), _to(batch_b, dev), _to(target, dev)
-    lf = loss_fn or _default_loss(net, y)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-12) if optimizer and params else None  # tiny lr: weights barely move
-
-    def train_step() -> None:
-        net.train()
-        out = _call(net, a, b)
-        loss = lf(out)
-        if not torch.isfinite(loss.detach()):
-            raise MangoLiteError(f"measure_cost: non-finite loss ({float(loss.detach())}) on the given batch")
-        loss.backward()
-        if opt is not None:
-            opt.step()
-        # free the gradients so every repetition allocates them afresh (as zero_grad(set_to_none) does)
-        for p in params:
-            p.grad = None
-
-    @torch.no_grad()
-    def infer() -> None:
-        net.eval()
-        _call(net, a, b)
-
+    train_step, infer = _step_functions(net, a, b, loss_fn or _default_loss(net, y), params, opt)
     bs = next((int(x.shape[0]) for x in (a, b) if isinstance(x, Tensor)), len(b) if isinstance(b, Sequence) else None)
     with _threads(threads):
         train_step()  # first call: data-dependent initialisations (ActNorm), optimizer state creation
@@ -270,12 +283,7 @@ def measure_cost(
             net.eval()
             gflops = forward_flops(net, a, b) / 1e9
 
-    def q(ts: list[float], p: float) -> float:
-        s = sorted(ts)
-        k = (len(s) - 1) * p
-        lo, hi = math.floor(k), math.ceil(k)
-        return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
+    q = _quantile
     return {
         "params": int(sum(p.numel() for p in params)),
         "forward_gflops": gflops,

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..errors import TrainingError
 from ..flows.multiscale import MultiscaleMango
+from .executor import Outcome, execute
 
 
 @dataclass
@@ -196,6 +198,20 @@ def _fit_one_density(job: dict) -> dict:
     return {"val_bpd": evaluate_bpd(flow, *val), "params": params, "live_params": live}
 
 
+def _kept_fits(path, setting: dict, resolved: dict) -> dict[str, dict]:
+    """The finished fits of a killed study's checkpoint file that it may reuse: same setting (sizes, steps,
+    optimiser), and each fit's variant still resolving to the options it was fitted with."""
+    import json
+
+    if path is None or not path.is_file():
+        return {}
+    kept = json.loads(path.read_text(encoding="utf-8"))
+    if kept.get("setting") != setting:
+        return {}
+    return {k: v for k, v in kept.get("fits", {}).items()
+            if k.rsplit("|", 1)[0] in resolved and v.get("resolved") == json.loads(json.dumps(resolved[k.rsplit("|", 1)[0]]))}
+
+
 def density_study(
     train: tuple[Tensor, Tensor],
     val: tuple[Tensor, Tensor],
@@ -237,14 +253,8 @@ def density_study(
     resolved = {name: resolve_density_options(channels, size, blocks, opts) for name, opts in variants.items()}
     setting = {"size": size, "blocks": blocks, "steps": steps, "lr": lr, "batch_size": batch_size,
                "n_train": len(train[0]), "n_val": len(val[0])}
-    fits: dict[str, dict] = {}
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.is_file():
-        kept = json.loads(path.read_text(encoding="utf-8"))
-        if kept.get("setting") == setting:
-            fits = {k: v for k, v in kept.get("fits", {}).items()
-                    if k.rsplit("|", 1)[0] in resolved
-                    and v.get("resolved") == json.loads(json.dumps(resolved[k.rsplit("|", 1)[0]]))}
+    fits = _kept_fits(path, setting, resolved)
 
     def key(name: str, seed: int) -> str:
         return f"{name}|{seed}"
@@ -258,18 +268,16 @@ def density_study(
 
     todo = [(name, seed) for name in variants for seed in seeds if key(name, seed) not in fits]
     base = dict(train=train, val=val, size=size, blocks=blocks, steps=steps, lr=lr, batch_size=batch_size)
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    parallel = jobs > 1 and len(todo) > 1  # each fit in a worker process with one torch thread
 
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_fit_one_density, {**base, "seed": seed, "resolved": resolved[name], "threads": 1}):
-                       (name, seed) for name, seed in todo}
-            for fut in as_completed(futures):
-                record(*futures[fut], fut.result())
-    else:
-        for name, seed in todo:
-            record(name, seed, _fit_one_density({**base, "seed": seed, "resolved": resolved[name]}))
+    def done(fit: tuple[str, int], outcome: Outcome) -> None:
+        if outcome.error is not None:
+            raise TrainingError(f"density study: {fit[0]} seed {fit[1]}: {outcome.error}")
+        record(*fit, outcome.value)
+
+    execute(_fit_one_density, {(name, seed): {**base, "seed": seed, "resolved": resolved[name],
+                                              "threads": 1 if parallel else None} for name, seed in todo},
+            workers=min(jobs, len(todo)) if parallel else 0, on_done=done)
     for name, opts in variants.items():
         runs = [fits[key(name, seed)] for seed in seeds]
         vals = [r["val_bpd"] for r in runs]

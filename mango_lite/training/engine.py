@@ -21,7 +21,7 @@ Output folder layout::
     OUT/checkpoints/epoch_NNN.pt   one per completed epoch (the newest ``keep_checkpoints`` are kept)
     OUT/best.pt                    the epoch with the best validation ``select_metric``
     OUT/history.json, history.csv  one record per epoch
-    OUT/curves.png                 learning curves (at the end of fit)
+    OUT/curves.png                 learning curves, when a caller passes on_fit_end=[viz.plots.write_run_curves]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import MangoLiteError, TrainingError
 from ..models.config import ModelConfig, without_foreign_keys
-from ..utils import display_path, json_normal, pick_device, seed_everything
+from ..utils import checked_device, display_path, json_normal, seed_everything
 from . import checkpoint as ckpt, distributed as ddp_util
 from .history import History
 
@@ -255,12 +255,11 @@ class Trainer:
         generators: Sequence[torch.Generator] = (),
         collate_fn: Callable[[list[Any]], Any] | None = None,
         log: Callable[[str], None] | None = None,
+        on_fit_end: Sequence[Callable[[Trainer], Any]] = (),
     ) -> None:
         self.config = config or TrainConfig()
-        try:
-            self.device = pick_device(self.config.device)
-        except (ValueError, RuntimeError) as exc:
-            raise MangoLiteError(f"device: {exc}") from exc
+        self.on_fit_end = tuple(on_fit_end)  # e.g. viz.plots.write_run_curves; run on rank 0 after fit
+        self.device = checked_device(self.config.device)
         if len(train_set) == 0:  # type: ignore[arg-type]
             raise MangoLiteError("the training set is empty")
         self.model = model.to(self.device)
@@ -636,12 +635,8 @@ class Trainer:
         ddp_util.barrier()
         if self.out_dir is not None and len(self.history) and self.dist.is_main:
             self.history.save(self.out_dir)
-            try:
-                from ..viz.plots import plot_history
-
-                plot_history(self.history, path=self.out_dir / "curves.png", title=self.spec.get("title"))
-            except ImportError:  # plotting is a nicety; never fail a finished run on it
-                pass
+            for callback in self.on_fit_end:  # the engine reports; what it draws is the caller's choice
+                callback(self)
         return FitResult(history=self.history, final=dict(self.last_val), best=self.best,
                          out_dir=self.out_dir, epochs_run=self.epoch - start, wall_time_s=wall,
                          device=str(self.device))

@@ -24,11 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import MangoLiteError, TrainingError
+from ..errors import MangoLiteError
 from ..presets import Preset, training_fields
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .engine import config_differences
+from .executor import Outcome, RunJob, train_runs
+from .runspec import RunOptions, RunSpec
 from .tasks import (
     CONTROL_MODELS,
     STUDY_MODELS,
@@ -37,7 +39,6 @@ from .tasks import (
     check_task,
     control_overrides,
     run_model_config,
-    train_task,
 )
 
 #: The changes of issue "make MANGO's mechanisms do work", in the order they are applied; each entry is
@@ -168,20 +169,9 @@ def run_study(
         "preset_config": training_fields(preset.to_dict()), "model_defaults": model_defaults(),
     }
     if resume and path.exists():
-        import json
-
-        old = json.loads(path.read_text())
-        # finished runs are kept only when trained under the same preset and protocol, and each only when the
-        # model it stored is the one its variant builds today (a changed default retrains it; a field added
-        # with the value the run had does not)
-        if all(old.get(k) == report[k] for k in ("task", "dataset", "preset_config")):
-            for n, row in old.get("rows", {}).items():
-                variant = next(((m, o) for name, m, o in variants if name == n), None)
-                want = None if variant is None else run_model_config(
-                    task, variant[0], td, preset, _study_overrides(variant[0], variant[1])).to_dict()
-                runs = {s: r for s, r in row.get("runs", {}).items()
-                        if want is None or _same_model(r, out, want, old, report)}
-                report["rows"][n] = {**row, "runs": runs}
+        report["rows"].update(_kept_rows(path, report, variants, td, preset, out))
+    options = RunOptions(overwrite=True, verbose=False, progress=False, save_best=False, keep_checkpoints=1)
+    todo: dict[tuple[str, int], RunJob] = {}
     for seed in seeds:
         for name, model, over in variants:
             row = report["rows"].setdefault(name, {"model": model, "overrides": dict(over), "runs": {}})
@@ -189,24 +179,47 @@ def run_study(
                 row.update(model=model, overrides=dict(over), runs={})
             if str(seed) in row["runs"] and resume:
                 continue
-            run_dir = out / "runs" / _slug(name) / f"seed{seed}"
-            log(f"mechanisms {task}/{td.info.name}: {name} seed {seed}")
-            try:
-                res = train_task(task, model, preset, run_dir, data=td, seed=seed,
-                                 model_overrides=_study_overrides(model, over),
-                                 overwrite=True, verbose=False, progress=False, save_best=False, keep_checkpoints=1,
-                                 fid=False)
-                row["runs"][str(seed)] = {**_run_record(res, metric), "run_dir": _rel(run_dir, out)}
-            except TrainingError as exc:
-                row["runs"][str(seed)] = {"error": str(exc)}
-            row["summary"] = summarise(row["runs"])
-            atomic_write_json(path, report)
-            atomic_write_text(out / "mechanisms.md", study_markdown(report))
+            spec = RunSpec(task, model, preset, seed=seed, pair=td.pair.name if td.pair else None,
+                           dataset=td.info.name, model_overrides=_study_overrides(model, over), fid=False)
+            todo[(name, seed)] = RunJob(spec, out / "runs" / _slug(name) / f"seed{seed}", options)
+
+    def record(key: tuple[str, int], outcome: Outcome) -> None:
+        name, seed = key
+        row = report["rows"][name]
+        row["runs"][str(seed)] = ({"error": outcome.error} if outcome.error is not None else
+                                  {**_run_record(outcome.value, metric), "run_dir": _rel(Path(todo[key].run_dir), out)})
+        row["summary"] = summarise(row["runs"])
+        atomic_write_json(path, report)
+        atomic_write_text(out / "mechanisms.md", study_markdown(report))
+
+    train_runs(todo, data={key: td for key in todo},
+               on_start=lambda key, k, n: log(f"mechanisms {task}/{td.info.name}: {key[0]} seed {key[1]}"),
+               on_done=record)
     for row in report["rows"].values():
         row["summary"] = summarise(row["runs"])
     atomic_write_json(path, report)
     atomic_write_text(out / "mechanisms.md", study_markdown(report))
     return report
+
+
+def _kept_rows(path: Path, report: Mapping[str, Any], variants: Sequence[tuple[str, str, Mapping[str, Any]]],
+               td: Any, preset: Preset, out: Path) -> dict[str, Any]:
+    """The rows of an earlier ``mechanisms.json`` whose finished runs a resumed study keeps: only those trained
+    under the same preset and protocol, and each only when the model it stored is the one its variant builds
+    today (a changed default retrains it; a field added with the value the run had does not)."""
+    import json
+
+    old = json.loads(path.read_text())
+    if not all(old.get(k) == report[k] for k in ("task", "dataset", "preset_config")):
+        return {}
+    kept = {}
+    for n, row in old.get("rows", {}).items():
+        variant = next(((m, o) for name, m, o in variants if name == n), None)
+        want = None if variant is None else run_model_config(
+            report["task"], variant[0], td, preset, _study_overrides(variant[0], variant[1])).to_dict()
+        runs = {s: r for s, r in row.get("runs", {}).items() if want is None or _same_model(r, out, want, old, report)}
+        kept[n] = {**row, "runs": runs}
+    return kept
 
 
 def _study_overrides(model: str, over: Mapping[str, Any]) -> dict[str, Any]:

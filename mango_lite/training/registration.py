@@ -32,8 +32,10 @@ import numpy as np
 from ..metrics.paired import paired_difference, slope_interval
 from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text
-from .tasks import DATA_SEED, _preset, default_cache_dir, prepare_data
-from .workers import finished_run, study_run_spec
+from .executor import Outcome, RunJob, job_count, train_runs
+from .runspec import RunSpec
+from .tasks import DATA_SEED, DataInfo, _preset, default_cache_dir, prepare_data
+from .workers import finished_run, study_run_job
 
 TASK = "segmentation"
 DATASET = "nyudv2"
@@ -124,17 +126,17 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     if not todo:
         return {"done": 0, "left": left_after, "failed": {}}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    infos = {lv: prepare_data(DATASET, presets[lv], cache_dir=cache, log=log).to_dict()
+    infos = {lv: prepare_data(DATASET, presets[lv], cache_dir=cache, log=log)
              for lv in sorted({r["level_px"] for r in todo})}
-    specs = {f"{level_name(r['level_px'])}/{r['model']}/seed{r['seed']}": _run_spec(
+    runs = {f"{level_name(r['level_px'])}/{r['model']}/seed{r['seed']}": _run_job(
         presets[r["level_px"]], r["model"], r["seed"], run_dir(out, r), infos[r["level_px"]], device) for r in todo}
-    done, failed = train_study_runs(specs, jobs, device, log, lambda res: f"{METRIC} {res['metrics'][METRIC]:.2f}")
+    done, failed = train_study_runs(runs, jobs, device, log, lambda res: f"{METRIC} {res.metrics[METRIC]:.2f}")
     return {"done": done, "left": left_after, "failed": failed}
 
 
-def _run_spec(preset: Preset, model: str, seed: int, folder: Path, info: dict[str, Any], device: str | None,
-              epochs: int | None = None) -> dict[str, Any]:
-    return study_run_spec(TASK, model, preset, seed, folder, info, device, dataset=DATASET, epochs=epochs)
+def _run_job(preset: Preset, model: str, seed: int, folder: Path, info: DataInfo, device: str | None,
+             epochs: int | None = None) -> RunJob:
+    return study_run_job(RunSpec(TASK, model, preset, seed=seed, dataset=DATASET, epochs=epochs), folder, info, device)
 
 
 def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Sequence[float] = (0.0, 8.0),
@@ -148,7 +150,6 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
     :func:`~mango_lite.training.load_model`) and raises TrainingError naming a run that diverged.
     ``baselines_m``: the levels' baselines when the caller has them (default: :func:`calibrate_baselines`)."""
     from ..errors import TrainingError
-    from .workers import default_jobs, run_in_workers
 
     out = Path(out)
     levels = [float(lv) for lv in levels_px]
@@ -165,20 +166,20 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
         history = json.loads((folders[lv] / "history.json").read_text(encoding="utf-8"))
         return len(history) == (epochs or presets[lv].epochs)
 
-    specs = {lv: _run_spec(presets[lv], model, seed, folders[lv],
-                           prepare_data(DATASET, presets[lv], cache_dir=cache, log=log).to_dict(), device, epochs)
-             for lv in levels if not finished(lv)}
-    if not specs:
+    runs = {lv: _run_job(presets[lv], model, seed, folders[lv], prepare_data(DATASET, presets[lv], cache_dir=cache, log=log),
+                         device, epochs)
+            for lv in levels if not finished(lv)}
+    if not runs:
         return folders
     failed: dict[str, str] = {}
 
-    def done(lv: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
-        if error is not None:
-            failed[level_name(lv)] = error
+    def done(lv: float, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            failed[level_name(lv)] = outcome.error
         elif log is not None:
-            log(f"{level_name(lv)}/{model}: {METRIC} {res['metrics'][METRIC]:.2f} ({seconds:.0f} s)")  # type: ignore[index]
+            log(f"{level_name(lv)}/{model}: {METRIC} {outcome.value.metrics[METRIC]:.2f} ({outcome.seconds:.0f} s)")
 
-    run_in_workers(specs, max(1, min(jobs or default_jobs(device or "cpu"), len(specs))), done)
+    train_runs(runs, workers=job_count(jobs, len(runs), device), on_done=done)
     if failed:
         raise TrainingError(f"train_at_levels: {model} diverged at {', '.join(f'{k} ({v})' for k, v in failed.items())}")
     return folders

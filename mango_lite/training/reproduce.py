@@ -36,13 +36,15 @@ from typing import Any
 
 import torch
 
-from ..errors import MangoLiteError, TrainingError
+from ..errors import MangoLiteError
 from ..presets import Preset
 from ..tasks import TASKS, get_task
-from ..utils import atomic_write_json, atomic_write_text, device_name, display_path, pick_device
+from ..utils import atomic_write_json, atomic_write_text, checked_device, device_name, display_path, pick_device
 from . import paper_tables as P
 from .engine import config_differences
+from .executor import Outcome, RunJob, job_count, train_runs
 from .history import History
+from .runspec import RunOptions, RunSpec
 from .tasks import (
     CONTROL_MODELS,
     FUSION_MODELS,
@@ -58,10 +60,9 @@ from .tasks import (
     prepare_data,
     resolve_pair,
     run_model_config,
-    train_task,
     unimodal_names,
 )
-from .workers import default_jobs, run_in_workers, same_setting, train_in_worker
+from .workers import same_setting
 
 QUICK_PAIRS = ("shade_texture_to_rgb", "rgb_edge_to_depth")
 
@@ -236,77 +237,6 @@ def _duration(sec: float) -> str:
     return f"{sec / 60:.0f} min" if sec >= 90 else f"{sec:.0f} s"
 
 
-def _worker_specs(pending: Sequence[tuple[RunGroup, str, Path]], preset: Preset, infos: Mapping[str, DataInfo],
-                  device: str | None, seed: int, resume: bool, amp: bool) -> dict[tuple[str, str], dict[str, Any]]:
-    """(group key, model) -> the :func:`~mango_lite.training.workers.train_in_worker` spec of each pending run."""
-    return {(g.key, m): dict(task=g.task, model=m, preset=preset, run_dir=str(d), pair=g.pair, dataset=g.dataset,
-                             info=infos[g.dataset].to_dict(), device=device, seed=seed, resume=resume, amp=amp)
-            for g, m, d in pending}
-
-
-def _train_in_workers(pending: Sequence[tuple[RunGroup, str, Path]], jobs: int, preset: Preset,
-                      infos: Mapping[str, DataInfo], device: str | None, seed: int, resume: bool, amp: bool,
-                      record: Callable[..., None], log: Callable[[str], None]) -> None:
-    """Train ``pending`` runs in ``jobs`` spawned worker processes; ``record`` each as it finishes. An
-    error other than a diverged run (or an interruption) cancels the runs not yet started."""
-    specs = _worker_specs(pending, preset, infos, device, seed, resume, amp)
-    where = {(g.key, m): (g, m, d) for g, m, d in pending}
-
-    def start(key: Any, k: int, n: int) -> None:
-        log(f"[{k}/{n}] {key[0]} {key[1]} -> {display_path(where[key][2])} (worker)")
-
-    def done(key: Any, res: dict[str, Any] | None, error: str | None, seconds: float) -> None:
-        group, model, run_dir = where[key]
-        if error is not None:
-            log(f"    {group.key} {model} FAILED: {error}")
-        record(group, model, run_dir, res, error, seconds)
-
-    run_in_workers(specs, jobs, done, start)
-
-
-def _train_on_cluster(pending: Sequence[tuple[RunGroup, str, Path]], cluster: Mapping[str, Any], folder: Path,
-                      preset: Preset, infos: Mapping[str, DataInfo], device: str | None, seed: int, resume: bool,
-                      amp: bool, record: Callable[..., None], log: Callable[[str], None], poll_s: float = 5.0) -> None:
-    """Submit each pending run as one job of a job array through submitit (Slurm, or its local executor
-    for a test on this machine) and ``record`` each as it finishes. ``cluster``: ``executor`` ("slurm" or
-    "local") and submitit parameters (``timeout_min``, ``slurm_partition``, ``gpus_per_node``,
-    ``cpus_per_task``, ``mem_gb``, ...). Job logs and pickles go to ``folder``."""
-    try:
-        import submitit
-    except ImportError as exc:
-        raise MangoLiteError("a cluster sweep needs submitit: pip install 'mango_lite[cluster]'") from exc
-    opts = dict(cluster)
-    kind = str(opts.pop("executor", "slurm"))
-    if kind not in ("slurm", "local"):
-        raise MangoLiteError(f"cluster executor must be 'slurm' or 'local', got {kind!r}")
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=kind)
-    opts.setdefault("timeout_min", 240)
-    opts.setdefault("name", "mango_lite")
-    executor.update_parameters(**opts)
-    specs = _worker_specs(pending, preset, infos, device, seed, resume, amp)
-    with executor.batch():  # one job array
-        jobs = [(executor.submit(train_in_worker, specs[(g.key, m)]), (g, m, d)) for g, m, d in pending]
-    log(f"  submitted {len(jobs)} runs as {kind} jobs (logs in {display_path(folder)})")
-    waiting = list(jobs)
-    while waiting:
-        still = []
-        for job, (group, model, run_dir) in waiting:
-            if not job.done():
-                still.append((job, (group, model, run_dir)))
-                continue
-            try:
-                res, error, seconds = job.result()
-            except Exception as exc:  # the job itself failed (not a diverged run): stop, naming its log
-                raise MangoLiteError(f"{group.key} {model}: job {job.job_id} failed ({type(exc).__name__}); "
-                                     f"see {display_path(folder)} for its stderr") from exc
-            if error is not None:
-                log(f"    {group.key} {model} FAILED: {error}")
-            record(group, model, run_dir, res, error, seconds)
-        waiting = still
-        if waiting:
-            time.sleep(poll_s)
-
-
 def reproduce(
     preset: str | Preset | None = "quick",
     out: str | os.PathLike | None = None,
@@ -347,67 +277,102 @@ def reproduce(
     :func:`default_jobs`, every core on a CPU machine as memory allows, 1 on a GPU). Each run is seeded
     by ``seed`` alone, so its numbers do not depend on ``jobs``; a worker's log goes to ``train.log`` in
     its run folder. ``cluster``: instead, submit the runs as a Slurm job array through submitit
-    (:func:`_train_on_cluster`; ``{"executor": "local"}`` runs them as local jobs) and collect them here."""
+    (:func:`~mango_lite.training.executor.execute`; ``{"executor": "local"}`` runs them as local jobs) and
+    collect them here."""
     from tqdm.auto import tqdm
 
-    from .run_costs import estimate_seconds, load_run_costs, model_kind
+    from .run_costs import load_run_costs
 
     t0 = time.perf_counter()
     preset = _preset(preset)
     out = Path(out) if out is not None else Path("results") / preset.name
     log = log or (_log_default if verbose else (lambda m: None))
     groups = plan_runs(preset, tasks, models, pairs)
-    try:
-        dev = pick_device(device)
-    except (ValueError, RuntimeError) as exc:
-        raise MangoLiteError(f"device: {exc}") from exc
+    dev = checked_device(device)
+    _check_out(out, resume, overwrite)
+    runs = [(g.task, m) for g in groups for m in g.models]
+    costs = load_run_costs()  # measured seconds per run, read once for the estimate and the ETA
+    estimate = _announce(preset, dev, seed, out, groups, costs, 1 if cluster else job_count(jobs, len(runs), dev), log)
+    _data_report(groups, data_root, allow_stand_ins, log)
+    results = _results_header(preset, seed, dev, amp, len(runs))
+    if resume:
+        results["results"].update(_earlier_groups(out, preset, seed))
+    overall = tqdm(total=len(runs), desc="reproduce", unit="run", disable=progress is False or not verbose,
+                   position=0, leave=True, dynamic_ncols=True)
+    # 1. data and the runs still to do (finished runs of an earlier attempt are kept under --resume)
+    options = RunOptions(device=device, resume=resume, overwrite=True, save_best=False, keep_checkpoints=1,
+                         progress=progress, verbose=verbose, num_workers=num_workers, after_fit=_run_figures())
+    tds: dict[str, TaskData] = {}
+    pending = _pending_runs(groups, preset, seed, amp, options, out, data_root,
+                            Path(cache_dir) if cache_dir is not None else out / "data", results, tds, overall, log)
+    workers = 0 if not pending else job_count(jobs, len(pending), dev)
+    if workers > 1 and cluster is None:
+        log(f"  {len(pending)} runs to train in {workers} worker processes (one torch thread each)")
+    progress_of = _RunRecorder(results, groups, pending, out, costs.get(preset.name) or {}, estimate, workers,
+                               overall, t0, log)
+    try:  # 2. train them: one after another in this process, in worker processes, or as cluster jobs
+        train_runs(pending, workers=0 if workers == 1 and cluster is None else workers, cluster=cluster,
+                   cluster_folder=out / "submitit", data={key: tds[key[0]] for key in pending}, log=log,
+                   on_start=progress_of.started, on_done=progress_of.done)
+    finally:
+        overall.close()
+    return _finish(results, groups, tds, out, t0, log)
+
+
+def _run_figures() -> tuple[Callable[[Any], Any], ...]:
+    """What each run of a reproduction draws when it finishes: its learning curves."""
+    from ..viz.plots import write_run_curves
+
+    return (write_run_curves,)
+
+
+def _announce(preset: Preset, dev: torch.device, seed: int, out: Path, groups: Sequence[RunGroup],
+              costs: Mapping[str, Any], workers: int, log: Callable[[str], None]) -> float | None:
+    """Log the plan and its estimated time (from measured runs); return the estimate in seconds (None: unknown)."""
+    from .run_costs import estimate_seconds
+
+    estimate = estimate_seconds(preset.name, [(g.task, m) for g in groups for m in g.models], costs)
+    for line in _plan_lines(preset, dev, seed, out, groups, estimate, workers):
+        log(line)
+    return estimate[0]
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an OUT holding finished runs of an earlier reproduction unless told what to do with them."""
     finished_before = _finished_run_count(out)
     if finished_before and not (resume or overwrite):
         raise MangoLiteError(
             f"{display_path(out)} already holds {finished_before} finished runs of an earlier reproduction; pass "
             f"--resume to keep them and train the rest, --overwrite to start again, or choose another --out")
-    cache = Path(cache_dir) if cache_dir is not None else out / "data"
-    runs = [(g.task, m) for g in groups for m in g.models]
-    costs = load_run_costs()  # measured seconds per run, read once for the estimate and the ETA
-    estimate = estimate_seconds(preset.name, runs, costs)
-    workers = 1 if cluster else max(1, min(int(jobs) if jobs else default_jobs(dev), len(runs)))
-    for line in _plan_lines(preset, dev, seed, out, groups, estimate, workers):
-        log(line)
-    _data_report(groups, data_root, allow_stand_ins, log)
-    results: dict[str, Any] = {
+
+
+def _results_header(preset: Preset, seed: int, dev: torch.device, amp: bool, runs: int) -> dict[str, Any]:
+    return {
         "preset": preset.name, "preset_config": preset.to_dict(), "seed": seed, "device": device_name(dev),
         "amp_bf16": bool(amp and dev.type == "cuda"),
         "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit(),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": None, "paper_source": P.SOURCE, "runs_planned": len(runs), "results": {},
+        "wall_time_s": None, "paper_source": P.SOURCE, "runs_planned": runs, "results": {},
     }
-    if resume and (out / "results.json").is_file():
-        # keep the groups of an earlier (partial) reproduction at the same preset and seed
-        try:
-            old = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        if old.get("preset") == preset.name and old.get("seed") == seed:
-            results["results"].update(old.get("results") or {})
+
+
+def _earlier_groups(out: Path, preset: Preset, seed: int) -> dict[str, Any]:
+    """The groups of an earlier (partial) reproduction in ``out`` at the same preset and seed."""
+    try:
+        old = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return dict(old.get("results") or {}) if old.get("preset") == preset.name and old.get("seed") == seed else {}
+
+
+def _pending_runs(groups: Sequence[RunGroup], preset: Preset, seed: int, amp: bool, options: RunOptions, out: Path,
+                  data_root: str | os.PathLike | None, cache: Path, results: dict[str, Any], tds: dict[str, TaskData],
+                  overall: Any, log: Callable[[str], None]) -> dict[tuple[str, str], RunJob]:
+    """Prepare each group's data (into ``tds``) and its entry in ``results``; return the runs still to train,
+    (group key, model) -> :class:`~mango_lite.training.executor.RunJob`. Under ``options.resume`` a finished
+    run of the same preset, seed and model configuration is kept (and counted on ``overall``)."""
     infos: dict[str, DataInfo] = {}
-    per_run = (costs.get(preset.name) or {}).get("seconds", {})
-    overall = tqdm(total=len(runs), desc="reproduce", unit="run", disable=progress is False or not verbose,
-                   position=0, leave=True, dynamic_ncols=True)
-    spent_est = spent = 0.0  # estimated and actual seconds of the runs trained so far (for the ETA)
-
-    def save_progress() -> None:
-        results["wall_time_s"] = time.perf_counter() - t0
-        atomic_write_json(out / "results.json", results)
-        atomic_write_text(out / "results.md", results_markdown(results))
-        try:
-            if can_plot():
-                write_figures(results, out)
-        except Exception as exc:  # figures are a nicety; never lose the numbers to them
-            log(f"    figures not updated: {type(exc).__name__}: {exc}")
-
-    # 1. data and the runs still to do (finished runs of an earlier attempt are kept under --resume)
-    pending: list[tuple[RunGroup, str, Path]] = []
-    tds: dict[str, TaskData] = {}
+    pending: dict[tuple[str, str], RunJob] = {}
     for group in groups:
         if group.dataset not in infos:
             real = Path(data_root) / group.dataset if data_root is not None else None
@@ -428,7 +393,7 @@ def reproduce(
         for model in group.models:
             run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
             prev = None
-            if resume:
+            if options.resume:
                 current = run_model_config(group.task, model, td, preset)  # what train_task will build
                 prev = _finished_metrics(run_dir, preset, seed, current.to_dict())
             if prev is not None:
@@ -436,53 +401,68 @@ def reproduce(
                 log(f"    {group.key} {model}: finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
                 overall.update(1)
             else:
-                pending.append((group, model, run_dir))
-        if resume:  # rows of models outside this plan stay as they were
+                spec = RunSpec(group.task, model, preset, seed=seed, pair=group.pair, dataset=group.dataset, amp=amp)
+                pending[(group.key, model)] = RunJob(spec, run_dir, options, data=infos[group.dataset])
+        if options.resume:  # rows of models outside this plan stay as they were
             entry["models"].update({m: v for m, v in (prev_entry.get("models") or {}).items() if m not in group.models})
         results["results"][group.key] = entry
-    jobs = 1 if not pending else max(1, min(int(jobs) if jobs else default_jobs(dev), len(pending)))
-    if jobs > 1 and cluster is None:
-        log(f"  {len(pending)} runs to train in {jobs} worker processes (one torch thread each)")
+    return pending
 
-    def record(group: RunGroup, model: str, run_dir: Path, res: dict[str, Any] | None, error: str | None,
-               seconds: float) -> None:
-        nonlocal spent, spent_est
-        entry = results["results"][group.key]
-        entry["models"][model] = ({"error": error, "run_dir": _rel(run_dir, out)} if error is not None
-                                  else _model_entry(res, out))
-        # the plan's model order, whatever finished first
+
+class _RunRecorder:
+    """A reproduction's bookkeeping as runs start and finish: a line per start, each finished run's entry in
+    ``results`` (in the plan's model order), the overall bar's ETA, and results.json / results.md / the
+    figures rewritten so an interruption loses at most the runs in progress."""
+
+    def __init__(self, results: dict[str, Any], groups: Sequence[RunGroup], pending: Mapping[tuple[str, str], RunJob],
+                 out: Path, costs: Mapping[str, Any], estimate: float | None, workers: int, overall: Any, t0: float,
+                 log: Callable[[str], None]) -> None:
+        self.results, self.pending, self.out, self.overall, self.t0, self.log = results, pending, out, overall, t0, log
+        self.groups = {g.key: g for g in groups}
+        self.per_run = costs.get("seconds", {})
+        self.estimate, self.workers = estimate, max(1, workers)
+        self.spent = self.spent_est = 0.0  # actual and estimated seconds of the runs trained so far (for the ETA)
+
+    def _cost(self, key: tuple[str, str]) -> float:
+        from .run_costs import model_kind
+
+        return float(self.per_run.get(self.groups[key[0]].task, {}).get(model_kind(key[1]), 0.0))
+
+    def started(self, key: tuple[str, str], k: int, n: int) -> None:
+        where = " (worker)" if self.workers > 1 else ""
+        self.log(f"[{k}/{n}] {key[0]} {key[1]} -> {display_path(self.pending[key].run_dir)}{where}")
+
+    def done(self, key: tuple[str, str], outcome: Outcome) -> None:
+        group, model = self.groups[key[0]], key[1]
+        run_dir = Path(self.pending[key].run_dir)
+        entry = self.results["results"][group.key]
+        if outcome.error is not None:
+            self.log(f"    {group.key} {model} FAILED: {outcome.error}")
+            entry["models"][model] = {"error": outcome.error, "run_dir": _rel(run_dir, self.out)}
+        else:
+            entry["models"][model] = _model_entry(outcome.value.to_dict(), self.out)
         entry["models"] = {m: entry["models"][m] for m in group.models if m in entry["models"]} | {
             m: v for m, v in entry["models"].items() if m not in group.models}
-        spent += seconds
-        spent_est += per_run.get(group.task, {}).get(model_kind(model), 0.0)
-        overall.update(1)
-        if estimate[0] is not None and spent_est > 0:
-            left = sum(per_run.get(g.task, {}).get(model_kind(m), 0.0) for g, m, _ in pending) - spent_est
-            overall.set_postfix_str(f"about {_duration(max(0.0, left) * spent / spent_est / jobs)} left")
-        save_progress()  # progress survives an interruption
+        self.spent += outcome.seconds
+        self.spent_est += self._cost(key)
+        self.overall.update(1)
+        if self.estimate is not None and self.spent_est > 0:
+            left = sum(self._cost(k) for k in self.pending) - self.spent_est
+            left_s = max(0.0, left) * self.spent / self.spent_est / self.workers
+            self.overall.set_postfix_str(f"about {_duration(left_s)} left")
+        self.results["wall_time_s"] = time.perf_counter() - self.t0
+        atomic_write_json(self.out / "results.json", self.results)
+        atomic_write_text(self.out / "results.md", results_markdown(self.results))
+        try:
+            if can_plot():
+                write_figures(self.results, self.out)
+        except Exception as exc:  # figures are a nicety; never lose the numbers to them
+            self.log(f"    figures not updated: {type(exc).__name__}: {exc}")
 
-    # 2. train them: one after another, or in worker processes
-    try:
-        if cluster is not None and pending:
-            _train_on_cluster(pending, cluster, out / "submitit", preset, infos, device, seed, resume, amp, record, log)
-        elif jobs == 1:
-            for k, (group, model, run_dir) in enumerate(pending, 1):
-                log(f"[{k}/{len(pending)}] {group.key} {model} -> {display_path(run_dir)}")
-                t_run = time.perf_counter()
-                res, error = None, None
-                try:
-                    res = train_task(group.task, model, preset, run_dir, pair=group.pair, dataset=group.dataset,
-                                     device=device, seed=seed, resume=resume, overwrite=True, data=tds[group.key],
-                                     progress=progress, verbose=verbose, save_best=False, keep_checkpoints=1, amp=amp,
-                                     num_workers=num_workers, log=log).to_dict()
-                except TrainingError as exc:
-                    error = str(exc)
-                    log(f"    FAILED: {exc}")
-                record(group, model, run_dir, res, error, time.perf_counter() - t_run)
-        else:
-            _train_in_workers(pending, jobs, preset, infos, device, seed, resume, amp, record, log)
-    finally:
-        overall.close()
+
+def _finish(results: dict[str, Any], groups: Sequence[RunGroup], tds: Mapping[str, TaskData], out: Path, t0: float,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    """The qualitative and summary figures, and the final results.json / results.md."""
     for group in groups if can_plot() else ():
         try:
             fig = qualitative_figure(results["results"][group.key], tds[group.key], out)
@@ -630,6 +610,15 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     w = lines.append
     w(f"# mango_lite reproduction — preset `{preset}`")
     w("")
+    _md_header(results, res, w)
+    _md_segmentation({k: e for k, e in res.items() if e["task"] == "segmentation"}, preset, w)
+    _md_translation({k: e for k, e in res.items() if e["task"] == "translation"}, preset, w)
+    _md_genre({k: e for k, e in res.items() if e["task"] == "genre"}, preset, w)
+    _md_runs(results, res, w)
+    return "\n".join(lines)
+
+
+def _md_header(results: Mapping[str, Any], res: Mapping[str, Any], w: Callable[[str], None]) -> None:
     wall = results.get("wall_time_s")
     w(f"- device: {results.get('device')}; wall time: {_f(wall, 0)} s; torch {results.get('torch')}; "
       f"git commit: `{results.get('git_commit') or 'n/a'}`; seed {results.get('seed')}")
@@ -651,7 +640,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
           "datasets at 256×256 with pretrained backbones. Compare mango_lite rows with each other, not with the "
           "paper.")
     w("")
-    seg = {k: e for k, e in res.items() if e["task"] == "segmentation"}
+
+
+def _md_segmentation(seg: Mapping[str, Any], preset: str, w: Callable[[str], None]) -> None:
     if seg:
         w("## Table 1 — RGB-D semantic segmentation (Pixel Acc. / mAcc. / mIoU, %)")
         w("")
@@ -671,7 +662,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                 w(f"| {_ours_label(preset)} | {model} | {inputs.get(model, 'RGB+D')} | {e['data_description']} | "
                   f"{_cell(m, 'pixel_acc')} | {_cell(m, 'mean_acc')} | {_cell(m, 'miou')} | {_params(m)} |")
             w("")
-    tr = {k: e for k, e in res.items() if e["task"] == "translation"}
+
+
+def _md_translation(tr: Mapping[str, Any], preset: str, w: Callable[[str], None]) -> None:
     if tr:
         w("## Table 2 — Multimodal image translation on Taskonomy (all ↓)")
         w("")
@@ -719,7 +712,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         _unimodal_note = ", ".join(f"{PAIRS[e['pair']].label}: {'/'.join(PAIRS[e['pair']].inputs)}" for e in tr.values())
         w(f"Unimodal models are named after their input domain ({_unimodal_note}).")
         w("")
-    ge = {k: e for k, e in res.items() if e["task"] == "genre"}
+
+
+def _md_genre(ge: Mapping[str, Any], preset: str, w: Callable[[str], None]) -> None:
     if ge:
         w("## Table 3 — Movie genre classification on MM-IMDb (Micro-F1 %, Macro-F1 %)")
         w("")
@@ -733,6 +728,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                 w(f"| {_ours_label(preset)} | {model} | {mods.get(model, 'I+T')} | {e['data_description']} | "
                   f"{_cell(m, 'micro_f1')} | {_cell(m, 'macro_f1')} | {_params(m)} |")
         w("")
+
+
+def _md_runs(results: Mapping[str, Any], res: Mapping[str, Any], w: Callable[[str], None]) -> None:
     w("## Runs")
     w("")
     w("| task | data | model | params | wall time (s) | run folder |")
@@ -754,7 +752,6 @@ def results_markdown(results: Mapping[str, Any]) -> str:
       "`crossattn` = ordinary bidirectional cross-attention; unimodal rows read one modality (W/O fusion). "
       "All share encoders and heads, so rows differ only in the fusion.")
     w("")
-    return "\n".join(lines)
 
 
 def _cell(m: Mapping[str, Any], key: str) -> str:
@@ -841,7 +838,7 @@ def run_ablation(
 
     plus ``OUT/ablation.md`` and ``OUT/figures/ablation_<metric>.png``. ``jobs``: variants trained at
     once in worker processes with one torch thread each (``None``: every core on a CPU-only machine, see
-    :func:`~mango_lite.training.workers.default_jobs`); each run is seeded by ``seed`` alone, so the
+    :func:`~mango_lite.training.executor.default_jobs`); each run is seeded by ``seed`` alone, so the
     numbers do not depend on it. ``ablation.json`` is rewritten after every finished variant."""
     task = check_task(task)
     preset = _preset(preset)
@@ -872,40 +869,38 @@ def run_ablation(
         report["variants"] = {n: done[n] for n in names if n in done}  # the variants' order, whatever finished first
         atomic_write_json(out / "ablation.json", report)
 
-    dev = pick_device(device)
-    n_jobs = max(1, min(int(jobs) if jobs else default_jobs(dev), len(parsed)))
-    if n_jobs == 1:
-        for name, over in parsed:
-            log(f"ablation {task}: {name} -> {display_path(run_dirs[name])}")
-            try:
-                res = train_task(task, "mango", preset, run_dirs[name], data=td, device=device, seed=seed,
-                                 epochs=epochs, model_overrides=over, resume=resume, overwrite=True, progress=progress,
-                                 verbose=verbose, save_best=False, keep_checkpoints=1, log=log)
-                record(name, res.to_dict(), None)
-            except TrainingError as exc:
-                record(name, None, str(exc))
-    else:
-        specs = {name: dict(task=task, model="mango", preset=preset, run_dir=str(run_dirs[name]),
-                            pair=td.pair.name if td.pair else None, dataset=td.info.name, info=td.info.to_dict(),
-                            device=device, seed=seed, resume=resume, amp=True, epochs=epochs, model_overrides=over)
-                 for name, over in parsed}
-        log(f"ablation {task}: {len(specs)} variants in {n_jobs} worker processes")
-        run_in_workers(specs, n_jobs, lambda name, res, error, seconds: record(str(name), res, error),
-                       lambda name, k, n: log(f"ablation {task}: [{k}/{n}] {name} -> {display_path(run_dirs[str(name)])}"))
+    n_jobs = job_count(jobs, len(parsed), pick_device(device))
+    options = RunOptions(device=device, resume=resume, overwrite=True, save_best=False, keep_checkpoints=1,
+                         progress=progress, verbose=verbose)
+    pair_name = td.pair.name if td.pair else None
+    jobs_ = {name: RunJob(RunSpec(task, "mango", preset, seed=seed, pair=pair_name, dataset=td.info.name, epochs=epochs,
+                                  model_overrides=over), run_dirs[name], options)
+             for name, over in parsed}
+    if n_jobs > 1:
+        log(f"ablation {task}: {len(jobs_)} variants in {n_jobs} worker processes")
+    train_runs(jobs_, workers=0 if n_jobs == 1 else n_jobs, data={name: td for name in jobs_}, log=log,
+               on_start=lambda name, k, n: log(f"ablation {task}: [{k}/{n}] {name} -> {display_path(run_dirs[name])}"),
+               on_done=lambda name, o: record(name, None if o.value is None else o.value.to_dict(), o.error))
+    _write_ablation(report, out)
+    return report
+
+
+def _write_ablation(report: Mapping[str, Any], out: Path) -> None:
+    """An ablation's figure (the headline metric per variant), ``ablation.md`` and ``ablation.json``."""
     from ..viz.plots import plot_results
 
+    task, metric = report["task"], report["metric"]
     ok = {n: v["metrics"] for n, v in report["variants"].items() if "metrics" in v}
     if ok:
         plot_results(ok, metric, path=out / "figures" / f"ablation_{metric}.png",
-                     title=f"{task} ablation ({td.info.source})", close=True)
-    lines = [f"# MANGO ablation — {task} ({preset.name})", "", f"Measured on: {report['data_description']}", "",
+                     title=f"{task} ablation ({report['data']})", close=True)
+    lines = [f"# MANGO ablation — {task} ({report['preset']})", "", f"Measured on: {report['data_description']}", "",
              f"| variant | overrides | {metric} | params | wall time (s) |", "|---|---|---|---|---|"]
     for n, v in report["variants"].items():
         val = "diverged" if "error" in v else _f(v["metrics"].get(metric), 2)
         lines.append(f"| {n} | `{json.dumps(v['overrides'])}` | {val} | {_params(v)} | {_f(v.get('wall_time_s'), 0)} |")
     atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
     atomic_write_json(out / "ablation.json", report)
-    return report
 
 
 # ------------------------------------------------------------------------------------ seeds

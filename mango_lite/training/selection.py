@@ -32,8 +32,9 @@ from ..metrics.paired import paired_difference
 from ..presets import TASK_FLOW_WEIGHTS, Preset
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
+from .runspec import RunSpec
 from .tasks import _preset, default_cache_dir, prepare_data
-from .workers import finished_run, study_run_spec, train_study_runs
+from .workers import finished_run, study_run_job, train_study_runs
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,10 @@ def _train_plan(out: Path, plan: dict[str, Any], folder: Callable[[dict[str, Any
         return {"done": 0, "left": left_after, "failed": {}}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     infos = {d: prepare_data(d, p, cache_dir=cache, log=log).to_dict() for d in sorted({r["dataset"] for r in todo})}
-    specs = {str(folder(r).relative_to(out / "runs")): study_run_spec(
-        r["task"], MODEL, p, r["seed"], folder(r), infos[r["dataset"]], device, dataset=r["dataset"],
-        pair=r["pair"], model_overrides=overrides(r)) for r in todo}
-    done, failed = train_study_runs(specs, jobs, device, log)
+    runs = {str(folder(r).relative_to(out / "runs")): study_run_job(
+        RunSpec(r["task"], MODEL, p, seed=r["seed"], dataset=r["dataset"], pair=r["pair"], model_overrides=overrides(r)),
+        folder(r), infos[r["dataset"]], device) for r in todo}
+    done, failed = train_study_runs(runs, jobs, device, log)
     return {"done": done, "left": left_after, "failed": failed}
 
 

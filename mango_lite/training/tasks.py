@@ -44,11 +44,12 @@ from ..datasets.constants import TRANSLATION_PAIRS
 from ..datasets.synth.misregistration import MISREGISTERED_DATASETS
 from ..errors import MangoLiteError
 from ..models.config import ModelConfig
-from ..presets import PRESET_NAMES, Preset, get_preset
+from ..presets import Preset
 from ..tasks import TASKS, get_task, task_names
-from ..utils import atomic_write_json, device_name, display_path, seed_everything
+from ..utils import atomic_write_json, checked_device, device_name, display_path, seed_everything
 from .checkpoint import load_checkpoint
 from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, evaluate_model
+from .runspec import RunOptions, RunSpec, resolve_preset
 
 TASK_NAMES = task_names()
 FUSION_MODELS = ("mango", "concat", "tokenfusion", "crossattn")
@@ -178,13 +179,7 @@ def check_dataset(task: str, dataset: str | None) -> str:
     return d
 
 
-def _preset(preset: str | Preset | None) -> Preset:
-    if isinstance(preset, Preset):
-        return preset
-    try:
-        return get_preset(preset)
-    except ValueError as exc:
-        raise MangoLiteError(f"unknown preset {preset!r}; expected one of {PRESET_NAMES}") from exc
+_preset = resolve_preset  # the name the launchers import
 
 
 # ------------------------------------------------------------------------------------ data
@@ -623,98 +618,96 @@ def _task_config(preset: Preset, task: str, **over: Any) -> dict[str, Any]:
     return cfg
 
 
+def _spec_data(spec: RunSpec, options: RunOptions, dist: Any, log: Callable[[str], None] | None) -> TaskData:
+    """The spec's data, generated or verified by rank 0 first when several processes train one run."""
+    from . import distributed
+
+    if dist.active and not dist.is_main:
+        distributed.barrier()  # rank 0 generates or verifies the data first
+    data = build_task_data(spec.task, spec.preset, spec.data_root, spec.pair, spec.dataset, options.cache_dir,
+                           log=log if dist.is_main else None)
+    if dist.active and dist.is_main:
+        distributed.barrier()
+    return data
+
+
+def _run_description(spec: RunSpec, fusion: str, data: TaskData, net: torch.nn.Module, kwargs: Mapping[str, Any],
+                     processes: int) -> dict[str, Any]:
+    """What a run folder's checkpoints and metrics.json record about the run (the ``spec`` entry)."""
+    return {
+        "task": spec.task, "model": spec.model, "fusion": fusion, "dataset": data.info.name,
+        "pair": data.pair.name if data.pair else None, "preset": spec.preset.to_dict(), "seed": spec.seed,
+        "data": data.info.to_dict(), "data_root": spec.data_root,
+        "model_config": net.config.to_dict(), "model_kwargs": dict(kwargs),
+        "title": f"{spec.task} / {spec.model}" + (f" / {data.pair.label}" if data.pair else f" / {data.info.name}"),
+        "processes": processes,
+    }
+
+
 def train_task(
-    task: str,
-    model: str,
-    preset: str | Preset | None = None,
+    spec: RunSpec,
     out: str | os.PathLike = "runs/train",
     *,
-    data_root: str | os.PathLike | None = None,
-    pair: str | TranslationPair | None = None,
-    dataset: str | None = None,
-    device: str | None = None,
-    seed: int = 0,
-    resume: bool = False,
-    overwrite: bool = False,
-    cache_dir: str | os.PathLike | None = None,
+    options: RunOptions | None = None,
     data: TaskData | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    model_overrides: Mapping[str, Any] | None = None,
-    progress: bool | None = None,
-    verbose: bool = True,
-    save_best: bool = True,
-    keep_checkpoints: int = 2,
-    max_steps_per_epoch: int | None = None,
-    amp: bool = True,
-    num_workers: int = 0,
-    fid: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Train ``model`` on ``task`` and evaluate it on the test split; writes into ``out``:
-    checkpoints, ``history.json``/``.csv``, ``curves.png`` and ``metrics.json`` (spec + test metrics).
+    """Train the run ``spec`` describes (:class:`~mango_lite.training.runspec.RunSpec`: task, model, preset,
+    seed, data, schedule changes) and evaluate it on the test split; writes into ``out``: checkpoints,
+    ``history.json``/``.csv`` and ``metrics.json`` (spec + test metrics), plus what ``options.after_fit``
+    writes (the command line and ``reproduce`` add ``curves.png``)::
 
-    ``data``: prebuilt :class:`TaskData` (shared between runs; its augmentation generator is reseeded
-    per run). ``cache_dir``: where stand-in data are generated (default :func:`default_cache_dir`).
-    ``amp``: bf16 autocast on CUDA (ignored elsewhere). ``num_workers``: DataLoader workers.
+        train_task(RunSpec("segmentation", "mango", "quick"), "runs/seg-mango")
+
+    ``options``: how it runs (:class:`~mango_lite.training.runspec.RunOptions`: device, resume/overwrite, what
+    stays on disk, progress, DataLoader workers, the stand-ins' cache folder). ``data``: prebuilt
+    :class:`TaskData` for this spec (shared between runs; its augmentation generator is reseeded per run).
+    ``log``: where the run's lines go (default: stderr when ``options.verbose``).
     Raises MangoLiteError on bad names / data, TrainingError when training diverges."""
-    from ..utils import pick_device
-
+    if not isinstance(spec, RunSpec):
+        raise MangoLiteError(f"train_task: expected a RunSpec (mango_lite.training.RunSpec(task, model, preset, "
+                             f"...)), got {type(spec).__name__}")
+    options = RunOptions() if options is None else options
     t0 = time.perf_counter()
-    task = check_task(task)
-    preset = _preset(preset)
-    if log is None and verbose:
+    task, model, preset, seed = spec.task, spec.model, spec.preset, spec.seed
+    if log is None and options.verbose:
         log = _stderr_log
     from . import distributed
 
     dist = distributed.init_from_env()  # started by torchrun: one process per GPU (or CPU slot)
+    device = options.device
     if dist.active and torch.cuda.is_available() and device in (None, "cuda"):
         device = f"cuda:{dist.local_rank}"
-    try:  # fail on a bad --device before any data is generated
-        pick_device(device)
-    except (ValueError, RuntimeError) as exc:
-        raise MangoLiteError(f"device: {exc}") from exc
+    checked_device(device)  # fail on a bad device before any data is generated
     if data is None:
-        if dist.active and not dist.is_main:
-            distributed.barrier()  # rank 0 generates or verifies the data first
-        data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log if dist.is_main else None)
-        if dist.active and dist.is_main:
-            distributed.barrier()
+        data = _spec_data(spec, options, dist, log)
     fusion = resolve_model(task, model, data.pair)
-    kwargs = run_model_kwargs(task, model, data, preset, model_overrides)
+    kwargs = run_model_kwargs(task, model, data, preset, spec.model_overrides or None)
     seed_everything(seed)  # model initialisation depends on the seed only
     net = build_task_model(task, fusion, kwargs)
-    cfg = TrainConfig(**_task_config(preset, task, epochs=epochs, batch_size=batch_size, lr=lr), seed=seed,
-                      device=device, progress=progress, verbose=verbose, save_best=save_best,
-                      keep_checkpoints=keep_checkpoints, max_steps_per_epoch=max_steps_per_epoch, amp=amp,
-                      num_workers=num_workers)
-    adapter = make_adapter(data, fid=fid)
-    spec = {
-        "task": task, "model": str(model).lower(), "fusion": fusion, "dataset": data.info.name,
-        "pair": data.pair.name if data.pair else None, "preset": preset.to_dict(), "seed": seed,
-        "data": data.info.to_dict(), "data_root": None if data_root is None else str(data_root),
-        "model_config": net.config.to_dict(), "model_kwargs": dict(kwargs),
-        "title": f"{task} / {model}" + (f" / {data.pair.label}" if data.pair else f" / {data.info.name}"),
-        "processes": dist.world_size,
-    }
-    trainer = Trainer(net, data.train, data.val, adapter, cfg, out_dir=out, spec=spec, generators=data.generators,
-                      log=log)
-    fit: FitResult = trainer.fit(resume=resume, overwrite=overwrite)
+    cfg = TrainConfig(**_task_config(preset, task, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr),
+                      seed=seed, device=device, progress=options.progress, verbose=options.verbose,
+                      save_best=options.save_best, keep_checkpoints=options.keep_checkpoints,
+                      max_steps_per_epoch=spec.max_steps_per_epoch, amp=spec.amp, num_workers=options.num_workers)
+    adapter = make_adapter(data, fid=spec.fid)
+    record = _run_description(spec, fusion, data, net, kwargs, dist.world_size)
+    trainer = Trainer(net, data.train, data.val, adapter, cfg, out_dir=out, spec=record, generators=data.generators,
+                      log=log, on_fit_end=options.after_fit)
+    fit: FitResult = trainer.fit(resume=options.resume, overwrite=options.overwrite)
     if data.test is data.val and fit.final:
         metrics = {k[len("val_"):]: v for k, v in fit.final.items()}
     else:
         metrics = {k[len("test_"):]: v for k, v in trainer.evaluate(data.test, prefix="test_").items()}
     wall = time.perf_counter() - t0
     result = RunResult(
-        task=task, model=spec["model"], fusion=fusion, dataset=data.info.name, pair=spec["pair"], out_dir=str(out),
+        task=task, model=model, fusion=fusion, dataset=data.info.name, pair=record["pair"], out_dir=str(out),
         metrics=metrics, test_split=data.test_split, data=data.info.to_dict(), params=count_params(net),
         wall_time_s=wall, epochs_run=fit.epochs_run, device=device_name(trainer.device),
         history=fit.history.records, best=fit.best,
     )
     if dist.is_main:
         atomic_write_json(Path(out) / "metrics.json", {**{k: v for k, v in result.to_dict().items() if k != "history"},
-                                                       "spec": spec})
+                                                       "spec": record})
     return result
 
 
@@ -724,8 +717,6 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
 
     Returns ``(model in eval mode on device, spec, checkpoint dict)``; ``spec`` describes the run
     (task, model, fusion, pair, dataset, preset, data, model_config)."""
-    from ..utils import pick_device
-
     state = load_checkpoint(checkpoint, map_location="cpu")
     spec = state.get("spec") or {}
     for k in ("task", "fusion", "model_config", "preset"):
@@ -741,10 +732,7 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device | None 
         net.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise MangoLiteError(f"{state['path']}: weights do not fit the rebuilt model ({exc})") from exc
-    try:
-        dev = pick_device(None if device is None else str(device))
-    except (ValueError, RuntimeError) as exc:
-        raise MangoLiteError(f"device: {exc}") from exc
+    dev = checked_device(None if device is None else str(device))
     return net.to(dev).eval(), spec, state
 
 

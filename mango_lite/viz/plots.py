@@ -58,6 +58,22 @@ def _finish(fig: Any, path: str | os.PathLike | None, close: bool | None) -> Any
 
 
 # ------------------------------------------------------------------------------- curves
+def write_run_curves(trainer: Any) -> Path | None:
+    """A :class:`~mango_lite.training.Trainer` callback (``on_fit_end``, or ``RunOptions(after_fit=...)``): the
+    finished run's learning curves as ``OUT/curves.png`` (:func:`plot_history`, titled by the run). Returns
+    the path; None, writing nothing, for a run without an output folder or history, or without matplotlib
+    (plotting is a nicety: a finished run never fails on it)."""
+    if getattr(trainer, "out_dir", None) is None or not len(trainer.history):
+        return None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    path = Path(trainer.out_dir) / "curves.png"
+    plot_history(trainer.history, path=path, title=trainer.spec.get("title"), close=True)
+    return path
+
+
 def plot_history(history: Any, path: str | os.PathLike | None = None, title: str | None = None,
                  close: bool | None = None) -> Any:
     """Learning curves of a :class:`~mango_lite.training.history.History` (or a list of records).

@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 from mango_lite import get_preset
 from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.notebook import start_notebook
-from mango_lite.training import plan_runs, reproduce, results_markdown, run_ablation, train_task
+from mango_lite.training import RunOptions, RunSpec, plan_runs, reproduce, results_markdown, run_ablation, train_task
 from mango_lite.training.cost import task_costs
 from mango_lite.training.tasks import build_task_data, model_kwargs, model_names, resolve_model
 from mango_lite.viz import reproduction as rx
@@ -387,8 +387,9 @@ abl = run_ablation("segmentation", variants, abl_preset, ABL_DIR, data_root=abl_
 # reference runs on the same data: a second seed of the full model (noise level) and Concat
 abl_seed1 = run_ablation("segmentation", ["all"], abl_preset, WORK / "ablation_seed1", data_root=abl_data_root,
                          cache_dir=ABL_CACHE, seed=1, progress=False, verbose=False)
-concat_ref = train_task("segmentation", "concat", abl_preset, WORK / "ablation_concat", data_root=abl_data_root,
-                        cache_dir=ABL_CACHE, seed=0, progress=False, verbose=False, save_best=False)
+concat_ref = train_task(RunSpec("segmentation", "concat", abl_preset, seed=0, data_root=abl_data_root),
+                        WORK / "ablation_concat",
+                        options=RunOptions(cache_dir=ABL_CACHE, progress=False, verbose=False, save_best=False))
 abl_time = time.time() - t0
 ABL_TAG = f"{abl['data_description']}, preset {preset.name} (ablation settings), {DEVICE}"
 print(f"{len(variants) + 2} runs in {abl_time:.0f} s on {ABL_TAG}")
