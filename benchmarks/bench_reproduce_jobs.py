@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from mango_lite.training.reproduce import default_jobs, reproduce
+from mango_lite.training.executor import default_jobs
+from mango_lite.training.reproduce import reproduce
 from mango_lite.utils import atomic_write_json, device_name
 
 GOAL = 1.7  # speed-up on 2 cores

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from mango_lite.training.reproduce import HEADLINE, default_jobs, plan_runs, reproduce
+from mango_lite.training.executor import default_jobs
+from mango_lite.training.reproduce import HEADLINE, plan_runs, reproduce
 from mango_lite.training.run_costs import estimate_seconds
 from mango_lite.utils import atomic_write_json, device_name
 

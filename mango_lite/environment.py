@@ -5,7 +5,7 @@ environment variable; the edges resolve them: the command line (:mod:`mango_lite
 start-up (:mod:`mango_lite.notebook`, :func:`get_preset` as the notebooks import it) and the notebooks
 themselves. ``tests/test_environment.py`` keeps it so and checks README documents each of
 :data:`VARIABLES`. Outside this module only three standard variables are read where their meaning lives:
-torchrun's ``WORLD_SIZE`` / ``LOCAL_RANK`` (``training/distributed.py``) and ``DISPLAY`` (the plotting
+torchrun's ``WORLD_SIZE`` / ``LOCAL_RANK`` (``engine/distributed.py``) and ``DISPLAY`` (the plotting
 backend, ``viz/plots.py``).
 """
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mango_lite.cli import main
+from mango_lite.engine import checkpoint as ckpt
 from mango_lite.errors import MangoLiteError
 from mango_lite.presets import get_preset
-from mango_lite.training import checkpoint as ckpt
 from mango_lite.training.reproduce import parse_variant, plan_runs
 from mango_lite.training.tasks import model_names, resolve_model, resolve_pair
 

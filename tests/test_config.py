@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from mango_lite.engine.trainer import config_differences
 from mango_lite.flows import ICA, FlowConfig, MangoBlock, MangoFlow, MultiscaleMango
 from mango_lite.models import MangoFusion, ModelConfig, build_model
 from mango_lite.models.config import CONFIG_VERSION, FUSION_KEYS
-from mango_lite.training.engine import config_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 KW = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)

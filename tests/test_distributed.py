@@ -69,7 +69,7 @@ class _Net(torch.nn.Module):
 
 
 def _fit_exact(out: str) -> None:
-    from mango_lite.training.engine import BatchAdapter, TrainConfig, Trainer
+    from mango_lite.engine.trainer import BatchAdapter, TrainConfig, Trainer
 
     torch.manual_seed(7)
     model = _Net()
@@ -84,7 +84,7 @@ def _rank_exact(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from mango_lite.training import distributed
+    from mango_lite.engine import distributed
 
     distributed.init_from_env()
     try:
@@ -94,7 +94,7 @@ def _rank_exact(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_rank_slices_cover_each_global_batch_exactly_once():
-    from mango_lite.training.engine import _RankSlices
+    from mango_lite.engine.trainer import _RankSlices
 
     n, batch, world = 22, 8, 2
     whole = torch.randperm(n, generator=torch.Generator().manual_seed(3)).tolist()
@@ -110,7 +110,7 @@ def test_two_processes_train_exactly_like_one_on_a_deterministic_model(tmp_path,
     torch.set_num_threads(1)
     _fit_exact(str(tmp_path / "one"))
     mp.spawn(_rank_exact, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
-    from mango_lite.training import checkpoint as ckpt
+    from mango_lite.engine import checkpoint as ckpt
 
     a = ckpt.load_checkpoint(tmp_path / "one" / "checkpoints" / "epoch_002.pt")
     b = ckpt.load_checkpoint(tmp_path / "two" / "checkpoints" / "epoch_002.pt")
@@ -203,7 +203,7 @@ class _CudaGroupEmulator:
 def test_step_reductions_of_a_cuda_group_have_a_backend(monkeypatch):
     """On CUDA machines the group used to be NCCL alone, and the per-step flag and loss reductions (CPU
     tensors) were rejected on the first step: the group now carries gloo for CPU tensors."""
-    from mango_lite.training import distributed
+    from mango_lite.engine import distributed
 
     group = _CudaGroupEmulator()
     monkeypatch.setattr(distributed, "dist", group)
@@ -222,7 +222,7 @@ def test_step_reductions_of_a_cuda_group_have_a_backend(monkeypatch):
 
 def test_a_group_joined_with_nccl_alone_reduces_on_the_gpu(monkeypatch):
     """A caller that joined an NCCL-only group before training gets its reductions on its GPU."""
-    from mango_lite.training import distributed
+    from mango_lite.engine import distributed
 
     group = _CudaGroupEmulator()
     group.init_process_group("nccl")

@@ -15,7 +15,7 @@ from mango_lite.presets import get_preset
 ROOT = Path(__file__).resolve().parents[1]
 READ = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[|environ\.get\(")
 #: standard variables read where their meaning lives (torchrun's process role; matplotlib's display)
-ALLOWED = {"mango_lite/environment.py": None, "mango_lite/training/distributed.py": {"WORLD_SIZE", "LOCAL_RANK"},
+ALLOWED = {"mango_lite/environment.py": None, "mango_lite/engine/distributed.py": {"WORLD_SIZE", "LOCAL_RANK"},
            "mango_lite/viz/plots.py": {"DISPLAY"}}
 
 

@@ -626,8 +626,8 @@ def test_no_likelihood_control_skips_the_detached_pass():
 def test_configs_written_before_the_default_changed_keep_their_meaning():
     """A MANGO configuration stored without ``flow_nll_to_encoders`` came from a model whose NLL reached the
     encoders: it must compare unequal to today's default (so --resume retrains it) and rebuild as it was."""
+    from mango_lite.engine.trainer import config_differences
     from mango_lite.models import ModelConfig
-    from mango_lite.training.engine import config_differences
 
     kw = dict(in_channels=(3, 1), num_outputs=5, image_size=32, width=8, blocks=1, scales=2)
     new = ModelConfig(task="segmentation", fusion="mango", **kw).to_dict()

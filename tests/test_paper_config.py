@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from mango_lite.datasets.synth.writers import write_nyudv2
+from mango_lite.engine.trainer import TrainConfig, Trainer
 from mango_lite.errors import MangoLiteError
 from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.models.sliding_window import SlidingWindow, window_starts
 from mango_lite.presets import get_preset
-from mango_lite.training.engine import TrainConfig, Trainer
 from mango_lite.training.runspec import RunOptions, RunSpec
 from mango_lite.training.tasks import build_task_data, evaluate_checkpoint, model_kwargs, train_task
 
@@ -99,7 +99,7 @@ def test_paper_poly_schedule_warms_up_then_decays_linearly_to_zero():
         def __getitem__(self, i):
             return {"a": torch.zeros(2), "b": torch.zeros(2), "y": torch.zeros(2)}
 
-    from mango_lite.training.engine import BatchAdapter
+    from mango_lite.engine.trainer import BatchAdapter
 
     cfg = TrainConfig(epochs=2, batch_size=1, lr=1.0, scheduler="poly", warmup_steps=4, progress=False, verbose=False)
     t = Trainer(model, _Set(), None, BatchAdapter("a", "b", "y"), cfg)

@@ -189,7 +189,7 @@ def test_real_timm_backbone_round_trip(tmp_path):
 
 
 def test_old_configurations_mean_encoders_trained_from_scratch():
-    from mango_lite.training.engine import config_differences
+    from mango_lite.engine.trainer import config_differences
 
     new = ModelConfig(task="segmentation", fusion="concat", in_channels=(3, 1), num_outputs=3, image_size=16,
                       scales=1, encoder_stride=4).to_dict()

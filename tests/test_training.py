@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from mango_lite.engine import checkpoint as ckpt
+from mango_lite.engine.history import History
+from mango_lite.engine.trainer import BatchAdapter, TrainConfig, Trainer, epoch_seed, evaluate_model
 from mango_lite.errors import MangoLiteError, TrainingError
-from mango_lite.training import checkpoint as ckpt
-from mango_lite.training.engine import BatchAdapter, TrainConfig, Trainer, epoch_seed, evaluate_model
-from mango_lite.training.history import History
 
 
 # ----------------------------------------------------------------------------- tiny fixtures
@@ -320,7 +320,7 @@ def test_workers_are_deterministic_and_reseeded(tmp_path: Path) -> None:
         params.append([p.detach().clone() for p in tr.model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*params))
     # worker copies draw different noise: the same sample seen via two workers gets different augmentations
-    from mango_lite.training.engine import _reseed_worker
+    from mango_lite.engine.trainer import _reseed_worker
 
     g = torch.Generator()
     draws = []
@@ -420,7 +420,7 @@ def test_task_model_resume_is_bit_identical(tmp_path: Path, monkeypatch: pytest.
 
 def test_config_differences_ignore_keys_of_other_fusions() -> None:
     """A concat run stays valid when only MANGO's flow settings change; a MANGO run does not."""
-    from mango_lite.training.engine import config_differences
+    from mango_lite.engine.trainer import config_differences
 
     base = {"task": "segmentation", "width": 32, "flow_weight": 0.01, "flow_gamma": 0.1, "sparsity_weight": 1e-4}
     newer = dict(base, flow_weight=0.1, flow_alternate=True)

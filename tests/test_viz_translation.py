@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from mango_lite import paper_tables as P
 from mango_lite.errors import MangoLiteError
 from mango_lite.models import ModelConfig, build_model, modality_contribution
-from mango_lite.training import paper_tables as P
 from mango_lite.viz.translation import (
     ablation_grid,
     ablation_maps,

@@ -30,6 +30,9 @@ TASKONOMY_DOMAINS: tuple[str, ...] = (
 )
 TASKONOMY_SPLIT_SIZES = {"train": 1000, "val": 500}
 # The five translation pairs of the paper's Table 2: (input domains, target domain).
+#: each dataset's name as tables and figures print it
+DATASET_LABELS = {"nyudv2": "NYUDv2", "sunrgbd": "SUN RGB-D", "taskonomy": "Taskonomy", "mmimdb": "MM-IMDb"}
+
 TRANSLATION_PAIRS: tuple[tuple[tuple[str, str], str], ...] = (
     (("reshading", "edge_texture"), "rgb"),       # Shade+Texture -> RGB
     (("depth_euclidean", "normal"), "rgb"),       # Depth+Normal -> RGB

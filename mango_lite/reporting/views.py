@@ -23,8 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..datasets.constants import DATASET_LABELS
 from ..tasks import TASKS
-from ..training.reproduce import DATASET_LABELS, HEADLINE
+from ..training.reproduce import HEADLINE
 from ..training.tasks import FUSION_MODELS
 
 _METRIC_LABELS = {"miou": "mIoU % ↑", "mae_x10": "MAE×10 ↓", "macro_f1": "macro F1 % ↑", "micro_f1": "micro F1 % ↑"}
@@ -251,9 +252,9 @@ def paper_step(bench: Mapping[str, Any]) -> str:
 
 def notebook_runtimes(folder: Path) -> str:
     """One row per committed notebook of ``folder``: the preset and device of its committed run (``-`` where
-    its outputs do not name them) and how long that run took (:func:`mango_lite.notebook.committed_run`), so
+    its outputs do not name them) and how long that run took (:func:`mango_lite.reporting.notebook_runs.committed_run`), so
     the README's runtimes are measured."""
-    from ..notebook import committed_run
+    from .notebook_runs import committed_run
 
     def took(sec: float | None) -> str:
         return "-" if sec is None else (f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min")

@@ -1,19 +1,20 @@
-"""Training engine, task registry, reproduction and ablation runners.
+"""Experiments: one run from its specification, the executor, the reproduction, ablations and studies.
 
-    from mango_lite.training import train_task, reproduce, run_ablation
+    from mango_lite.training import RunSpec, reproduce, run_ablation, train_models, train_task
     res = train_task(RunSpec("segmentation", "mango", "quick"), "runs/seg-mango")  # RunResult (test metrics ...)
     runs = train_models("segmentation", ["mango", "concat"], "quick", "runs/seg", data)  # in worker processes
     reproduce("quick", "results/quick")                                      # results.json / results.md
     run_ablation("segmentation", ["mmca", "imca", "lica", "all"], "quick", "runs/ablation")
 
-Lower level: :class:`Trainer` + :class:`TrainConfig` (any model with ``forward(a, b)`` and
-``loss(output, target)``), :class:`BatchAdapter` (batch keys, metrics), :mod:`.checkpoint`, :class:`History`.
+The engine underneath (re-exported here): :class:`Trainer` + :class:`TrainConfig` (any model with ``forward(a, b)``
+and ``loss(output, target)``), :class:`BatchAdapter` (batch keys, metrics), checkpoints, :class:`History`; see
+:mod:`mango_lite.engine`.
 """
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, epoch_seed, evaluate_model
+from ..engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ..engine.history import History
+from ..engine.trainer import BatchAdapter, FitResult, TrainConfig, Trainer, epoch_seed, evaluate_model
 from .executor import Outcome, RunJob, execute, train_runs
-from .history import History
 from .reproduce import parse_variant, plan_runs, reproduce, results_markdown, run_ablation
 from .runspec import RunOptions, RunSpec
 from .tasks import (

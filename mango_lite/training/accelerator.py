@@ -302,7 +302,7 @@ def process_group_check(device: torch.device) -> dict[str, Any]:
 
     import torch.distributed as dist
 
-    from .distributed import CUDA_BACKEND
+    from ..engine.distributed import CUDA_BACKEND
 
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))

@@ -356,7 +356,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = RunOptions(device=args.device, resume=args.resume, overwrite=args.overwrite, cache_dir=cache,
                          num_workers=args.workers, progress=_progress(args), after_fit=(write_run_curves,))
     res = train_task(spec, args.out, options=options)
-    from .distributed import state
+    from ..engine.distributed import state
 
     if not state().is_main:  # torchrun: rank 0 reports
         return 0

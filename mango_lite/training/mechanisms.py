@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.trainer import config_differences
 from ..errors import MangoLiteError
 from ..presets import Preset, training_fields
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
-from .engine import config_differences
 from .executor import Outcome, RunJob, train_runs
 from .runspec import RunOptions, RunSpec
 from .tasks import (

@@ -36,14 +36,15 @@ from typing import Any
 
 import torch
 
+from .. import paper_tables as P
+from ..datasets.constants import DATASET_LABELS
+from ..engine.history import History
+from ..engine.trainer import config_differences
 from ..errors import MangoLiteError
 from ..presets import Preset
 from ..tasks import TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, checked_device, device_name, display_path, pick_device
-from . import paper_tables as P
-from .engine import config_differences
 from .executor import Outcome, RunJob, job_count, train_runs
-from .history import History
 from .runspec import RunOptions, RunSpec
 from .tasks import (
     CONTROL_MODELS,
@@ -66,7 +67,6 @@ from .workers import same_setting
 
 QUICK_PAIRS = ("shade_texture_to_rgb", "rgb_edge_to_depth")
 
-DATASET_LABELS = {"nyudv2": "NYUDv2", "sunrgbd": "SUN RGB-D", "taskonomy": "Taskonomy", "mmimdb": "MM-IMDb"}
 
 
 # ------------------------------------------------------------------------------------ plan

@@ -40,15 +40,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from ..datasets.constants import TRANSLATION_PAIRS
+from ..datasets.pairs import DEFAULT_PAIR, PAIRS, TranslationPair, resolve_pair  # noqa: F401  (the training names of the pairs)
 from ..datasets.synth.misregistration import MISREGISTERED_DATASETS
+from ..engine.checkpoint import load_checkpoint
+from ..engine.trainer import BatchAdapter, FitResult, TrainConfig, Trainer, evaluate_model
 from ..errors import MangoLiteError
 from ..models.config import ModelConfig
 from ..presets import Preset
 from ..tasks import TASKS, get_task, task_names
 from ..utils import atomic_write_json, checked_device, device_name, display_path, seed_everything
-from .checkpoint import load_checkpoint
-from .engine import BatchAdapter, FitResult, TrainConfig, Trainer, evaluate_model
 from .runspec import RunOptions, RunSpec, resolve_preset
 
 TASK_NAMES = task_names()
@@ -83,50 +83,6 @@ TASK_DATASETS = {name: task.datasets for name, task in TASKS.items()}
 DATA_SEED = 0  # stand-in data do not depend on the training seed: every model sees the same data
 GENERATED = "generated stand-in"
 REAL = "real"
-
-
-# ------------------------------------------------------------------------ translation pairs
-@dataclass(frozen=True)
-class TranslationPair:
-    """One row of the paper's Table 2: two input domains -> a target domain."""
-
-    name: str  # CLI name, e.g. "shade_texture_to_rgb"
-    inputs: tuple[str, str]  # Taskonomy domains (A, B)
-    target: str
-    label: str  # as printed in the paper, e.g. "Shade+Texture→RGB"
-
-    @property
-    def rgb_target(self) -> bool:
-        return self.target == "rgb"
-
-
-_PAIR_NAMES = ("shade_texture_to_rgb", "depth_normal_to_rgb", "rgb_shade_to_normal", "rgb_normal_to_shade",
-               "rgb_edge_to_depth")
-_PAIR_LABELS = ("Shade+Texture→RGB", "Depth+Normal→RGB", "RGB+Shade→Normal", "RGB+Normal→Shade", "RGB+Edge→Depth")
-PAIRS: dict[str, TranslationPair] = {
-    n: TranslationPair(n, tuple(ins), tgt, lab)  # type: ignore[arg-type]
-    for n, (ins, tgt), lab in zip(_PAIR_NAMES, TRANSLATION_PAIRS, _PAIR_LABELS)
-}
-DEFAULT_PAIR = "shade_texture_to_rgb"
-
-
-def _norm_key(s: str) -> str:
-    return s.strip().lower().replace("→", "->").replace(" ", "")
-
-
-def resolve_pair(name: str | TranslationPair | None) -> TranslationPair:
-    """A :class:`TranslationPair` from its CLI name (``rgb_edge_to_depth``), its paper label
-    (``RGB+Edge->Depth`` / ``RGB+Edge→Depth``) or its domains (``rgb+edge_texture->depth_euclidean``)."""
-    if isinstance(name, TranslationPair):
-        return name
-    if name is None:
-        return PAIRS[DEFAULT_PAIR]
-    key = _norm_key(name)
-    for p in PAIRS.values():
-        if key in (p.name, _norm_key(p.label), f"{p.inputs[0]}+{p.inputs[1]}->{p.target}"):
-            return p
-    raise MangoLiteError(f"unknown translation pair {name!r}; expected one of {tuple(PAIRS)} "
-                         f"(or the paper's labels {tuple(p.label for p in PAIRS.values())})")
 
 
 # -------------------------------------------------------------------------------- model names
@@ -620,7 +576,7 @@ def _task_config(preset: Preset, task: str, **over: Any) -> dict[str, Any]:
 
 def _spec_data(spec: RunSpec, options: RunOptions, dist: Any, log: Callable[[str], None] | None) -> TaskData:
     """The spec's data, generated or verified by rank 0 first when several processes train one run."""
-    from . import distributed
+    from ..engine import distributed
 
     if dist.active and not dist.is_main:
         distributed.barrier()  # rank 0 generates or verifies the data first
@@ -672,7 +628,7 @@ def train_task(
     task, model, preset, seed = spec.task, spec.model, spec.preset, spec.seed
     if log is None and options.verbose:
         log = _stderr_log
-    from . import distributed
+    from ..engine import distributed
 
     dist = distributed.init_from_env()  # started by torchrun: one process per GPU (or CPU slot)
     device = options.device

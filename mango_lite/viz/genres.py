@@ -649,7 +649,7 @@ def results_discussion(table: Any, boot: Mapping[str, np.ndarray], group_f1: Any
     skipped at ``quick``); "(asserted)" is written only then, and only after a claim that a check covers.
     ``fused[0]`` (MANGO) is the reference, ``fused[1]`` (concat) the baseline it is set against first;
     ``unimodal`` is (poster model, plot model)."""
-    from ..training.paper_tables import TABLE3_GENRE
+    from ..paper_tables import TABLE3_GENRE
 
     ref, base = fused[0], fused[1]
     others = [f for f in fused if f != ref]

@@ -76,7 +76,7 @@ def write_run_curves(trainer: Any) -> Path | None:
 
 def plot_history(history: Any, path: str | os.PathLike | None = None, title: str | None = None,
                  close: bool | None = None) -> Any:
-    """Learning curves of a :class:`~mango_lite.training.history.History` (or a list of records).
+    """Learning curves of a :class:`~mango_lite.engine.history.History` (or a list of records).
 
     One panel per training loss term ``train_X`` (with ``val_X`` beside it when present) and one panel
     per remaining validation metric (``val_*`` without a training counterpart, e.g. mIoU, F1, MAE)."""

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import paper_tables as P
 from ..errors import MangoLiteError
 from ..tasks import TASKS
-from ..training import paper_tables as P
 from .plots import _finish, _plt
 
 __all__ = [
@@ -119,7 +119,7 @@ def group_metric(entry: Mapping[str, Any]) -> tuple[str, str, int, str]:
         return "miou", "mIoU %", P.TABLE1_METRICS.index("miou"), "max"
     if task == "genre":
         return "macro_f1", "Macro-F1 %", 2, "max"
-    from ..training import PAIRS
+    from ..datasets.pairs import PAIRS
 
     if PAIRS[entry["pair"]].rgb_target:
         return "fid_proxy", "FID (ours: proxy features)", 0, "min"
@@ -140,7 +140,7 @@ def _paper(task: str, key: str, row: str, idx: int) -> float | None:
 
 def _label(entry: Mapping[str, Any]) -> str:
     """Readable group name: the pair label (translation) or the dataset's name (NYUDv2, MM-IMDb)."""
-    from ..training.reproduce import DATASET_LABELS
+    from ..datasets.constants import DATASET_LABELS
 
     return entry.get("pair_label") or DATASET_LABELS.get(entry.get("dataset", ""), str(entry.get("dataset")))
 
@@ -293,7 +293,7 @@ def cost_ratios(costs: Mapping[str, Mapping[str, Any]], num: str = "mango",
     """``costs[num][k] / costs[den][k]`` for the numeric keys of :data:`mango_lite.training.cost.COST_KEYS`
     (e.g. "MANGO needs 6.2x the parameters of TokenFusion"); keys where either value is missing are
     left out. MangoLiteError when ``num`` or ``den`` is not in ``costs``."""
-    from ..training.cost import COST_KEYS
+    from ..engine.cost import COST_KEYS
 
     for m in (num, den):
         if m not in costs:
@@ -345,7 +345,7 @@ def plot_group_curves(results: Mapping[str, Any], base: str | os.PathLike, key: 
     (``key="val"``) or the training loss (``key="train_loss"``) of every model, read from the
     ``history.json`` of each run folder (``run_dir`` relative to ``base``, the reproduction's OUT).
     Models whose history is gone are skipped; returns None when no history is found."""
-    from ..training.history import History
+    from ..engine.history import History
 
     plt = _plt()
     panels = []

@@ -170,7 +170,8 @@ def table2_comparison(ours: Mapping[str, Mapping[str, Mapping[str, float]]], pai
     """
     import pandas as pd
 
-    from ..training import paper_tables as P, resolve_pair
+    from .. import paper_tables as P
+    from ..datasets.pairs import resolve_pair
 
     rows: list[dict[str, Any]] = []
     ours_src = f"mango_lite, {data_label}" + (f", {size}px" if size else "")

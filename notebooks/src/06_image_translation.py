@@ -351,7 +351,7 @@ elif full:
 # %% [markdown]
 # ### The paper's Table 2 beside ours (not comparable)
 #
-# The paper's rows (`paper (as printed)`, from `mango_lite.training.paper_tables`) were measured on the
+# The paper's rows (`paper (as printed)`, from `mango_lite.paper_tables`) were measured on the
 # real Taskonomy at 256 px, with pretrained transformer backbones and GAN training. For RGB targets,
 # their FID/KID use Inception features. Ours are the main job's runs of all five pairs (this notebook's
 # run where those are not here), from a generated stand-in at the preset's size, with

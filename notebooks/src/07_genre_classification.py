@@ -37,7 +37,7 @@ from mango_lite.metrics import multilabel_f1
 from mango_lite.models import attention_maps, count_parameters, cross_modal_share, modality_contribution
 from mango_lite.notebook import start_notebook
 from mango_lite.training import build_task_data, latest_checkpoint, train_models
-from mango_lite.training import paper_tables as P
+from mango_lite import paper_tables as P
 from mango_lite.training.tasks import load_model
 from mango_lite.viz import plot_attention, plot_curves_overlay, plot_history, plot_results
 from mango_lite.viz import genres as gx

@@ -23,7 +23,7 @@
 # each other, never with the paper's absolute values.** What *can* be compared is the *shape* of a
 # claim: whether MANGO ranks above Concat and TokenFusion, and by roughly how much in relative terms.
 #
-# Sources: the paper's tables are in `mango_lite/training/paper_tables.py`, copied from the authors'
+# Sources: the paper's tables are in `mango_lite/paper_tables.py`, copied from the authors'
 # table images (arXiv 2508.10133). The paper's ablation and cost tables (Tables 4–8) are not transcribed
 # here, so what these sections say about them is marked *unverified*.
 
