@@ -137,3 +137,31 @@ def test_readmes_training_block_runs(tmp_path, monkeypatch):
     outcomes = namespace["outcomes"]
     assert list(outcomes) == [0, 1] and all(o.ok and o.value.model == "mango" for o in outcomes.values())
     assert (tmp_path / "runs" / "seg-mango-1" / "metrics.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------ results store
+def test_the_results_store_knows_a_finished_run_by_its_spec_and_schedule(tmp_path):
+    """finished_run: the folder's metrics.json counts for a spec only when model, seed, preset training fields and
+    overrides agree; asked for the whole schedule, a history that stops early does not count."""
+    import json
+
+    from mango_lite.training.results_store import finished_run, read_metrics
+
+    preset = get_preset("quick")
+    spec = RunSpec("segmentation", "mango", preset, seed=2, model_overrides={"flow_weight": 0.1})
+    assert read_metrics(tmp_path) is None and finished_run(tmp_path, spec) is None
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert read_metrics(tmp_path) is None  # a torn file is no result
+    stored = {"model": "mango", "seed": 2, "preset": preset.to_dict(), "model_config": {"flow_weight": 0.1}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"spec": stored, "metrics": {"miou": 1.0}, "epochs_run": 1}))
+    assert finished_run(tmp_path, spec)["metrics"] == {"miou": 1.0}
+    assert finished_run(tmp_path, spec.replace(seed=3)) is None
+    assert finished_run(tmp_path, spec.replace(model="mango-noattn")) is None
+    assert finished_run(tmp_path, spec.replace(model_overrides={"flow_weight": 0.2})) is None
+    assert finished_run(tmp_path, spec.replace(preset=preset.with_overrides(epochs=preset.epochs + 1))) is None
+    # the schedule: the history must reach the last epoch
+    epochs = preset.epochs
+    (tmp_path / "history.json").write_text(json.dumps([{"epoch": e} for e in range(1, epochs)]))
+    assert finished_run(tmp_path, spec, whole_schedule=True) is None
+    (tmp_path / "history.json").write_text(json.dumps([{"epoch": e} for e in range(1, epochs + 1)]))
+    assert finished_run(tmp_path, spec, whole_schedule=True) is not None

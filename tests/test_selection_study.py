@@ -89,10 +89,14 @@ def test_study_runs_resumes_and_summarizes(tmp_path):
         (history[-1]["val_miou"] + json.loads((run.parent / "seed0" / "history.json").read_text())[-1]["val_miou"]) / 2)
     assert (out / "summary.md").read_text().startswith("# The NLL weight chosen on the selection split")
     # a folder trained at another weight is not taken for this run
-    from mango_lite.training.workers import finished_run
+    from mango_lite.training import RunSpec
+    from mango_lite.training.results_store import finished_run
 
-    assert finished_run(run, sel.study_preset(TINY), "mango", 1, {"flow_weight": 0.1}) is None
-    assert finished_run(run, sel.study_preset(TINY), "mango", 1, {"flow_weight": 0.01}) is not None
+    spec = RunSpec("segmentation", "mango", sel.study_preset(TINY), seed=1)
+    assert finished_run(run, spec.replace(model_overrides={"flow_weight": 0.1})) is None
+    assert finished_run(run, spec.replace(model_overrides={"flow_weight": 0.01})) is not None
+    assert finished_run(run, spec.replace(model="concat", model_overrides={"flow_weight": 0.01})) is None
+    assert finished_run(run, spec.replace(seed=0, model_overrides={"flow_weight": 0.01})) is None
 
 
 # ------------------------------------------------------------------------- stage 2: the ladder's defaults
@@ -166,14 +170,16 @@ def test_the_defaults_plan_reuses_stage_one_runs_and_switches_one_default_off_pe
 def test_a_run_built_with_a_value_as_its_default_counts_as_built_with_it(tmp_path):
     """finished_run reads the full stored configuration: a stage-1 run that got gamma rate 10 as the default of
     its day is the reference that asks for 10 explicitly, and not a run that asks for 1."""
-    from mango_lite.training.workers import finished_run
+    from mango_lite.training import RunSpec
+    from mango_lite.training.results_store import finished_run
 
     p = sel.study_preset(TINY)
     spec = {"model": "mango", "seed": 0, "preset": p.to_dict(), "model_kwargs": {"flow_weight": 0.1},
             "model_config": {"flow_weight": 0.1, "flow_gamma_rate": 10.0, "flow_alternate": True}}
     (tmp_path / "metrics.json").write_text(json.dumps({"spec": spec, "metrics": {}}))
-    assert finished_run(tmp_path, p, "mango", 0, {"flow_weight": 0.1, "flow_gamma_rate": 10.0}) is not None
-    assert finished_run(tmp_path, p, "mango", 0, {"flow_weight": 0.1, "flow_gamma_rate": 1.0}) is None
+    spec = RunSpec("segmentation", "mango", p, seed=0)
+    assert finished_run(tmp_path, spec.replace(model_overrides={"flow_weight": 0.1, "flow_gamma_rate": 10.0})) is not None
+    assert finished_run(tmp_path, spec.replace(model_overrides={"flow_weight": 0.1, "flow_gamma_rate": 1.0})) is None
 
 
 def test_the_defaults_study_trains_the_combination_once_several_defaults_are_switched_off(tmp_path, monkeypatch):
@@ -215,24 +221,28 @@ def test_reproduce_resumes_only_runs_trained_under_the_same_protocol(tmp_path):
     """A run finished under the older protocol (one split selecting and reporting) is not kept by
     ``reproduce --resume`` at a preset that holds a selection split out; a run stored before the field
     existed counts as the older protocol; the density notebook's fields do not matter."""
-    from mango_lite.training.reproduce import _finished_metrics
+    from mango_lite.training import RunSpec
+    from mango_lite.training.results_store import finished_run
 
     cpu = get_preset("cpu")
     assert cpu.selection_split and not get_preset("quick").selection_split
 
     def write(preset: dict) -> None:
-        spec = {"seed": 0, "preset": preset}
+        spec = {"model": "mango", "seed": 0, "preset": preset}
         (tmp_path / "metrics.json").write_text(json.dumps({"spec": spec, "epochs_run": cpu.epochs, "metrics": {"m": 1}}))
         (tmp_path / "history.json").write_text(json.dumps([{"epoch": cpu.epochs}]))
 
+    def finished(preset, seed: int = 0):  # as reproduce --resume asks the results store
+        return finished_run(tmp_path, RunSpec("segmentation", "mango", preset, seed=seed), whole_schedule=True)
+
     write(cpu.to_dict())
-    assert _finished_metrics(tmp_path, cpu, 0) is not None
-    assert _finished_metrics(tmp_path, cpu, 1) is None
-    assert _finished_metrics(tmp_path, cpu.with_overrides(density_steps=5), 0) is not None
+    assert finished(cpu) is not None
+    assert finished(cpu, 1) is None
+    assert finished(cpu.with_overrides(density_steps=5)) is not None
     old = cpu.with_overrides(selection_split=False).to_dict()
     write(old)
-    assert _finished_metrics(tmp_path, cpu, 0) is None
+    assert finished(cpu) is None
     del old["selection_split"]
     write(old)
-    assert _finished_metrics(tmp_path, cpu.with_overrides(selection_split=False), 0) is not None
-    assert _finished_metrics(tmp_path, cpu, 0) is None
+    assert finished(cpu.with_overrides(selection_split=False)) is not None
+    assert finished(cpu) is None

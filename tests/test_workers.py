@@ -86,7 +86,7 @@ def test_built_with_reads_the_stored_configuration_as_it_was_meant():
     """A tuple asked for matches the list JSON stored; a version-1 MANGO configuration without a flow option
     was built with the paper's value of it, not today's default."""
     from mango_lite.models import ModelConfig
-    from mango_lite.training.workers import built_with
+    from mango_lite.training.results_store import built_with
 
     stored = json.loads(json.dumps(ModelConfig(task="segmentation", fusion="mango", num_outputs=5, image_size=32,
                                                partitions=("mmca",)).to_dict()))

@@ -30,6 +30,7 @@ from ..presets import Preset, training_fields
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .executor import Outcome, RunJob, train_runs
+from .results_store import read_metrics
 from .runspec import RunOptions, RunSpec
 from .tasks import (
     CONTROL_MODELS,
@@ -233,11 +234,7 @@ def _same_model(record: Mapping[str, Any], out: Path, want: Mapping[str, Any], o
     configuration ``want``; a run that stored neither counts only under the same ``model_defaults``."""
     stored = record.get("model_config")
     if stored is None and record.get("run_dir"):
-        path = out / record["run_dir"] / "metrics.json"
-        if path.is_file():
-            import json
-
-            stored = (json.loads(path.read_text()).get("spec") or {}).get("model_config")
+        stored = ((read_metrics(out / record["run_dir"]) or {}).get("spec") or {}).get("model_config")
     if stored is None:
         return old.get("model_defaults") == report["model_defaults"]
     return not config_differences(stored, want)

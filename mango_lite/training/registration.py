@@ -33,9 +33,10 @@ from ..metrics.paired import paired_difference, slope_interval
 from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text
 from .executor import Outcome, RunJob, job_count, train_runs
+from .results_store import finished_run
 from .runspec import RunSpec
 from .tasks import DATA_SEED, DataInfo, _preset, default_cache_dir, prepare_data
-from .workers import finished_run, study_run_job
+from .workers import study_run_job
 
 TASK = "segmentation"
 DATASET = "nyudv2"
@@ -101,7 +102,7 @@ def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
 
 def _finished(folder: Path, preset: Preset, model: str, seed: int) -> dict[str, Any] | None:
     """This run's final ``metrics.json``, parsed, when the folder holds it; otherwise None."""
-    return finished_run(folder, preset, model, seed)
+    return finished_run(folder, RunSpec(TASK, model, preset, seed=seed))
 
 
 def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[str] = MODELS,
@@ -161,10 +162,8 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
     folders = {lv: out / level_name(lv) / model for lv in levels}
 
     def finished(lv: float) -> bool:  # this run, trained for the epochs asked for (a resume would re-evaluate it)
-        if _finished(folders[lv], presets[lv], model, seed) is None:
-            return False
-        history = json.loads((folders[lv] / "history.json").read_text(encoding="utf-8"))
-        return len(history) == (epochs or presets[lv].epochs)
+        spec = RunSpec(TASK, model, presets[lv], seed=seed, dataset=DATASET, epochs=epochs)
+        return finished_run(folders[lv], spec, whole_schedule=True) is not None
 
     runs = {lv: _run_job(presets[lv], model, seed, folders[lv], prepare_data(DATASET, presets[lv], cache_dir=cache, log=log),
                          device, epochs)

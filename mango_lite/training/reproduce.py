@@ -39,12 +39,12 @@ import torch
 from .. import paper_tables as P
 from ..datasets.constants import DATASET_LABELS
 from ..engine.history import History
-from ..engine.trainer import config_differences
 from ..errors import MangoLiteError
 from ..presets import Preset
 from ..tasks import TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, checked_device, device_name, display_path, pick_device
 from .executor import Outcome, RunJob, job_count, train_runs
+from .results_store import finished_run
 from .runspec import RunOptions, RunSpec
 from .tasks import (
     CONTROL_MODELS,
@@ -63,7 +63,6 @@ from .tasks import (
     run_model_config,
     unimodal_names,
 )
-from .workers import same_setting
 
 QUICK_PAIRS = ("shade_texture_to_rgb", "rgb_edge_to_depth")
 
@@ -157,31 +156,6 @@ def _log_default(msg: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(msg, file=sys.stderr)
-
-
-def _finished_metrics(run_dir: Path, preset: Preset, seed: int,
-                      model_config: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """Stored ``metrics.json`` of a finished run at the same preset and seed (for ``resume``), and,
-    when ``model_config`` is given, of a model built with that configuration: a run from an older
-    version of a model is retrained, never reported under the current one."""
-    p = run_dir / "metrics.json"
-    if not p.is_file():
-        return None
-    try:
-        m = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    spec = m.get("spec") or {}
-    if not same_setting(spec, preset, seed):
-        return None
-    if model_config is not None and config_differences(spec.get("model_config") or {"?": None}, model_config):
-        return None
-    if int(m.get("epochs_run", 0)) == 0 and not m.get("metrics"):
-        return None
-    history = History.load(run_dir).records if (run_dir / "history.json").is_file() else []
-    if not history or history[-1].get("epoch") != (spec.get("preset") or {}).get("epochs", preset.epochs):
-        return None
-    return m
 
 
 def _finished_run_count(out: Path) -> int:
@@ -392,16 +366,16 @@ def _pending_runs(groups: Sequence[RunGroup], preset: Preset, seed: int, amp: bo
         prev_entry = results["results"].get(group.key) or {}
         for model in group.models:
             run_dir = out / "runs" / group.task / (group.pair or group.dataset) / model
+            spec = RunSpec(group.task, model, preset, seed=seed, pair=group.pair, dataset=group.dataset, amp=amp)
             prev = None
             if options.resume:
                 current = run_model_config(group.task, model, td, preset)  # what train_task will build
-                prev = _finished_metrics(run_dir, preset, seed, current.to_dict())
+                prev = finished_run(run_dir, spec, model_config=current.to_dict(), whole_schedule=True)
             if prev is not None:
                 entry["models"][model] = _model_entry(prev, out)
                 log(f"    {group.key} {model}: finished earlier, kept ({display_path(run_dir / 'metrics.json')})")
                 overall.update(1)
             else:
-                spec = RunSpec(group.task, model, preset, seed=seed, pair=group.pair, dataset=group.dataset, amp=amp)
                 pending[(group.key, model)] = RunJob(spec, run_dir, options, data=infos[group.dataset])
         if options.resume:  # rows of models outside this plan stay as they were
             entry["models"].update({m: v for m, v in (prev_entry.get("models") or {}).items() if m not in group.models})

@@ -32,9 +32,10 @@ from ..metrics.paired import paired_difference
 from ..presets import TASK_FLOW_WEIGHTS, Preset
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
+from .results_store import finished_run
 from .runspec import RunSpec
 from .tasks import _preset, default_cache_dir, prepare_data
-from .workers import finished_run, study_run_job, train_study_runs
+from .workers import study_run_job, train_study_runs
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
 
 
 def _finished(out: Path, preset: Preset, run: dict[str, Any]) -> dict[str, Any] | None:
-    return finished_run(run_dir(out, run), preset, MODEL, run["seed"], {"flow_weight": run["weight"]})
+    return finished_run(run_dir(out, run), RunSpec(run["task"], MODEL, preset, seed=run["seed"],
+                                                   model_overrides={"flow_weight": run["weight"]}))
 
 
 def run_study(out: str | Path, preset: str | Preset = "cpu", weights: Sequence[float] = WEIGHTS,
@@ -104,7 +106,8 @@ def _train_plan(out: Path, plan: dict[str, Any], folder: Callable[[dict[str, Any
                 log: Callable[[str], None]) -> dict[str, Any]:
     """Train the runs of ``plan`` whose ``folder`` holds no finished run built with ``overrides``."""
     p = Preset(**plan["preset_config"])
-    todo = [r for r in plan["runs"] if finished_run(folder(r), p, MODEL, r["seed"], overrides(r)) is None]
+    todo = [r for r in plan["runs"]
+            if finished_run(folder(r), RunSpec(r["task"], MODEL, p, seed=r["seed"], model_overrides=overrides(r))) is None]
     left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
     todo = todo[:max_runs] if max_runs is not None else todo
     log(f"{title}: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
@@ -354,7 +357,7 @@ def collect_defaults(out: str | Path) -> dict[str, Any]:
     runs: dict[str, dict[int, dict[str, float | None]]] = {}
     for r in plan["runs"]:
         folder = defaults_run_dir(out, r)
-        done = finished_run(folder, p, MODEL, r["seed"], r["overrides"])
+        done = finished_run(folder, RunSpec(plan["task"], MODEL, p, seed=r["seed"], model_overrides=r["overrides"]))
         if done is None:
             continue
         last = json.loads((folder / "history.json").read_text(encoding="utf-8"))[-1]

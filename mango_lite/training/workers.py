@@ -1,8 +1,8 @@
 """Several training runs on the executor (:mod:`~mango_lite.training.executor`): a notebook's models, a study's runs.
 
 * :func:`study_run_job`: one run of a pre-registered study (resumable, a folder of an older build retrained,
-  the best checkpoint chosen on the selection split) and :func:`finished_run`: whether its folder already
-  holds it finished (:func:`same_setting`, :func:`built_with`: the tests every resume path applies).
+  the best checkpoint chosen on the selection split); whether its folder already holds it finished is the
+  results store's :func:`~mango_lite.training.results_store.finished_run`.
 * :func:`train_study_runs`: a study's runs in worker processes, a line per finished run.
 * :func:`train_models`: several models on one task's data, for notebooks and scripts: the models that
   take longest start first, a line per finished run, the results in the order asked for.
@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingError
-from ..models.config import ModelConfig
-from ..presets import Preset, training_fields
-from ..utils import json_normal
+from ..presets import Preset
 from .executor import Outcome, RunJob, default_jobs, job_count, train_runs
 from .runspec import RunOptions, RunSpec
 from .tasks import DataInfo, RunResult, TaskData, _preset
 
-__all__ = ["default_jobs", "train_models", "study_run_job", "finished_run", "same_setting", "built_with",
-           "train_study_runs"]
+__all__ = ["default_jobs", "train_models", "study_run_job", "train_study_runs"]
 
 
 def study_run_job(spec: RunSpec, folder: str | os.PathLike, info: DataInfo | Mapping[str, Any] | None = None,
@@ -37,44 +34,6 @@ def study_run_job(spec: RunSpec, folder: str | os.PathLike, info: DataInfo | Map
         info = DataInfo(**info)
     return RunJob(spec, folder, RunOptions(device=device, resume=True, overwrite=False, retrain_stale=True,
                                            save_best=True, keep_checkpoints=1), data=info)
-
-
-def same_setting(spec: Mapping[str, Any], preset: Preset, seed: int) -> bool:
-    """Whether a stored run description ``spec`` was trained at ``seed`` with ``preset``'s training fields
-    (:func:`~mango_lite.presets.training_fields`: sizes, schedule, data, protocol; a field added later counts
-    with the value the run trained under). The one test every resume path applies."""
-    return spec.get("seed") == seed and training_fields(spec.get("preset") or {}) == training_fields(preset.to_dict())
-
-
-def built_with(spec: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
-    """Whether the run's model was built with ``values`` (ModelConfig fields): read from the full stored
-    configuration (a version-1 one as it was meant), so a value asked for explicitly matches a run that got it
-    as the default of its day; runs that stored none are read from the keywords they were passed."""
-    stored = spec.get("model_config")
-    if stored:
-        try:
-            built = ModelConfig.from_dict(stored).to_dict()
-        except (TypeError, ValueError):
-            built = dict(stored)
-    else:
-        built = dict(spec.get("model_kwargs") or {})
-    return all(json_normal(built.get(k)) == json_normal(v) for k, v in dict(values).items())
-
-
-def finished_run(folder: str | os.PathLike, preset: Preset, model: str, seed: int,
-                 model_overrides: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """The run's final ``metrics.json``, parsed, when ``folder`` holds one of the same model, seed and preset
-    (:func:`same_setting`) and, given ``model_overrides``, built with those values (:func:`built_with`);
-    otherwise None."""
-    import json
-
-    path = Path(folder) / "metrics.json"
-    if not path.is_file():
-        return None
-    done = json.loads(path.read_text(encoding="utf-8"))
-    spec = done.get("spec", {})
-    same = spec.get("model") == model and same_setting(spec, preset, seed) and built_with(spec, model_overrides or {})
-    return done if same else None
 
 
 def train_study_runs(jobs: Mapping[str, RunJob], workers: int | None, device: str | None,
