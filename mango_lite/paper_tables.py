@@ -83,21 +83,27 @@ OURS: dict[str, dict[str, str | None]] = {
 }
 
 
+def _picked(values: tuple[float, ...] | None, index: int) -> float | None:
+    return None if values is None else values[index]
+
+
+#: where each task's number for a row, group key and metric is printed (Tables 1, 2 and 3)
+_LOOKUP = {
+    "segmentation": lambda row, key, metric: _picked(TABLE1_SEGMENTATION[row].get(key), TABLE1_METRICS.index(metric)),
+    "translation": lambda row, key, metric: _picked(TABLE2_TRANSLATION[row].get(key), 0 if metric == "first" else 1),
+    "genre": lambda row, key, metric: TABLE3_GENRE[row][1 if metric == "micro_f1" else 2],
+}
+#: the metrics of ours that each task's table prints (the others have no paper value to draw beside ours)
+PAPER_METRICS = {"segmentation": TABLE1_METRICS, "translation": ("first", "second"), "genre": ("micro_f1", "macro_f1")}
+
+
 def paper_value(task: str, model: str, key: str, metric: str) -> float | None:
     """The paper's MANGO-comparable number for our ``model`` (first matching row, the "Tiny" one where
     there are two), or None. ``key``: dataset (segmentation), pair name (translation), ignored (genre).
     ``metric``: segmentation ``pixel_acc``/``mean_acc``/``miou``; translation ``first``/``second``;
     genre ``micro_f1``/``macro_f1``."""
+    lookup = _LOOKUP.get(task)
     for row, ours in OURS.get(task, {}).items():
-        if ours != model:
-            continue
-        if task == "segmentation":
-            vals = TABLE1_SEGMENTATION[row].get(key)
-            return None if vals is None else vals[TABLE1_METRICS.index(metric)]
-        if task == "translation":
-            vals2 = TABLE2_TRANSLATION[row].get(key)
-            return None if vals2 is None else vals2[0 if metric == "first" else 1]
-        if task == "genre":
-            _, mi, ma = TABLE3_GENRE[row]
-            return mi if metric == "micro_f1" else ma
+        if ours == model and lookup is not None:
+            return lookup(row, key, metric)
     return None

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .tasks import get_task, task_names
+
 PRESET_NAMES = ("quick", "cpu", "gpu", "paper")
 
 #: the share of the training split that ``Preset.selection_split`` holds out for selection
@@ -98,11 +100,11 @@ class Preset:
         if not given:
             return self
         tasks = {t: dict(v) for t, v in (self.tasks or {}).items()}
-        for task in ("segmentation", "translation", "genre"):
+        for task in task_names():
             entry = tasks.setdefault(task, {})
             model = dict(entry.get("model", {}))
             model.update({k: v for k, v in given.items() if k not in ("text_model", "text_finetune")})
-            if task == "genre" and "text_model" in given:
+            if get_task(task).text_b and "text_model" in given:
                 model.update(text_encoder="pretrained", text_model=str(given["text_model"]),
                              text_finetune=bool(given.get("text_finetune", False)))
             if "encoder_weights" in model:

@@ -20,6 +20,7 @@ per-modality contribution measure that works for every fusion.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import MangoLiteError
+from ..tasks import CLASS_MAP, IMAGE, LABELS, get_task
 from .fusion import CrossAttentionFusion, MangoFusion, MultiHeadAttention, TokenFusion, _TokenExchangeLayer
 from .task_models import TaskModel
 
@@ -198,28 +200,37 @@ def token_scores(model: TaskModel, batch_a: Any, batch_b: Any) -> list[Tensor]:
     return out
 
 
+#: a prediction in the units the ablation distance is measured in (probabilities / image), per output kind
+_READOUT: dict[str, Callable[[Tensor], Tensor]] = {
+    CLASS_MAP: lambda pred: torch.softmax(pred, dim=1),
+    LABELS: torch.sigmoid,
+    IMAGE: lambda pred: pred,
+}
+#: the distance between two read-out predictions, per output kind
+_DISTANCE: dict[str, Callable[[Tensor, Tensor], float]] = {
+    # mean per-pixel total-variation distance, in [0, 1]
+    CLASS_MAP: lambda p, q: float(0.5 * (p - q).abs().sum(1).mean()),
+    LABELS: lambda p, q: float((p - q).abs().mean()),
+    IMAGE: lambda p, q: float((p - q).abs().mean()),
+}
+#: the scalar whose gradient is attributed: evidence for the model's current prediction, per output kind
+_SCORE: dict[str, Callable[[Tensor], Tensor]] = {
+    CLASS_MAP: lambda pred: torch.log_softmax(pred, 1).max(1).values.sum(),
+    LABELS: lambda pred: (pred * torch.sign(pred).detach()).sum(),
+    IMAGE: lambda pred: (pred * pred.detach()).sum(),  # output projected on its own direction (= d/dy of |y|^2 / 2)
+}
+
+
 def _readout(model: TaskModel, pred: Tensor) -> Tensor:
-    """Prediction in the units the ablation distance is measured in: probabilities / image."""
-    if model.task == "segmentation":
-        return torch.softmax(pred, dim=1)
-    if model.task == "genre":
-        return torch.sigmoid(pred)
-    return pred
+    return _READOUT[get_task(model.task).output](pred)
 
 
 def _distance(model: TaskModel, p: Tensor, q: Tensor) -> float:
-    if model.task == "segmentation":
-        return float(0.5 * (p - q).abs().sum(1).mean())  # mean per-pixel total-variation distance, in [0, 1]
-    return float((p - q).abs().mean())
+    return _DISTANCE[get_task(model.task).output](p, q)
 
 
 def _score(model: TaskModel, pred: Tensor) -> Tensor:
-    """Scalar whose gradient is attributed: evidence for the model's current prediction."""
-    if model.task == "segmentation":
-        return torch.log_softmax(pred, 1).max(1).values.sum()
-    if model.task == "genre":
-        return (pred * torch.sign(pred).detach()).sum()
-    return (pred * pred.detach()).sum()  # output projected on its own direction (= d/dy of |y|^2 / 2)
+    return _SCORE[get_task(model.task).output](pred)
 
 
 def modality_contribution(model: TaskModel, batch_a: Any, batch_b: Any, method: str = "ablation") -> dict[str, Any]:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..tasks import CLASS_MAP, get_task
+
 __all__ = ["SlidingWindow", "window_starts"]
 
 
@@ -41,8 +43,9 @@ class SlidingWindow(nn.Module):
 
     def __init__(self, model: nn.Module, window: int, stride: int | None = None) -> None:
         super().__init__()
-        if getattr(model, "task", "segmentation") != "segmentation":
-            raise ValueError(f"SlidingWindow: whole-image evaluation is for segmentation, got task {model.task!r}")
+        if get_task(getattr(model, "task", "segmentation")).output != CLASS_MAP:
+            raise ValueError(f"SlidingWindow: whole-image evaluation is for per-pixel classes (segmentation), got "
+                             f"task {model.task!r}")
         self.model = model
         self.window = int(window)
         self.stride = int(stride) if stride else max(1, (2 * self.window) // 3)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..tasks import CLASS_MAP, IMAGE, LABELS, get_task
 from .config import FUSIONS, TASKS, ModelConfig
 from .context_fusion import ContextConcatFusion
 from .fusion import (
@@ -120,7 +121,7 @@ class TaskModel(nn.Module):
         return ModelOutput(self.head(fo.features, out_size), fo.aux)
 
     def out_size(self, batch_a: Any, batch_b: Any) -> tuple[int, int] | None:
-        if self.task == "genre":
+        if not get_task(self.task).spatial:
             return None
         ref = batch_a if self.encoder_a is not None else batch_b
         return int(ref.shape[-2]), int(ref.shape[-1])
@@ -131,37 +132,8 @@ class TaskModel(nn.Module):
 
     # -- loss ------------------------------------------------------------------------------------
     def task_loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy (ignore 255) / L1 / BCE-with-logits, mean over valid elements."""
-        if self.task == "segmentation":
-            if target.dim() == 4 and target.shape[1] == 1:
-                target = target[:, 0]
-            if target.shape != (pred.shape[0], *pred.shape[2:]):
-                raise ValueError(
-                    f"segmentation target should be (B, H, W) = {(pred.shape[0], *pred.shape[2:])}, got {tuple(target.shape)}"
-                )
-            target = target.long()
-            valid = target != IGNORE_INDEX
-            bad = valid & ((target < 0) | (target >= pred.shape[1]))
-            if bool(bad.any()):
-                raise ValueError(
-                    f"segmentation labels must be in [0, {pred.shape[1]}) or {IGNORE_INDEX}, "
-                    f"got values {torch.unique(target[bad])[:10].tolist()}"
-                )
-            if not bool(valid.any()):  # every pixel ignored: zero loss that still has a graph
-                return pred.sum() * 0.0
-            return F.cross_entropy(pred, target, ignore_index=IGNORE_INDEX)
-        if self.task == "translation":
-            if target.shape != pred.shape:
-                raise ValueError(f"translation target should have shape {tuple(pred.shape)}, got {tuple(target.shape)}")
-            if target.numel() and float(target.detach().abs().max()) > 1.0 + 1e-4:
-                raise ValueError(
-                    f"translation targets must be scaled to [-1, 1] (the head ends with tanh), got max |value| "
-                    f"{float(target.detach().abs().max()):.3g}"
-                )
-            return F.l1_loss(pred, target.to(pred.dtype))
-        if target.shape != pred.shape:
-            raise ValueError(f"genre target should be multi-hot (B, {pred.shape[1]}), got {tuple(target.shape)}")
-        return F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype), pos_weight=self.pos_weight)
+        """Cross-entropy (ignore 255) / L1 / BCE-with-logits by the task's output kind, mean over valid elements."""
+        return _TASK_LOSSES[get_task(self.task).output](self, pred, target)
 
     def loss(self, output: ModelOutput, target: Tensor) -> tuple[Tensor, dict[str, float]]:
         """``(total, parts)``: total = task + flow_weight * flow_bpd + sparsity_weight * score_l1 (terms
@@ -183,6 +155,57 @@ class TaskModel(nn.Module):
             parts["score_l1"] = float(output.aux["score_l1"].detach())
         parts["total"] = float(total.detach())
         return total, parts
+
+
+# ------------------------------------------------------------------------ per output kind
+def _class_map_loss(model: TaskModel, pred: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy over the labelled pixels (label 255 ignored)."""
+    if target.dim() == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.shape != (pred.shape[0], *pred.shape[2:]):
+        raise ValueError(
+            f"{model.task} target should be (B, H, W) = {(pred.shape[0], *pred.shape[2:])}, got {tuple(target.shape)}"
+        )
+    target = target.long()
+    valid = target != IGNORE_INDEX
+    bad = valid & ((target < 0) | (target >= pred.shape[1]))
+    if bool(bad.any()):
+        raise ValueError(
+            f"{model.task} labels must be in [0, {pred.shape[1]}) or {IGNORE_INDEX}, "
+            f"got values {torch.unique(target[bad])[:10].tolist()}"
+        )
+    if not bool(valid.any()):  # every pixel ignored: zero loss that still has a graph
+        return pred.sum() * 0.0
+    return F.cross_entropy(pred, target, ignore_index=IGNORE_INDEX)
+
+
+def _image_loss(model: TaskModel, pred: Tensor, target: Tensor) -> Tensor:
+    """L1 against a target image in [-1, 1] (the head ends with tanh)."""
+    if target.shape != pred.shape:
+        raise ValueError(f"{model.task} target should have shape {tuple(pred.shape)}, got {tuple(target.shape)}")
+    if target.numel() and float(target.detach().abs().max()) > 1.0 + 1e-4:
+        raise ValueError(
+            f"{model.task} targets must be scaled to [-1, 1] (the head ends with tanh), got max |value| "
+            f"{float(target.detach().abs().max()):.3g}"
+        )
+    return F.l1_loss(pred, target.to(pred.dtype))
+
+
+def _labels_loss(model: TaskModel, pred: Tensor, target: Tensor) -> Tensor:
+    """Binary cross-entropy with logits per label (``pos_weight`` for rare labels)."""
+    if target.shape != pred.shape:
+        raise ValueError(f"{model.task} target should be multi-hot (B, {pred.shape[1]}), got {tuple(target.shape)}")
+    return F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype), pos_weight=model.pos_weight)
+
+
+_TASK_LOSSES = {CLASS_MAP: _class_map_loss, IMAGE: _image_loss, LABELS: _labels_loss}
+#: the head of each output kind, from the model configuration and the fused features' channels per scale
+_HEADS = {
+    CLASS_MAP: lambda c, outs: SegformerHead(outs, c.embed, c.num_outputs),
+    IMAGE: lambda c, outs: TranslationHead(outs, c.embed, c.num_outputs, stride=c.encoder_stride * 2),
+    LABELS: lambda c, outs: GenreHead(outs, c.num_outputs, hidden=max(c.embed, 64)),
+}
+
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -228,7 +251,7 @@ def build_model(config: ModelConfig, *, pos_weight: Tensor | None = None) -> Tas
     tokenizer: HashTokenizer | None = None
     enc_b: nn.Module | None = None
     if use_b:
-        if c.task == "genre":
+        if get_task(c.task).text_b:
             tokenizer, enc_b = _text_encoder(c)
         else:
             enc_b = image_encoder(c.in_channels[1])
@@ -251,12 +274,7 @@ def build_model(config: ModelConfig, *, pos_weight: Tensor | None = None) -> Tas
     else:
         fuse = UnimodalFusion(c.fusion, c.width, size, c.scales, c.blocks, outs)
 
-    if c.task == "segmentation":
-        head: nn.Module = SegformerHead(outs, c.embed, c.num_outputs)
-    elif c.task == "translation":
-        head = TranslationHead(outs, c.embed, c.num_outputs, stride=c.encoder_stride * 2)
-    else:
-        head = GenreHead(outs, c.num_outputs, hidden=max(c.embed, 64))
+    head = _HEADS[get_task(c.task).output](c, outs)
     return TaskModel(
         c.task, c.fusion, enc_a, enc_b, fuse, head, flow_weight=c.flow_weight, sparsity_weight=c.sparsity_weight,
         tokenizer=tokenizer, pos_weight=pos_weight, config=c,

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from ..errors import MangoLiteError
 
-__all__ = ["Metric", "Task", "TASKS", "get_task", "task_names"]
+__all__ = ["Metric", "Task", "TASKS", "get_task", "task_names", "CLASS_MAP", "IMAGE", "LABELS", "OUTPUTS"]
+
+#: What a task's model predicts. Each layer keeps one table from this kind to its part (the head and loss in
+#: models, the metrics adapter and data in training, the figures in viz), so a new task whose output is of a
+#: known kind is one entry in :data:`TASKS` and nothing else.
+CLASS_MAP = "class_map"  # a class per pixel: logits (B, classes, H, W), cross-entropy, mIoU
+IMAGE = "image"  # an image in [-1, 1]: (B, C, H, W), L1, MAE
+LABELS = "labels"  # independent labels per sample: logits (B, labels), binary cross-entropy, F1
+OUTPUTS = (CLASS_MAP, IMAGE, LABELS)
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,22 @@ class Task:
     select_metric: str
     # the names of the two unimodal baselines (modality A, B); None: the translation pair's input domains
     unimodal: tuple[str, str] | None
+    output: str = CLASS_MAP  # what its model predicts (:data:`OUTPUTS`)
     has_pairs: bool = False  # translation: runs are grouped by (input, input) -> target pairs
+    text_b: bool = False  # modality B is text (a tokenizer and a text encoder, or pretrained text features)
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise MangoLiteError(f"task {self.name!r}: output must be one of {OUTPUTS}, got {self.output!r}")
 
     @property
     def default_dataset(self) -> str:
         return self.datasets[0]
+
+    @property
+    def spatial(self) -> bool:
+        """Whether its prediction is a map of the input's size (so a model needs the output size)."""
+        return self.output != LABELS
 
     def unimodal_names(self, pair_inputs: tuple[str, str] | None = None) -> tuple[str, str]:
         """The unimodal baselines' names; a task with pairs takes them from the pair's input domains."""
@@ -68,16 +87,19 @@ class Task:
 TASKS: dict[str, Task] = {
     "segmentation": Task(
         name="segmentation", label="segmentation", datasets=("nyudv2", "sunrgbd"),
-        headline=Metric("miou", "mIoU (%)", True), select_metric="val_miou", unimodal=("rgb", "depth")),
+        headline=Metric("miou", "mIoU (%)", True), select_metric="val_miou", unimodal=("rgb", "depth"),
+        output=CLASS_MAP),
     "translation": Task(
         name="translation", label="translation", datasets=("taskonomy",),
         # x10: the paper prints MAE in 10^-1 units; the ranking is MAE's
-        headline=Metric("mae_x10", "MAE ×10", False), select_metric="val_mae", unimodal=None, has_pairs=True),
+        headline=Metric("mae_x10", "MAE ×10", False), select_metric="val_mae", unimodal=None, has_pairs=True,
+        output=IMAGE),
     "genre": Task(
         # macro-F1 weighs every genre alike (23 genres, a few of them frequent), so a model that learns only
         # the frequent genres does not rank first; the paper's Table 3 prints it beside micro-F1
         name="genre", label="genres", datasets=("mmimdb",),
-        headline=Metric("macro_f1", "macro-F1 (%)", True), select_metric="val_micro_f1", unimodal=("image", "text")),
+        headline=Metric("macro_f1", "macro-F1 (%)", True), select_metric="val_micro_f1", unimodal=("image", "text"),
+        output=LABELS, text_b=True),
 }
 
 

@@ -41,7 +41,7 @@ from ..datasets.constants import DATASET_LABELS
 from ..engine.history import History
 from ..errors import MangoLiteError
 from ..presets import Preset
-from ..tasks import TASKS, get_task
+from ..tasks import CLASS_MAP, IMAGE, LABELS, TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, checked_device, device_name, display_path, pick_device
 from .executor import Outcome, RunJob, job_count, train_runs
 from .results_store import finished_run
@@ -105,17 +105,17 @@ def plan_runs(preset: str | Preset | None, tasks: Sequence[str] | None = None, m
         return sel
 
     for task in tasks:
-        if task == "segmentation":
-            ds = knobs.get("segmentation_datasets") or (["nyudv2"] if preset.name == "quick" else ["nyudv2", "sunrgbd"])
-            for d in ds:
-                groups.append(RunGroup(task, check_dataset(task, d), None, pick(task, None)))
-        elif task == "translation":
+        spec = get_task(task)
+        if spec.has_pairs:  # one group per pair, on the task's dataset
             ps = pairs or knobs.get("pairs") or (QUICK_PAIRS if preset.name == "quick" else tuple(PAIRS))
             for p in ps:
                 name = resolve_pair(p).name
-                groups.append(RunGroup(task, "taskonomy", name, pick(task, name)))
-        else:
-            groups.append(RunGroup(task, "mmimdb", None, pick(task, None)))
+                groups.append(RunGroup(task, spec.default_dataset, name, pick(task, name)))
+            continue
+        # one group per dataset: the default one at quick, every one otherwise (a preset may name them)
+        ds = knobs.get(f"{task}_datasets") or (spec.datasets[:1] if preset.name == "quick" else spec.datasets)
+        for d in ds:
+            groups.append(RunGroup(task, check_dataset(task, d), None, pick(task, None)))
     groups = [g for g in groups if g.models]
     if not groups:
         raise MangoLiteError(f"nothing to run: no model of {list(models or [])} fits tasks {tasks}")
@@ -489,7 +489,6 @@ def qualitative_figure(entry: Mapping[str, Any], data: TaskData, out: Path, n: i
     """The paper's qualitative figure for one group: predictions of every trained model on the first
     ``n`` validation / test items (segmentation: RGB, depth, models, GT; translation: inputs, models,
     GT; genre: posters with true genres and MANGO's top-3). Returns the PNG path (None: no model)."""
-    from ..viz.plots import genre_grid, segmentation_grid, translation_grid
     from .tasks import load_model, predict_samples
 
     models = {}
@@ -506,20 +505,36 @@ def qualitative_figure(entry: Mapping[str, Any], data: TaskData, out: Path, n: i
     preds = {(f"{k} only" if k in uni else k): v for k, v in preds.items()}
     slug = f"{entry['task']}_{entry.get('pair') or entry['dataset']}"
     path = out / "figures" / f"{slug}_qualitative.png"
-    if data.task == "segmentation":
-        segmentation_grid(batch["rgb"], batch["depth"], batch["label"], preds, data.num_outputs, n=n, path=path,
-                          close=True)
-    elif data.task == "translation":
-        assert data.pair is not None
-        translation_grid({d: batch[d] for d in data.pair.inputs}, batch[data.pair.target], preds,
-                         target_name=f"GT ({data.pair.target})", n=n, path=path, close=True)
-    else:
-        from ..datasets.transforms import MMIMDB_MEAN, MMIMDB_STD
-
-        key = "mango" if "mango" in preds else next(iter(preds))
-        genre_grid(batch["image"], batch["labels"], preds[key], data.class_names, n=n, mean=MMIMDB_MEAN,
-                   std=MMIMDB_STD, path=path, close=True)
+    _QUALITATIVE[get_task(data.task).output](batch, preds, data, n, path)
     return path
+
+
+def _class_map_grid(batch: Mapping[str, Any], preds: Mapping[str, Any], data: TaskData, n: int, path: Path) -> None:
+    from ..viz.plots import segmentation_grid
+
+    segmentation_grid(batch[data.a_key], batch[data.b_key], batch[data.target_key], preds, data.num_outputs, n=n,
+                      path=path, close=True)
+
+
+def _image_grid(batch: Mapping[str, Any], preds: Mapping[str, Any], data: TaskData, n: int, path: Path) -> None:
+    from ..viz.plots import translation_grid
+
+    assert data.pair is not None
+    translation_grid({d: batch[d] for d in data.pair.inputs}, batch[data.pair.target], preds,
+                     target_name=f"GT ({data.pair.target})", n=n, path=path, close=True)
+
+
+def _labels_grid(batch: Mapping[str, Any], preds: Mapping[str, Any], data: TaskData, n: int, path: Path) -> None:
+    from ..datasets.transforms import MMIMDB_MEAN, MMIMDB_STD
+    from ..viz.plots import genre_grid
+
+    key = "mango" if "mango" in preds else next(iter(preds))
+    genre_grid(batch[data.a_key], batch[data.target_key], preds[key], data.class_names, n=n, mean=MMIMDB_MEAN,
+               std=MMIMDB_STD, path=path, close=True)
+
+
+#: the qualitative figure of each output kind: inputs, every model's prediction and the ground truth
+_QUALITATIVE = {CLASS_MAP: _class_map_grid, IMAGE: _image_grid, LABELS: _labels_grid}
 
 
 def write_figures(results: Mapping[str, Any], out: str | os.PathLike) -> list[Path]:
@@ -551,10 +566,8 @@ def write_figures(results: Mapping[str, Any], out: str | os.PathLike) -> list[Pa
         ours = {mo: v for mo, v in entry["models"].items() if metric in v}
         if ours:
             paper = None
-            if task == "segmentation":
-                paper = {mo: P.paper_value(task, mo, entry["dataset"], metric) for mo in ours}
-            elif task == "genre":
-                paper = {mo: P.paper_value(task, mo, "", metric) for mo in ours}
+            if metric in P.PAPER_METRICS.get(task, ()):  # the paper prints this number: draw it beside ours
+                paper = {mo: P.paper_value(task, mo, entry.get("pair") or entry["dataset"], metric) for mo in ours}
             if paper is not None:
                 paper = {k: v for k, v in paper.items() if v is not None} or None
             p = out / "figures" / f"{slug}_{metric}_bars.png"
@@ -585,9 +598,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     w(f"# mango_lite reproduction — preset `{preset}`")
     w("")
     _md_header(results, res, w)
-    _md_segmentation({k: e for k, e in res.items() if e["task"] == "segmentation"}, preset, w)
-    _md_translation({k: e for k, e in res.items() if e["task"] == "translation"}, preset, w)
-    _md_genre({k: e for k, e in res.items() if e["task"] == "genre"}, preset, w)
+    for task, section in _MD_SECTIONS.items():  # the paper's Tables 1, 2 and 3
+        section({k: e for k, e in res.items() if e["task"] == task}, preset, w)
     _md_runs(results, res, w)
     return "\n".join(lines)
 
@@ -702,6 +714,10 @@ def _md_genre(ge: Mapping[str, Any], preset: str, w: Callable[[str], None]) -> N
                 w(f"| {_ours_label(preset)} | {model} | {mods.get(model, 'I+T')} | {e['data_description']} | "
                   f"{_cell(m, 'micro_f1')} | {_cell(m, 'macro_f1')} | {_params(m)} |")
         w("")
+
+
+#: each task's section of results.md, beside the paper's table for it
+_MD_SECTIONS = {"segmentation": _md_segmentation, "translation": _md_translation, "genre": _md_genre}
 
 
 def _md_runs(results: Mapping[str, Any], res: Mapping[str, Any], w: Callable[[str], None]) -> None:

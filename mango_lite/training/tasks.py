@@ -47,7 +47,7 @@ from ..engine.trainer import BatchAdapter, FitResult, TrainConfig, Trainer, eval
 from ..errors import MangoLiteError
 from ..models.config import ModelConfig
 from ..presets import Preset
-from ..tasks import TASKS, get_task, task_names
+from ..tasks import CLASS_MAP, IMAGE, LABELS, TASKS, get_task, task_names
 from ..utils import atomic_write_json, checked_device, device_name, display_path, seed_everything
 from .runspec import RunOptions, RunSpec, resolve_preset
 
@@ -259,37 +259,58 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
     """Datasets (train with augmentation from a seeded generator, val/test without) for ``task``.
 
     ``info``: an already prepared :class:`DataInfo` (to share one folder between several runs)."""
-    from ..datasets import MMIMDB, SUNRGBD, NYUDv2, Taskonomy
-    from ..datasets.taskonomy import domain_channels
-    from ..datasets.transforms import poster_transforms, segmentation_transforms, translation_transforms
-
     task = check_task(task)
     preset = _preset(preset)
     dataset = check_dataset(task, dataset)
     size = int(preset.image_size)
     gen = torch.Generator().manual_seed(int(aug_seed))
-    if task == "translation":
-        tp = resolve_pair(pair)
-        domains = (*tp.inputs, tp.target)
-        info = info or prepare_data(dataset, preset, data_root, cache_dir, domains=domains, log=log)
-        train = Taskonomy(info.root, "train", domains, transform=translation_transforms(size, True, generator=gen))
-        val = Taskonomy(info.root, "val", domains, transform=translation_transforms(size, False))
-        train, select = _selection_split(preset, train,
-                                         Taskonomy(info.root, "train", domains, transform=translation_transforms(size, False)))
-        return TaskData(task, info, train, select or val, val, "val", tp.inputs[0], tp.inputs[1], tp.target,
-                        (domain_channels(tp.inputs[0]), domain_channels(tp.inputs[1])), domain_channels(tp.target),
-                        [gen], pair=tp, class_names=(tp.target,))
+    return _DATA[get_task(task).output](task, preset, dataset, data_root, pair, cache_dir, info, size, gen, log)
+
+
+def _image_data(task: str, preset: Preset, dataset: str, data_root: Any, pair: Any, cache_dir: Any,
+                info: DataInfo | None, size: int, gen: torch.Generator, log: Any) -> TaskData:
+    """A translation pair's data: two input domains and a target domain of Taskonomy."""
+    from ..datasets import Taskonomy
+    from ..datasets.taskonomy import domain_channels
+    from ..datasets.transforms import translation_transforms
+
+    tp = resolve_pair(pair)
+    domains = (*tp.inputs, tp.target)
+    info = info or prepare_data(dataset, preset, data_root, cache_dir, domains=domains, log=log)
+    train = Taskonomy(info.root, "train", domains, transform=translation_transforms(size, True, generator=gen))
+    val = Taskonomy(info.root, "val", domains, transform=translation_transforms(size, False))
+    train, select = _selection_split(preset, train,
+                                     Taskonomy(info.root, "train", domains, transform=translation_transforms(size, False)))
+    return TaskData(task, info, train, select or val, val, "val", tp.inputs[0], tp.inputs[1], tp.target,
+                    (domain_channels(tp.inputs[0]), domain_channels(tp.inputs[1])), domain_channels(tp.target),
+                    [gen], pair=tp, class_names=(tp.target,))
+
+
+def _class_map_data(task: str, preset: Preset, dataset: str, data_root: Any, pair: Any, cache_dir: Any,
+                    info: DataInfo | None, size: int, gen: torch.Generator, log: Any) -> TaskData:
+    """RGB-D frames with a class per pixel (NYUDv2 or SUN RGB-D)."""
+    from ..datasets import SUNRGBD, NYUDv2
+    from ..datasets.transforms import segmentation_transforms
+
     info = info or prepare_data(dataset, preset, data_root, cache_dir, log=log)
-    if task == "segmentation":
-        cls = NYUDv2 if dataset == "nyudv2" else SUNRGBD
-        train = cls(info.root, "train", transform=segmentation_transforms(size, True, generator=gen))
-        # whole-image validation (the engine's sliding windows) sees the frames as stored; else a centre crop
-        whole = (preset.tasks or {}).get(task, {}).get("eval_window")
-        plain = None if whole else segmentation_transforms(size, False)
-        val = cls(info.root, "val", transform=plain)
-        train, select = _selection_split(preset, train, cls(info.root, "train", transform=plain))
-        return TaskData(task, info, train, select or val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
-                        [gen], class_names=tuple(cls.classes))
+    cls = NYUDv2 if dataset == "nyudv2" else SUNRGBD
+    train = cls(info.root, "train", transform=segmentation_transforms(size, True, generator=gen))
+    # whole-image validation (the engine's sliding windows) sees the frames as stored; else a centre crop
+    whole = (preset.tasks or {}).get(task, {}).get("eval_window")
+    plain = None if whole else segmentation_transforms(size, False)
+    val = cls(info.root, "val", transform=plain)
+    train, select = _selection_split(preset, train, cls(info.root, "train", transform=plain))
+    return TaskData(task, info, train, select or val, val, "val", "rgb", "depth", "label", (3, 1), cls.num_classes,
+                    [gen], class_names=tuple(cls.classes))
+
+
+def _labels_data(task: str, preset: Preset, dataset: str, data_root: Any, pair: Any, cache_dir: Any,
+                 info: DataInfo | None, size: int, gen: torch.Generator, log: Any) -> TaskData:
+    """Posters and plots with independent genre labels (MM-IMDb)."""
+    from ..datasets import MMIMDB
+    from ..datasets.transforms import poster_transforms
+
+    info = info or prepare_data(dataset, preset, data_root, cache_dir, log=log)
     # genre: raw posters + plots when present, else the GMU hdf5 (300-d plot vectors)
     root = Path(info.root)
     source = "raw" if (root / "split.json").is_file() and (root / "dataset").is_dir() else "hdf5"
@@ -308,6 +329,10 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
     info.meta = {**info.meta, "mmimdb_source": source}
     return TaskData(task, info, train, val, test, "test", "image", b_key, "labels", (3, 3), MMIMDB.num_classes,
                     [gen], model_kwargs=kw, class_names=tuple(MMIMDB.classes))
+
+
+#: how each output kind's data are read
+_DATA = {IMAGE: _image_data, CLASS_MAP: _class_map_data, LABELS: _labels_data}
 
 
 def selection_indices(n: int, seed: int = DATA_SEED) -> tuple[list[int], list[int]]:
@@ -440,13 +465,20 @@ class GenreAdapter(BatchAdapter):
 
 
 def make_adapter(data: TaskData, fid: bool = True) -> BatchAdapter:
-    """The adapter of ``data.task`` with ``data``'s batch keys."""
-    if data.task == "segmentation":
-        return SegmentationAdapter(data.num_outputs, 255, data.a_key, data.b_key, data.target_key)
-    if data.task == "translation":
-        assert data.pair is not None
-        return TranslationAdapter(data.a_key, data.b_key, data.target_key, data.pair.rgb_target, fid=fid)
-    return GenreAdapter(data.a_key, data.b_key, data.target_key)
+    """The adapter of ``data.task``'s output kind with ``data``'s batch keys (loss, metrics, checkpoint choice)."""
+    return _ADAPTERS[get_task(data.task).output](data, fid)
+
+
+#: the batch adapter of each output kind
+_ADAPTERS: dict[str, Callable[[TaskData, bool], BatchAdapter]] = {
+    CLASS_MAP: lambda data, fid: SegmentationAdapter(data.num_outputs, 255, data.a_key, data.b_key, data.target_key),
+    IMAGE: lambda data, fid: TranslationAdapter(data.a_key, data.b_key, data.target_key,
+                                                data.pair is not None and data.pair.rgb_target, fid=fid),
+    LABELS: lambda data, fid: GenreAdapter(data.a_key, data.b_key, data.target_key),
+}
+#: a model's raw prediction as figures read it, per output kind: classes, images, label probabilities
+_READOUT: dict[str, Callable[[Tensor], Tensor]] = {CLASS_MAP: lambda p: p.argmax(1), IMAGE: lambda p: p,
+                                                   LABELS: torch.sigmoid}
 
 
 # ----------------------------------------------------------------------------------- models
@@ -713,7 +745,7 @@ def predict_samples(models: Mapping[str, torch.nn.Module], data: TaskData, n: in
         out = m(a.to(dev) if isinstance(a, Tensor) else a, b.to(dev) if isinstance(b, Tensor) else b)
         m.train(was)
         p = out.pred.float().cpu()
-        preds[name] = p.argmax(1) if data.task == "segmentation" else (torch.sigmoid(p) if data.task == "genre" else p)
+        preds[name] = _READOUT[get_task(data.task).output](p)
     return batch, preds
 
 
@@ -770,8 +802,7 @@ def _same_dataset_kwargs(data: TaskData, split: str) -> dict[str, Any]:
     selection split, ``data.val``, may be a subset of the training split)."""
     v = data.test
     kw: dict[str, Any] = {"root": data.info.root, "split": split, "transform": getattr(v, "transform", None)}
-    if data.task == "translation":
-        kw["domains"] = v.domains  # type: ignore[attr-defined]
-    if data.task == "genre":
-        kw["source"] = v.source  # type: ignore[attr-defined]
+    for name in ("domains", "source"):  # what Taskonomy (its domains) and MM-IMDb (raw or hdf5) are opened with
+        if hasattr(v, name):
+            kw[name] = getattr(v, name)
     return kw

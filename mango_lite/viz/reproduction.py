@@ -114,11 +114,8 @@ def group_metric(entry: Mapping[str, Any]) -> tuple[str, str, int, str]:
     group's rows with the paper's: the task's headline metric (mIoU, macro-F1; :mod:`mango_lite.tasks`),
     except translation, whose paper columns are MAE×10 for non-RGB targets and FID for RGB targets (ours:
     FID on proxy features). ``mode`` is "max" or "min"."""
-    task = entry["task"]
-    if task == "segmentation":
-        return "miou", "mIoU %", P.TABLE1_METRICS.index("miou"), "max"
-    if task == "genre":
-        return "macro_f1", "Macro-F1 %", 2, "max"
+    if entry["task"] in _GROUP_METRIC:
+        return _GROUP_METRIC[entry["task"]]
     from ..datasets.pairs import PAIRS
 
     if PAIRS[entry["pair"]].rgb_target:
@@ -126,16 +123,25 @@ def group_metric(entry: Mapping[str, Any]) -> tuple[str, str, int, str]:
     return "mae_x10", "MAE ×10", 0, "min"
 
 
+#: the paper-comparable number of the tasks whose paper column is one metric (translation's depends on the pair)
+_GROUP_METRIC = {
+    "segmentation": ("miou", "mIoU %", P.TABLE1_METRICS.index("miou"), "max"),
+    "genre": ("macro_f1", "Macro-F1 %", 2, "max"),
+}
+
+
 def _paper(task: str, key: str, row: str, idx: int) -> float | None:
     """The paper's printed value of ``row`` for a group (dataset / pair name) at tuple index ``idx``."""
-    if task == "segmentation":
-        v = P.TABLE1_SEGMENTATION.get(row, {}).get(key)
+    if task in _GROUP_TABLES:  # the tables printed per dataset / pair
+        v = _GROUP_TABLES[task].get(row, {}).get(key)
         return None if v is None else v[idx]
-    if task == "translation":
-        v2 = P.TABLE2_TRANSLATION.get(row, {}).get(key)
-        return None if v2 is None else v2[idx]
     t = P.TABLE3_GENRE.get(row)  # (modality, micro, macro): idx 1 = micro, 2 = macro
     return None if t is None else float(t[idx])
+
+
+#: the paper's tables with a column per group (dataset, pair); Table 3 (genres) has one group
+_GROUP_TABLES: dict[str, Mapping[str, Mapping[str, Any]]] = {"segmentation": P.TABLE1_SEGMENTATION,
+                                                             "translation": P.TABLE2_TRANSLATION}
 
 
 def _label(entry: Mapping[str, Any]) -> str:

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..errors import MangoLiteError
+from ..tasks import IMAGE, TASKS
 from .plots import to_display
 
 __all__ = [
@@ -63,8 +64,9 @@ def ablation_maps(model: Any, batch_a: Tensor, batch_b: Tensor) -> Tensor:
         A modality the model does not read (unimodal baselines) gets an all-zero map.
         ``maps[:, m].mean()`` equals ``modality_contribution(model, a, b)["raw_a" / "raw_b"]``.
     """
-    if getattr(model, "task", None) != "translation":
-        raise MangoLiteError(f"ablation_maps: expected a translation TaskModel, got task={getattr(model, 'task', None)!r}")
+    task = getattr(model, "task", None)
+    if task not in TASKS or TASKS[task].output != IMAGE:
+        raise MangoLiteError(f"ablation_maps: expected a translation TaskModel (an image output), got task={task!r}")
     if batch_a.ndim != 4 or batch_b.ndim != 4 or batch_a.shape[0] != batch_b.shape[0]:
         raise MangoLiteError(f"ablation_maps: expected two (B, C, H, W) batches of equal B, got "
                              f"{tuple(batch_a.shape)} and {tuple(batch_b.shape)}")
