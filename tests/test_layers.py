@@ -1,6 +1,7 @@
 """The layer contract: mango_lite's imports run one way, from the edges down to the foundations.
 
-    foundations   errors, utils, presets, timing, tasks (the task registry), paper_tables (the paper's numbers)
+    foundations   errors, utils, presets, timing, tasks (the task registry), paper_tables (the paper's numbers),
+                  markdown (the one table helper of every Markdown writer)
     building      datasets, metrics, flows
     models        models
     engine        engine (trainer, checkpoints, history, distributed runs, a model's cost on one batch)
@@ -23,7 +24,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "mango_lite"
 
 LAYERS = {
-    "errors": 0, "utils": 0, "presets": 0, "timing": 0, "tasks": 0, "paper_tables": 0,
+    "errors": 0, "utils": 0, "presets": 0, "timing": 0, "tasks": 0, "paper_tables": 0, "markdown": 0,
     "datasets": 1, "metrics": 1, "flows": 1,
     "models": 2,
     "engine": 3,

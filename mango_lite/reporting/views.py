@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets.constants import DATASET_LABELS
+from ..markdown import table
 from ..tasks import TASKS
 from ..training.reproduce import HEADLINE
 from ..training.tasks import FUSION_MODELS
@@ -60,9 +61,9 @@ def _count(n: int, of: int) -> str:
 
 def headline(results: Mapping[str, Any]) -> str:
     """Table of the headline metric per group (bold: best of all models) and computed counts."""
-    rows = ["| group (" + ", ".join(sorted({str(e.get('data')) for e in results['results'].values()})) +
-            ") | metric | MANGO | rank among fusions | best other fusion | best single input |",
-            "|---|---|---|---|---|---|"]
+    header = ["group (" + ", ".join(sorted({str(e.get('data')) for e in results['results'].values()})) + ")",
+              "metric", "MANGO", "rank among fusions", "best other fusion", "best single input"]
+    rows: list[list[str]] = []
     first = last = fused_beats_single = n_groups = 0
     places: list[str] = []
     for key, e in results["results"].items():
@@ -88,10 +89,10 @@ def headline(results: Mapping[str, Any]) -> str:
             s = _fmt(vals[m], nd)
             return f"**{s}**" if m == overall else s
 
-        rows.append(f"| {_group_label(e, key)} | {_METRIC_LABELS.get(metric, metric)} | {cell('mango')} | "
-                    f"{rank} / {len(order)} | {other} {cell(other)} | {top_single} {cell(top_single)} |")
+        rows.append([_group_label(e, key), _METRIC_LABELS.get(metric, metric), cell("mango"), f"{rank} / {len(order)}",
+                     f"{other} {cell(other)}", f"{top_single} {cell(top_single)}"])
         places.append(str(rank))
-    lines = rows + ["", f"Computed from the table: the best fused model beats the best single input in "
+    lines = table(header, rows) + ["", f"Computed from the table: the best fused model beats the best single input in "
                         f"{_count(fused_beats_single, n_groups)} groups; MANGO is first of the {len(FUSION_MODELS)} "
                         f"fusions in {_count(first, n_groups)} groups and last in {_count(last, n_groups)} "
                         f"(places {', '.join(places)}). Bold: best of all models in the group."]
@@ -103,7 +104,7 @@ def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str
     first and last among the fusions and beat ``reference``, counted per seed and group."""
     groups = summary["groups"]
     names = [m for m in FUSION_MODELS if any(m in g["models"] for g in groups.values())]
-    rows = ["| group | metric | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    rows: list[list[str]] = []
     per_task: dict[str, list[int]] = {}
     for key, g in groups.items():
         ms = g["models"]
@@ -118,7 +119,7 @@ def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str
             txt = _fmt(s["mean"], nd) + (f" ± {_fmt(s['std'], nd)}" if s.get("std") is not None else "")
             cells.append(f"**{txt}**" if m == best else txt)
         task = key.split("/")[0]
-        rows.append(f"| {_group_label({}, key)} | {_METRIC_LABELS.get(g['metric'], g['metric'])} | " + " | ".join(cells) + " |")
+        rows.append([_group_label({}, key), _METRIC_LABELS.get(g["metric"], g["metric"]), *cells])
         if model not in ms:
             continue
         sign = 1.0 if g["higher_is_better"] else -1.0
@@ -131,7 +132,8 @@ def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str
                 c[2] += sign * (ms[model]["values"][i] - ms[reference]["values"][i]) > 0
             c[3] += 1
     seeds = len(summary.get("seeds") or [])
-    lines = rows + ["", f"Counted per seed and group ({seeds} seeds; computed from `seeds.json`):"]
+    lines = table(["group", "metric", *names], rows)
+    lines += ["", f"Counted per seed and group ({seeds} seeds; computed from `seeds.json`):"]
     for task, (first, last, better, n) in per_task.items():
         lines.append(f"- {_TASK_LABELS.get(task, task)}: {model} first of the fusions in {_count(first, n)} seed/group "
                      f"pairs, last in {_count(last, n)}, better than {reference} in {_count(better, n)}.")
@@ -140,14 +142,15 @@ def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str
 
 def train_step(bench: Mapping[str, Any]) -> str:
     """One row per model: median step time and its ratio to concat with the spread over rounds."""
-    rows = ["| model | median step (ms) | ratio to concat, median [min-max] | parameters |", "|---|---|---|---|"]
+    rows = []
     for name, m in bench["models"].items():
         ratio = ("1 (reference)" if name == "concat"
                  else f"{m['ratio_to_concat']:.2f}× [{m['ratio_min']:.2f}-{m['ratio_max']:.2f}]")
-        rows.append(f"| {name} | {m['median_ms']:.0f} | {ratio} | {m['params'] / 1e6:.2f} M |")
+        rows.append([name, f"{m['median_ms']:.0f}", ratio, f"{m['params'] / 1e6:.2f} M"])
     goal = bench.get("goal_ratio")
     met = [n for n, m in bench["models"].items() if n.startswith("mango") and goal and m["ratio_to_concat"] <= goal]
-    lines = rows + ["", f"Preset `{bench.get('preset')}`, batch {bench.get('batch')}, {bench.get('image_size')} px, "
+    lines = table(["model", "median step (ms)", "ratio to concat, median [min-max]", "parameters"], rows) + [
+        "", f"Preset `{bench.get('preset')}`, batch {bench.get('batch')}, {bench.get('image_size')} px, "
                         f"{bench.get('threads')} thread(s), {bench.get('rounds')} interleaved rounds on "
                         f"{bench.get('device')}, torch {bench.get('torch')}."]
     if goal:
@@ -159,13 +162,13 @@ def ica_bench(rows: Sequence[Mapping[str, Any]]) -> str:
     """``benchmarks/bench_ica.py --json``: (a) our inverse against the published pinv inverse and the
     forward, (b) ICA against plain masked attention, (c) the deep flow's float32 round trip. Ratios are
     medians of interleaved rounds with their min-max."""
-    lines = ["| tokens per modality | ICA forward | ICA inverse (ours) | published inverse (pinv) | speed-up, median [min-max] "
-             "| inverse / forward | max error, ours / pinv |", "|---|---|---|---|---|---|---|"]
-    for r in (r for r in rows if r["case"] == "a"):
-        spread = f" [{r['speedup_min']:.0f}-{r['speedup_max']:.0f}]" if "speedup_min" in r else ""
-        lines.append(f"| {r['tokens']} | {1e3 * r['forward_s']:.2f} ms | {1e3 * r['inverse_s']:.2f} ms | "
-                     f"{1e3 * r['published_inverse_s']:.1f} ms | {r['speedup_vs_published']:.0f}×{spread} | "
-                     f"{r['inverse_over_forward']:.2f}× | {r['max_err_ours']:.1e} / {r['max_err_published']:.1e} |")
+    lines = table(["tokens per modality", "ICA forward", "ICA inverse (ours)", "published inverse (pinv)",
+                   "speed-up, median [min-max]", "inverse / forward", "max error, ours / pinv"],
+                  [[r["tokens"], f"{1e3 * r['forward_s']:.2f} ms", f"{1e3 * r['inverse_s']:.2f} ms",
+                    f"{1e3 * r['published_inverse_s']:.1f} ms", f"{r['speedup_vs_published']:.0f}×"
+                    + (f" [{r['speedup_min']:.0f}-{r['speedup_max']:.0f}]" if "speedup_min" in r else ""),
+                    f"{r['inverse_over_forward']:.2f}×", f"{r['max_err_ours']:.1e} / {r['max_err_published']:.1e}"]
+                   for r in rows if r["case"] == "a"])
     b = [r for r in rows if r["case"] == "b"]
     if b:
         parts = ", ".join(f"{r['ratio']:.2f}×" + (f" [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]" if "ratio_min" in r else "")
@@ -259,13 +262,14 @@ def notebook_runtimes(folder: Path) -> str:
     def took(sec: float | None) -> str:
         return "-" if sec is None else (f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min")
 
-    lines = ["| notebook | committed run: preset | device | runtime |", "|---|---|---|---|"]
+    rows = []
     timed = {}
     for nb in sorted(Path(folder).glob("*.ipynb")):
         run = committed_run(nb)
         if run["seconds"] is not None:
             timed[nb.stem] = run["seconds"]
-        lines.append(f"| `{nb.stem}` | {run['preset'] or '-'} | {run['device'] or '-'} | {took(run['seconds'])} |")
+        rows.append([f"`{nb.stem}`", run["preset"] or "-", run["device"] or "-", took(run["seconds"])])
+    lines = table(["notebook", "committed run: preset", "device", "runtime"], rows)
     longer = {k: v for k, v in timed.items() if v > LAB_MINUTES * 60}
     lines += ["", f"{_count(len(timed) - len(longer), len(timed))} timed notebooks ran in at most {LAB_MINUTES} minutes"
               + ("." if not longer else "; longer: " + ", ".join(f"`{k}` ({took(v)})" for k, v in longer.items()) + ".")]
@@ -284,14 +288,15 @@ def fused_ica(res: Mapping[str, Any]) -> str:
     """``benchmarks/bench_fused_ica.py``: one ICA training step (forward + log-det + backward) through fused
     kernels against the materialised reference and against fused causal attention, with the memory each
     keeps for the backward."""
-    lines = ["| tokens per modality | fused ICA | materialised ICA | fused causal attention | fused / materialised "
-             "| fused / attention | kept for backward (MiB): materialised / fused / attention |",
-             "|---|---|---|---|---|---|---|"]
+    rows = []
     for r in res["rows"]:
         a, b, m = r["fused_over_materialised"], r["fused_over_sdpa"], r["saved_for_backward_mib"]
-        lines.append(f"| {r['tokens']} | {1e3 * r['fused_s']:.1f} ms | {1e3 * r['materialised_s']:.1f} ms | "
-                     f"{1e3 * r['sdpa_s']:.1f} ms | {a[0]:.2f}× [{a[1]:.2f}-{a[2]:.2f}] | {b[0]:.2f}× [{b[1]:.2f}-{b[2]:.2f}] | "
-                     f"{m['materialised']:.1f} / {m['fused']:.1f} / {m['sdpa']:.1f} |")
+        rows.append([r["tokens"], f"{1e3 * r['fused_s']:.1f} ms", f"{1e3 * r['materialised_s']:.1f} ms",
+                     f"{1e3 * r['sdpa_s']:.1f} ms", f"{a[0]:.2f}× [{a[1]:.2f}-{a[2]:.2f}]",
+                     f"{b[0]:.2f}× [{b[1]:.2f}-{b[2]:.2f}]",
+                     f"{m['materialised']:.1f} / {m['fused']:.1f} / {m['sdpa']:.1f}"])
+    lines = table(["tokens per modality", "fused ICA", "materialised ICA", "fused causal attention", "fused / materialised",
+                   "fused / attention", "kept for backward (MiB): materialised / fused / attention"], rows)
     r0 = res["rows"][0] if res["rows"] else {}
     repeat = f", each timing {r0['repeat']} steps" if r0.get("repeat", 1) > 1 else ""
     lines += ["", f"- {res.get('device')}, {res.get('threads')} torch thread(s), torch {res.get('torch')}; D = "
@@ -315,9 +320,8 @@ def train_profile(res: Mapping[str, Any]) -> str:
     module of the forward, and by operator."""
     ph = res["phases"]
     names = ("forward", "loss", "backward", "optimizer", "step")
-    lines = ["| model | " + " | ".join(f"{n} (ms)" for n in names) + " |", "|---|" + "---|" * len(names)]
-    for model, p in ph.items():
-        lines.append(f"| {model} | " + " | ".join(f"{p[n]:.1f}" for n in names) + " |")
+    lines = table(["model", *(f"{n} (ms)" for n in names)], [[model, *(f"{p[n]:.1f}" for n in names)]
+                                                            for model, p in ph.items()])
     mods = res.get("modules") or {}
     fwd = sum(v for k, v in mods.items() if not k.startswith("flow:") and k != "fusion.flow") or None
     lines += ["", f"Preset `{res['preset']}` (batch {res['batch']}, {res['image_size']} px) on {res['device']}, torch "

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ..flows.perturb import perturb_parameters
+from ..markdown import table
 from ..timing import interleaved
 from ..utils import atomic_write_json, atomic_write_text, device_name
 
@@ -330,53 +331,52 @@ def window_markdown(report: dict[str, Any]) -> str:
              + (" (dry run on the CPU: tiny sizes, not a measurement)" if report.get("dry_run") else ""), ""]
     if report.get("flow_checks"):
         std = report.get("flow_check_std")
-        lines += ["## Flow checks (parameters perturbed" + (f" by {std} N(0, 1))" if std else ")"), "",
-                  "| module | f32 round trip | f32 log-det vs f64 (rel) | log-det vs slogdet (f64) | bf16 round trip "
-                  "| bf16 log-det vs f32 (rel) | f32 ok |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["## Flow checks (parameters perturbed" + (f" by {std} N(0, 1))" if std else ")"), ""]
+        rows = []
         for r in report["flow_checks"]:
-            bf = (f"{r['bf16_roundtrip']:.1e} | {r['bf16_logdet_vs_f32_rel']:.1e}" if "bf16_roundtrip" in r
-                  else f"error: {r.get('bf16_error', '-')} | -")
+            bf = ([f"{r['bf16_roundtrip']:.1e}", f"{r['bf16_logdet_vs_f32_rel']:.1e}"] if "bf16_roundtrip" in r
+                  else [f"error: {r.get('bf16_error', '-')}", "-"])
             sl = f"{r['logdet_vs_slogdet_f64']:.1e}" if "logdet_vs_slogdet_f64" in r else "-"
-            lines.append(f"| {r['module']} | {r['f32_roundtrip']:.1e} | {r['f32_logdet_vs_f64_rel']:.1e} | {sl} | {bf} | "
-                         f"{'yes' if r['f32_ok'] else '**no**'} |")
+            rows.append([r["module"], f"{r['f32_roundtrip']:.1e}", f"{r['f32_logdet_vs_f64_rel']:.1e}", sl, *bf,
+                         "yes" if r["f32_ok"] else "**no**"])
+        lines += table(["module", "f32 round trip", "f32 log-det vs f64 (rel)", "log-det vs slogdet (f64)",
+                        "bf16 round trip", "bf16 log-det vs f32 (rel)", "f32 ok"], rows)
         lines.append("")
     if report.get("ica_timings"):
         lines += ["## ICA against fused attention (float32, no grad; median [min-max] of interleaved pairs)", "",
                   f"Goals: forward + log-det at most {GOAL_FORWARD_OVER_SDPA}x SDPA at 1024 tokens; inverse at most "
                   f"{GOAL_INVERSE_OVER_FORWARD}x forward.", "",
                   "ICA fwd: the materialised path (S formed); fused: S @ X2 and S's diagonal from fused kernels "
-                  "(`use_fused_attention`).", "",
-                  "| tokens / modality | ICA fwd (ms) | fused ICA fwd (ms) | SDPA (ms) | fwd / SDPA | fused / SDPA "
-                  "| inverse / fwd | peak MiB ICA / fused / SDPA / inverse |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "(`use_fused_attention`).", ""]
+        rows = []
         for r in report["ica_timings"]:
             mem = r["peak_mib"]
             m = " / ".join("-" if mem.get(k) is None else f"{mem[k]:.0f}"
                            for k in ("ica_forward", "ica_fused_forward", "sdpa", "ica_inverse"))
-            fused = (f"{r['fused_forward_ms']:.2f} | " if "fused_forward_ms" in r else "- | ")
-            fused_ratio = (f"{r['fused_over_sdpa']:.2f} [{r['fused_over_sdpa_min']:.2f}-{r['fused_over_sdpa_max']:.2f}] | "
-                           if "fused_over_sdpa" in r else "- | ")
-            lines.append(f"| {r['tokens']} | {r['ica_forward_ms']:.2f} | {fused}{r['sdpa_ms']:.2f} | "
-                         f"{r['forward_over_sdpa']:.2f} "
-                         f"[{r['forward_over_sdpa_min']:.2f}-{r['forward_over_sdpa_max']:.2f}] | {fused_ratio}"
-                         f"{r['inverse_over_forward']:.2f} "
-                         f"[{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}] | {m} |")
+            fused = f"{r['fused_forward_ms']:.2f}" if "fused_forward_ms" in r else "-"
+            fused_ratio = (f"{r['fused_over_sdpa']:.2f} [{r['fused_over_sdpa_min']:.2f}-{r['fused_over_sdpa_max']:.2f}]"
+                           if "fused_over_sdpa" in r else "-")
+            rows.append([r["tokens"], f"{r['ica_forward_ms']:.2f}", fused, f"{r['sdpa_ms']:.2f}",
+                         f"{r['forward_over_sdpa']:.2f} [{r['forward_over_sdpa_min']:.2f}-{r['forward_over_sdpa_max']:.2f}]",
+                         fused_ratio, f"{r['inverse_over_forward']:.2f} "
+                         f"[{r['inverse_over_forward_min']:.2f}-{r['inverse_over_forward_max']:.2f}]", m])
+        lines += table(["tokens / modality", "ICA fwd (ms)", "fused ICA fwd (ms)", "SDPA (ms)", "fwd / SDPA", "fused / SDPA",
+                        "inverse / fwd", "peak MiB ICA / fused / SDPA / inverse"], rows)
         lines.append("")
     if report.get("train_steps"):
         lines += ["## Training step: MANGO against TokenFusion (segmentation, NYUDv2 shapes)", "",
                   f"Goal: MANGO's step at most {GOAL_STEP_OVER_TOKENFUSION}x TokenFusion's at the gpu preset. One run "
-                  "= the preset's epochs over NYUDv2's 795 / SUN RGB-D's 5,285 training images.", "",
-                  "| preset | batch, px | MANGO (ms) | TokenFusion (ms) | MANGO / TokenFusion | one NYUDv2 run | one "
-                  "SUN RGB-D run |",
-                  "|---|---|---|---|---|---|---|"]
+                  "= the preset's epochs over NYUDv2's 795 / SUN RGB-D's 5,285 training images.", ""]
+        rows = []
         for r in report["train_steps"]:
             q = r["first_over"].get("tokenfusion", {})
             runs = r["run_minutes"]
-            lines.append(f"| {r['preset']} | {r['batch']}, {r['image_size']} | {r['models']['mango']['step_ms']:.0f} | "
-                         f"{r['models']['tokenfusion']['step_ms']:.0f} | {q.get('ratio', float('nan')):.2f} "
-                         f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}] | "
-                         f"{runs['nyudv2']:.0f} min | {runs['sunrgbd']:.0f} min |")
+            rows.append([r["preset"], f"{r['batch']}, {r['image_size']}", f"{r['models']['mango']['step_ms']:.0f}",
+                         f"{r['models']['tokenfusion']['step_ms']:.0f}", f"{q.get('ratio', float('nan')):.2f} "
+                         f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}]",
+                         f"{runs['nyudv2']:.0f} min", f"{runs['sunrgbd']:.0f} min"])
+        lines += table(["preset", "batch, px", "MANGO (ms)", "TokenFusion (ms)", "MANGO / TokenFusion", "one NYUDv2 run",
+                        "one SUN RGB-D run"], rows)
         lines.append("")
     if report.get("ddp_check"):
         r = report["ddp_check"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..engine.cost import COST_KEYS, forward_flops, measure_cost, peak_memory_bytes
+from ..markdown import table
 
 __all__ = ["task_costs", "parameter_counts", "parameter_markdown", "train_step_timings", "preset_model",
            "measure_cost", "peak_memory_bytes", "forward_flops", "COST_KEYS"]
@@ -154,12 +155,10 @@ def parameter_counts(preset: Any = None, tasks: Sequence[str] | None = None,
 def parameter_markdown(counts: Mapping[str, Any]) -> str:
     """The counts of :func:`parameter_counts` as a Markdown table (millions), with Table 8's claim checked."""
     lines = [f"# Parameters at the `{counts['preset']}` preset", "",
-             f"Encoders: {counts['encoders']}. Millions of trainable parameters, built as `train` builds them.", "",
-             "| task | model | total | encoders | fusion | head |", "|---|---|---:|---:|---:|---:|"]
-    for task, rows in counts["tasks"].items():
-        for name, c in rows.items():
-            lines.append(f"| {task} | {name} | {c['total'] / 1e6:.2f} | {c['encoders'] / 1e6:.2f} | "
-                         f"{c['fusion'] / 1e6:.2f} | {c['head'] / 1e6:.2f} |")
+             f"Encoders: {counts['encoders']}. Millions of trainable parameters, built as `train` builds them.", ""]
+    lines += table(["task", "model", "total", "encoders", "fusion", "head"],
+                   [[task, name, *(f"{c[k] / 1e6:.2f}" for k in ("total", "encoders", "fusion", "head"))]
+                    for task, rows in counts["tasks"].items() for name, c in rows.items()], align="llrrrr")
     holds = counts.get("claim_holds", {})
     if holds:
         yes = [t for t, v in holds.items() if v]

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..errors import TrainingError
 from ..flows.multiscale import MultiscaleMango
+from ..markdown import table
 from .executor import Outcome, execute
 
 
@@ -362,12 +363,12 @@ def density_markdown(res: dict) -> str:
                   f"width {r.get('hidden', '?')}, sized to the live parameters of MultiscaleMango with "
                   f"{budget} (same size and blocks). Live params: those a gradient reaches (not the masked "
                   "halves of the LU factors, not the attention of gamma = 0 layers).", ""]
-    lines += ["| variant | bits/dim | per seed | params | live params |", "|---|---|---|---|---|"]
+    rows = []
     for name, v in res["variants"].items():
         spread = f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v.get("std") is not None else "")
         live = f"{v['live_params'] / 1e3:.1f} k" if v.get("live_params") is not None else "-"
-        lines.append(f"| {name} | {spread} | {' / '.join(f'{x:.3f}' for x in v['val_bpd'])} | "
-                     f"{v['params'] / 1e3:.1f} k | {live} |")
+        rows.append([name, spread, " / ".join(f"{x:.3f}" for x in v["val_bpd"]), f"{v['params'] / 1e3:.1f} k", live])
+    lines += table(["variant", "bits/dim", "per seed", "params", "live params"], rows)
     pairs = [("mango", "no attention (gamma = 0)"), ("mango, study changes", "study changes, no attention")]
     lines.append("")
     for a, b in pairs:

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..engine.trainer import config_differences
 from ..errors import MangoLiteError
+from ..markdown import table
 from ..presets import Preset, training_fields
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
@@ -440,8 +441,7 @@ def study_markdown(report: Mapping[str, Any]) -> str:
         lines += ["Params: nominal trainable parameters, and in brackets those the training loss reaches "
                   "(`mango_lite.training.parameters`; the no-attention control's query and key weights get none).", ""]
     params_head = "params (receiving a gradient)" if live else "params"
-    lines += [f"| variant | settings (vs the first row) | seeds | {metric} {arrow} | val flow bits/dim | identity bits/dim | "
-              f"mean abs gamma | train step (ms) | {params_head} |", "|---|---|---|---|---|---|---|---|---|"]
+    body = []
     for name, row in report["rows"].items():
         s = row.get("summary") or summarise(row["runs"])
         params = next((r.get("params") for r in row["runs"].values() if r.get("params")), None)
@@ -449,9 +449,10 @@ def study_markdown(report: Mapping[str, Any]) -> str:
         shown = "-" if params is None else f"{params / 1e6:.2f} M"
         if name in live:
             shown += f" ({live[name]['receiving_gradient'] / 1e6:.2f} M)"
-        lines.append(f"| {name} | {_settings(row, first)} | {seeds} | {_pm(s['metric'], nd)} | {_pm(s['val_flow_bpd'], 3)} | "
-                     f"{_pm(s['val_identity_bpd'], 3)} | {_pm(s['gamma_abs_mean'], 3)} | {_pm(s['step_ms'], 0)} | "
-                     f"{shown} |")
+        body.append([name, _settings(row, first), seeds, _pm(s["metric"], nd), _pm(s["val_flow_bpd"], 3),
+                     _pm(s["val_identity_bpd"], 3), _pm(s["gamma_abs_mean"], 3), _pm(s["step_ms"], 0), shown])
+    lines += table(["variant", "settings (vs the first row)", "seeds", f"{metric} {arrow}", "val flow bits/dim",
+                    "identity bits/dim", "mean abs gamma", "train step (ms)", params_head], body)
     rows = report["rows"]
     if "mango" in rows:
         lines.append("")
@@ -515,9 +516,8 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
     95 % t interval and verdict), then the per-task tally."""
     ctl = summary["controls"]
     base = summary["baseline"]
-    head = " | ".join(f"mango − {c} [95 % interval]" for c in ctl)
-    lines = [f"| group | metric | paired seeds | {head} | mango − {base} | flow / identity bits/dim | step / {base} |",
-             "|---|---|---|" + "---|" * len(ctl) + "---|---|---|"]
+    header = ["group", "metric", "paired seeds", *(f"mango − {c} [95 % interval]" for c in ctl), f"mango − {base}",
+              "flow / identity bits/dim", f"step / {base}"]
 
     def d(v: Mapping[str, Any] | None, nd: int) -> str:
         if v is None:
@@ -528,6 +528,7 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
         mark = {"better": " **better**", "worse": " **worse**"}.get(p["verdict"], "")
         return f"{p['mean']:+.{nd}f} [{p['low']:+.{nd}f}, {p['high']:+.{nd}f}]{mark}"
 
+    rows = []
     for name, g in summary["groups"].items():
         nd = 3 if g["metric"] == "mae_x10" else 2
         vs = g["vs_baseline"]
@@ -535,8 +536,8 @@ def goals_markdown(summary: Mapping[str, Any]) -> str:
         ratio = "-" if g["step_ratio"] is None else f"{g['step_ratio']:.1f}×"
         counts = sorted({v["seeds"] for v in [*g["controls"].values(), vs] if v is not None})
         paired = "-" if not counts else "/".join(map(str, counts))
-        lines.append(f"| {name} | {g['metric']} | {paired} | " + " | ".join(d(g["controls"][c], nd) for c in ctl)
-                     + f" | {d(vs, nd)} | {flow} | {ratio} |")
+        rows.append([name, g["metric"], paired, *(d(g["controls"][c], nd) for c in ctl), d(vs, nd), flow, ratio])
+    lines = table(header, rows)
     tasks = summary["tasks"]
     n = len(tasks)
     lines.append("")
@@ -669,10 +670,10 @@ def replication_markdown(summary: Mapping[str, Any]) -> str:
     """The replication as a short Markdown section: both studies' paired differences, the verdict, the pooled
     figure labelled as such."""
 
-    def line(label: str, part: Mapping[str, Any]) -> str:
+    def line(label: str, part: Mapping[str, Any]) -> list[object]:
         p = part["paired"]
-        return (f"| {label} | {p['n']} | {p['mean']:+.2f} | {p['sd']:.2f} | [{p['low']:+.2f}, {p['high']:+.2f}] | "
-                f"{p['wins']} of {p['n']} | {', '.join(part.get('devices') or ['-'])} |")
+        return [label, p["n"], f"{p['mean']:+.2f}", f"{p['sd']:.2f}", f"[{p['low']:+.2f}, {p['high']:+.2f}]",
+                f"{p['wins']} of {p['n']}", ", ".join(part.get("devices") or ["-"])]
 
     a, b = summary["a"], summary["b"]
     pooled = summary["pooled"]
@@ -682,10 +683,9 @@ def replication_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join([
         f"### Replication: `{a}` against `{b}` on new seeds ({summary['task']} / {summary['dataset']})", "",
         f"Paired difference of {summary['metric']} ({a} minus {b}; positive = {a} better), 95 % t interval.", "",
-        f"| study | seeds | mean | sd | 95 % interval | seeds with {a} ahead | device |",
-        "|---|---|---|---|---|---|---|",
-        line("first (chose the question)", summary["first"]),
-        line("replication (pre-registered)", summary["replication"]), "",
+        *table(["study", "seeds", "mean", "sd", "95 % interval", f"seeds with {a} ahead", "device"],
+               [line("first (chose the question)", summary["first"]),
+                line("replication (pre-registered)", summary["replication"])]), "",
         f"Verdict, from the replication alone: **{summary['verdict']}** (its interval {now}; the first study's "
         f"{before}). "
         f"Pooled over both studies' {pooled['n']} seeds and their devices, for orientation only: "
@@ -723,9 +723,9 @@ def capacity_markdown(summary: Mapping[str, Any]) -> str:
 
     nd = 3 if str(summary["metric"]).startswith(("mae", "rmse")) else 2  # MAE x10 differences are ~0.001-0.01
 
-    def row(label: str, p: Mapping[str, Any]) -> str:
-        return (f"| {label} | {p['n']} | {p['mean']:+.{nd}f} | {p['sd']:.{nd}f} | [{p['low']:+.{nd}f}, "
-                f"{p['high']:+.{nd}f}] | {p['wins']} of {p['n']} |")
+    def row(label: str, p: Mapping[str, Any]) -> list[object]:
+        return [label, p["n"], f"{p['mean']:+.{nd}f}", f"{p['sd']:.{nd}f}", f"[{p['low']:+.{nd}f}, {p['high']:+.{nd}f}]",
+                f"{p['wins']} of {p['n']}"]
 
     a, c, m = summary["a"], summary["control"], summary["matched"]
     share = summary["share_remaining"]
@@ -739,10 +739,10 @@ def capacity_markdown(summary: Mapping[str, Any]) -> str:
         f"### Attention or capacity? `{a}` against `{c}` and against `{m}` ({summary['task']} / "
         f"{summary['dataset']}{which})",
         "", f"Paired differences of {summary['metric']} (positive = the first model better), 95 % t interval.", "",
-        "| difference | seeds | mean | sd | 95 % interval | seeds with the first ahead |", "|---|---|---|---|---|---|",
-        row(f"{a} − {c} (the gain)", summary["gain"]),
-        row(f"{a} − {m} (same trainable size, no attention)", summary["against_matched"]),
-        row(f"{m} − {c} (the extra capacity alone)", summary["capacity_alone"]), "",
+        *table(["difference", "seeds", "mean", "sd", "95 % interval", "seeds with the first ahead"],
+               [row(f"{a} − {c} (the gain)", summary["gain"]),
+                row(f"{a} − {m} (same trainable size, no attention)", summary["against_matched"]),
+                row(f"{m} − {c} (the extra capacity alone)", summary["capacity_alone"])]), "",
         head
         + (f" (No gain of `{a}` over `{c}` is shown here, so no share of it is computed.)" if share is None else
            f" Against the matched control, {a} keeps {100 * share:.0f} % of its gain over `{c}`." if share > 0 else

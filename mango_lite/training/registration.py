@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..markdown import table
 from ..metrics.paired import paired_difference, slope_interval
 from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text
@@ -377,8 +378,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
              "## In short", "", conclusion_markdown(s).rstrip(), "",
              "## Test metric per disparity level (mean ± sd over seeds, n)", ""]
     models = [m for m in plan["models"] if any(m in row for row in s["table"].values())]
-    lines += ["| level (median disparity) | baseline (m) | " + " | ".join(models) + " |",
-              "|---|---|" + "---|" * len(models)]
+    rows = []
     for lv, b in zip(plan["levels_px"], plan["baselines_m"]):
         row = s["table"].get(level_name(lv))
         if not row:
@@ -389,10 +389,11 @@ def summary_markdown(s: dict[str, Any]) -> str:
             cells.append("-" if c is None else f"{c['mean']:.2f} ± {c['sd']:.2f} ({c['n']})" if c["n"] > 1
                          else f"{c['mean']:.2f} (1)")
         measured = max((c["median_disparity_px"] for c in row.values()), default=0.0)
-        lines.append(f"| {lv:g} px (measured {measured:.1f}) | {b:g} | " + " | ".join(cells) + " |")
+        rows.append([f"{lv:g} px (measured {measured:.1f})", f"{b:g}", *cells])
+    lines += table(["level (median disparity)", "baseline (m)", *models], rows)
     lines += ["", "## MANGO minus each model, paired by seed (95 % t interval; positive = MANGO better)", ""]
     others = [m for m in models if m != "mango"]
-    lines += ["| level | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+    rows = []
     for lv in plan["levels_px"]:
         row = s["mango_minus"].get(level_name(lv))
         if not row:
@@ -403,7 +404,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
             cells.append("-" if d is None else
                          f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {d['verdict']} (n={d['n']})"
                          if d["n"] > 1 else f"{d['mean']:+.2f} (n=1)")
-        lines.append(f"| {lv:g} px | " + " | ".join(cells) + " |")
+        rows.append([f"{lv:g} px", *cells])
+    lines += table(["level", *others], rows)
     t = s["attention_gain_trend"]
     lines += ["", "## Does the attention's gain grow with the disparity?", ""]
     if t is None:
@@ -424,17 +426,16 @@ def summary_markdown(s: dict[str, Any]) -> str:
             lines.append(f"- {key.replace('_', ' ')}: {'not yet (runs missing)' if value is None else value}")
     if s.get("aligned_check"):
         lines += ["", "## At 0 px, against the older protocol's aligned runs (secondary check 3)", "",
-                  "The older runs selected and reported on one split and trained on 15 % more frames.", "",
-                  "| model | now (mean, n) | before (mean ± sd) | difference | below by more than the sd |",
-                  "|---|---|---|---|---|"]
-        for m, c in s["aligned_check"].items():
-            lines.append(f"| {m} | {c['now']:.2f} ({c['n_now']}) | {c['before']:.2f} ± {c['before_sd']:.2f} | "
-                         f"{c['difference']:+.2f} | {'yes' if c['worse_by_more_than_sd'] else 'no'} |")
+                  "The older runs selected and reported on one split and trained on 15 % more frames.", ""]
+        lines += table(["model", "now (mean, n)", "before (mean ± sd)", "difference", "below by more than the sd"],
+                       [[m, f"{c['now']:.2f} ({c['n_now']})", f"{c['before']:.2f} ± {c['before_sd']:.2f}",
+                         f"{c['difference']:+.2f}", "yes" if c["worse_by_more_than_sd"] else "no"]
+                        for m, c in s["aligned_check"].items()])
     if s.get("effective_params"):
-        lines += ["", "## Trainable parameters: nominal and receiving a gradient", "",
-                  "| model | nominal | receiving gradient |", "|---|---:|---:|"]
-        for m, p in s["effective_params"].items():
-            lines.append(f"| {m} | {p['nominal']:,} | {p['receiving_gradient']:,} |")
+        lines += ["", "## Trainable parameters: nominal and receiving a gradient", ""]
+        lines += table(["model", "nominal", "receiving gradient"],
+                       [[m, f"{p['nominal']:,}", f"{p['receiving_gradient']:,}"] for m, p in s["effective_params"].items()],
+                       align="lrr")
     return "\n".join(lines) + "\n"
 
 

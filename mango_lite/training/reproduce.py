@@ -40,6 +40,7 @@ from .. import paper_tables as P
 from ..datasets.constants import DATASET_LABELS
 from ..engine.history import History
 from ..errors import MangoLiteError
+from ..markdown import BLANK, table
 from ..presets import Preset
 from ..tasks import CLASS_MAP, IMAGE, LABELS, TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, checked_device, device_name, display_path, pick_device
@@ -636,17 +637,15 @@ def _md_segmentation(seg: Mapping[str, Any], preset: str, w: Callable[[str], Non
             ds = e["dataset"]
             w(f"### {DATASET_LABELS.get(ds, ds)}")
             w("")
-            w("| source | method | inputs | measured on | Pixel Acc. | mAcc. | mIoU | params |")
-            w("|---|---|---|---|---|---|---|---|")
-            for row, vals in P.TABLE1_SEGMENTATION.items():
-                if ds in vals:
-                    a, b, c = vals[ds]
-                    w(f"| {P.LABEL} | {row} | {P.TABLE1_INPUTS.get(row, 'RGB+D')} | real {DATASET_LABELS[ds]}, 256×256 "
-                      f"| {_f(a)} | {_f(b)} | {_f(c)} | |")
+            rows = [[P.LABEL, row, P.TABLE1_INPUTS.get(row, "RGB+D"), f"real {DATASET_LABELS[ds]}, 256×256",
+                     *(_f(v) for v in vals[ds]), BLANK] for row, vals in P.TABLE1_SEGMENTATION.items() if ds in vals]
             inputs = {"rgb": "RGB", "depth": "D"}
-            for model, m in e["models"].items():
-                w(f"| {_ours_label(preset)} | {model} | {inputs.get(model, 'RGB+D')} | {e['data_description']} | "
-                  f"{_cell(m, 'pixel_acc')} | {_cell(m, 'mean_acc')} | {_cell(m, 'miou')} | {_params(m)} |")
+            rows += [[_ours_label(preset), model, inputs.get(model, "RGB+D"), e["data_description"],
+                      _cell(m, "pixel_acc"), _cell(m, "mean_acc"), _cell(m, "miou"), _params(m)]
+                     for model, m in e["models"].items()]
+            for line in table(["source", "method", "inputs", "measured on", "Pixel Acc.", "mAcc.", "mIoU", "params"],
+                              rows):
+                w(line)
             w("")
 
 
@@ -662,57 +661,52 @@ def _md_translation(tr: Mapping[str, Any], preset: str, w: Callable[[str], None]
           "second number as TokenFusion's RMSE; results.json also holds the MSE.)")
         w("")
         pair_keys = [e["pair"] for e in tr.values()]
-        head = " | ".join(PAIRS[p].label for p in pair_keys)
-        w(f"| source | method | measured on | {head} |")
-        w("|---|---|---|" + "---|" * len(pair_keys))
-        for row, vals in P.TABLE2_TRANSLATION.items():
-            cells = " | ".join(f"{_f(vals[p][0], 2)} / {_f(vals[p][1], 2)}" if vals.get(p) else "-" for p in pair_keys)
-            w(f"| {P.LABEL} | {row} | real Taskonomy subset, 256×256 | {cells} |")
+        head = [PAIRS[p].label for p in pair_keys]
+        rows = [[P.LABEL, row, "real Taskonomy subset, 256×256",
+                 *(f"{_f(vals[p][0], 2)} / {_f(vals[p][1], 2)}" if vals.get(p) else "-" for p in pair_keys)]
+                for row, vals in P.TABLE2_TRANSLATION.items()]
         models = list(dict.fromkeys(m for e in tr.values() for m in e["models"]))
         desc = next(iter(tr.values()))["data_description"]
-        for model in models:
-            cells = []
-            for e in tr.values():
-                m = e["models"].get(model)
-                if m is None:
-                    cells.append("n/a")
-                elif "error" in m:
-                    cells.append("diverged")
-                elif PAIRS[e["pair"]].rgb_target and "fid_proxy" in m:
-                    cells.append(f"{_f(m['fid_proxy'], 2)} / {_f(m.get('kid_x100_proxy'), 2)} (proxy)")
-                else:
-                    cells.append(f"{_f(m.get('mae_x10'), 2)} / {_f(m.get('rmse_x10'), 2)}")
-            w(f"| {_ours_label(preset)} | {model} | {desc} | {' | '.join(cells)} |")
+        rows += [[_ours_label(preset), model, desc, *(_translation_cell(e, model) for e in tr.values())]
+                 for model in models]
+        for line in table(["source", "method", "measured on", *head], rows):
+            w(line)
         w("")
         w("Ours, MAE×10 / RMSE×10 for every pair (including RGB targets):")
         w("")
-        w(f"| method | {head} |")
-        w("|---|" + "---|" * len(pair_keys))
-        for model in models:
-            cells = []
-            for e in tr.values():
-                m = e["models"].get(model) or {}
-                cells.append(f"{_f(m.get('mae_x10'), 2)} / {_f(m.get('rmse_x10'), 2)}" if "mae_x10" in m else "-")
-            w(f"| {model} | {' | '.join(cells)} |")
+        ours = [[model, *(f"{_f(m.get('mae_x10'), 2)} / {_f(m.get('rmse_x10'), 2)}" if "mae_x10" in m else "-"
+                          for m in (e["models"].get(model) or {} for e in tr.values()))] for model in models]
+        for line in table(["method", *head], ours):
+            w(line)
         w("")
         _unimodal_note = ", ".join(f"{PAIRS[e['pair']].label}: {'/'.join(PAIRS[e['pair']].inputs)}" for e in tr.values())
         w(f"Unimodal models are named after their input domain ({_unimodal_note}).")
         w("")
 
 
+def _translation_cell(e: Mapping[str, Any], model: str) -> str:
+    """One pair's cell of ``model`` in Table 2: FID / KID (proxy) for RGB targets, else MAE×10 / RMSE×10."""
+    m = e["models"].get(model)
+    if m is None:
+        return "n/a"
+    if "error" in m:
+        return "diverged"
+    if PAIRS[e["pair"]].rgb_target and "fid_proxy" in m:
+        return f"{_f(m['fid_proxy'], 2)} / {_f(m.get('kid_x100_proxy'), 2)} (proxy)"
+    return f"{_f(m.get('mae_x10'), 2)} / {_f(m.get('rmse_x10'), 2)}"
+
+
 def _md_genre(ge: Mapping[str, Any], preset: str, w: Callable[[str], None]) -> None:
     if ge:
         w("## Table 3 — Movie genre classification on MM-IMDb (Micro-F1 %, Macro-F1 %)")
         w("")
-        w("| source | method | modality | measured on | Micro F1 | Macro F1 | params |")
-        w("|---|---|---|---|---|---|---|")
-        for row, (mod, mi, ma) in P.TABLE3_GENRE.items():
-            w(f"| {P.LABEL} | {row} | {mod} | real MM-IMDb | {_f(mi)} | {_f(ma)} | |")
-        for e in ge.values():
-            mods = {"image": "I", "text": "T"}
-            for model, m in e["models"].items():
-                w(f"| {_ours_label(preset)} | {model} | {mods.get(model, 'I+T')} | {e['data_description']} | "
-                  f"{_cell(m, 'micro_f1')} | {_cell(m, 'macro_f1')} | {_params(m)} |")
+        rows = [[P.LABEL, row, mod, "real MM-IMDb", _f(mi), _f(ma), BLANK]
+                for row, (mod, mi, ma) in P.TABLE3_GENRE.items()]
+        mods = {"image": "I", "text": "T"}
+        rows += [[_ours_label(preset), model, mods.get(model, "I+T"), e["data_description"], _cell(m, "micro_f1"),
+                  _cell(m, "macro_f1"), _params(m)] for e in ge.values() for model, m in e["models"].items()]
+        for line in table(["source", "method", "modality", "measured on", "Micro F1", "Macro F1", "params"], rows):
+            w(line)
         w("")
 
 
@@ -723,12 +717,11 @@ _MD_SECTIONS = {"segmentation": _md_segmentation, "translation": _md_translation
 def _md_runs(results: Mapping[str, Any], res: Mapping[str, Any], w: Callable[[str], None]) -> None:
     w("## Runs")
     w("")
-    w("| task | data | model | params | wall time (s) | run folder |")
-    w("|---|---|---|---|---|---|")
-    for e in res.values():
-        for model, m in e["models"].items():
-            w(f"| {e['task']} | {e.get('pair_label') or DATASET_LABELS.get(e['dataset'], e['dataset'])} | {model} | "
-              f"{_params(m)} | {_f(m.get('wall_time_s'), 0)} | `{m.get('run_dir', '')}` |")
+    for line in table(["task", "data", "model", "params", "wall time (s)", "run folder"],
+                      [[e["task"], e.get("pair_label") or DATASET_LABELS.get(e["dataset"], e["dataset"]), model,
+                        _params(m), _f(m.get("wall_time_s"), 0), f"`{m.get('run_dir', '')}`"]
+                       for e in res.values() for model, m in e["models"].items()]):
+        w(line)
     w("")
     figs = results.get("figures") or []
     if figs:
@@ -884,11 +877,10 @@ def _write_ablation(report: Mapping[str, Any], out: Path) -> None:
     if ok:
         plot_results(ok, metric, path=out / "figures" / f"ablation_{metric}.png",
                      title=f"{task} ablation ({report['data']})", close=True)
-    lines = [f"# MANGO ablation — {task} ({report['preset']})", "", f"Measured on: {report['data_description']}", "",
-             f"| variant | overrides | {metric} | params | wall time (s) |", "|---|---|---|---|---|"]
-    for n, v in report["variants"].items():
-        val = "diverged" if "error" in v else _f(v["metrics"].get(metric), 2)
-        lines.append(f"| {n} | `{json.dumps(v['overrides'])}` | {val} | {_params(v)} | {_f(v.get('wall_time_s'), 0)} |")
+    lines = [f"# MANGO ablation — {task} ({report['preset']})", "", f"Measured on: {report['data_description']}", ""]
+    lines += table(["variant", "overrides", metric, "params", "wall time (s)"],
+                   [[n, f"`{json.dumps(v['overrides'])}`", "diverged" if "error" in v else _f(v["metrics"].get(metric), 2),
+                     _params(v), _f(v.get("wall_time_s"), 0)] for n, v in report["variants"].items()])
     atomic_write_text(out / "ablation.md", "\n".join(lines) + "\n")
     atomic_write_json(out / "ablation.json", report)
 
@@ -946,9 +938,8 @@ def seed_summary_markdown(summary: Mapping[str, Any], reference: str = "concat")
     for key, g in summary["groups"].items():
         arrow = "↑" if g["higher_is_better"] else "↓"
         ref = reference if reference in g["models"] else None
-        lines += [f"## {key} — {g['metric']} {arrow}", "",
-                  "| model | mean ± std | per seed | first in | last in |" + (f" better than {ref} in |" if ref else ""),
-                  "|---|---|---|---|---|" + ("---|" if ref else "")]
+        lines += [f"## {key} — {g['metric']} {arrow}", ""]
+        rows = []
         firsts = [r[0] for r in g["rank_by_seed"]]
         lasts = [r[-1] for r in g["rank_by_seed"]]
         order = sorted(g["models"], key=lambda m: g["models"][m]["mean"], reverse=g["higher_is_better"])
@@ -957,11 +948,13 @@ def seed_summary_markdown(summary: Mapping[str, Any], reference: str = "concat")
         for m in order:
             s = g["models"][m]
             spread = f"{s['mean']:.{nd}f} ± {s['std']:.{nd}f}" if s["std"] is not None else f"{s['mean']:.{nd}f}"
-            row = (f"| {m} | {spread} | {' / '.join(f'{v:.{nd}f}' for v in s['values'])} | "
-                   f"{firsts.count(m)} of {len(firsts)} | {lasts.count(m)} of {len(lasts)} |")
+            row = [m, spread, " / ".join(f"{v:.{nd}f}" for v in s["values"]), f"{firsts.count(m)} of {len(firsts)}",
+                   f"{lasts.count(m)} of {len(lasts)}"]
             if ref:
                 pairs = list(zip(s["values"], g["models"][ref]["values"]))
-                row += " - |" if m == ref else f" {sum(sign * (v - r) > 0 for v, r in pairs)} of {len(pairs)} |"
-            lines.append(row)
+                row.append("-" if m == ref else f"{sum(sign * (v - r) > 0 for v, r in pairs)} of {len(pairs)}")
+            rows.append(row)
+        header = ["model", "mean ± std", "per seed", "first in", "last in"] + ([f"better than {ref} in"] if ref else [])
+        lines += table(header, rows)
         lines.append("")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..markdown import table
 from ..metrics.paired import paired_difference
 from ..presets import TASK_FLOW_WEIGHTS, Preset
 from ..tasks import TASKS
@@ -228,16 +229,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                 else "the two weights are not told apart on the selection split (every interval contains 0): the "
                      "choice is the better mean, nothing more")
             lines.append(f"- **{task}** {change} ({t['metric']}, {arrow}); {apart}.")
-    lines += ["", "| group | seeds | " + " | ".join(f"selection, lambda={x}" for x in w)
-              + " | selection difference [95 %] | " + " | ".join(f"test, lambda={x}" for x in w)
-              + " | test difference [95 %] |", "|---" * (4 + 2 * len(w)) + "|"]
-    for t in summary["tasks"].values():
-        for g, e in t["groups"].items():
-            sel = [_fmt(e["selection_mean"].get(x)) for x in w]
-            test = [_fmt(e["test_mean"].get(x)) for x in w]
-            lines.append(f"| {g} | {'/'.join(str(e['seeds'][x]) for x in w)} | " + " | ".join(sel)
-                         + f" | {_fmt_diff(e.get('paired_selection'))} | " + " | ".join(test)
-                         + f" | {_fmt_diff(e.get('paired_test'))} |")
+    header = ["group", "seeds", *(f"selection, lambda={x}" for x in w), "selection difference [95 %]",
+              *(f"test, lambda={x}" for x in w), "test difference [95 %]"]
+    rows = [[g, "/".join(str(e["seeds"][x]) for x in w), *(_fmt(e["selection_mean"].get(x)) for x in w),
+             _fmt_diff(e.get("paired_selection")), *(_fmt(e["test_mean"].get(x)) for x in w),
+             _fmt_diff(e.get("paired_test"))]
+            for t in summary["tasks"].values() for g, e in t["groups"].items()]
+    lines += [""] + table(header, rows)
     lines += ["", "Metrics: segmentation mIoU (%), translation MAE x10 on the [-1, 1] scale, genre macro-F1 (%)."]
     return "\n".join(lines) + "\n"
 
@@ -462,17 +460,15 @@ def defaults_markdown(summary: dict[str, Any]) -> str:
     else:
         names = ", ".join(summary["switches"][v]["default"] for v in adopted)
         lines.append(f"- **Adopted**: switched off: {names}.")
-    lines += ["", "| model | seeds | selection | selection difference [95 %] | test | test difference [95 %] |",
-              "|---|---|---|---|---|---|"]
     ref = summary["reference"]
-    lines.append(f"| reference (every default on) | {ref['seeds']} | {_fmt(ref.get('selection_mean'))} | - | "
-                 f"{_fmt(ref.get('test_mean'))} | - |")
     rows = [(f"without {e['default']}", e) for e in summary["switches"].values()]
     if "combined" in summary:
         rows.append(("without " + " and ".join(summary["switches"][v]["default"] for v in summary["switched_off"]),
                      summary["combined"]))
-    for name, e in rows:
-        lines.append(f"| {name} | {e['seeds']} | {_fmt(e.get('selection_mean'))} | {_fmt_diff(e.get('paired_selection'))} "
-                     f"| {_fmt(e.get('test_mean'))} | {_fmt_diff(e.get('paired_test'))} |")
+    lines += [""] + table(["model", "seeds", "selection", "selection difference [95 %]", "test", "test difference [95 %]"],
+                          [["reference (every default on)", ref["seeds"], _fmt(ref.get("selection_mean")), "-",
+                            _fmt(ref.get("test_mean")), "-"]]
+                          + [[name, e["seeds"], _fmt(e.get("selection_mean")), _fmt_diff(e.get("paired_selection")),
+                              _fmt(e.get("test_mean")), _fmt_diff(e.get("paired_test"))] for name, e in rows])
     lines += ["", "Metric: segmentation mIoU (%) on generated stand-ins, cpu preset."]
     return "\n".join(lines) + "\n"
