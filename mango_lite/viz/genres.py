@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ..datasets.transforms import MMIMDB_MEAN, MMIMDB_STD
 from ..errors import DataError
 from ..metrics.classification import multilabel_f1, multilabel_report
 from .plots import _plt, to_display
+from .words import ordinal, span
 
 __all__ = [
     "CUE_GROUPS", "GROUP_LABELS", "GenrePredictions", "genres_by_cue", "genre_order", "predict_split",
@@ -547,7 +548,6 @@ MODEL_LABELS: dict[str, str] = {
     "mango": "MANGO", "concat": "concat", "tokenfusion": "TokenFusion", "crossattn": "cross-attention",
     "image": "the image model", "text": "the text model",
 }
-_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _PLURAL = {"is": "are", "has": "have", "does": "do"}
 
 
@@ -557,11 +557,6 @@ def _label(name: str) -> str:
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def ordinal(n: int) -> str:
-    """1 -> "first", ..., 10 -> "tenth", then "11th", "12th", ..."""
-    return _ORDINALS[n - 1] if 1 <= n <= len(_ORDINALS) else f"{n}th"
 
 
 def place(values: Mapping[str, float], name: str, tol: float = 1e-9) -> str:
@@ -598,12 +593,6 @@ def _verb(singular: bool, verb: str) -> str:
 
 def _percent(v: float) -> str:
     return f"{100 * v:.0f} %"
-
-
-def _span(values: Sequence[float], fmt: Callable[[float], str] = lambda v: f"{v:.1f}") -> str:
-    """"0.40 to 0.51", or one value when both ends print the same."""
-    lo, hi = fmt(float(np.nanmin(values))), fmt(float(np.nanmax(values)))
-    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def _interval_words(lo: float, hi: float, other: str) -> str:
@@ -726,9 +715,9 @@ def results_discussion(table: Any, boot: Mapping[str, np.ndarray], group_f1: Any
     rank_words = ("the models *rank* most genres above chance anyway" if 2 * min(above) > len(auc_cols) else
                   "for many genres even the ranking is no better than chance")
     out.append(f"**{title}:** the best micro F1 is {mi.max():.1f}, the best macro F1 {ma.max():.1f}. Each model "
-               f"leaves {_span(zeros, lambda v: f'{v:.0f}')}{half} of the {len(present)} genres present unpredicted "
+               f"leaves {span(zeros, 0)}{half} of the {len(present)} genres present unpredicted "
                f"above 0.5 (F1 = 0): rare genres, {n_train} training films, {epochs} epochs, plain BCE (no positive "
-               f"weighting). {reader} By ROC-AUC each model ranks {_span(above, lambda v: f'{v:.0f}')} of the "
+               f"weighting). {reader} By ROC-AUC each model ranks {span(above, 0)} of the "
                f"{len(auc_cols)} genres it can be computed for above chance (AUC > 50), so {rank_words}.")
 
     # 4. fusion against the specialist, by ROC-AUC on the single-modality groups
@@ -812,7 +801,7 @@ def results_discussion(table: Any, boot: Mapping[str, np.ndarray], group_f1: Any
     vals = [float(v) for v in (ica_share if ica_share is not None else []) if np.isfinite(v)]
     if vals:
         ica = (f"In its {len(vals)} IMCA layers, on average {_percent(float(np.mean(vals)))} of a transformed token's "
-               f"attention goes to the other modality (per layer {_span(vals, _percent)}); that describes the layers, "
+               f"attention goes to the other modality (per layer {span(vals, fmt=_percent)}); that describes the layers, "
                f"but it is not evidence that this makes the predictions better")
     else:
         ica = ("This MANGO has no IMCA layer with a cross-modal share to report; a share would describe the layers "
@@ -826,7 +815,7 @@ def results_discussion(table: Any, boot: Mapping[str, np.ndarray], group_f1: Any
                f"model with every $\\gamma$ fixed at 0, `mango-noattn`, answers that: see the README). The ablation "
                f"shares are a more direct test. {_cap(lw)} {_verb(ls, 'leans')} on the poster more for image-only "
                f"genres than for text-only ones{tick if len(lean) == n_fused else ''}. The poster share is "
-               f"{_span(img, lambda v: f'{v:.2f}')} on image-only genres and {_span(txt, lambda v: f'{v:.2f}')} on "
+               f"{span(img, 2)} on image-only genres and {span(txt, 2)} on "
                f"text-only ones, " + ("far from the clean 1 / 0 that the cue design would allow: the models only partly "
                                       "route each genre to its modality." if far else
                                       "against the clean 1 / 0 that the cue design would allow."))

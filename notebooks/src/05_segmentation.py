@@ -43,6 +43,7 @@ from mango_lite.training.tasks import load_model
 from mango_lite.viz import plot_attention, plot_curves_overlay, segmentation_grid
 from mango_lite.viz import segmentation as tx
 from mango_lite.viz.data import layout_tree, rgbd_grid
+from mango_lite.viz.words import ordinal, span
 
 # theme, one torch thread on small CPU-only machines, seed 0, preset from MANGO_LITE_PRESET, device. Run
 # folders go to the git-ignored runs/05_segmentation/<preset>/ at the repository root and are reused: a
@@ -488,15 +489,7 @@ print(session.finish())
 # run. At `quick` the models barely train and nothing here is a finding.
 
 # %%
-def span(values, digits=1):
-    lo, hi = float(np.min(values)), float(np.max(values))
-    return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f}-{hi:.{digits}f}"
-
-
-def ordinal(k):
-    return {1: "first", 2: "second", 3: "third", 4: "fourth"}.get(k, f"{k}th")
-
-
+# span(values, digits): "19.0 to 21.3", or one number when both ends print the same; ordinal(2) = "second"
 fused_miou = m.loc[list(FUSED), "miou"]
 lead = fused_miou - m.loc[best_uni, "miou"]
 spread = float(fused_miou.max() - fused_miou.min())
