@@ -2,8 +2,10 @@
 
 Given a partition x -> (X1, X2) of the 2T tokens (T each), queries and keys come from X1 only:
 
-    Q = LN(X1 Wq),  K = LN(X1 Wk),  S = softmax(mask(Q K^T / (tau sqrt(d))))   (per head)
+    Q = LN(X1 Wq),  K = LN(X1 Wk),  S = softmax(mask(Q K^T / (tau sqrt(d_qk))))   (per head)
     A = I + gamma S,  Y1 = X1,      Y2 = A X2,          y = merge(Y1, Y2)
+
+(d_qk = the query/key width per head, qk_dim / heads; = d = D / heads unless ``qk_dim`` is set.)
 
 The mask keeps the upper triangle including the diagonal (row i attends to j >= i), so S is upper
 triangular with positive diagonal and rows summing to 1, and A has diagonal 1 + gamma s_ii > 0:
@@ -13,9 +15,10 @@ block triangular, with identity on the X1 block and (A (x) I_d) on the X2 block 
     log|det J| = d * sum_i log(1 + gamma s_ii)   summed over heads      (exact, O(T) per head)
 
 gamma. The official code uses A = S + I (gamma = 1). Each row of A then has diagonal 1 + s_ii and
-off-diagonal mass 1 - s_ii, so A is only weakly diagonally dominant and ||A^-1|| can reach
-1 / (2 min_i s_ii). Worse, every layer doubles the smooth (token-mean) direction relative to the rest,
-ActNorm rescales, and after 96 layers the composite is too ill-conditioned to invert in float32.
+off-diagonal mass 1 - s_ii, so each row is strictly diagonally dominant, but only by 2 s_ii, which
+attention can make arbitrarily small; Varah's bound then gives only ||A^-1||_inf <= 1 / (2 min_i s_ii).
+Worse, every layer doubles the smooth (token-mean) direction relative to the rest, ActNorm rescales, and
+after 96 layers the composite is too ill-conditioned to invert in float32.
 With gamma = tanh(g) in (-1, 1), learnable per head, every row is strictly diagonally dominant:
 (1 + gamma s_ii) - |gamma| (1 - s_ii) >= 1 - |gamma|, hence ||A^-1||_inf <= 1 / (1 - |gamma|) and
 cond_inf(A) <= (1 + |gamma|) / (1 - |gamma|), whatever the attention does. ``gamma=None`` restores
@@ -29,8 +32,11 @@ runs it moves both ways: it shrank in the density model of notebook 04 and in th
 Direction. With the upper triangle, token i of X2 receives only from tokens j >= i: in IMCA, where
 modality A's tokens come first in X2, B's tokens would never receive from A's. ``triangle="lower"``
 masks the other way (row i attends to j <= i); A is then lower triangular, with the same diagonal and
-log-det, and the inverse is a lower triangular solve. MANGO blocks alternate the two, as TarFlow
-alternates its autoregressive direction, so within a block information moves both ways.
+log-det, and the inverse is a lower triangular solve. The paper's block uses the upper triangle in every
+layer (:class:`~mango_lite.flows.MangoBlock`'s default, with ``FlowConfig.paper()``); mango_lite's recommended
+layout (``FlowConfig.recommended()``, ``alternate=True``), used by its task models, alternates the two from
+layer to layer, as TarFlow alternates its autoregressive direction, so within a block information moves
+both ways.
 
 Position. Attention from content alone cannot tell which tokens are co-located. With ``grid=(h, w)``
 a fixed 2-D sinusoidal code of each X1 token's grid position is added (times a learnable scale per
@@ -78,7 +84,7 @@ properties of the layer survive:
 Self logit (``self_logit``; a DEVIATION FROM THE PAPER, off by default). A learnable offset beta_h per head is
 added to the diagonal logits before the softmax:
 
-    S = softmax(mask(Q K^T / (tau sqrt(d)) + diag(beta_h)))   (per head h; beta starts at 0)
+    S = softmax(mask(Q K^T / (tau sqrt(d_qk)) + diag(beta_h)))   (per head h; beta starts at 0)
 
 Why: row i's query and key i both come from X1's token i, so a content-matching attention gives every row a
 large weight on itself. In the alignment toy (``mango_lite.training.alignment``) B's row k's query and the

@@ -8,10 +8,10 @@
   -> logits (B, 23); BCE with logits (optional ``pos_weight``).
 
 Total loss = task loss + ``flow_weight`` * flow bits/dim (MANGO; the NLL term of the paper's objective)
-+ ``sparsity_weight`` * score L1 (TokenFusion). Translation uses the L1 reconstruction loss only: the
-pix2pix recipe of TokenFusion adds an adversarial loss (L1 weight 100 vs GAN 1); a discriminator is left
-out here to keep CPU runs small and stable, so FID/KID of these models are not comparable to GAN-trained
-ones (documented in the reproduction tables).
++ ``sparsity_weight`` * score L1 (TokenFusion). Translation's task loss is the L1 reconstruction alone,
+with no adversarial term: the pix2pix recipe of TokenFusion adds an adversarial loss (L1 weight 100 vs
+GAN 1); a discriminator is left out here to keep CPU runs small and stable, so FID/KID of these models are
+not comparable to GAN-trained ones (documented in the reproduction tables).
 """
 
 from __future__ import annotations

@@ -52,13 +52,14 @@ print("preset:", preset.name)
 # Then, for each head (one head here; with $h$ heads every head gets $d = D/h$ channels):
 #
 # $$Q = \mathrm{LN}(X_1 W_q),\quad K = \mathrm{LN}(X_1 W_k),\quad
-#   S = \mathrm{softmax}\!\Big(\mathrm{mask}\big(\tfrac{QK^\top}{\tau\sqrt d}\big)\Big),\quad
+#   S = \mathrm{softmax}\!\Big(\mathrm{mask}\big(\tfrac{QK^\top}{\tau\sqrt{d_{qk}}}\big)\Big),\quad
 #   A = I + \gamma S,$$
 # $$Y_1 = X_1, \qquad Y_2 = A\,X_2, \qquad y = \mathrm{merge}(Y_1, Y_2).$$
 #
-# Queries and keys come **only from $X_1$**, values are $X_2$ itself. The mask keeps the upper triangle
-# including the diagonal (token $i$ attends to tokens $j \ge i$), so $S$ is upper triangular with a
-# strictly positive diagonal (softmax outputs are positive) and rows that sum to one.
+# Here $d_{qk}$ is the query/key width per head ($= d$ unless `qk_dim` sets it) and $\tau$ a learnable
+# temperature per head. Queries and keys come **only from $X_1$**, values are $X_2$ itself. The mask
+# keeps the upper triangle including the diagonal (token $i$ attends to tokens $j \ge i$), so $S$ is upper
+# triangular with a strictly positive diagonal (softmax outputs are positive) and rows that sum to one.
 #
 # The official code uses $A = S + I$, i.e. $\gamma = 1$. mango_lite makes $\gamma = \tanh(g)\in(-1,1)$ a
 # learnable per-head weight (default start 0.1); `ICA(..., gamma=None)` gives the paper's exact form.
@@ -83,12 +84,14 @@ print("diagonal of A:", torch.diagonal(A).detach().numpy().round(3))
 # > **Notation (used in every notebook).** $B$ batch, $T$ tokens per modality (so $2T$ in all), $D$
 # > channels per token, $h$ heads with $d = D/h$ channels each. A partition splits the tokens into the
 # > conditioning half $X_1$ and the transformed half $X_2$ (each $T\times D$). Per head,
-# > $S = \mathrm{softmax}(\mathrm{mask}(QK^\top/(\tau\sqrt{d_{qk}})))$ is triangular with rows summing to 1,
+# > $S = \mathrm{softmax}(\mathrm{mask}(QK^\top/(\tau\sqrt{d_{qk}})))$, with $d_{qk}$ the query/key width per
+# > head ($= d$ by default), is triangular with rows summing to 1,
 # > and the layer's matrix is $A = I + \gamma S$ with $\gamma\in(-1,1)$ learnable (the paper: $\gamma = 1$,
 # > $A = S + I$). $Y_2 = A X_2$; with tokens-major flattening the $X_2$ block of the Jacobian is
 # > $A\otimes I_d$ and $\log|\det J| = d\sum_{\text{heads}}\sum_i \log(1+\gamma s_{ii})$. Log-dets and
 # > log-likelihoods are in **nats**; *bits/dim* divides by $\ln 2$ and by the number of dimensions.
-# > Direction: `z, logdet = module(x)` maps data to latent.
+# > Direction: `z, logdet = module(x)` maps data to latent. Italic $A$ is always the layer's matrix
+# > $I + \gamma S$; "modality A" and "modality B" (roman) name the two inputs.
 #
 # ### Exercise 1.1 · The layer in twenty lines
 #
@@ -230,7 +233,10 @@ assert torch.allclose(logdet, exact, atol=1e-10)
 # * the inverse is one triangular solve in $O(T^2 d)$ (section 5), the cost of the forward product, where a
 #   dense $A$ needs a general solve;
 # * the map becomes autoregressive over the token order, so each layer moves information one way along
-#   it; MANGO's blocks (like TarFlow's) alternate the direction so that information moves both ways.
+#   it. The paper's block uses the upper triangle in every layer (`MangoBlock`'s default, with
+#   `FlowConfig.paper()`); mango_lite's recommended layout (`FlowConfig.recommended()`), used by its task
+#   models, alternates the triangle from layer to layer as TarFlow alternates its direction, so that
+#   information moves both ways.
 #
 # ## 5. The inverse: one triangular solve
 #
@@ -253,8 +259,9 @@ assert (x_rec - x).abs().max() < 1e-12 and (ld + ld_inv).abs().max() < 1e-12
 # ## 6. Conditioning, and why mango_lite learns $\gamma$
 #
 # Invertible is not the same as *well-conditioned*. With $\gamma = 1$, row $i$ of $A$ has diagonal
-# $1 + s_{ii}$ and off-diagonal mass $1 - s_{ii}$. That is only weak diagonal dominance, and
-# $\|A^{-1}\|_\infty$ can grow to about $1/(2\min_i s_{ii})$. More importantly, every layer doubles the
+# $1 + s_{ii}$ and off-diagonal mass $1 - s_{ii}$. Each row is strictly diagonally dominant, but only by
+# $2s_{ii}$, which attention can make arbitrarily small; Varah's bound then gives only
+# $\|A^{-1}\|_\infty \le 1/(2\min_i s_{ii})$. More importantly, every layer doubles the
 # per-sample token-mean direction ($A\mathbf 1 = 2\cdot\mathbf 1$) relative to the rest. ActNorm
 # rescales, so after dozens of layers all other directions are shrunk geometrically, and the inverse of
 # the stack cannot be computed in float32.
@@ -380,7 +387,9 @@ print(f"at your gamma, the worst cond_inf(A) over 64 draws of sharp attention is
 # ### Exercise 1.4 · Lower triangle (written answer)
 #
 # `ICA(..., triangle="lower")` masks the other way: token $i$ attends to tokens $j \le i$. What changes in
-# the log-det and in the inverse, and why do MANGO blocks alternate the two directions?
+# the log-det and in the inverse, and why does mango_lite's recommended layout (`FlowConfig.recommended()`,
+# the task models' default) alternate the two directions, where the paper's block keeps the upper
+# triangle in every layer?
 #
 # <!-- BEGIN SOLUTION -->
 # *Answer.* $A$ is then lower triangular with the same diagonal $1 + \gamma s_{ii}$, so the log-det formula

@@ -149,9 +149,10 @@ assert match.mean() > 0.9
 # $\Delta$ against the level has an interval above 0). Models: MANGO, its control, concat, a concat with
 # dilated context convolutions at MANGO's parameter count (`concat-context`), TokenFusion, bidirectional
 # cross-attention (`crossattn`) and two ICA variants of section 6; three seeds; segmentation on the NYUDv2
-# stand-in at the `cpu` preset. Test mIoU of the last epoch is reported on the test split, and the best
-# checkpoint is chosen on a selection split held out of training, so nothing reported was chosen on the
-# split it is reported on.
+# stand-in at the `cpu` preset. The reported number is the **last epoch's** test mIoU: the schedule is
+# fixed, so no epoch is chosen on any split, and the test split is used for no choice. A selection split
+# held out of training only picks the `best.pt` checkpoint each run also saves; no reported number comes
+# from it.
 #
 # The cell re-collects every finished run folder and recomputes the summary's paired differences from them,
 # so the figure and the verdicts below are those of the run files.
@@ -264,8 +265,8 @@ assert len(pick) == 2, labels8
 # Notebook 03 (section 5) trained one IMCA layer on a toy whose B tokens are noisy copies of A tokens
 # shifted by $s$: the attention found the right token (most of its weight), yet the bits/dim barely moved,
 # because a single $\gamma$ per head scales every row of $A = I + \gamma S$. B's rows want $\gamma \to -1$
-# (subtract the found copy); A's rows want no mixing. Two deviations from the paper, each a switch of
-# `InvertibleCrossAttention` with the paper's form the default:
+# (subtract the found copy); A's rows want no mixing. Two switches of `InvertibleCrossAttention` (three
+# settings), each a deviation from the paper, with the paper's form the default:
 #
 # * `gamma_mode="token"`: a gamma per row computed from $X_1$, $A = I + \operatorname{diag}(\gamma(X_1))S$,
 #   $|\gamma_i| < 1$; still a function of $X_1$ only, so the layer stays invertible by a triangular solve,

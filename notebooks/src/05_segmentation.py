@@ -66,13 +66,14 @@ MODELS = FUSED + UNIMODAL
 # A model outputs logits $s_p\in\mathbb R^{C}$ per pixel and predicts $\hat y_p=\arg\max_c s_{pc}$.
 # Training minimises pixel-wise cross-entropy over the non-void pixels. For MANGO the flow's negative
 # log-likelihood of the encoder features $F$, in bits per dimension, is added with weight
-# $\lambda$ = `preset.flow_weight`. Unlike the paper's joint objective (§1.6), this term trains the flow
-# only: its gradient stops at $F$ (written $\operatorname{sg}(F)$; `nll_to_encoders=False`, the task models'
-# default), because encoders that also received it lowered it by collapsing their features. The control
+# $\lambda$ = `preset.flow_weight`. Unlike the paper's objective, in which the NLL's gradient also reaches
+# the encoders, this term trains the flow only: its gradient stops at $F$ (written $\operatorname{sg}(F)$;
+# `nll_to_encoders=False`, the task models' default), because encoders that also received it lowered it by
+# collapsing their features. The control
 # `mango-nll-encoders` of notebook 08 is the paper's form. With $n$ the number of dimensions of $F$:
 #
 # $$\mathcal L = -\frac{1}{|\mathcal V|}\sum_{p\in\mathcal V}\log\operatorname{softmax}(s_p)_{y_p}
-# \;+\;\lambda\,\underbrace{\frac{-\log \pi(Z) - \log|\det \partial G(F)/\partial F|}{n\,\ln 2}\bigg|_{F=\operatorname{sg}(F)}}_{\text{bits/dim}} .$$
+# \;+\;\lambda\,\underbrace{\frac{-\log p_Z(Z) - \log|\det \partial G(F)/\partial F|}{n\,\ln 2}\bigg|_{F=\operatorname{sg}(F)}}_{\text{bits/dim}} .$$
 #
 # **Metrics** (percent; `mango_lite.metrics.segmentation_scores`, TokenFusion's `getScores` semantics). One
 # confusion matrix $M$ is accumulated over **all** valid pixels of the split, with $M_{ij}$ the number of

@@ -13,10 +13,11 @@
 # * The data are a **generated stand-in** in the exact Taskonomy sample-repository layout
 #   (`mango_lite.datasets.synth`). The real Taskonomy is not shipped with mango_lite or downloaded by it.
 #   Numbers below describe the stand-in, at the preset's image size, not the real data at 256 px.
-# * Our models are trained with an **L1 loss only**. TokenFusion / CEN / MANGO use the pix2pix recipe,
-#   i.e. L1 (weight 100) plus an adversarial loss. No discriminator is used here, which keeps CPU runs
-#   small and stable. L1-only models produce blurrier, more "average" images, and that hurts
-#   FID/KID in particular.
+# * Our models are trained with an **L1 task loss and no adversarial loss** (MANGO adds its flow's NLL
+#   term, which trains the flow, section 1; TokenFusion its small score-sparsity penalty). TokenFusion /
+#   CEN / MANGO use the pix2pix recipe, i.e. L1 (weight 100) plus an adversarial loss. No discriminator is
+#   used here, which keeps CPU runs small and stable. Without it the models produce blurrier, per-pixel
+#   "median" images, and that hurts FID/KID in particular.
 # * FID/KID need InceptionV3 weights, which mango_lite never downloads. RGB-target FID/KID below use a
 #   **proxy feature extractor**: a fixed, randomly initialised 4-layer CNN. They compare our runs with
 #   each other and are **not comparable to the paper's numbers**.
@@ -65,7 +66,8 @@
 # resolutions, and a translation head (upsampling, `tanh`) produces the target in $[-1,1]$:
 # * `mango`: the two-modality multiscale MANGO flow (invertible cross-attention, 8 ICA layers per
 #   block: 2 MMCA, 2×2 IMCA, 2 LICA). Its loss adds $\lambda\cdot$ the flow's bits/dim (the paper's
-#   NLL term) to the L1 loss.
+#   NLL term) to the L1 loss; as in notebook 05, that term trains the flow only (its gradient stops at
+#   the encoder features).
 # * `concat`: the two feature maps are concatenated, then convolution blocks.
 # * `tokenfusion`: TokenFusion's token scoring and exchange between modalities.
 # * `crossattn`: bidirectional cross-attention between the two token sets.
@@ -354,9 +356,9 @@ elif full:
 # The paper's rows (`paper (as printed)`, from `mango_lite.paper_tables`) were measured on the
 # real Taskonomy at 256 px, with pretrained transformer backbones and GAN training. For RGB targets,
 # their FID/KID use Inception features. Ours are the main job's runs of all five pairs (this notebook's
-# run where those are not here), from a generated stand-in at the preset's size, with
-# small CNN encoders, L1-only training and proxy FID/KID features. The table puts them side by side so
-# the *format* is checkable. The absolute values are not comparable. Only the ordering of models
+# run where those are not here), from a generated stand-in at the preset's size, with small CNN
+# encoders, training without an adversarial loss and proxy FID/KID features. The table puts them side
+# by side so the *format* is checkable. The absolute values are not comparable. Only the ordering of models
 # within one source means anything.
 
 # %%
@@ -652,8 +654,9 @@ print("\n".join(lines))
 #   appear there. The summary also ranks MANGO's cost in parameters and training time. The paper itself
 #   remarks that its cost exceeds lighter schemes such as TokenFusion.
 # * *Shade+Texture→RGB is only partly determined by its inputs.* Colour and the scene's own lighting are
-#   in neither input, so an L1 model predicts a desaturated average. The predictions in section 6 show
-#   this. FID/KID are proxies here and only order our own models.
+#   in neither input, so an L1 model predicts each pixel's conditional median, a desaturated, smoothed
+#   colour. The predictions in section 6 show this. FID/KID are proxies here and only order our own
+#   models.
 # * *Interpretability.* The ablation and gradient shares say which input the trained model *uses*. They
 #   do not say which input is *needed*. A model can lean on one input even when the other carries the
 #   same information. MANGO's attention matrices are triangular by construction, so in one layer a token
@@ -694,9 +697,9 @@ exercises.exercise_6_1(fusion_gain, by_pair)  # computes the gains itself; a wro
 # %% [markdown]
 # ### Exercise 6.2 · Why L1 blurs (written answer)
 #
-# Our translation models are trained with an L1 loss only. When the inputs leave the target's fine
-# texture uncertain, what does the L1-optimal prediction of each pixel look like, and which of the
-# reported metrics should punish that most: MAE, RMSE or the (proxy) FID?
+# Our translation models are trained with an L1 task loss and no adversarial term. When the inputs leave
+# the target's fine texture uncertain, what does the L1-optimal prediction of each pixel look like, and
+# which of the reported metrics should punish that most: MAE, RMSE or the (proxy) FID?
 #
 # <!-- BEGIN SOLUTION -->
 # *Answer.* The L1-optimal prediction of each pixel is the *median* of its conditional distribution, so
