@@ -30,7 +30,8 @@ __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
     "exercise_0_1", "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
     "exercise_2_2", "exercise_2_3", "exercise_3_1", "exercise_3_2",
-    "exercise_3_3", "exercise_3_4", "exercise_5_1", "exercise_5_2", "exercise_6_1", "exercise_7_1",
+    "exercise_3_3", "exercise_3_4", "exercise_4_1", "exercise_4_2", "exercise_5_1", "exercise_5_2", "exercise_6_1",
+    "exercise_7_1",
     "exercise_7_2", "exercise_7_3", "exercise_8_1",
 ]
 
@@ -551,6 +552,55 @@ def exercise_3_4(my_partition: Callable[[torch.Tensor, int], tuple[torch.Tensor,
 
 
 # ------------------------------------------------------------------------------------------ notebook 05
+def _per_sample(exercise: str, got: Any, want: torch.Tensor, name: str, mistakes: Mapping[str, torch.Tensor]) -> None:
+    """``got`` equals ``want`` sample by sample (float tolerance); a named slip gets its hint, anything else a
+    direction, never the expected values."""
+    if got is None:
+        raise NotAnswered(f"Exercise {exercise}: no answer yet: set {name}.")
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise WrongAnswer(f"Exercise {exercise}: expected {name} as a tensor of shape {tuple(want.shape)} (one value "
+                          f"per sample), got {shape}.")
+    got = got.detach().to(want.dtype).cpu()
+    want = want.detach().cpu()
+    if torch.allclose(got, want, rtol=1e-5, atol=1e-5):
+        _passed(exercise)
+        return
+    for hint, wrong in mistakes.items():
+        if torch.allclose(got, wrong.detach().cpu().to(want.dtype), rtol=1e-5, atol=1e-5):
+            raise WrongAnswer(f"Exercise {exercise}: not yet. {hint}")
+    direction = "too large" if float((got - want).mean()) > 0 else "too small"
+    raise WrongAnswer(f"Exercise {exercise}: not yet: {name} is {direction} on average.")
+
+
+def exercise_4_1(my_bpd: Any, log_prob: torch.Tensor, dims: int) -> None:
+    """Bits per dimension from a per-sample log-likelihood in nats over ``dims`` dimensions (both modalities)."""
+    want = -log_prob / (dims * math.log(2.0))
+    _per_sample("4.1", my_bpd, want, "my_bpd", {
+        "That is nats per dimension: one nat is 1/ln 2 bits.": -log_prob / dims,
+        "The log-likelihood is a negative cost: bits/dim is minus log p.": log_prob / (dims * math.log(2.0)),
+        "The pair has the pixels of both modalities: 2·H·W dimensions.": -log_prob / (dims / 2 * math.log(2.0)),
+        "Bits are base-2 logarithms, not base 10.": -log_prob / (dims * math.log(10.0)),
+    })
+
+
+def exercise_4_2(discrete_bpd: Callable[[torch.Tensor], Any], levels: int = 256) -> None:
+    """The discrete bits/dim of ``levels``-level data from the continuous one, on values of its own."""
+    continuous = torch.linspace(-5.0, 3.0, 9, dtype=torch.float64)
+    try:
+        got = discrete_bpd(continuous.clone())
+    except NotImplementedError:
+        raise NotAnswered("Exercise 4.2: no answer yet: write discrete_bpd.") from None
+    want = continuous + math.log2(levels)
+    _per_sample("4.2", got, want, "discrete_bpd(continuous)", {
+        "A bin of width 1/256 holds about p/256 of the probability: the discrete cost is larger, not smaller.":
+            continuous - math.log2(levels),
+        "256 levels, 256 bins: log2(256), not log2(255).": continuous + math.log2(levels - 1),
+        "Bits per dimension: the constant is log2(256), not ln(256).": continuous + math.log(levels),
+        "The bin width adds a constant; it does not scale the density.": continuous * math.log2(levels),
+    })
+
+
 def exercise_5_1(my_miou: Any, confusion: Any) -> None:
     """mIoU (percent) from a confusion matrix (rows: truth, columns: prediction), classes absent from both
     left out of the mean, as :func:`mango_lite.metrics.segmentation_scores` computes it."""

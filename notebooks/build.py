@@ -43,9 +43,12 @@ _BEGIN = re.compile(r"^(\s*)(?:# BEGIN SOLUTION|<!-- BEGIN SOLUTION -->)\s*$")
 _END = re.compile(r"^\s*(?:# END SOLUTION|<!-- END SOLUTION -->)\s*$")
 _STUB = re.compile(r"^(\s*)# STUB: ?(.*)$")
 EXERCISE = re.compile(r"^#{2,4} Exercise (\d+[a-z]?\.\d+)\s*[·:-]\s*(.+)$", re.M)
-STUDENT_NOTE = ("> **Student version.** The solutions of the exercises are removed: fill in the marked places "
-                "and run the checks below them, which fail until your answer is right. The full notebook, with "
-                "solutions and outputs, is `notebooks/{stem}.ipynb`.")
+STUDENT_NOTE = ("> **Student version.** The solutions of the exercises are removed and the cells carry no outputs: "
+                "fill in the marked places and run the checks below them, which fail until your answer is right "
+                "and never print the expected value. Your instructor has the version with solutions.")
+#: what the instructor version's header says about itself, and what the student version says instead
+INSTRUCTOR_HEADER = "(solutions in this version; students get `notebooks/student/`)"
+STUDENT_HEADER = "(this student version has no solutions)"
 
 
 def _split_regions(lines: list[str], student: bool, markdown: bool) -> list[str]:
@@ -247,7 +250,11 @@ def student_notebook(src: Path) -> nbformat.NotebookNode | None:
     nb = parse_source(text, student=True)
     full = HERE / f"{src.stem}.ipynb"  # the runtime the instructor copy's outputs took
     fill_runtime(nb, nbformat.read(full, as_version=4) if full.is_file() else None)
-    nb.cells.insert(1, nbformat.v4.new_markdown_cell(STUDENT_NOTE.format(stem=src.stem)))
+    for cell in nb.cells:  # the header speaks of the instructor version's solutions and outputs
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace(INSTRUCTOR_HEADER, STUDENT_HEADER).replace(
+                ", as these outputs were made", " when the instructor version was run")
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
     for cell in nb.cells:  # cell ids are random: fixed ones keep rebuilds byte-identical
         cell.pop("id", None)
     nb.nbformat_minor = 4

@@ -132,3 +132,14 @@ def test_check_results_reports_missing_failed_and_out_of_range() -> None:
     for needle in ("did not finish", "mango: miou=nan", "concat: miou=120.0", "crossattn: training failed",
                    "tokenfusion: missing"):
         assert needle in probs, (needle, probs)
+
+
+def test_ablation_rows_name_a_reference_rows_partitions_when_given():
+    from mango_lite.viz.reproduction import ablation_rows
+
+    report = {"metric": "miou", "variants": {"mmca": {"overrides": {"partitions": ["mmca"]}, "metrics": {"miou": 7.5},
+                                                      "params": 10, "wall_time_s": 1.0}}}
+    rows = ablation_rows(report, {"all (seed 1)": {"metrics": {"miou": 7.7}, "partitions": "mmca+imca+lica"},
+                                  "concat (reference)": {"metrics": {"miou": 7.3}}})
+    assert [r["partitions"] for r in rows] == ["mmca", "mmca+imca+lica", "-"]
+    assert [r["miou"] for r in rows] == [7.5, 7.7, 7.3]

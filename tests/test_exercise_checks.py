@@ -341,6 +341,40 @@ def test_exercise_0_1(capsys):
     assert capsys.readouterr().out.count("Exercise 0.1: right.") == 2
 
 
+# ------------------------------------------------------------------------------------------ 4.1, 4.2
+def test_exercise_4_1():
+    log_prob = torch.tensor([-3000.0, -2500.0, 1200.0])
+    dims = 2 * 16 * 16
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_4_1(None, log_prob, dims)
+    with pytest.raises(ex.WrongAnswer, match="shape"):
+        ex.exercise_4_1(torch.tensor(1.0), log_prob, dims)
+    mistakes = {"nats": -log_prob / dims, "negative cost": log_prob / (dims * math.log(2.0)),
+                "both modalities": -log_prob / (dims / 2 * math.log(2.0)), "base-2": -log_prob / (dims * math.log(10.0))}
+    for hint, wrong in mistakes.items():
+        with pytest.raises(ex.WrongAnswer, match=hint) as e:
+            ex.exercise_4_1(wrong, log_prob, dims)
+        assert "8.4" not in _message(e)  # the expected first value, -(-3000) / (512 ln 2) = 8.45, is never shown
+    with pytest.raises(ex.WrongAnswer, match="too large"):
+        ex.exercise_4_1(-log_prob / (dims * math.log(2.0)) + 1.0, log_prob, dims)
+    ex.exercise_4_1(-log_prob / (dims * math.log(2.0)), log_prob, dims)
+
+
+def test_exercise_4_2():
+    def stub(continuous):
+        raise NotImplementedError
+
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_4_2(stub)
+    for wrong, hint in ((lambda c: c - 8.0, "larger, not smaller"), (lambda c: c + math.log2(255), "not log2"),
+                        (lambda c: c + math.log(256), "not ln"), (lambda c: c * 8.0, "does not scale")):
+        with pytest.raises(ex.WrongAnswer, match=hint):
+            ex.exercise_4_2(wrong)
+    with pytest.raises(ex.WrongAnswer, match="shape"):
+        ex.exercise_4_2(lambda c: float(c.mean() + 8))
+    ex.exercise_4_2(lambda c: c + math.log2(256))
+
+
 # ------------------------------------------------------------------------------------------ notebook 05
 def test_exercise_5_1(capsys):
     conf = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]], dtype=np.int64)  # class 2 absent from truth and prediction

@@ -14,7 +14,7 @@ SOURCES = sorted((NB_DIR / "src").glob("*.py"))
 #: exercises each notebook must have once it has any (the issue's course plan: 3 in 01-04, 2 in 05-08 and in
 #: the part-notebooks such as 04b), by the notebook's number
 #: notebooks whose coded exercises are graded by mango_lite.exercises (the others follow)
-GRADED = {"01", "02", "03", "05", "06", "07", "08"}
+GRADED = {"01", "02", "03", "04", "05", "06", "07", "08"}
 MINIMUM = {"00": 0, "01": 3, "02": 3, "03": 3, "04": 3, "05": 2, "06": 2, "07": 2, "08": 2}
 
 
@@ -28,6 +28,17 @@ WITH_EXERCISES = [s for s in SOURCES if notebook_build().exercises(s.read_text()
 
 def test_some_notebook_has_exercises():
     assert WITH_EXERCISES, "no notebook source marks an exercise"
+
+
+@pytest.mark.parametrize("src", WITH_EXERCISES, ids=lambda p: p.stem)
+def test_a_student_copy_speaks_of_itself_and_points_to_no_solution(src):
+    """The header and banner of a student copy: no 'solutions in this version', no 'these outputs' (it has
+    none), and no path to the instructor notebook that holds the solutions and their printed answers."""
+    build = notebook_build()
+    text = "\n".join(c.source for c in build.student_notebook(src).cells if c.cell_type == "markdown")
+    assert build.INSTRUCTOR_HEADER not in text and build.STUDENT_HEADER in text
+    assert "as these outputs were made" not in text
+    assert f"notebooks/{src.stem}.ipynb" not in text
 
 
 @pytest.mark.parametrize("src", WITH_EXERCISES, ids=lambda p: p.stem)
@@ -91,7 +102,7 @@ def test_student_checks_fail_until_solved(src):
         failing = [i for i in idx if any(o.get("output_type") == "error" for o in nb.cells[i].outputs)]
         assert failing, f"{src.stem}: {head!r} passes with the stubs in place"
         errors = [o for o in nb.cells[failing[0]].outputs if o.get("output_type") == "error"]
-        if src.stem[:2] in GRADED:  # graded by mango_lite.exercises: the stub is reported as unanswered, and
+        if src.stem.split("_")[0] in GRADED:  # graded by mango_lite.exercises: the stub is reported as unanswered, and
             # nothing is printed up to the failure (a printed measurement would be the answer)
             assert errors[0]["ename"] == "NotAnswered", f"{src.stem}: {head!r} failed with {errors[0]['ename']}"
             printed = [o for i in idx if i <= failing[0] for o in nb.cells[i].outputs if o.get("output_type") == "stream"]

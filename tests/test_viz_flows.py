@@ -40,3 +40,21 @@ def test_interact_with_static_draws_each_setting_then_the_widget(monkeypatch):
     monkeypatch.setattr(ipywidgets, "interact", lambda fn, **kw: interacted.append(kw))
     interact_with_static(lambda a, b=0: calls.append((a, b)), [dict(a=1), dict(a=2, b=3)], a=(0, 5))
     assert calls == [(1, 0), (2, 3)] and interacted == [{"a": (0, 5)}]
+
+
+def test_plot_attention_centres_a_signed_matrix_and_keeps_viridis_otherwise():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from mango_lite.viz.flows import plot_attention
+
+    signed = torch.eye(4) + torch.triu(torch.full((4, 4), -0.4), 1)
+    ax = plot_attention(signed, plt.figure().gca())
+    im = ax.get_images()[0]
+    assert im.get_cmap().name == "RdBu_r" and im.get_clim() == (-1.0, 1.0)
+    ax = plot_attention(torch.eye(4) + torch.triu(torch.full((4, 4), 0.3), 1), plt.figure().gca())
+    assert ax.get_images()[0].get_cmap().name == "viridis"
+    plt.close("all")

@@ -62,12 +62,18 @@ def draw_partition_legend(ax: Axes) -> None:
 
 
 def plot_attention(a: torch.Tensor, ax: Axes | None = None, title: str = "", log: bool = False) -> Axes:
-    """Heat map of one (T, T) attention matrix A = I + gamma S (upper triangular)."""
+    """Heat map of one (T, T) attention matrix A = I + gamma S (triangular). A matrix with negative entries (a
+    learned gamma < 0) is drawn on a diverging scale centred at 0, so a negative weight never looks like a small
+    positive one; otherwise (and on the ``log`` scale) on viridis."""
     ax = ax or plt.gca()
     m = a.detach().cpu().double().numpy()
     if log:
         m = np.log10(np.where(m > 0, m, np.nan))
-    im = ax.imshow(m, cmap="viridis")
+    if not log and np.nanmin(m) < 0:
+        lim = float(np.nanmax(np.abs(m)))
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    else:
+        im = ax.imshow(m, cmap="viridis")
     plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
     ax.set_xlabel("key / source token j")

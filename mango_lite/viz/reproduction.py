@@ -232,7 +232,8 @@ def ablation_rows(report: Mapping[str, Any], reference: Mapping[str, Mapping[str
     """Rows of a :func:`mango_lite.training.run_ablation` report: ``variant``, ``partitions``, ``blocks``,
     the task's main metric (``report["metric"]``), ``params``, ``wall time (s)``; failed variants carry
     ``error``. ``reference``: extra rows ``{name: {"metrics": ..., "params": ..., "wall_time_s": ...}}``
-    (e.g. a Concat run or a second seed) appended with ``partitions`` "-"."""
+    (e.g. a Concat run or a second seed) appended with their ``partitions`` when given (a second seed of MANGO),
+    else "-" (a model without partitions)."""
     metric = report["metric"]
     rows = []
     for name, v in (report.get("variants") or {}).items():
@@ -245,7 +246,7 @@ def ablation_rows(report: Mapping[str, Any], reference: Mapping[str, Mapping[str
             row["error"] = v["error"]
         rows.append(row)
     for name, v in (reference or {}).items():
-        rows.append({"variant": name, "partitions": "-", "blocks": v.get("blocks"),
+        rows.append({"variant": name, "partitions": v.get("partitions", "-"), "blocks": v.get("blocks"),
                      metric: (v.get("metrics") or {}).get(metric), "params": v.get("params"),
                      "wall time (s)": v.get("wall_time_s")})
     return rows

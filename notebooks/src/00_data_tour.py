@@ -303,7 +303,8 @@ plt.show()
 
 # %%
 scene, out = vd.render_with_scene(3, 128)
-print(f"room type: {scene.room_type};  {scene.n_prims} primitives;  {len(scene.decals)} decals;  fusion cases: {scene.fusion}")
+print(f"room type: {scene.room_type};  {len(scene.instance_labels)} labelled instances;  {len(scene.decals)} decals;  "
+      f"fusion cases (instance ids): {scene.fusion}")
 fig = vd.render_breakdown(out)
 plt.show()
 valid = out["depth"] > 0
@@ -438,10 +439,11 @@ print(f"mIoU: RGB {seg_table.loc['RGB only', 'mIoU']:.1f}, depth {seg_table.loc[
       f"both {seg_table.loc['RGB + depth', 'mIoU']:.1f}")
 
 # %% [markdown]
-# Depth alone gets the big planar classes (wall, floor) and the camouflaged cabinets and boxes, but
-# essentially never a decal; RGB alone sees the decals but confuses camouflaged objects with the wall.
-# Only the fused features get both, and the gap in mean accuracy / mIoU is what a fusion model (MANGO
-# or a baseline) has to earn in notebook 05.
+# Depth alone gets the big planar classes (wall, floor) and finds some of the camouflaged cabinets and
+# boxes, where RGB alone confuses them with the wall; it essentially never finds a decal, which RGB alone
+# does see (the group table). The fused features are ahead in mean accuracy and mIoU (asserted above), yet
+# neither group is solved by any input: that gap is what a fusion model (MANGO or a baseline) has to earn
+# in notebook 05.
 #
 # ### MM-IMDb: a linear probe on poster colours, plot words, or both
 # Poster features: a 4×4×4 colour histogram, a 4×3 layout of mean colours, saturation / luminance
@@ -489,9 +491,10 @@ assert by_cue.loc["synergy"].max() < 35, "a linear probe cannot compute an XOR"
 
 # %% [markdown]
 # Each modality wins its own genres, the redundant ("both") genres gain from two independent noisy cues,
-# and the fused probe has the best macro-F1. (On the single-modality genres the fused probe can lose a
-# few points to the matching unimodal one: it fits the same few hundred films with both feature sets,
-# so the extra, useless block adds noise. A real fusion model faces the same trade-off.) The **synergy** genres stay near chance for every linear
+# and the fused probe has the best macro-F1. (On the single-modality genres the fused probe gains little
+# over the matching unimodal one, as the cue table shows: it fits the same few hundred films with both
+# feature sets, so the block that carries no cue adds noise as well. A real fusion model faces the same
+# trade-off.) The **synergy** genres stay near chance for every linear
 # probe, fused included: their label is an XOR of a poster motif and a plot keyword, which no sum of
 # per-modality evidence can express. The cue file shows it for Thriller (poster: ring target, plot:
 # "lighthouse"):

@@ -23,6 +23,7 @@
 # %%
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 import torch
 from IPython.display import display
@@ -94,19 +95,21 @@ with torch.no_grad():
 
 fig, axes = plt.subplots(2, 4, figsize=(14, 6.5))
 with torch.no_grad():
-    for ax, layer in zip(axes.flat, icas):
-        mix = layer.mixing_matrix(x)[0, 0]
-        im = ax.imshow(mix.numpy(), cmap="magma", vmin=0, vmax=1.0)
-        ax.axhline(T - 0.5, color="c", lw=1); ax.axvline(T - 0.5, color="c", lw=1)
+    moved = [layer.mixing_matrix(x)[0, 0] - torch.eye(2 * T) for layer in icas]  # M - I: what each layer changes
+    lim = max(float(m.abs().max()) for m in moved)
+    for ax, layer, m in zip(axes.flat, icas, moved):
+        im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)  # signed: 0 (passed through) is white
+        ax.axhline(T - 0.5, color="k", lw=1); ax.axvline(T - 0.5, color="k", lw=1)
         ax.set_title(f"{layer.partition_name.upper()} v{layer.variant}")
         ax.set_xlabel("input token"); ax.set_ylabel("output token")
 fig.colorbar(im, ax=axes, fraction=0.02)
-fig.suptitle("Effective token mixing M of the 8 ICA layers of one block (cyan: modality boundary)")
+fig.suptitle("What each of the 8 ICA layers of one block changes: M - I (black lines: modality boundary)")
 plt.show()
 
 # %% [markdown]
-# Read the panels: MMCA v0 has the identity on the A block (A passes through) and an upper-triangular
-# attention block on B×B (B re-mixed, with weights computed from A). IMCA interleaves: every second token
+# Read the panels (each shows $M - I$, so a token that passes through unchanged is a white row): MMCA v0
+# leaves the A block white (A passes through) and has an upper-triangular attention block on B×B (B
+# re-mixed, with weights computed from A; its diagonal is $\gamma s_{ii}$). IMCA interleaves: every second token
 # of each modality is re-mixed, using weights from the other half of *both* modalities. LICA's pattern
 # follows its learned permutation.
 #
@@ -141,9 +144,11 @@ def explore(partition: str = "imca", variant: int = 1, tokens: int = 8, seed: in
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 3.5), gridspec_kw={"width_ratios": [2, 1]})
     draw_partition(layer.partition, a0)
     with torch.no_grad():
-        a1.imshow(layer.mixing_matrix(xx)[0, 0].numpy(), cmap="magma", vmin=0, vmax=1)
-    a1.axhline(tokens - 0.5, color="c"); a1.axvline(tokens - 0.5, color="c")
-    a1.set_title("effective mixing M (rows: outputs)")
+        moved = (layer.mixing_matrix(xx)[0, 0] - torch.eye(2 * tokens)).numpy()
+    lim = float(np.abs(moved).max()) or 1.0
+    a1.imshow(moved, cmap="RdBu_r", vmin=-lim, vmax=lim)  # signed, centred at 0: white = passed through
+    a1.axhline(tokens - 0.5, color="k"); a1.axvline(tokens - 0.5, color="k")
+    a1.set_title("what the layer changes, M - I (rows: outputs)")
     plt.show()
 
 
@@ -252,7 +257,8 @@ exercises.exercise_3_1(feeds_a3, tokens=T)  # reads row 3 of M; a wrong set gets
 # %% [markdown]
 # ### Exercise 3.2 · The same with the lower triangle
 #
-# MANGO's blocks alternate the triangle (`triangle="lower"`: token $i$ attends to $j \le i$). Which inputs
+# mango_lite's task models alternate the triangle (`FlowConfig.recommended()`; the paper's block, drawn in
+# §2–3, uses the upper triangle in every layer). With `triangle="lower"` token $i$ attends to $j \le i$. Which inputs
 # feed A's token 3 now? What does this say about B's odd tokens receiving from A's within one IMCA layer?
 
 # %%

@@ -32,7 +32,7 @@ import torch
 from IPython.display import Markdown, display
 
 from mango_lite import exercises
-from mango_lite.datasets.synth.mmimdb import CUE_DESCRIPTIONS, GENRE_CUES
+from mango_lite.datasets.synth.mmimdb import CUE_DESCRIPTIONS, GENRE_CUES, CueConfig
 from mango_lite.metrics import multilabel_f1
 from mango_lite.models import attention_maps, count_parameters, cross_modal_share, modality_contribution
 from mango_lite.notebook import start_notebook
@@ -63,12 +63,13 @@ MODELS = FUSED + UNIMODAL
 # flow's negative log-likelihood of the fused encoder features $F$, in bits per dimension, is added with
 # weight $\lambda$ = `preset.flow_weight_for("genre")` (see `mango_lite.presets.TASK_FLOW_WEIGHTS`, chosen on a
 # selection split: `results/selection/`).
-# Unlike the paper's joint objective (§1.6), this term trains the flow only: its gradient stops at $F$
+# Unlike the paper's objective, in which the NLL's gradient also reaches the encoders, this term trains the
+# flow only: its gradient stops at $F$
 # ($\operatorname{sg}(F)$, the task models' default `nll_to_encoders=False`; notebook 05, section 1, says why). With $n$
 # the number of dimensions of $F$:
 #
 # $$\mathcal L = -\frac1{NK}\sum_{i,k}\big[y_{ik}\log\hat p_{ik} + (1-y_{ik})\log(1-\hat p_{ik})\big]
-# \;+\;\lambda\,\underbrace{\frac{-\log \pi(Z) - \log|\det \partial G(F)/\partial F|}{n\,\ln 2}\bigg|_{F=\operatorname{sg}(F)}}_{\text{bits/dim}} .$$
+# \;+\;\lambda\,\underbrace{\frac{-\log p_Z(Z) - \log|\det \partial G(F)/\partial F|}{n\,\ln 2}\bigg|_{F=\operatorname{sg}(F)}}_{\text{bits/dim}} .$$
 #
 # **Metrics** (percent; `mango_lite.metrics.multilabel_f1`, the same arithmetic as scikit-learn). With
 # $\mathrm{TP}_k,\mathrm{FP}_k,\mathrm{FN}_k$ counted over the test films for genre $k$:
@@ -133,8 +134,9 @@ print("one film as the loader gives it:", {k: (tuple(v.shape) if hasattr(v, "sha
 # from the visible ones, as on real data. The generator saves the cue bits (`synthetic_cues.npz`).
 # That lets us build **cue readers** (`gx.cue_reader`): per genre, a lookup table from the poster
 # bit, the plot bit or both bits to how often the genre is on among *training* films with the same
-# bits. Thresholded at 0.5 this is the Bayes decision of a perfect, calibrated reader of that
-# modality, trained on the same films as the models. It is the reference a model can approach, with
+# bits. Thresholded at 0.5 this is the per-genre error-minimising decision of a perfect, calibrated reader
+# of that modality (not the F1-optimal threshold; compare Exercise 7.2), trained on the same films as the
+# models. It is the reference a model can approach, with
 # one exception: models also see label co-occurrence, so they can beat it on a genre they cannot see.
 
 # %%
@@ -173,7 +175,22 @@ if preset.name != "quick":  # enough films for the lookup tables to be estimated
 # to the prior and never predicts the genre), while the pair of bits is nearly perfect once the
 # training split is large enough to estimate the XOR table. Even a perfect reader stays below 100:
 # cues are missing 15 % of the time, and a calibrated reader never predicts a rare genre from one
-# cue. For Film-Noir (1.3 % of films), $P(y=1\mid\text{cue})\approx 0.27 < 0.5$.
+# cue. By Bayes' rule, with prevalence $\pi$, hit rate $h$ and false-alarm rate $f$,
+# $P(y=1\mid\text{cue}) = \pi h / (\pi h + (1-\pi) f)$, which stays below 0.5 while $\pi < f / (h + f)$; the
+# cell below computes it for the rarest single-cue genre of the training split.
+
+# %%
+cue_rates = CueConfig()
+single_cue = [g for g in data.class_names if GENRE_CUES[g] in ("image", "text")]
+prevalence = {g: float(train_labels[:, data.class_names.index(g)].mean()) for g in single_cue}
+rarest = min(single_cue, key=prevalence.get)
+hit, false_alarm = ((cue_rates.p_hit_image, cue_rates.p_false_image) if GENRE_CUES[rarest] == "image"
+                    else (cue_rates.p_hit_text, cue_rates.p_false_text))
+pi = prevalence[rarest]
+posterior = pi * hit / (pi * hit + (1 - pi) * false_alarm)
+print(f"{rarest}: {100 * pi:.1f} % of training films; cue shown {hit:.2f} when on, {false_alarm:.2f} when off; "
+      f"P({rarest} | its cue) = {posterior:.2f} (a reader predicts it from its cue only above 0.5; "
+      f"the break-even prevalence is {100 * false_alarm / (hit + false_alarm):.1f} %)")
 #
 # ## 3. Training six models on the same data
 #
