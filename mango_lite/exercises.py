@@ -18,7 +18,7 @@ It serves the notebooks and sits with them at the top of the package's layers (`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,7 +30,8 @@ __all__ = [
     "NotAnswered", "WrongAnswer", "ForbiddenCall", "check_number", "check_token_set", "check_truth", "forbidding",
     "exercise_0_1", "exercise_1_1", "exercise_1_2", "exercise_1_3", "exercise_1_5", "exercise_1_6", "exercise_2_1",
     "exercise_2_2", "exercise_2_3", "exercise_3_1", "exercise_3_2",
-    "exercise_3_3", "exercise_3_4", "exercise_4_1", "exercise_4_2", "exercise_5_1", "exercise_5_2", "exercise_6_1",
+    "exercise_3_3", "exercise_3_4", "exercise_4_1", "exercise_4_2", "exercise_4b_1", "exercise_4b_2", "exercise_5_1",
+    "exercise_5_2", "exercise_6_1",
     "exercise_7_1",
     "exercise_7_2", "exercise_7_3", "exercise_8_1",
 ]
@@ -598,6 +599,63 @@ def exercise_4_2(discrete_bpd: Callable[[torch.Tensor], Any], levels: int = 256)
         "256 levels, 256 bins: log2(256), not log2(255).": continuous + math.log2(levels - 1),
         "Bits per dimension: the constant is log2(256), not ln(256).": continuous + math.log(levels),
         "The bin width adds a constant; it does not scale the density.": continuous * math.log2(levels),
+    })
+
+
+def exercise_4b_1(first_view_column: Callable[..., Any], focal: float = 55.4, baseline: float = 0.2,
+                  seed: int = 0) -> None:
+    """The colour camera's column of a point the displaced camera sees at column ``cols`` and z-depth ``depth``:
+    ``cols + focal * baseline / depth`` (rectified stereo, the second camera ``baseline`` to the right), on
+    columns and depths of its own."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    cols = np.tile(np.arange(64, dtype=np.float64), (8, 1))
+    depth = rng.uniform(0.6, 5.0, cols.shape)
+    try:
+        got = first_view_column(cols.copy(), depth.copy(), focal, baseline)
+    except NotImplementedError:
+        raise NotAnswered("Exercise 4b.1: no answer yet: write first_view_column.") from None
+    want = cols + focal * baseline / depth
+    slips = {
+        "The colour camera is to the left of the displaced one: a point moves right, not left, in its image.":
+            cols - focal * baseline / depth,
+        "Disparity falls with depth (far points move less): f·b/z, not f·b·z.": cols + focal * baseline * depth,
+        "Disparity is in pixels: the baseline in metres needs the focal length in pixels.": cols + baseline / depth,
+        "The column moves by the disparity; it is not scaled by it.": cols * focal * baseline / depth,
+    }
+    _per_sample("4b.1", None if got is None else torch.as_tensor(np.asarray(got, dtype=np.float64)),
+                torch.as_tensor(want), "first_view_column(cols, depth, focal, baseline)",
+                {hint: torch.as_tensor(v) for hint, v in slips.items()})
+
+
+def exercise_4b_2(mean: Any, low: Any, high: Any, a: Sequence[float], b: Sequence[float]) -> None:
+    """The mean of the per-seed differences a - b and its 95 % t interval (n - 1 degrees of freedom)."""
+    import statistics
+
+    from .metrics.paired import t_quantile, unpaired_half_width
+
+    if mean is None or low is None or high is None:
+        raise NotAnswered("Exercise 4b.2: no answer yet: set mean, low and high.")
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    m, sd = statistics.fmean(d), statistics.stdev(d)
+    half = t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    got = torch.tensor([float(mean), float(low), float(high)], dtype=torch.float64)
+    want = torch.tensor([m, m - half, m + half], dtype=torch.float64)
+    z_half = 1.959963984540054 * sd / math.sqrt(n)
+    pop_half = t_quantile(0.975, n - 1) * statistics.pstdev(d) / math.sqrt(n)
+    unpaired = unpaired_half_width(a, b)
+    _per_sample("4b.2", got, want, "(mean, low, high)", {
+        "mango - mango-noattn, not the other way round.": torch.tensor([-m, -m - half, -m + half], dtype=torch.float64),
+        f"With {n} seeds the interval needs the t quantile with {n - 1} degrees of freedom, not the normal 1.96.":
+            torch.tensor([m, m - z_half, m + z_half], dtype=torch.float64),
+        "The sample standard deviation divides by n - 1 (ddof=1).":
+            torch.tensor([m, m - pop_half, m + pop_half], dtype=torch.float64),
+        "The interval of a mean shrinks with the square root of n: divide the sd by sqrt(n).":
+            torch.tensor([m, m - half * math.sqrt(n), m + half * math.sqrt(n)], dtype=torch.float64),
+        "That is the unpaired interval of the two means: pair the seeds and take the spread of the differences.":
+            torch.tensor([m, m - unpaired, m + unpaired], dtype=torch.float64),
     })
 
 

@@ -375,6 +375,45 @@ def test_exercise_4_2():
     ex.exercise_4_2(lambda c: c + math.log2(256))
 
 
+# ------------------------------------------------------------------------------------------ 4b.1, 4b.2
+def test_exercise_4b_1():
+    def stub(cols, depth, focal, baseline):
+        raise NotImplementedError
+
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_4b_1(stub)
+    slips = ((lambda c, z, f, b: c - f * b / z, "left"), (lambda c, z, f, b: c + f * b * z, "falls with depth"),
+             (lambda c, z, f, b: c + b / z, "focal length"), (lambda c, z, f, b: c * f * b / z, "not scaled"))
+    for wrong, hint in slips:
+        with pytest.raises(ex.WrongAnswer, match=hint):
+            ex.exercise_4b_1(wrong)
+    with pytest.raises(ex.WrongAnswer, match="shape"):
+        ex.exercise_4b_1(lambda c, z, f, b: c[0])
+    ex.exercise_4b_1(lambda c, z, f, b: c + f * b / z)
+
+
+def test_exercise_4b_2():
+    from mango_lite.metrics.paired import paired_difference
+
+    a, b = [20.1, 19.4, 21.0, 20.6], [19.5, 19.2, 20.1, 20.4]
+    d = paired_difference(a, b)
+    right = (d.mean, d.low, d.high)
+    with pytest.raises(ex.NotAnswered):
+        ex.exercise_4b_2(None, None, None, a, b)
+    diffs = np.subtract(a, b)
+    sd, n = diffs.std(ddof=1), len(diffs)
+    half = d.high - d.mean
+    slips = {"other way round": (-d.mean, -d.high, -d.low), "degrees of freedom": (d.mean, d.mean - 1.96 * sd / 2,
+                                                                                    d.mean + 1.96 * sd / 2),
+             "n - 1": (d.mean, d.mean - half * diffs.std(ddof=0) / sd, d.mean + half * diffs.std(ddof=0) / sd),
+             "sqrt\\(n\\)": (d.mean, d.mean - half * math.sqrt(n), d.mean + half * math.sqrt(n))}
+    for hint, wrong in slips.items():
+        with pytest.raises(ex.WrongAnswer, match=hint) as e:
+            ex.exercise_4b_2(*wrong, a, b)
+        assert f"{d.low:.2f}" not in _message(e) and f"{d.high:.2f}" not in _message(e)
+    ex.exercise_4b_2(*right, a, b)
+
+
 # ------------------------------------------------------------------------------------------ notebook 05
 def test_exercise_5_1(capsys):
     conf = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]], dtype=np.int64)  # class 2 absent from truth and prediction

@@ -14,7 +14,7 @@ SOURCES = sorted((NB_DIR / "src").glob("*.py"))
 #: exercises each notebook must have once it has any (the issue's course plan: 3 in 01-04, 2 in 05-08 and in
 #: the part-notebooks such as 04b), by the notebook's number
 #: notebooks whose coded exercises are graded by mango_lite.exercises (the others follow)
-GRADED = {"01", "02", "03", "04", "05", "06", "07", "08"}
+GRADED = {"01", "02", "03", "04", "04b", "05", "06", "07", "08"}
 MINIMUM = {"00": 0, "01": 3, "02": 3, "03": 3, "04": 3, "05": 2, "06": 2, "07": 2, "08": 2}
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
+from mango_lite import exercises
 from mango_lite.datasets.synth.misregistration import disparity_px, focal_px, render_scene_misregistered
 from mango_lite.metrics.paired import paired_difference, unpaired_half_width
 from mango_lite.models import attention_maps, cross_modal_offsets
@@ -388,7 +389,8 @@ def first_view_column(cols: np.ndarray, depth: np.ndarray, focal: float, baselin
 
 
 # %%
-hits, total = 0, 0
+exercises.exercise_4b_1(first_view_column)  # on columns and depths of its own; names common slips
+hits, total = 0, 0  # and on rendered frames: how many pixels find their own surface at your column
 for frame in range(1, 9):
     v = render_scene_misregistered(frame, 64, B_MAX)
     z2 = v["second_depth_clean"]
@@ -423,9 +425,11 @@ low, high = mean - half_width, mean + half_width
 # END SOLUTION
 
 # %%
+exercises.exercise_4b_2(mean, low, high, [runs[lv_top]["mango"][s]["metrics"]["miou"] for s in seeds],
+                        [runs[lv_top]["mango-noattn"][s]["metrics"]["miou"] for s in seeds])
 ref = summary["mango_minus"][top]["mango-noattn"]
-print(f"yours: {mean:+.3f} [{low:+.3f}, {high:+.3f}] over {len(seeds)} seeds")
 assert ref["n"] == len(seeds) and max(abs(mean - ref["mean"]), abs(low - ref["low"]), abs(high - ref["high"])) < 1e-6
+print(f"yours: {mean:+.3f} [{low:+.3f}, {high:+.3f}] over {len(seeds)} seeds, as the study's summary has it")
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
