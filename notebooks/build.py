@@ -266,7 +266,8 @@ def exercise_index() -> str:
     versions. Written to ``notebooks/student/EXERCISES.md`` by every build; the README includes it."""
     lines = ["# Exercises", "",
              "Each notebook's exercises sit where the material they practise is taught (the written answers at "
-             "the end of a part). The full notebooks in `notebooks/` carry the solutions and their outputs; "
+             "the end of a part). For instructors: the full notebooks in `notebooks/` carry the solutions and "
+             "their outputs, so ship only `notebooks/student/` to a class; "
              "`notebooks/student/` holds the same notebooks without outputs and with every solution replaced "
              "by a stub, the checks kept, so each check fails until the exercise is solved "
              "(`tests/test_exercises.py` runs the student version of every notebook from 01 on at the quick preset to "

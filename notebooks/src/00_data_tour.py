@@ -282,7 +282,7 @@ plt.show()
 #
 # * **Room shell**: an axis-aligned box seen from inside: four walls (one shared material, so an
 #   object painted like the wall continues its pattern seamlessly), floor, ceiling.
-# * **Furniture and props** from analytic boxes, vertical cylinders and spheres (about 15 per scene):
+# * **Furniture and props** from analytic boxes, vertical cylinders and spheres:
 #   bed + pillows, sofa, table + chairs, desk + monitor + lamp, cabinets / counters, bookshelves with
 #   books, boxes, lamps, balls and vases; the room type (bedroom, living room, office, kitchen) sets the
 #   odds. **Flush decals** (picture, whiteboard, window, blinds, door, floor mat, book spines) are
@@ -303,8 +303,9 @@ plt.show()
 
 # %%
 scene, out = vd.render_with_scene(3, 128)
-print(f"room type: {scene.room_type};  {len(scene.instance_labels)} labelled instances;  {len(scene.decals)} decals;  "
-      f"fusion cases (instance ids): {scene.fusion}")
+faces = sum(NYU40_CLASSES[c] in ("wall", "floor", "ceiling") for c in scene.instance_labels.values())
+print(f"room type: {scene.room_type};  {len(scene.instance_labels) - faces} objects ({len(scene.decals)} of them flush "
+      f"decals) besides the room's {faces} faces;  fusion cases (instance ids): {scene.fusion}")
 fig = vd.render_breakdown(out)
 plt.show()
 valid = out["depth"] > 0

@@ -201,7 +201,7 @@ assert paper.iloc[-1] > 10 * ours.iloc[-1], "the paper form should be markedly w
 # is wrong by $T/D$. (3) With the paper's $\gamma=1$ the 96-layer stack loses invertibility in float32:
 # at the sizes of the `cpu` preset and above the round-trip error grows roughly twentyfold per block,
 # from ≈3e-6 at one block to ≈2e8 at twelve. With a learnable $\gamma$ that starts small, the stack stays
-# invertible in float32: its round-trip error stays below ≈2e-5 even at 96 layers.
+# invertible in float32: its round-trip error stays near 2e-5 even at 96 layers.
 # `benchmarks/bench_ica.py` (c) tracks the same number.
 
 # %% [markdown]

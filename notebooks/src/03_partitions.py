@@ -93,7 +93,7 @@ with torch.no_grad():
         y, _ = layer(x)
         assert torch.allclose(mix @ x[0], y[0], atol=1e-5), "y = M x must hold"
 
-fig, axes = plt.subplots(2, 4, figsize=(14, 6.5))
+fig, axes = plt.subplots(2, 4, figsize=(14, 6.5), constrained_layout=True)
 with torch.no_grad():
     moved = [layer.mixing_matrix(x)[0, 0] - torch.eye(2 * T) for layer in icas]  # M - I: what each layer changes
     lim = max(float(m.abs().max()) for m in moved)

@@ -191,7 +191,8 @@ posterior = pi * hit / (pi * hit + (1 - pi) * false_alarm)
 print(f"{rarest}: {100 * pi:.1f} % of training films; cue shown {hit:.2f} when on, {false_alarm:.2f} when off; "
       f"P({rarest} | its cue) = {posterior:.2f} (a reader predicts it from its cue only above 0.5; "
       f"the break-even prevalence is {100 * false_alarm / (hit + false_alarm):.1f} %)")
-#
+
+# %% [markdown]
 # ## 3. Training six models on the same data
 #
 # `train_models("genre", models, preset, …, data)` trains each model on the shared data (through
