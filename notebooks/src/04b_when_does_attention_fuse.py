@@ -206,8 +206,8 @@ assert set(gain) == set(summary["table"]), "the primary pair must be finished at
 # the attention mass by column offset (same grid row), `cross_modal_offsets`. With the depth camera to the
 # right, depth's token at column $c$ shows what RGB shows at $c + \delta$, so a layer that found its
 # partners puts its mass at offset $+\delta$ (dashed line) rather than 0. Upper-triangle layers can only
-# look one way along the token order, lower ones the other; the blocks alternate, so both directions are
-# available within a block. IMCA hands alternate grid columns of each modality to $X_1$ and $X_2$ (the
+# look one way along the token order, lower ones the other; the task models' layers alternate (the
+# recommended layout), so both directions are available within a block. IMCA hands alternate grid columns of each modality to $X_1$ and $X_2$ (the
 # transparent columns in the next figure), so some offsets are reachable only in some layers and the mass
 # is uneven over offsets at *both* levels: read the figure by comparing the two levels with each other.
 

@@ -317,7 +317,7 @@ plt.show()
 
 # %%
 cases = tx.fusion_case_iou(iou)
-display(cases.round(1).style.set_caption(
+display(cases.style.format("{:.1f}").set_caption(
     "mean IoU (%) per fusion case: " + "; ".join(f"{k}: {', '.join(v) or 'none present'}" for k, v in cases.attrs["classes"].items())))
 CAMO, FLUSH = tx.FUSION_CASE_LABELS["rgb_ambiguous"], tx.FUSION_CASE_LABELS["depth_ambiguous"]
 
