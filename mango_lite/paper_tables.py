@@ -83,16 +83,25 @@ OURS: dict[str, dict[str, str | None]] = {
 }
 
 
-def _picked(values: tuple[float, ...] | None, index: int) -> float | None:
-    return None if values is None else values[index]
-
-
-#: where each task's number for a row, group key and metric is printed (Tables 1, 2 and 3)
-_LOOKUP = {
-    "segmentation": lambda row, key, metric: _picked(TABLE1_SEGMENTATION[row].get(key), TABLE1_METRICS.index(metric)),
-    "translation": lambda row, key, metric: _picked(TABLE2_TRANSLATION[row].get(key), 0 if metric == "first" else 1),
-    "genre": lambda row, key, metric: TABLE3_GENRE[row][1 if metric == "micro_f1" else 2],
+#: each task's printed cell of a row and group (dataset / pair; Table 3 has one group): a tuple, or None
+_CELLS = {
+    "segmentation": lambda row, key: TABLE1_SEGMENTATION.get(row, {}).get(key),
+    "translation": lambda row, key: TABLE2_TRANSLATION.get(row, {}).get(key),
+    "genre": lambda row, key: TABLE3_GENRE.get(row),  # (modality, micro, macro)
 }
+#: the position of a metric in each task's printed cell
+_INDEX = {
+    "segmentation": TABLE1_METRICS.index,
+    "translation": lambda metric: 0 if metric == "first" else 1,
+    "genre": lambda metric: 1 if metric == "micro_f1" else 2,
+}
+
+
+def printed_cell(task: str, row: str, key: str) -> tuple | None:
+    """The paper's printed cell of ``row`` (a method as the paper names it) for group ``key`` (dataset for
+    segmentation, pair name for translation, ignored for genre), or None where it prints none."""
+    cells = _CELLS.get(task)
+    return None if cells is None else cells(row, key)
 #: the metrics of ours that each task's table prints (the others have no paper value to draw beside ours)
 PAPER_METRICS = {"segmentation": TABLE1_METRICS, "translation": ("first", "second"), "genre": ("micro_f1", "macro_f1")}
 
@@ -102,8 +111,8 @@ def paper_value(task: str, model: str, key: str, metric: str) -> float | None:
     there are two), or None. ``key``: dataset (segmentation), pair name (translation), ignored (genre).
     ``metric``: segmentation ``pixel_acc``/``mean_acc``/``miou``; translation ``first``/``second``;
     genre ``micro_f1``/``macro_f1``."""
-    lookup = _LOOKUP.get(task)
     for row, ours in OURS.get(task, {}).items():
-        if ours == model and lookup is not None:
-            return lookup(row, key, metric)
+        if ours == model and task in _INDEX:
+            cell = printed_cell(task, row, key)
+            return None if cell is None else cell[_INDEX[task](metric)]
     return None

@@ -52,7 +52,6 @@ def task_costs(
     from ..utils import seed_everything
     from .tasks import (
         FUSION_MODELS,
-        _preset,
         build_task_data,
         build_task_model,
         check_task,
@@ -60,11 +59,12 @@ def task_costs(
         make_adapter,
         model_kwargs,
         resolve_model,
+        resolve_preset,
         unimodal_names,
     )
 
     task = check_task(task)
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     if data is None:
         data = build_task_data(task, preset, data_root, pair, dataset, cache_dir, log=log)
     names = list(models) if models else list(FUSION_MODELS + unimodal_names(task, data.pair))
@@ -109,9 +109,10 @@ def preset_model(task: str, name: str, preset: Any) -> nn.Module:
     the data shapes of :data:`_COUNT_SHAPES` (no data needed)."""
     from types import SimpleNamespace
 
-    from .tasks import _preset, build_task_model, control_overrides, model_kwargs, resolve_model
+    from .runspec import resolve_preset
+    from .tasks import build_task_model, control_overrides, model_kwargs, resolve_model
 
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     channels, outputs, extra = _COUNT_SHAPES[task]
     data = SimpleNamespace(in_channels=channels, num_outputs=outputs, model_kwargs=extra)
     return build_task_model(task, resolve_model(task, name), model_kwargs(task, data, preset, control_overrides(name)))
@@ -127,9 +128,10 @@ def parameter_counts(preset: Any = None, tasks: Sequence[str] | None = None,
     ``"encoders"``. Returns ``{"preset", "encoders", "claim", "tasks": {task: {model: {"total", "encoders",
     "fusion", "head"}}}, "claim_holds": {task: bool}}`` (MANGO heavier than TokenFusion)."""
     from ..models import count_parameters
-    from .tasks import TASK_NAMES, _preset
+    from .runspec import resolve_preset
+    from .tasks import TASK_NAMES
 
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     encoders = "as the preset builds them"
     needs_weights = any(
         dict(v.get("model", {})).get("encoder", "conv") != "conv" and not dict(v.get("model", {})).get("encoder_weights")
@@ -183,9 +185,9 @@ def train_step_timings(device: str | torch.device, preset: Any, models: Sequence
     "run_minutes": {dataset: minutes of one run of the first model at the preset's epochs}}``."""
     from ..timing import interleaved
     from ..utils import device_name
-    from .tasks import _preset
+    from .runspec import resolve_preset
 
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     dev = torch.device(device)
     bs, size = int(preset.batch_size), int(preset.image_size)
     channels, outputs, _ = _COUNT_SHAPES[task]

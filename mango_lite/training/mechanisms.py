@@ -32,11 +32,10 @@ from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .executor import Outcome, RunJob, train_runs
 from .results_store import read_metrics
-from .runspec import RunOptions, RunSpec
+from .runspec import RunOptions, RunSpec, resolve_preset
 from .tasks import (
     CONTROL_MODELS,
     STUDY_MODELS,
-    _preset,
     build_task_data,
     check_task,
     control_overrides,
@@ -155,7 +154,7 @@ def run_study(
     from .reproduce import data_description
 
     task = check_task(task)
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     out = Path(out)
     log = log or (lambda m: None)
     names = [n for n, _, _ in variants]

@@ -49,8 +49,8 @@ def effective_parameters(task: str, preset: str | Preset, rows: Mapping[str, tup
     built as :func:`~mango_lite.training.train_task` builds it (the model's control overrides, then the row's;
     seed 0), on the first ``batch`` samples of the evaluation split (no augmentation draws)."""
     from ..utils import seed_everything
+    from .runspec import resolve_preset
     from .tasks import (
-        _preset,
         build_task_data,
         build_task_model,
         control_overrides,
@@ -60,7 +60,7 @@ def effective_parameters(task: str, preset: str | Preset, rows: Mapping[str, tup
         resolve_model,
     )
 
-    p = _preset(preset)
+    p = resolve_preset(preset)
     data = build_task_data(task, p, pair=pair, dataset=dataset,
                            cache_dir=cache_dir if cache_dir is not None else default_cache_dir())
     # the default collate, as the trainer batches every task

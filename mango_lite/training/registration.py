@@ -35,8 +35,8 @@ from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text
 from .executor import Outcome, RunJob, job_count, train_runs
 from .results_store import finished_run
-from .runspec import RunSpec
-from .tasks import DATA_SEED, DataInfo, _preset, default_cache_dir, prepare_data
+from .runspec import RunSpec, resolve_preset
+from .tasks import DATA_SEED, DataInfo, default_cache_dir, prepare_data
 from .workers import study_run_job
 
 TASK = "segmentation"
@@ -77,14 +77,14 @@ def level_name(level_px: float) -> str:
 def study_preset(preset: str | Preset, baseline_m: float) -> Preset:
     """The study's preset: ``preset`` with the depth seen from ``baseline_m`` metres away and a selection
     split held out of the training split."""
-    return _preset(preset).with_overrides(sensor_baseline_m=float(baseline_m), selection_split=True)
+    return resolve_preset(preset).with_overrides(sensor_baseline_m=float(baseline_m), selection_split=True)
 
 
 def study_plan(preset: str | Preset = "cpu", models: Sequence[str] = MODELS, seeds: Sequence[int] = SEEDS,
                levels_px: Sequence[float] = DISPARITY_LEVELS_PX) -> dict[str, Any]:
     """Everything that decides the runs, as JSON: task, preset, levels and their baselines, models, seeds,
     and the run order (the primary pair over every level and seed first)."""
-    p = _preset(preset)
+    p = resolve_preset(preset)
     baselines = calibrate_baselines(levels_px)
     runs = []
     for group in (PRIMARY, tuple(m for m in models if m not in PRIMARY)):
@@ -118,7 +118,7 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     out = Path(out)
     plan = study_plan(preset, models, seeds, levels_px)
     atomic_write_json(out / "plan.json", plan)
-    base = _preset(preset)
+    base = resolve_preset(preset)
     presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
     todo = [r for r in plan["runs"] if _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"]) is None]
     left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0

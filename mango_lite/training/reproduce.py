@@ -46,7 +46,7 @@ from ..tasks import CLASS_MAP, IMAGE, LABELS, TASKS, get_task
 from ..utils import atomic_write_json, atomic_write_text, checked_device, device_name, display_path, pick_device
 from .executor import Outcome, RunJob, job_count, train_runs
 from .results_store import finished_run
-from .runspec import RunOptions, RunSpec
+from .runspec import RunOptions, RunSpec, resolve_preset
 from .tasks import (
     CONTROL_MODELS,
     FUSION_MODELS,
@@ -55,7 +55,6 @@ from .tasks import (
     TASK_NAMES,
     DataInfo,
     TaskData,
-    _preset,
     build_task_data,
     check_dataset,
     check_task,
@@ -89,7 +88,7 @@ def plan_runs(preset: str | Preset | None, tasks: Sequence[str] | None = None, m
     """The run groups of a reproduction at ``preset`` (see module docstring). ``models`` restricts the
     models by name; the generic names ``unimodal`` / ``a`` / ``b`` select the task's unimodal models and
     ``controls`` MANGO's controls (:data:`~mango_lite.training.tasks.CONTROL_MODELS`)."""
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     knobs = dict((preset.tasks or {}).get("reproduce", {}))
     tasks = [check_task(t) for t in (tasks or TASK_NAMES)]
     wanted = [m.lower() for m in (models or knobs.get("models") or [])]
@@ -259,7 +258,7 @@ def reproduce(
     from .run_costs import load_run_costs
 
     t0 = time.perf_counter()
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     out = Path(out) if out is not None else Path("results") / preset.name
     log = log or (_log_default if verbose else (lambda m: None))
     groups = plan_runs(preset, tasks, models, pairs)
@@ -824,7 +823,7 @@ def run_ablation(
     :func:`~mango_lite.training.executor.default_jobs`); each run is seeded by ``seed`` alone, so the
     numbers do not depend on it. ``ablation.json`` is rewritten after every finished variant."""
     task = check_task(task)
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     parsed = [parse_variant(v) for v in variants]
     if not parsed:
         raise MangoLiteError("run_ablation: no variants given")

@@ -34,8 +34,8 @@ from ..presets import TASK_FLOW_WEIGHTS, Preset
 from ..tasks import TASKS
 from ..utils import atomic_write_json, atomic_write_text
 from .results_store import finished_run
-from .runspec import RunSpec
-from .tasks import _preset, default_cache_dir, prepare_data
+from .runspec import RunSpec, resolve_preset
+from .tasks import default_cache_dir, prepare_data
 from .workers import study_run_job, train_study_runs
 
 
@@ -64,7 +64,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
 
 def study_preset(preset: str | Preset) -> Preset:
     """``preset`` with a selection split held out of the training split."""
-    return _preset(preset).with_overrides(selection_split=True)
+    return resolve_preset(preset).with_overrides(selection_split=True)
 
 
 def study_plan(preset: str | Preset = "cpu", weights: Sequence[float] = WEIGHTS, seeds: Sequence[int] = SEEDS,
@@ -116,7 +116,7 @@ def _train_plan(out: Path, plan: dict[str, Any], folder: Callable[[dict[str, Any
     if not todo:
         return {"done": 0, "left": left_after, "failed": {}}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    infos = {d: prepare_data(d, p, cache_dir=cache, log=log).to_dict() for d in sorted({r["dataset"] for r in todo})}
+    infos = {d: prepare_data(d, p, cache_dir=cache, log=log) for d in sorted({r["dataset"] for r in todo})}
     runs = {str(folder(r).relative_to(out / "runs")): study_run_job(
         RunSpec(r["task"], MODEL, p, seed=r["seed"], dataset=r["dataset"], pair=r["pair"], model_overrides=overrides(r)),
         folder(r), infos[r["dataset"]], device) for r in todo}

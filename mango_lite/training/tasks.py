@@ -135,7 +135,6 @@ def check_dataset(task: str, dataset: str | None) -> str:
     return d
 
 
-_preset = resolve_preset  # the name the launchers import
 
 
 # ------------------------------------------------------------------------------------ data
@@ -201,7 +200,7 @@ def prepare_data(dataset: str, preset: str | Preset | None = None, data_root: st
     from ..datasets import verify_dataset
     from ..datasets.synth import get_writer
 
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     if data_root is not None:
         root = Path(data_root)
         if dataset == "taskonomy":
@@ -260,7 +259,7 @@ def build_task_data(task: str, preset: str | Preset | None = None, data_root: st
 
     ``info``: an already prepared :class:`DataInfo` (to share one folder between several runs)."""
     task = check_task(task)
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     dataset = check_dataset(task, dataset)
     size = int(preset.image_size)
     gen = torch.Generator().manual_seed(int(aug_seed))

@@ -14,24 +14,21 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from ..errors import TrainingError
 from ..presets import Preset
 from .executor import Outcome, RunJob, default_jobs, job_count, train_runs
-from .runspec import RunOptions, RunSpec
-from .tasks import DataInfo, RunResult, TaskData, _preset
+from .runspec import RunOptions, RunSpec, resolve_preset
+from .tasks import DataInfo, RunResult, TaskData
 
 __all__ = ["default_jobs", "train_models", "study_run_job", "train_study_runs"]
 
 
-def study_run_job(spec: RunSpec, folder: str | os.PathLike, info: DataInfo | Mapping[str, Any] | None = None,
+def study_run_job(spec: RunSpec, folder: str | os.PathLike, info: DataInfo | None = None,
                   device: str | None = None) -> RunJob:
     """One run of a study as a :class:`~mango_lite.training.executor.RunJob`: resumable, a folder of an older
     build retrained, the best checkpoint chosen on the selection split (when the preset holds one out), one
     checkpoint kept; ``info``: where its data already are."""
-    if isinstance(info, Mapping):
-        info = DataInfo(**info)
     return RunJob(spec, folder, RunOptions(device=device, resume=True, overwrite=False, retrain_stale=True,
                                            save_best=True, keep_checkpoints=1), data=info)
 
@@ -100,7 +97,7 @@ def train_models(
     ``seed`` alone, so the numbers do not depend on ``jobs``. Raises TrainingError if a run diverged."""
     from ..utils import pick_device
 
-    preset = _preset(preset)
+    preset = resolve_preset(preset)
     out = Path(out)
     say = log or (lambda msg: None)
     n_jobs = job_count(jobs, len(models), pick_device(device))

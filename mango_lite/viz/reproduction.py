@@ -132,16 +132,8 @@ _GROUP_METRIC = {
 
 def _paper(task: str, key: str, row: str, idx: int) -> float | None:
     """The paper's printed value of ``row`` for a group (dataset / pair name) at tuple index ``idx``."""
-    if task in _GROUP_TABLES:  # the tables printed per dataset / pair
-        v = _GROUP_TABLES[task].get(row, {}).get(key)
-        return None if v is None else v[idx]
-    t = P.TABLE3_GENRE.get(row)  # (modality, micro, macro): idx 1 = micro, 2 = macro
-    return None if t is None else float(t[idx])
-
-
-#: the paper's tables with a column per group (dataset, pair); Table 3 (genres) has one group
-_GROUP_TABLES: dict[str, Mapping[str, Mapping[str, Any]]] = {"segmentation": P.TABLE1_SEGMENTATION,
-                                                             "translation": P.TABLE2_TRANSLATION}
+    cell = P.printed_cell(task, row, key)  # genre: (modality, micro, macro), idx 1 = micro, 2 = macro
+    return None if cell is None else cell[idx]
 
 
 def _label(entry: Mapping[str, Any]) -> str:
