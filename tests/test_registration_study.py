@@ -109,7 +109,8 @@ def test_the_conclusion_is_computed_from_the_summary():
     def diff(mean, low, high, verdict):
         return {"mean": mean, "low": low, "high": high, "n": 3, "verdict": verdict}
 
-    s = {"verdicts": {"largest_level": "d8px", "aligned_level": "d0px", "hypothesis": "not shown",
+    s = {"plan": {"task": "segmentation"},
+         "verdicts": {"largest_level": "d8px", "aligned_level": "d0px", "hypothesis": "not shown",
                       "mango_vs_concat_context_at_largest_level": "better", "mango_vs_crossattn_at_largest_level": None},
          "mango_minus": {"d0px": {"mango-noattn": diff(0.5, 0.1, 0.9, "better")},
                          "d8px": {"mango-noattn": diff(0.4, -0.2, 1.0, "no difference shown"),
@@ -121,3 +122,36 @@ def test_the_conclusion_is_computed_from_the_summary():
     assert "+0.50 [+0.10, +0.90] mIoU at d0px and +0.40 [-0.20, +1.00] at d8px" in md
     assert "no trend is shown" in md and "1 of 2 models loses mIoU" in md and "concat +0.5, mango -2.0" in md
     assert "MANGO − concat-context = +1.00 [+0.50, +1.50]: better." in md and "crossattn" not in md
+
+
+def test_the_translation_study_misregisters_the_texture_and_reads_lower_error_as_better(tmp_path):
+    st = reg.study_task("translation")
+    assert st is reg.study_task("translation/shade_texture_to_rgb") and not st.higher_is_better
+    assert reg.default_folder(st).name == "registration-translation" and reg.default_folder().name == "registration"
+    with pytest.raises(ValueError, match="unknown task"):
+        reg.study_task("genre")
+    b = reg.calibrate_baselines((0.0, 8.0), frames=8, study=st)
+    assert b[0] == 0.0 and 0.1 < b[1] < 1.0
+    out, cache = tmp_path / "study", tmp_path / "data"
+    kw = dict(models=("mango", "mango-noattn"), seeds=(0, 1), levels_px=(0.0, 8.0), jobs=1, cache_dir=cache,
+              log=lambda m: None, study=st)
+    assert reg.run_study(out, TINY, **kw) == {"done": 8, "left": 0, "failed": {}}
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["task"] == "translation" and plan["pair"] == "shade_texture_to_rgb" and plan["metric"] == "mae_x10"
+    spec = json.loads((out / "runs" / "d8px" / "mango" / "seed1" / "metrics.json").read_text())["spec"]
+    assert spec["pair"] == "shade_texture_to_rgb" and spec["preset"]["sensor_baseline_m"] == pytest.approx(plan["baselines_m"][1])
+    meta = json.loads(next(cache.glob("taskonomy-*-b*/meta.json")).read_text())
+    assert meta["misregistered"] == ["edge_texture"] and meta["median_disparity_px"] > 0
+    s = reg.summarize(out)
+    mae = {lv: {m: s["table"][lv][m]["values"] for m in ("mango", "mango-noattn")} for lv in ("d0px", "d8px")}
+    d = s["mango_minus"]["d8px"]["mango-noattn"]
+    # positive = MANGO better = MANGO's error lower
+    assert d["mean"] == pytest.approx(sum(mae["d8px"]["mango-noattn"]) / 2 - sum(mae["d8px"]["mango"]) / 2)
+    gains = s["attention_gain_trend"]["gains"]
+    assert gains[1][1] == pytest.approx(mae["d8px"]["mango-noattn"][1] - mae["d8px"]["mango"][1])
+    md = (out / "summary.md").read_text()
+    assert "translation on the taskonomy (shade_texture_to_rgb) stand-in" in md and "MAE x10" in md
+    from mango_lite.viz.registration import plot_dose_response
+
+    fig = plot_dose_response(s)
+    assert "texture" in fig.axes[0].get_xlabel() and "MAE" in fig.axes[0].get_ylabel()

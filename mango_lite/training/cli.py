@@ -194,14 +194,22 @@ def _add_ablate_parser(sub: Any, fmt: Any) -> None:
 
 
 def _add_registration_parser(sub: Any, fmt: Any) -> None:
-    p = sub.add_parser("registration", help="the registration study: attention's gain as the depth is misregistered",
+    from .registration import STUDY_TASKS
+
+    p = sub.add_parser("registration", help="the registration studies: attention's gain as one modality is misregistered",
                        formatter_class=fmt,
-                       description="Trains MANGO, its no-attention control and the fusion baselines on segmentation "
-                                   "stand-ins whose depth is seen from a displaced camera (median disparity 0, 2, 4, 8 "
-                                   "px at 64 px), several seeds, as results/registration/PROTOCOL.md fixes; resumable "
-                                   "(finished runs are kept). Then writes summary.json, summary.md and "
-                                   "dose_response.png.")
-    p.add_argument("--out", default="results/registration", help="study folder (plan.json, runs/, summary.*)")
+                       description="Trains MANGO, its no-attention control and the fusion baselines on stand-ins whose "
+                                   "second modality is seen from a displaced camera, several seeds, as the study's "
+                                   "PROTOCOL.md fixes: segmentation (depth displaced; median disparity 0, 2, 4, 8 px at "
+                                   "64 px; results/registration) or translation (Shade+Texture -> RGB, texture displaced; "
+                                   "0 and 8 px; results/registration-translation). Resumable (finished runs are kept). "
+                                   "Then writes summary.json, summary.md and dose_response.png.")
+    p.add_argument("--task", default="segmentation", choices=sorted(STUDY_TASKS),
+                   help="which study: segmentation (NYUDv2, the depth misregistered; results/registration) or "
+                        "translation/shade_texture_to_rgb (Taskonomy, the texture misregistered; "
+                        "results/registration-translation)")
+    p.add_argument("--out", default=None, help="study folder (plan.json, runs/, summary.*; default: the task's, "
+                                               "results/registration or results/registration-translation)")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
     p.add_argument("--models", nargs="+", default=None, help="restrict to these models (default: the protocol's)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
@@ -432,21 +440,22 @@ def cmd_registration(args: argparse.Namespace) -> int:
 
     from . import registration as reg
 
+    study = reg.study_task(args.task)
     preset = args.preset or preset_name()
-    models = tuple(args.models) if args.models else reg.MODELS
+    models = tuple(args.models) if args.models else study.models
     seeds = tuple(args.seeds) if args.seeds else reg.SEEDS
-    out = Path(args.out)
+    out = Path(args.out) if args.out else reg.default_folder(study)
     if not args.summarize_only:
         res = reg.run_study(out, preset, models, seeds, jobs=args.jobs, device=args.device, cache_dir=args.data_cache,
-                            max_runs=args.max_runs, log=lambda m: print(m, file=sys.stderr))
+                            max_runs=args.max_runs, log=lambda m: print(m, file=sys.stderr), study=study)
         if res["failed"]:
             print(f"registration: {len(res['failed'])} runs failed: {sorted(res['failed'])}", file=sys.stderr)
     elif not (out / "plan.json").is_file():
         from ..errors import MangoLiteError
 
         raise MangoLiteError(f"registration --summarize-only: {out / 'plan.json'} not found; run the study first")
-    summary = reg.summarize(out, reg.effective_parameters(preset, models, cache_dir=args.data_cache),
-                            reg.aligned_reference(out.parent))
+    summary = reg.summarize(out, reg.effective_parameters(preset, models, cache_dir=args.data_cache, study=study),
+                            reg.aligned_reference(out.parent, study))
     if summary["runs_finished"]:
         from ..viz.registration import plot_dose_response
 

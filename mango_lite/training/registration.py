@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,13 @@ from ..markdown import table
 from ..metrics.paired import paired_difference, slope_interval
 from ..presets import Preset
 from ..utils import atomic_write_json, atomic_write_text
-from .executor import Outcome, RunJob, job_count, train_runs
+from .executor import Outcome, job_count, train_runs
 from .results_store import finished_run
 from .runspec import RunSpec, resolve_preset
-from .tasks import DATA_SEED, DataInfo, default_cache_dir, prepare_data
+from .tasks import DATA_SEED, default_cache_dir, prepare_data
 from .workers import study_run_job
 
-TASK = "segmentation"
-DATASET = "nyudv2"
-METRIC = "miou"  # test mIoU (%), higher is better
-METRIC_LABEL = "test mIoU (%)"
-#: median disparity of the misregistered depth, pixels at REFERENCE_SIZE (scales with the image size)
+#: median disparity of the misregistered modality, pixels at REFERENCE_SIZE (scales with the image size)
 DISPARITY_LEVELS_PX = (0.0, 2.0, 4.0, 8.0)
 REFERENCE_SIZE = 64
 #: MANGO and its no-attention control (the primary comparison), then the fusions it is compared with
@@ -54,17 +51,82 @@ MODELS = PRIMARY + ("concat", "concat-context", "crossattn", "tokenfusion", "man
 SEEDS = (0, 1, 2)
 
 
+@dataclass(frozen=True)
+class StudyTask:
+    """What one registration study trains and scores: the task, its stand-in (and translation pair), the
+    test metric and its direction, the models and levels its protocol fixes. ``plan.json`` records all of it,
+    so a summary reads its task from the plan, never from a default."""
+
+    task: str
+    dataset: str
+    metric: str
+    metric_label: str  # for tables and axes, e.g. "test mIoU (%)"
+    unit: str  # the metric's name in sentences, e.g. "mIoU"
+    higher_is_better: bool
+    models: tuple[str, ...]
+    levels_px: tuple[float, ...]
+    pair: str | None = None
+    displaced: str = "depth"  # the modality seen from the second camera, for sentences and axes
+    decimals: int = 2  # the metric's printed precision
+
+    @property
+    def key(self) -> str:
+        return self.task if self.pair is None else f"{self.task}/{self.pair}"
+
+
+SEGMENTATION = StudyTask("segmentation", "nyudv2", "miou", "test mIoU (%)", "mIoU", True, MODELS, DISPARITY_LEVELS_PX)
+#: the translation study (results/registration/translation-shade_texture_to_rgb/PROTOCOL.md): the texture
+#: (edge_texture) is seen from the second camera, the target RGB and the shading stay in the first frame
+TRANSLATION = StudyTask("translation", "taskonomy", "mae_x10", "test MAE x10 (lower is better)", "MAE x10", False,
+                        PRIMARY + ("concat", "concat-context"), (0.0, 8.0), pair="shade_texture_to_rgb",
+                        displaced="texture", decimals=3)
+STUDY_TASKS = {t.key: t for t in (SEGMENTATION, TRANSLATION)}
+# the segmentation study's names, kept for its callers
+TASK, DATASET, METRIC, METRIC_LABEL = SEGMENTATION.task, SEGMENTATION.dataset, SEGMENTATION.metric, SEGMENTATION.metric_label
+
+
+def default_folder(study: str | StudyTask | None = None) -> Path:
+    """Where the study's files are committed: ``results/registration`` (segmentation) or
+    ``results/registration-<task>`` (relative to the repository root)."""
+    st = study_task(study)
+    return Path("results") / ("registration" if st is SEGMENTATION else f"registration-{st.task}")
+
+
+def study_task(key: str | StudyTask | None) -> StudyTask:
+    """The study of ``key`` ("segmentation", "translation/shade_texture_to_rgb" or "translation"); None = segmentation."""
+    if isinstance(key, StudyTask):
+        return key
+    if key is None:
+        return SEGMENTATION
+    if key in STUDY_TASKS:
+        return STUDY_TASKS[key]
+    matches = [t for t in STUDY_TASKS.values() if t.task == key]
+    if len(matches) == 1:
+        return matches[0]
+    raise ValueError(f"registration study: unknown task {key!r}; expected one of {sorted(STUDY_TASKS)}")
+
+
+def task_of_plan(plan: dict[str, Any]) -> StudyTask:
+    """The study a ``plan.json`` belongs to (plans written before the translation study name no pair)."""
+    return study_task(plan["task"] if plan.get("pair") is None else f"{plan['task']}/{plan['pair']}")
+
+
 def calibrate_baselines(levels_px: Sequence[float] = DISPARITY_LEVELS_PX, size: int = REFERENCE_SIZE,
-                        frames: int = 64, seed: int = DATA_SEED) -> list[float]:
-    """The stereo baseline (metres) whose median disparity over the NYUDv2 stand-in's first ``frames``
-    frames at ``size`` px is each level: disparity = f b / z, so the median is b * median(f / z)."""
+                        frames: int = 64, seed: int = DATA_SEED, study: str | StudyTask | None = None) -> list[float]:
+    """The stereo baseline (metres) whose median disparity over the study's stand-in (NYUDv2 for segmentation,
+    Taskonomy for translation), its first ``frames`` frames at ``size`` px, is each level: disparity = f b / z,
+    so the median is b * median(f / z)."""
     from ..datasets.synth.misregistration import disparity_px, focal_px
     from ..datasets.synth.scenes import render_scene
-    from ..datasets.synth.writers import _rng
+    from ..datasets.synth.writers import _rng, iter_taskonomy_views
 
+    dataset = study_task(study).dataset
+    if dataset == "taskonomy":
+        depths = (out["depth_clean"] for _, _, out, _ in iter_taskonomy_views(frames, size, seed))
+    else:
+        depths = (render_scene(_rng(seed, dataset, i), size)["depth_clean"] for i in range(1, frames + 1))
     per_metre = []  # disparity of every pixel for a 1 m baseline: f / z
-    for i in range(1, frames + 1):
-        z = render_scene(_rng(seed, DATASET, i), size)["depth_clean"]
+    for z in depths:
         per_metre.append(disparity_px(z, focal_px(size), 1.0).ravel())
     px_per_metre = float(np.median(np.concatenate(per_metre)))
     return [round(float(level) / px_per_metre, 4) for level in levels_px]
@@ -80,18 +142,24 @@ def study_preset(preset: str | Preset, baseline_m: float) -> Preset:
     return resolve_preset(preset).with_overrides(sensor_baseline_m=float(baseline_m), selection_split=True)
 
 
-def study_plan(preset: str | Preset = "cpu", models: Sequence[str] = MODELS, seeds: Sequence[int] = SEEDS,
-               levels_px: Sequence[float] = DISPARITY_LEVELS_PX) -> dict[str, Any]:
-    """Everything that decides the runs, as JSON: task, preset, levels and their baselines, models, seeds,
-    and the run order (the primary pair over every level and seed first)."""
+def study_plan(preset: str | Preset = "cpu", models: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
+               levels_px: Sequence[float] | None = None, study: str | StudyTask | None = None) -> dict[str, Any]:
+    """Everything that decides the runs, as JSON: task (and pair), metric, preset, levels and their baselines,
+    models, seeds, and the run order (the primary pair over every level and seed first). ``models`` and
+    ``levels_px`` default to the study's protocol."""
+    st = study_task(study)
+    models = st.models if models is None else tuple(models)
+    levels_px = st.levels_px if levels_px is None else tuple(levels_px)
     p = resolve_preset(preset)
-    baselines = calibrate_baselines(levels_px)
+    baselines = calibrate_baselines(levels_px, study=st)
     runs = []
     for group in (PRIMARY, tuple(m for m in models if m not in PRIMARY)):
         for seed in seeds:
             for level in levels_px:
                 runs += [{"level_px": float(level), "model": m, "seed": int(seed)} for m in group if m in models]
-    return {"task": TASK, "dataset": DATASET, "metric": METRIC, "higher_is_better": True, "preset": p.name,
+    pair = {} if st.pair is None else {"pair": st.pair}  # the segmentation plan keeps the keys it always had
+    return {"task": st.task, "dataset": st.dataset, **pair, "metric": st.metric, "higher_is_better": st.higher_is_better,
+            "preset": p.name,
             "preset_config": p.to_dict(),
             "reference_size": REFERENCE_SIZE, "levels_px": [float(v) for v in levels_px], "baselines_m": baselines,
             "models": list(models), "seeds": [int(s) for s in seeds], "runs": runs}
@@ -101,51 +169,52 @@ def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
     return Path(out) / "runs" / level_name(run["level_px"]) / run["model"] / f"seed{run['seed']}"
 
 
-def _finished(folder: Path, preset: Preset, model: str, seed: int) -> dict[str, Any] | None:
+def _spec(st: StudyTask, preset: Preset, model: str, seed: int, epochs: int | None = None) -> RunSpec:
+    return RunSpec(st.task, model, preset, seed=seed, dataset=st.dataset, pair=st.pair, epochs=epochs)
+
+
+def _finished(folder: Path, st: StudyTask, preset: Preset, model: str, seed: int) -> dict[str, Any] | None:
     """This run's final ``metrics.json``, parsed, when the folder holds it; otherwise None."""
-    return finished_run(folder, RunSpec(TASK, model, preset, seed=seed))
+    return finished_run(folder, _spec(st, preset, model, seed))
 
 
-def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[str] = MODELS,
-              seeds: Sequence[int] = SEEDS, levels_px: Sequence[float] = DISPARITY_LEVELS_PX, jobs: int | None = None,
+def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[str] | None = None,
+              seeds: Sequence[int] = SEEDS, levels_px: Sequence[float] | None = None, jobs: int | None = None,
               device: str | None = "cpu", cache_dir: str | Path | None = None, max_runs: int | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, study: str | StudyTask | None = None) -> dict[str, Any]:
     """Train every run of :func:`study_plan` that has no finished folder under ``out/runs`` (a killed run
     continues from its last epoch), at most ``max_runs`` of them; returns ``{"done", "left", "failed"}``.
     ``plan.json`` is written first; runs go to ``out/runs/d{level}px/{model}/seed{k}``."""
     from .workers import train_study_runs
 
     out = Path(out)
-    plan = study_plan(preset, models, seeds, levels_px)
+    st = study_task(study)
+    plan = study_plan(preset, models, seeds, levels_px, st)
     atomic_write_json(out / "plan.json", plan)
     base = resolve_preset(preset)
     presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
-    todo = [r for r in plan["runs"] if _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"]) is None]
+    todo = [r for r in plan["runs"] if _finished(run_dir(out, r), st, presets[r["level_px"]], r["model"], r["seed"]) is None]
     left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
     todo = todo[:max_runs] if max_runs is not None else todo
-    log(f"registration study: {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
+    log(f"registration study ({st.key}): {len(plan['runs']) - len(todo) - left_after} of {len(plan['runs'])} runs finished, "
         f"{len(todo)} to train now" + (f", {left_after} left for later" if left_after else ""))
     if not todo:
         return {"done": 0, "left": left_after, "failed": {}}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    infos = {lv: prepare_data(DATASET, presets[lv], cache_dir=cache, log=log)
+    infos = {lv: prepare_data(st.dataset, presets[lv], cache_dir=cache, log=log)
              for lv in sorted({r["level_px"] for r in todo})}
-    runs = {f"{level_name(r['level_px'])}/{r['model']}/seed{r['seed']}": _run_job(
-        presets[r["level_px"]], r["model"], r["seed"], run_dir(out, r), infos[r["level_px"]], device) for r in todo}
-    done, failed = train_study_runs(runs, jobs, device, log, lambda res: f"{METRIC} {res.metrics[METRIC]:.2f}")
+    runs = {f"{level_name(r['level_px'])}/{r['model']}/seed{r['seed']}": study_run_job(
+        _spec(st, presets[r["level_px"]], r["model"], r["seed"]), run_dir(out, r), infos[r["level_px"]], device)
+        for r in todo}
+    done, failed = train_study_runs(runs, jobs, device, log, lambda res: f"{st.metric} {res.metrics[st.metric]:.3f}")
     return {"done": done, "left": left_after, "failed": failed}
-
-
-def _run_job(preset: Preset, model: str, seed: int, folder: Path, info: DataInfo, device: str | None,
-             epochs: int | None = None) -> RunJob:
-    return study_run_job(RunSpec(TASK, model, preset, seed=seed, dataset=DATASET, epochs=epochs), folder, info, device)
 
 
 def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Sequence[float] = (0.0, 8.0),
                     model: str = "mango", seed: int = 0, epochs: int | None = None, jobs: int | None = None,
                     device: str | None = "cpu", cache_dir: str | Path | None = None,
                     baselines_m: Sequence[float] | None = None,
-                    log: Callable[[str], None] | None = print) -> dict[float, Path]:
+                    log: Callable[[str], None] | None = print, study: str | StudyTask | None = None) -> dict[float, Path]:
     """One ``model`` trained as the study trains it at each of ``levels_px`` (``epochs``: a shorter schedule
     than the preset's, for a notebook), the levels in parallel worker processes. Runs go to
     ``out/d{level}px/{model}``; a finished run is reused. Returns ``{level: run folder}`` (for
@@ -154,20 +223,20 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
     from ..errors import TrainingError
 
     out = Path(out)
+    st = study_task(study)
     levels = [float(lv) for lv in levels_px]
     if baselines_m is not None and len(baselines_m) != len(levels):
         raise ValueError(f"train_at_levels: expected one baseline per level ({len(levels)}), got {len(baselines_m)}")
-    baselines = [float(b) for b in baselines_m] if baselines_m is not None else calibrate_baselines(levels)
+    baselines = [float(b) for b in baselines_m] if baselines_m is not None else calibrate_baselines(levels, study=st)
     presets = {lv: study_preset(preset, b) for lv, b in zip(levels, baselines)}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folders = {lv: out / level_name(lv) / model for lv in levels}
 
     def finished(lv: float) -> bool:  # this run, trained for the epochs asked for (a resume would re-evaluate it)
-        spec = RunSpec(TASK, model, presets[lv], seed=seed, dataset=DATASET, epochs=epochs)
-        return finished_run(folders[lv], spec, whole_schedule=True) is not None
+        return finished_run(folders[lv], _spec(st, presets[lv], model, seed, epochs), whole_schedule=True) is not None
 
-    runs = {lv: _run_job(presets[lv], model, seed, folders[lv], prepare_data(DATASET, presets[lv], cache_dir=cache, log=log),
-                         device, epochs)
+    runs = {lv: study_run_job(_spec(st, presets[lv], model, seed, epochs), folders[lv],
+                              prepare_data(st.dataset, presets[lv], cache_dir=cache, log=log), device)
             for lv in levels if not finished(lv)}
     if not runs:
         return folders
@@ -177,7 +246,7 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
         if outcome.error is not None:
             failed[level_name(lv)] = outcome.error
         elif log is not None:
-            log(f"{level_name(lv)}/{model}: {METRIC} {outcome.value.metrics[METRIC]:.2f} ({outcome.seconds:.0f} s)")
+            log(f"{level_name(lv)}/{model}: {st.metric} {outcome.value.metrics[st.metric]:.3f} ({outcome.seconds:.0f} s)")
 
     train_runs(runs, workers=job_count(jobs, len(runs), device), on_done=done)
     if failed:
@@ -191,11 +260,12 @@ def collect(out: str | Path) -> dict[str, Any]:
     plus each run's trainable parameters and wall time."""
     out = Path(out)
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    st = task_of_plan(plan)
     base = Preset(**plan["preset_config"])
     presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
     runs: dict[float, dict[str, dict[int, dict[str, Any]]]] = {}
     for r in plan["runs"]:
-        m = _finished(run_dir(out, r), presets[r["level_px"]], r["model"], r["seed"])
+        m = _finished(run_dir(out, r), st, presets[r["level_px"]], r["model"], r["seed"])
         if m is None:
             continue
         runs.setdefault(r["level_px"], {}).setdefault(r["model"], {})[r["seed"]] = {
@@ -215,12 +285,13 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
     ``reference``: model -> per-seed aligned results of the older protocol (:func:`aligned_reference`)."""
     got = collect(out)
     plan, runs = got["plan"], got["runs"]
+    metric = task_of_plan(plan).metric
     levels = [lv for lv in plan["levels_px"] if lv in runs]
     table: dict[str, dict[str, Any]] = {}
     for lv in levels:
         row = {}
         for model, seeds in runs[lv].items():
-            vals = [seeds[s]["metrics"][METRIC] for s in sorted(seeds)]
+            vals = [seeds[s]["metrics"][metric] for s in sorted(seeds)]
             row[model] = {"n": len(vals), "mean": float(np.mean(vals)),
                           "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
                           "seeds": sorted(seeds), "values": vals,
@@ -234,15 +305,20 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
             common = sorted(set(mango) & set(seeds))
             if other == "mango" or len(common) < 1:
                 continue
-            res = paired_difference([mango[s]["metrics"][METRIC] for s in common],
-                                    [seeds[s]["metrics"][METRIC] for s in common], plan["higher_is_better"])
+            res = paired_difference([mango[s]["metrics"][metric] for s in common],
+                                    [seeds[s]["metrics"][metric] for s in common], plan["higher_is_better"])
             paired.setdefault(level_name(lv), {})[other] = {**res.to_dict(), "seeds": common}
     trend = _gain_trend(plan, runs)
-    summary = {"plan": {k: v for k, v in plan.items() if k not in ("runs", "preset_config")}, "runs_planned": len(plan["runs"]),
+    st = task_of_plan(plan)
+    # the plan as the figures need it: what is measured and which modality moved, in words
+    described = {**{k: v for k, v in plan.items() if k not in ("runs", "preset_config")},
+                 "metric_label": st.metric_label, "displaced": st.displaced}
+    summary = {"plan": described, "runs_planned": len(plan["runs"]),
                "runs_finished": sum(len(s) for lv in runs.values() for s in lv.values()), "table": table,
                "mango_minus": paired, "attention_gain_trend": trend,
                "verdicts": _verdicts(plan, paired, trend, table), "effective_params": effective_params or {},
-               "aligned_check": _aligned_check(table, level_name(min(plan["levels_px"])), reference or {}),
+               "aligned_check": _aligned_check(table, level_name(min(plan["levels_px"])), reference or {},
+                                               plan["higher_is_better"]),
                "devices": sorted({r["device"] for lv in runs.values() for s in lv.values() for r in s.values()
                                   if r.get("device")})}
     atomic_write_json(Path(out) / "summary.json", summary)
@@ -250,18 +326,20 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
     return summary
 
 
-def aligned_reference(results_dir: str | Path) -> dict[str, list[float]]:
-    """Per-seed test mIoU of the pixel-aligned NYUDv2 stand-in under the older protocol (no selection split,
+def aligned_reference(results_dir: str | Path, study: str | StudyTask | None = None) -> dict[str, list[float]]:
+    """Per-seed test metric of the pixel-aligned stand-in under the older protocol (no selection split,
     the reported split also selecting; the training split 15 % larger): ``results/cpu-seeds`` for the fusions
-    and ``results/mechanisms/segmentation-nyudv2`` for MANGO's controls. The protocol's secondary check 3."""
+    and ``results/mechanisms/<task>-<dataset or pair>`` for MANGO's controls. The protocol's secondary check 3."""
+    st = study_task(study)
     root = Path(results_dir)
     out: dict[str, list[float]] = {}
     seeds = root / "cpu-seeds" / "seeds.json"
+    group_key = f"{st.task}/{st.pair or st.dataset}"
     if seeds.is_file():
-        group = json.loads(seeds.read_text(encoding="utf-8"))["groups"].get(f"{TASK}/{DATASET}", {})
+        group = json.loads(seeds.read_text(encoding="utf-8"))["groups"].get(group_key, {})
         for model, row in group.get("models", {}).items():
             out[model] = [float(v) for v in row["values"]]
-    mech = root / "mechanisms" / f"{TASK}-{DATASET}" / "mechanisms.json"
+    mech = root / "mechanisms" / group_key.replace("/", "-") / "mechanisms.json"
     if mech.is_file():
         for model, row in json.loads(mech.read_text(encoding="utf-8"))["rows"].items():
             if model not in out:
@@ -269,9 +347,11 @@ def aligned_reference(results_dir: str | Path) -> dict[str, list[float]]:
     return out
 
 
-def _aligned_check(table: dict[str, Any], zero: str, reference: dict[str, list[float]]) -> dict[str, Any]:
+def _aligned_check(table: dict[str, Any], zero: str, reference: dict[str, list[float]],
+                   higher_is_better: bool = True) -> dict[str, Any]:
     """Each model at the aligned level against its result under the older protocol: the difference of the
-    means and whether it is below by more than the older runs' seed sd (secondary check 3)."""
+    means and whether it is worse by more than the older runs' seed sd (secondary check 3)."""
+    sign = 1.0 if higher_is_better else -1.0
     out = {}
     for model, row in table.get(zero, {}).items():
         ref = reference.get(model)
@@ -281,19 +361,22 @@ def _aligned_check(table: dict[str, Any], zero: str, reference: dict[str, list[f
         sd = float(np.std(ref, ddof=1))
         diff = row["mean"] - mean
         out[model] = {"now": row["mean"], "before": mean, "before_sd": sd, "difference": diff, "n_now": row["n"],
-                      "worse_by_more_than_sd": bool(diff < -sd)}
+                      "worse_by_more_than_sd": bool(sign * diff < -sd)}
     return out
 
 
 def _gain_trend(plan: dict[str, Any], runs: dict[float, Any]) -> dict[str, Any] | None:
-    """Slope of the per-seed gain mango - mango-noattn over the levels, over the seeds that finished every level."""
+    """Slope of the per-seed gain of mango over mango-noattn (positive = mango better) over the levels, over the
+    seeds that finished every level."""
     levels = plan["levels_px"]
     if not all(lv in runs and "mango" in runs[lv] and "mango-noattn" in runs[lv] for lv in levels):
         return None
     seeds = sorted(set.intersection(*(set(runs[lv]["mango"]) & set(runs[lv]["mango-noattn"]) for lv in levels)))
     if len(seeds) < 2:
         return None
-    per_seed = [[runs[lv]["mango"][s]["metrics"][METRIC] - runs[lv]["mango-noattn"][s]["metrics"][METRIC]
+    metric, sign = task_of_plan(plan).metric, (1.0 if plan["higher_is_better"] else -1.0)
+    # signed like every paired difference of the study: positive = the attention helps
+    per_seed = [[sign * (runs[lv]["mango"][s]["metrics"][metric] - runs[lv]["mango-noattn"][s]["metrics"][metric])
                  for lv in levels] for s in seeds]
     return {**slope_interval(levels, per_seed), "seeds": seeds, "gains": per_seed, "unit": "metric points per px"}
 
@@ -339,28 +422,37 @@ def conclusion_markdown(s: dict[str, Any]) -> str:
     largest level, its slope, how much each model loses between them, and MANGO against the large-context
     concat and cross-attention at the largest level."""
 
+    st = task_of_plan(s["plan"])
+    k = st.decimals
+
     def interval(d: dict[str, Any]) -> str:
-        return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else f"{d['mean']:+.2f} (one seed)"
+        return (f"{d['mean']:+.{k}f} [{d['low']:+.{k}f}, {d['high']:+.{k}f}]" if d["n"] > 1
+                else f"{d['mean']:+.{k}f} (one seed)")
 
     v = s["verdicts"]
     top, zero = v["largest_level"], v["aligned_level"]
     gain = {lv: row["mango-noattn"] for lv, row in s["mango_minus"].items() if "mango-noattn" in row}
+    sign_note = "" if st.higher_is_better else ", signed so that positive = lower error"
     lines = [f"**H1 (the attention's gain grows with the misregistration): "
              f"{v['hypothesis'] or 'not decided yet (runs missing)'}.**"
-             + (f" The gain of attention over its γ = 0 control is {interval(gain[zero])} mIoU at {zero} and "
-                f"{interval(gain[top])} at {top} (paired by seed, 95 % t interval)." if zero in gain and top in gain else "")]
+             + (f" The gain of attention over its γ = 0 control is {interval(gain[zero])} {st.unit} at {zero} and "
+                f"{interval(gain[top])} at {top} (paired by seed, 95 % t interval{sign_note})."
+                if zero in gain and top in gain else "")]
     trend = s.get("attention_gain_trend")
     if trend is not None:
         word = {"rises": "it rises", "falls": "it falls"}.get(trend["verdict"], "no trend is shown")
-        lines.append(f"Its slope over the levels is {trend['mean']:+.3f} points per px [{trend['low']:+.3f}, "
-                     f"{trend['high']:+.3f}]: {word}.")
+        lines.append(f"Its slope over the levels is {trend['mean']:+.{k + 1}f} points per px [{trend['low']:+.{k + 1}f}, "
+                     f"{trend['high']:+.{k + 1}f}]: {word}.")
     table = s["table"]
     if zero in table and top in table:
+        sign = 1.0 if st.higher_is_better else -1.0
         change = {m: table[top][m]["mean"] - table[zero][m]["mean"] for m in table[top] if m in table[zero]}
-        losing = sum(1 for c in change.values() if c < 0)
+        losing = sum(1 for c in change.values() if sign * c < 0)
         who = "every model" if losing == len(change) else f"{losing} of {len(change)} models"
-        lines.append(f"From {zero} to {top} {who} loses mIoU (change of the mean over seeds, points): "
-                     + ", ".join(f"{m} {c:+.1f}" for m, c in sorted(change.items(), key=lambda kv: -kv[1])) + ".")
+        verb = f"loses {st.unit}" if st.higher_is_better else f"loses accuracy ({st.unit} rises)"
+        lines.append(f"From {zero} to {top} {who} {verb} (change of the mean over seeds, points): "
+                     + ", ".join(f"{m} {c:+.{k - 1}f}" for m, c in sorted(change.items(), key=lambda kv: -sign * kv[1]))
+                     + ".")
     for key, name in (("mango_vs_concat_context_at_largest_level", "concat-context"),
                       ("mango_vs_crossattn_at_largest_level", "crossattn")):
         d = s["mango_minus"].get(top, {}).get(name)
@@ -371,9 +463,12 @@ def conclusion_markdown(s: dict[str, Any]) -> str:
 
 def summary_markdown(s: dict[str, Any]) -> str:
     plan = s["plan"]
-    lines = [f"# Registration study: {plan['task']} on the {plan['dataset']} stand-in, `{plan['preset']}` preset", "",
+    st = task_of_plan(plan)
+    k = st.decimals
+    what = plan["dataset"] if st.pair is None else f"{plan['dataset']} ({st.pair})"
+    lines = [f"# Registration study: {plan['task']} on the {what} stand-in, `{plan['preset']}` preset", "",
              f"{s['runs_finished']} of {s['runs_planned']} runs finished; generated stand-in data, device "
-             f"{', '.join(s['devices']) or '-'}. Metric: {METRIC_LABEL} on the test split (last epoch); selection "
+             f"{', '.join(s['devices']) or '-'}. Metric: {st.metric_label} on the test split (last epoch); selection "
              "on a split held out of training. Protocol: `PROTOCOL.md` (committed before the first run).", "",
              "## In short", "", conclusion_markdown(s).rstrip(), "",
              "## Test metric per disparity level (mean ± sd over seeds, n)", ""]
@@ -386,12 +481,13 @@ def summary_markdown(s: dict[str, Any]) -> str:
         cells = []
         for m in models:
             c = row.get(m)
-            cells.append("-" if c is None else f"{c['mean']:.2f} ± {c['sd']:.2f} ({c['n']})" if c["n"] > 1
-                         else f"{c['mean']:.2f} (1)")
+            cells.append("-" if c is None else f"{c['mean']:.{k}f} ± {c['sd']:.{k}f} ({c['n']})" if c["n"] > 1
+                         else f"{c['mean']:.{k}f} (1)")
         measured = max((c["median_disparity_px"] for c in row.values()), default=0.0)
         rows.append([f"{lv:g} px (measured {measured:.1f})", f"{b:g}", *cells])
     lines += table(["level (median disparity)", "baseline (m)", *models], rows)
-    lines += ["", "## MANGO minus each model, paired by seed (95 % t interval; positive = MANGO better)", ""]
+    lines += ["", "## MANGO minus each model, paired by seed (95 % t interval; positive = MANGO better"
+              + ("" if st.higher_is_better else f", i.e. a lower {st.unit}") + ")", ""]
     others = [m for m in models if m != "mango"]
     rows = []
     for lv in plan["levels_px"]:
@@ -402,8 +498,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
         for m in others:
             d = row.get(m)
             cells.append("-" if d is None else
-                         f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {d['verdict']} (n={d['n']})"
-                         if d["n"] > 1 else f"{d['mean']:+.2f} (n=1)")
+                         f"{d['mean']:+.{k}f} [{d['low']:+.{k}f}, {d['high']:+.{k}f}] {d['verdict']} (n={d['n']})"
+                         if d["n"] > 1 else f"{d['mean']:+.{k}f} (n=1)")
         rows.append([f"{lv:g} px", *cells])
     lines += table(["level", *others], rows)
     t = s["attention_gain_trend"]
@@ -413,10 +509,10 @@ def summary_markdown(s: dict[str, Any]) -> str:
     else:
         span = max(plan["levels_px"]) - min(plan["levels_px"])
         lines.append(f"Slope of (mango - mango-noattn) against the median disparity, per seed then averaged over "
-                     f"{len(t['seeds'])} seeds: {t['mean']:+.3f} {t['unit']} [{t['low']:+.3f}, {t['high']:+.3f}]: "
-                     f"{t['verdict']}. Over the {span:g} px of the study the interval allows a change of the gain between "
-                     f"{t['low'] * span:+.2f} and {t['high'] * span:+.2f} points.")
-        gains = ", ".join(f"seed {s_}: " + " / ".join(f"{g:+.2f}" for g in row) for s_, row in zip(t["seeds"], t["gains"]))
+                     f"{len(t['seeds'])} seeds: {t['mean']:+.{k + 1}f} {t['unit']} [{t['low']:+.{k + 1}f}, "
+                     f"{t['high']:+.{k + 1}f}]: {t['verdict']}. Over the {span:g} px of the study the interval allows a "
+                     f"change of the gain between {t['low'] * span:+.{k}f} and {t['high'] * span:+.{k}f} points.")
+        gains = ", ".join(f"seed {s_}: " + " / ".join(f"{g:+.{k}f}" for g in row) for s_, row in zip(t["seeds"], t["gains"]))
         lines.append("")
         lines.append(f"Per-seed gains at {' / '.join(f'{lv:g}' for lv in plan['levels_px'])} px: {gains}.")
     v = s["verdicts"]
@@ -427,9 +523,10 @@ def summary_markdown(s: dict[str, Any]) -> str:
     if s.get("aligned_check"):
         lines += ["", "## At 0 px, against the older protocol's aligned runs (secondary check 3)", "",
                   "The older runs selected and reported on one split and trained on 15 % more frames.", ""]
-        lines += table(["model", "now (mean, n)", "before (mean ± sd)", "difference", "below by more than the sd"],
-                       [[m, f"{c['now']:.2f} ({c['n_now']})", f"{c['before']:.2f} ± {c['before_sd']:.2f}",
-                         f"{c['difference']:+.2f}", "yes" if c["worse_by_more_than_sd"] else "no"]
+        lines += table(["model", "now (mean, n)", "before (mean ± sd)", "difference", "below by more than the sd"
+                        if st.higher_is_better else "worse by more than the sd"],
+                       [[m, f"{c['now']:.{k}f} ({c['n_now']})", f"{c['before']:.{k}f} ± {c['before_sd']:.{k}f}",
+                         f"{c['difference']:+.{k}f}", "yes" if c["worse_by_more_than_sd"] else "no"]
                         for m, c in s["aligned_check"].items()])
     if s.get("effective_params"):
         lines += ["", "## Trainable parameters: nominal and receiving a gradient", ""]
@@ -439,11 +536,13 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def effective_parameters(preset: str | Preset, models: Sequence[str] = MODELS, cache_dir: str | Path | None = None,
-                         batch: int = 4) -> dict[str, dict[str, int]]:
+def effective_parameters(preset: str | Preset, models: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                         batch: int = 4, study: str | StudyTask | None = None) -> dict[str, dict[str, int]]:
     """:func:`~mango_lite.training.parameters.parameters_receiving_gradient` of every model, built as the study
     builds it (registered level, seed 0), on the first ``batch`` samples of the evaluation split."""
     from .parameters import effective_parameters as of_rows
 
-    return of_rows(TASK, study_preset(preset, 0.0), {m: (m, {}) for m in models}, dataset=DATASET,
+    st = study_task(study)
+    models = st.models if models is None else models
+    return of_rows(st.task, study_preset(preset, 0.0), {m: (m, {}) for m in models}, dataset=st.dataset, pair=st.pair,
                    cache_dir=cache_dir, batch=batch)

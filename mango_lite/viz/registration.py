@@ -42,10 +42,12 @@ def plot_dose_response(summary: Mapping[str, Any], path: str | os.PathLike | Non
             ys.append(c["mean"])
             err.append(t_quantile(0.975, c["n"] - 1) * c["sd"] / c["n"] ** 0.5 if c["n"] > 1 else 0.0)
         ax.errorbar(xs, ys, yerr=err, color=colour, marker=marker, linestyle=line, capsize=3, label=m, lw=1.5, ms=5)
-    ax.set_xlabel("median disparity of the depth (px at 64 px)")
-    ax.set_ylabel("test mIoU (%)")
+    # summaries written before the translation study name neither: they are the segmentation study's
+    moved = plan.get("displaced", "depth")
+    ax.set_xlabel(f"median disparity of the {moved} (px at 64 px)")
+    ax.set_ylabel(plan.get("metric_label", "test mIoU (%)"))
     ax.set_xticks(levels)
-    ax.set_title("Segmentation on misregistered stand-ins")
+    ax.set_title(f"{plan['task'].capitalize()} on misregistered stand-ins")
     others = [m for m in models if m != "mango"]
     for k, m in enumerate(others):
         colour, marker, _ = _STYLE.get(m, ("#333333", "o", "-"))
@@ -60,8 +62,8 @@ def plot_dose_response(summary: Mapping[str, Any], path: str | os.PathLike | Non
             hi.append(d["high"] - d["mean"] if d["n"] > 1 else 0.0)
         bx.errorbar(xs, ys, yerr=[lo, hi], color=colour, marker=marker, linestyle="none", capsize=3, label=f"− {m}")
     bx.axhline(0.0, color="black", lw=0.8)
-    bx.set_xlabel("median disparity of the depth (px at 64 px)")
-    bx.set_ylabel("MANGO − model, mIoU points (paired)")
+    bx.set_xlabel(f"median disparity of the {moved} (px at 64 px)")
+    bx.set_ylabel("MANGO − model, points (paired; > 0: MANGO better)")
     bx.set_xticks(levels)
     bx.set_title("MANGO against each model (95 % t interval)")
     handles, labels = ax.get_legend_handles_labels()
