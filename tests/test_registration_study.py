@@ -155,3 +155,15 @@ def test_the_translation_study_misregisters_the_texture_and_reads_lower_error_as
 
     fig = plot_dose_response(s)
     assert "texture" in fig.axes[0].get_xlabel() and "MAE" in fig.axes[0].get_ylabel()
+
+
+def test_the_command_line_names_a_study_by_its_task_or_its_full_key():
+    from mango_lite.cli import build_parser
+
+    parser = build_parser()
+    for name in ("translation", "translation/shade_texture_to_rgb"):
+        args = parser.parse_args(["registration", "--task", name, "--summarize-only"])
+        assert reg.study_task(args.task) is reg.TRANSLATION and args.out is None
+    assert reg.study_task(parser.parse_args(["registration"]).task) is reg.SEGMENTATION
+    with pytest.raises(SystemExit):
+        parser.parse_args(["registration", "--task", "genre"])

@@ -204,7 +204,8 @@ def _add_registration_parser(sub: Any, fmt: Any) -> None:
                                    "64 px; results/registration) or translation (Shade+Texture -> RGB, texture displaced; "
                                    "0 and 8 px; results/registration-translation). Resumable (finished runs are kept). "
                                    "Then writes summary.json, summary.md and dose_response.png.")
-    p.add_argument("--task", default="segmentation", choices=sorted(STUDY_TASKS),
+    # a study by its full key ("translation/shade_texture_to_rgb") or by its task's name alone
+    p.add_argument("--task", default="segmentation", choices=sorted(set(STUDY_TASKS) | {t.task for t in STUDY_TASKS.values()}),
                    help="which study: segmentation (NYUDv2, the depth misregistered; results/registration) or "
                         "translation/shade_texture_to_rgb (Taskonomy, the texture misregistered; "
                         "results/registration-translation)")

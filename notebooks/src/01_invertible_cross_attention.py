@@ -304,7 +304,7 @@ plt.show()
 
 # %% [markdown]
 # **Explore.** Move $\gamma$ and the temperature and watch $\mathrm{cond}_\infty(A)$ against its bound. The
-# matrix drawn is the mixing part $A - I = \operatorname{diag}(\gamma)\,S$ on a diverging scale (white is 0,
+# matrix drawn is the mixing part $A - I = \gamma S$ on a diverging scale (white is 0,
 # the masked triangle too): a negative $\gamma$ *subtracts* attention from each token. Sharp attention
 # ($\log\tau$ well below 0) with $|\gamma|$ near 1 is where the bound is nearly reached. Three settings are
 # drawn for a static reading (GitHub, the book); with a running kernel the sliders redraw it.
