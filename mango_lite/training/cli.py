@@ -214,6 +214,9 @@ def _add_registration_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="run size (default: as for train)")
     p.add_argument("--models", nargs="+", default=None, help="restrict to these models (default: the protocol's)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the protocol's)")
+    p.add_argument("--attention", action="store_true",
+                   help="also measure where MANGO's trained attention looks at each level (attention.json; needs the "
+                        "runs' checkpoints, so run it where the study was trained)")
     _add_study_arguments(p)
     p.set_defaults(func=cmd_registration)
 
@@ -455,6 +458,8 @@ def cmd_registration(args: argparse.Namespace) -> int:
         from ..errors import MangoLiteError
 
         raise MangoLiteError(f"registration --summarize-only: {out / 'plan.json'} not found; run the study first")
+    if args.attention:
+        reg.attention_offsets(out, cache_dir=args.data_cache, device=args.device)
     summary = reg.summarize(out, reg.effective_parameters(preset, models, cache_dir=args.data_cache, study=study),
                             reg.aligned_reference(out.parent, study))
     if summary["runs_finished"]:

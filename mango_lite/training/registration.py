@@ -254,6 +254,87 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
     return folders
 
 
+# ------------------------------------------------------------------------------------------ attention
+def attention_offsets(out: str | Path, model: str = "mango", samples: int = 16, cache_dir: str | Path | None = None,
+                      device: str | None = "cpu") -> dict[str, Any]:
+    """Where the attention of the study's own trained ``model`` runs looks, at every level and seed whose
+    last-epoch checkpoint is still on disk (the epoch the study reports; checkpoints are not committed, so
+    this runs where the study was trained). Over the first ``samples`` test images and the IMCA layers of
+    the flow's first token grid, :func:`~mango_lite.models.cross_modal_offsets` gives the attention mass of
+    the displaced modality's tokens on the other modality's tokens by column offset; a displaced token's
+    partner sits ``median disparity * grid width / image size`` tokens to the right.
+
+    Per run: the mean offset of that mass (``b_to_a_mean_dc``, tokens), the offset the disparity predicts,
+    and the mass on it; then, per seed, the shift of the mean offset from the aligned level to each other
+    level against the shift of the partners, with a t interval over seeds. Writes ``attention.json``."""
+    import torch
+
+    from ..engine.checkpoint import CHECKPOINT_DIR
+    from ..metrics.paired import paired_difference
+    from ..models import attention_maps, cross_modal_offsets
+    from .tasks import build_task_data, load_model
+
+    out = Path(out)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    st = task_of_plan(plan)
+    base = Preset(**plan["preset_config"])
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    per_run: dict[str, dict[str, Any]] = {}
+    for lv, b in zip(plan["levels_px"], plan["baselines_m"]):
+        preset = study_preset(base, b)
+        data = None
+        for seed in plan["seeds"]:
+            folder = run_dir(out, {"level_px": lv, "model": model, "seed": seed})
+            ckpts = sorted((folder / CHECKPOINT_DIR).glob("epoch_*.pt"))
+            if not ckpts or _finished(folder, st, preset, model, seed) is None:  # only finished runs: their last epoch
+                continue
+            if data is None:
+                data = build_task_data(st.task, preset, pair=st.pair, dataset=st.dataset,
+                                       info=prepare_data(st.dataset, preset, cache_dir=cache))
+                items = [data.test[i] for i in range(min(samples, len(data.test)))]
+                batch_a = torch.stack([it[data.a_key] for it in items])
+                batch_b = torch.stack([it[data.b_key] for it in items])
+            net, _, _ = load_model(ckpts[-1], device=device)
+            grid = tuple(int(x) // 2 for x in net.fusion.size)  # the flow's first token grid (one squeeze)
+            got = cross_modal_offsets(attention_maps(net, batch_a.to(_net_device(net)), batch_b.to(_net_device(net))), grid)
+            expected = float(data.info.meta.get("median_disparity_px", 0.0)) * grid[1] / preset.image_size
+            per_run.setdefault(level_name(lv), {})[str(seed)] = {
+                "b_to_a_mean_dc": got["b_to_a_mean_dc"], "a_to_b_mean_dc": got["a_to_b_mean_dc"],
+                "expected_dc": expected, "mass_at_expected": float(got["b_to_a"].get(int(round(expected)), 0.0)),
+                "layers": got["layers"], "epoch_checkpoint": ckpts[-1].name}
+    zero = level_name(min(plan["levels_px"]))
+    shifts = {}
+    for lv in per_run:
+        common = sorted(set(per_run[lv]) & set(per_run.get(zero, {})), key=int)
+        if lv == zero or not common:
+            continue
+        moved = [per_run[lv][s]["b_to_a_mean_dc"] for s in common]
+        before = [per_run[zero][s]["b_to_a_mean_dc"] for s in common]
+        res = paired_difference(moved, before)
+        shifts[lv] = {**{k: v for k, v in res.to_dict().items() if k != "verdict"}, "seeds": [int(s) for s in common],
+                      "partners_moved": float(np.mean([per_run[lv][s]["expected_dc"] - per_run[zero][s]["expected_dc"]
+                                                       for s in common]))}
+    result = {"model": model, "samples": samples, "displaced": st.displaced, "task": st.key, "runs": per_run,
+              "shift_from_aligned": shifts}
+    atomic_write_json(out / "attention.json", result)
+    return result
+
+
+def _net_device(net: Any) -> Any:
+    return next(net.parameters()).device
+
+
+def attention_markdown(att: dict[str, Any]) -> str:
+    """One sentence per level: how far the displaced modality's attention moved, against its partners."""
+    lines = []
+    for lv, d in att["shift_from_aligned"].items():
+        ci = f" [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else ""
+        lines.append(f"Inside the attention ({att['model']}'s own runs, {d['n']} seed(s), last epoch, {att['samples']} test "
+                     f"images): from the aligned level to {lv} the {att['displaced']} tokens' attention to the other "
+                     f"modality moved {d['mean']:+.2f} tokens{ci}, where their partners moved {d['partners_moved']:+.2f}.")
+    return "\n\n".join(lines) + ("\n" if lines else "")
+
+
 # ------------------------------------------------------------------------------------------ summary
 def collect(out: str | Path) -> dict[str, Any]:
     """The finished runs under ``out/runs`` that belong to ``out/plan.json``: ``{level: {model: {seed: metrics}}}``,
@@ -321,6 +402,9 @@ def summarize(out: str | Path, effective_params: dict[str, dict[str, int]] | Non
                                                plan["higher_is_better"]),
                "devices": sorted({r["device"] for lv in runs.values() for s in lv.values() for r in s.values()
                                   if r.get("device")})}
+    attention = Path(out) / "attention.json"  # written by attention_offsets where the checkpoints are
+    if attention.is_file():
+        summary["attention"] = json.loads(attention.read_text(encoding="utf-8"))
     atomic_write_json(Path(out) / "summary.json", summary)
     atomic_write_text(Path(out) / "summary.md", summary_markdown(summary))
     return summary
@@ -458,6 +542,8 @@ def conclusion_markdown(s: dict[str, Any]) -> str:
         d = s["mango_minus"].get(top, {}).get(name)
         if d is not None:
             lines.append(f"At {top}, MANGO − {name} = {interval(d)}: {v[key] or 'not decided yet (seeds missing)'}.")
+    if s.get("attention"):
+        lines.append(attention_markdown(s["attention"]).rstrip())
     return "\n\n".join(lines) + "\n"
 
 

@@ -31,6 +31,7 @@ from IPython.display import Markdown, display
 
 from mango_lite import exercises
 from mango_lite.datasets.synth.misregistration import disparity_px, focal_px, render_scene_misregistered
+from mango_lite.flows import FlowConfig
 from mango_lite.metrics.paired import paired_difference, unpaired_half_width
 from mango_lite.models import attention_maps, cross_modal_offsets
 from mango_lite.notebook import lab_epochs, start_notebook
@@ -198,6 +199,43 @@ for lv in (summary["verdicts"]["aligned_level"], top):
 assert set(gain) == set(summary["table"]), "the primary pair must be finished at every level"
 
 # %% [markdown]
+# ### The same question on image translation
+#
+# Segmentation may be a forgiving test: a class is constant over an object, so a depth a few pixels off is
+# still mostly the right object's depth. In image translation the target at a pixel depends on both inputs
+# *at that pixel's scene point*. A second pre-registered study (`registration --task translation`, protocol
+# in `results/registration-translation/PROTOCOL.md`, committed before its runs) asks the same question on
+# Shade+Texture→RGB: RGB is roughly albedo times shading, and the texture input (the edges of the albedo)
+# is seen from the displaced camera, at median disparities of 0 and 8 px, with MANGO, its control, concat
+# and the large-context concat, three seeds each. The metric is the test MAE×10, lower is better; every
+# difference below is signed so that positive means MANGO better.
+
+# %%
+STUDY_T = session.root / "results" / "registration-translation"
+summary_t = json.loads((STUDY_T / "summary.json").read_text(encoding="utf-8"))
+runs_t = reg.collect(STUDY_T)["runs"]
+metric_t = summary_t["plan"]["metric"]
+for level, row in summary_t["mango_minus"].items():  # recomputed from the run folders, as above
+    lv = float(level[1:-2])
+    for other, d in row.items():
+        mine = paired_difference([runs_t[lv]["mango"][s]["metrics"][metric_t] for s in d["seeds"]],
+                                 [runs_t[lv][other][s]["metrics"][metric_t] for s in d["seeds"]], higher_is_better=False)
+        assert abs(mine.mean - d["mean"]) < 1e-9, f"{level}/{other}: summary.json is stale"
+print(f"{summary_t['runs_finished']} of {summary_t['runs_planned']} runs finished; devices: {', '.join(summary_t['devices'])}")
+display(pd.DataFrame({lv: {m: f"{c['mean']:.3f} ± {c['sd']:.3f} ({c['n']})" for m, c in row.items()}
+                      for lv, row in summary_t["table"].items()}).T)
+plot_dose_response(summary_t)
+plt.suptitle(f"translation study: test MAE×10 (lower is better), generated Taskonomy stand-in, preset "
+             f"{summary_t['plan']['preset']}, {', '.join(summary_t['devices'])}", fontsize=9, y=1.02)
+plt.show()
+top_t = summary_t["verdicts"]["largest_level"]
+for lv, row in summary_t["mango_minus"].items():
+    d = row["mango-noattn"]
+    print(f"{lv}: attention's gain {d['mean']:+.4f} MAE×10 [{d['low']:+.4f}, {d['high']:+.4f}] over {d['n']} seeds: "
+          f"{d['verdict']}")
+assert summary_t["runs_finished"] == summary_t["runs_planned"], "the translation study is not finished"
+
+# %% [markdown]
 # ## 5. Inside the attention at the largest displacement
 #
 # Does the attention *find* the displaced partners, whatever it does to the mIoU? We train MANGO at the
@@ -342,7 +380,8 @@ if pairs_td:
 # `results/registration/summary.json`, the rest from the measurements above.
 
 # %%
-lines = [reg.conclusion_markdown(summary)]
+lines = ["**Segmentation (depth displaced).** " + reg.conclusion_markdown(summary),
+         "**Translation (texture displaced).** " + reg.conclusion_markdown(summary_t)]
 lines.append(f"Inside the attention (seed 0, {EPOCHS} epochs): depth's attention to RGB moved {shift:+.2f} tokens between "
              f"the two levels, where the partners moved {expected[labels[1]] - expected[labels[0]]:+.2f}.")
 best_toy = toy["share of the bound"].idxmax()
@@ -360,6 +399,24 @@ if parts:
                      f"[{p['against_matched']['low']:+.2f}, {p['against_matched']['high']:+.2f}] mIoU, "
                      f"MANGO ahead in {p['against_matched']['wins']} of {p['against_matched']['n']} "
                      f"(**{p['verdict']}**)" for p in parts) + ".")
+# which gamma MANGO keeps: a variant becomes the default only if the toy *and* the study show it helping
+STUDY_VARIANTS = {"mango-gamma-token": "gamma per token", "mango-gamma-token-diag": "per token + diagonal offset"}
+paper_share = toy.loc["paper (gamma per head)", "share of the bound"]
+verdicts = []
+for model, row in STUDY_VARIANTS.items():
+    on_toy = toy.loc[row, "share of the bound"] > paper_share
+    # the study's differences are MANGO minus the variant: "worse" there means the variant is better
+    in_study = summary["mango_minus"].get(top, {}).get(model, {}).get("verdict")
+    verdicts.append((model, on_toy, in_study == "worse"))
+    lines.append(f"`{model}`: on the toy {'ahead of' if on_toy else 'not ahead of'} the paper's layer "
+                 f"({toy.loc[row, 'share of the bound']:.0%} of the bound against {paper_share:.0%}); in the study at "
+                 f"{top}: {'the variant better' if in_study == 'worse' else 'the variant worse' if in_study == 'better' else 'no difference shown'}.")
+promote = [m for m, toy_ok, study_ok in verdicts if toy_ok and study_ok]
+lines.append(f"A variant becomes MANGO's default only if it helps on the toy and in the study: {', '.join(promote)}."
+             if promote else
+             "No variant helped in both, so MANGO keeps the paper's one γ per head as its default; the variants stay "
+             "switches (`FlowConfig(gamma_mode=..., self_logit=...)`), reported in every study that trains them.")
+assert promote or (FlowConfig.recommended().gamma_mode == "head" and not FlowConfig.recommended().self_logit)
 display(Markdown("\n\n".join(lines)))
 print(session.finish())
 

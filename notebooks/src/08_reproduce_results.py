@@ -293,21 +293,24 @@ if not capacity_files[0].is_file():
 # On pixel-aligned stand-ins attention can only add information from other positions, which no task needs
 # (notebook 04b). The registration study (`python -m mango_lite registration`, protocol committed before its
 # runs in `results/registration/PROTOCOL.md`) displaces the depth camera at four levels of disparity and
-# trains MANGO, its control and the baselines on each with three seeds. Its answer, computed from
-# `results/registration/summary.json` by `registration.conclusion_markdown`:
+# trains MANGO, its control and the baselines on each with three seeds; a second one
+# (`results/registration-translation/`) displaces the texture of Shade+Texture→RGB. Their answers, computed
+# from each study's `summary.json` by `registration.conclusion_markdown`:
 
 # %%
 from mango_lite.training import registration as reg
 
-study_file = REPO / "results" / "registration" / "summary.json"
-if study_file.is_file():
+for folder, data in (("registration", "generated NYUDv2 stand-in, depth displaced"),
+                     ("registration-translation", "generated Taskonomy stand-in, texture displaced")):
+    study_file = REPO / "results" / folder / "summary.json"
+    if not study_file.is_file():
+        print(f"no registration study in results/{folder} (python -m mango_lite registration ...)")
+        continue
     study = json.loads(study_file.read_text())
-    display(Markdown(f"**Registration study** ({study_file.relative_to(REPO)}, {study['runs_finished']} of "
-                     f"{study['runs_planned']} runs, `{study['plan']['preset']}` preset, generated NYUDv2 stand-in, "
-                     f"{', '.join(study['devices'])})\n\n" + reg.conclusion_markdown(study)))
+    display(Markdown(f"**Registration study, {study['plan']['task']}** ({study_file.relative_to(REPO)}, "
+                     f"{study['runs_finished']} of {study['runs_planned']} runs, `{study['plan']['preset']}` preset, "
+                     f"{data}, {', '.join(study['devices'])})\n\n" + reg.conclusion_markdown(study)))
     assert study["verdicts"]["hypothesis"] in ("confirmed", "refuted", "not shown", None)
-else:
-    print("no registration study in results/registration (python -m mango_lite registration ...)")
 
 from mango_lite.metrics.paired import paired_difference
 from mango_lite.training.density import CROSS_GLOW
@@ -500,6 +503,18 @@ for name, c in costs.items():
 assert costs["mango"]["params"] > costs["concat"]["params"]
 assert costs["mango"]["params"] > costs["tokenfusion"]["params"]
 assert costs["mango"]["forward_gflops"] > costs["concat"]["forward_gflops"]
+# why the inference peak barely differs between models: under no_grad each activation is freed once the next
+# layer has read it, so the peak is where the largest tensors meet, the full-resolution class scores at the end
+scores_mib = preset.batch_size * seg_data.num_outputs * preset.image_size ** 2 * 4 / 2 ** 20
+infer_peaks = {n: c["peak_infer_mb"] for n, c in costs.items()}
+spread = max(infer_peaks.values()) / min(infer_peaks.values())
+print(f"peak inference memory {min(infer_peaks.values()):.1f}-{max(infer_peaks.values()):.1f} MiB over the "
+      f"{len(infer_peaks)} models; the class scores alone ({preset.batch_size} × {seg_data.num_outputs} × "
+      f"{preset.image_size} × {preset.image_size} float32) take {scores_mib:.1f} MiB, "
+      f"{scores_mib / costs['mango']['peak_infer_mb']:.0%} of MANGO's peak: "
+      + ("the shared output, not the fusion, sets the inference peak at this size" if spread < 1.05 else
+         f"the models' peaks differ by up to {spread:.2f}×, so here the fusions' own activations show"))
+assert costs["mango"]["peak_infer_mb"] >= scores_mib
 
 # %%
 rx.plot_costs(costs, title=f"cost per batch — {COST_TAG}")
