@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from mango_lite.engine.cost import forward_flops
 from mango_lite.models import ModelConfig, build_model, count_parameters
 from mango_lite.presets import get_preset
 from mango_lite.utils import device_name
@@ -108,10 +109,13 @@ def main() -> None:
         flag = ""
         if n != "concat" and lo <= GOAL <= hi:
             flag = f"  (spread straddles the goal {GOAL}x: undecided on this machine)"
+        # the arithmetic of one forward pass: a step ratio below the FLOP ratio needs MANGO's FLOPs to run faster
+        # than concat's, so the FLOP ratio is what the step ratio comes to at equal efficiency
         rows[n] = {"median_ms": 1000 * statistics.median(times[n]), "ratio_to_concat": med, "ratio_min": lo,
-                   "ratio_max": hi, "params": count_parameters(models[n])["total"]}
+                   "ratio_max": hi, "params": count_parameters(models[n])["total"],
+                   "forward_gflops": forward_flops(models[n], a, b) / 1e9}
         print(f"  {n:16s} {rows[n]['median_ms']:7.0f} ms   / concat {med:5.2f}x [{lo:.2f}-{hi:.2f}]   "
-              f"{rows[n]['params'] / 1e6:.2f} M params{flag}")
+              f"{rows[n]['params'] / 1e6:.2f} M params   {rows[n]['forward_gflops']:.2f} forward GFLOPs{flag}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

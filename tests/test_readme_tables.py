@@ -94,6 +94,13 @@ def test_benchmark_views_render_medians_with_their_spread():
                  "mango": {"median_ms": 900, "ratio_to_concat": 3.0, "ratio_min": 2.5, "ratio_max": 4.0, "params": 1.5e6}}}
     md = train_step(bench)
     assert "| mango | 900 | 3.00× [2.50-4.00] | 1.50 M |" in md and "met by no MANGO variant" in md
+    assert "arithmetic" not in md  # benchmarks written before the FLOP count: no column, no sentence
+    bench["models"]["concat"]["forward_gflops"], bench["models"]["mango"]["forward_gflops"] = 0.5, 2.2
+    md = train_step(bench)
+    assert "| mango | 900 | 3.00× [2.50-4.00] | 1.50 M | 2.20 (4.40×) |" in md
+    assert "MANGO's forward pass does 4.40× concat's arithmetic" in md and "above the goal of 2×" in md
+    bench["models"]["mango"]["forward_gflops"] = 0.9
+    assert "above the goal" not in train_step(bench)
 
 
 def test_reproduction_time_view_and_its_comparison():
