@@ -152,6 +152,10 @@ def test_the_translation_study_misregisters_the_texture_and_reads_lower_error_as
         sum(att["runs"]["d8px"][k]["b_to_a_mean_dc"] - att["runs"]["d0px"][k]["b_to_a_mean_dc"] for k in "01") / 2)
     s = reg.summarize(out)
     assert "the texture tokens' attention to the other modality moved" in reg.conclusion_markdown(s)
+    far = {**att, "shift_from_aligned": {"d8px": {**shift, "low": -0.5, "high": 0.2, "partners_moved": 1.0}}}
+    assert "the attention did not follow them" in reg.attention_markdown(far)
+    near = {**att, "shift_from_aligned": {"d8px": {**shift, "low": 0.5, "high": 1.5, "partners_moved": 1.0}}}
+    assert "did not follow" not in reg.attention_markdown(near)
     mae = {lv: {m: s["table"][lv][m]["values"] for m in ("mango", "mango-noattn")} for lv in ("d0px", "d8px")}
     d = s["mango_minus"]["d8px"]["mango-noattn"]
     # positive = MANGO better = MANGO's error lower

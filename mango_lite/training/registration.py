@@ -68,6 +68,7 @@ class StudyTask:
     pair: str | None = None
     displaced: str = "depth"  # the modality seen from the second camera, for sentences and axes
     decimals: int = 2  # the metric's printed precision
+    change_decimals: int = 1  # ... of how much a model loses between levels
 
     @property
     def key(self) -> str:
@@ -79,7 +80,7 @@ SEGMENTATION = StudyTask("segmentation", "nyudv2", "miou", "test mIoU (%)", "mIo
 #: (edge_texture) is seen from the second camera, the target RGB and the shading stay in the first frame
 TRANSLATION = StudyTask("translation", "taskonomy", "mae_x10", "test MAE x10 (lower is better)", "MAE x10", False,
                         PRIMARY + ("concat", "concat-context"), (0.0, 8.0), pair="shade_texture_to_rgb",
-                        displaced="texture", decimals=3)
+                        displaced="texture", decimals=3, change_decimals=3)
 STUDY_TASKS = {t.key: t for t in (SEGMENTATION, TRANSLATION)}
 # the segmentation study's names, kept for its callers
 TASK, DATASET, METRIC, METRIC_LABEL = SEGMENTATION.task, SEGMENTATION.dataset, SEGMENTATION.metric, SEGMENTATION.metric_label
@@ -331,7 +332,9 @@ def attention_markdown(att: dict[str, Any]) -> str:
         ci = f" [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else ""
         lines.append(f"Inside the attention ({att['model']}'s own runs, {d['n']} seed(s), last epoch, {att['samples']} test "
                      f"images): from the aligned level to {lv} the {att['displaced']} tokens' attention to the other "
-                     f"modality moved {d['mean']:+.2f} tokens{ci}, where their partners moved {d['partners_moved']:+.2f}.")
+                     f"modality moved {d['mean']:+.2f} tokens{ci}, where their partners moved {d['partners_moved']:+.2f}"
+                     + (": the interval excludes the partners' move, so the attention did not follow them."
+                        if d["n"] > 1 and not d["low"] <= d["partners_moved"] <= d["high"] else "."))
     return "\n\n".join(lines) + ("\n" if lines else "")
 
 
@@ -485,16 +488,21 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
     rises = None if trend is None or len(trend["seeds"]) < full else trend["verdict"] == "rises"
     h1 = None if gain is None or rises is None else bool(gain["low"] > 0 and rises)
     refuted = None if gain is None else bool(gain["high"] <= 0 or (rises is not None and trend["high"] <= 0))
+    planned = set(plan["models"])
+    secondary = {  # only the comparisons of models this study trains
+        "mango_vs_concat_context_at_largest_level": ("concat-context", lambda: at_top["concat-context"]["verdict"]),
+        "mango_vs_crossattn_at_largest_level": ("crossattn", lambda: at_top["crossattn"]["verdict"]),
+        # the ICA variants are read the other way round: "better" means the variant beats MANGO
+        "mango_gamma_token_vs_mango_at_largest_level": ("mango-gamma-token", lambda: variant_verdict("mango-gamma-token")),
+        "mango_gamma_token_diag_vs_mango_at_largest_level": ("mango-gamma-token-diag",
+                                                             lambda: variant_verdict("mango-gamma-token-diag")),
+    }
     return {
         "largest_level": top,
         "attention_gain_at_largest_level": None if gain is None else gain["verdict"],
         "attention_gain_trend": None if rises is None else trend["verdict"],
         "hypothesis": (None if h1 is None else "confirmed" if h1 else "refuted" if refuted else "not shown"),
-        "mango_vs_concat_context_at_largest_level": at_top["concat-context"]["verdict"] if ready("concat-context") else None,
-        "mango_vs_crossattn_at_largest_level": at_top["crossattn"]["verdict"] if ready("crossattn") else None,
-        # the ICA variants are read the other way round: "better" means the variant beats MANGO
-        "mango_gamma_token_vs_mango_at_largest_level": variant_verdict("mango-gamma-token"),
-        "mango_gamma_token_diag_vs_mango_at_largest_level": variant_verdict("mango-gamma-token-diag"),
+        **{key: (verdict() if ready(model) else None) for key, (model, verdict) in secondary.items() if model in planned},
         "aligned_level": zero,
         "aligned_models": sorted(table.get(zero, {})),
     }
@@ -535,12 +543,12 @@ def conclusion_markdown(s: dict[str, Any]) -> str:
         who = "every model" if losing == len(change) else f"{losing} of {len(change)} models"
         verb = f"loses {st.unit}" if st.higher_is_better else f"loses accuracy ({st.unit} rises)"
         lines.append(f"From {zero} to {top} {who} {verb} (change of the mean over seeds, points): "
-                     + ", ".join(f"{m} {c:+.{k - 1}f}" for m, c in sorted(change.items(), key=lambda kv: -sign * kv[1]))
-                     + ".")
+                     + ", ".join(f"{m} {c:+.{st.change_decimals}f}"
+                                 for m, c in sorted(change.items(), key=lambda kv: -sign * kv[1])) + ".")
     for key, name in (("mango_vs_concat_context_at_largest_level", "concat-context"),
                       ("mango_vs_crossattn_at_largest_level", "crossattn")):
         d = s["mango_minus"].get(top, {}).get(name)
-        if d is not None:
+        if d is not None and key in v:
             lines.append(f"At {top}, MANGO − {name} = {interval(d)}: {v[key] or 'not decided yet (seeds missing)'}.")
     if s.get("attention"):
         lines.append(attention_markdown(s["attention"]).rstrip())
@@ -607,8 +615,13 @@ def summary_markdown(s: dict[str, Any]) -> str:
         if key not in ("aligned_models",):
             lines.append(f"- {key.replace('_', ' ')}: {'not yet (runs missing)' if value is None else value}")
     if s.get("aligned_check"):
-        lines += ["", "## At 0 px, against the older protocol's aligned runs (secondary check 3)", "",
-                  "The older runs selected and reported on one split and trained on 15 % more frames.", ""]
+        largest = max(abs(c["difference"]) for c in s["aligned_check"].values())
+        lines += ["", "## At 0 px, against the committed aligned runs (secondary check 3)", "",
+                  f"The aligned runs of `results/cpu-seeds` and `results/mechanisms` give the numbers of this study's "
+                  f"aligned level to {largest:.1e}: they used this study's protocol and seeds, and trained again they "
+                  "give the same result." if largest < 1e-6 else
+                  "Those runs come from other commands (`results/cpu-seeds`, `results/mechanisms`), whose checkpoint "
+                  "choice, splits and reported epoch may differ from this study's (see their folders).", ""]
         lines += table(["model", "now (mean, n)", "before (mean ± sd)", "difference", "below by more than the sd"
                         if st.higher_is_better else "worse by more than the sd"],
                        [[m, f"{c['now']:.{k}f} ({c['n_now']})", f"{c['before']:.{k}f} ± {c['before_sd']:.{k}f}",
