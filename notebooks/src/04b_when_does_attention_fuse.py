@@ -8,12 +8,14 @@
 # attention could only bring information from *other* positions. Real RGB-D sensors are not aligned: the
 # depth camera sits a few centimetres beside the colour camera, and every point appears shifted by its
 # *disparity*. We build that into the stand-in data, read the pre-registered study that trained MANGO, its
-# no-attention control and the fusion baselines at four levels of misregistration, look inside the
-# attention, and ask whether the ICA layer can carry what its attention finds.
+# no-attention control and the fusion baselines at four levels of misregistration (and a second one that
+# asks the same of image translation), look inside the attention, and ask whether the ICA layer can carry
+# what its attention finds.
 #
-# **Read this first.** Every number comes from generated stand-in data (not NYUDv2) and small models
-# trained from scratch on CPU. The study's numbers are read from `results/registration/`, written by
-# `python -m mango_lite registration`; the conclusion below is computed from those files, not typed.
+# **Read this first.** Every number comes from generated stand-in data (not NYUDv2 or Taskonomy) and small
+# models trained from scratch on CPU. The studies' numbers are read from `results/registration/` and
+# `results/registration-translation/`, written by `python -m mango_lite registration`; the conclusion below
+# is computed from those files, not typed.
 #
 # Arc: why aligned data leave attention nothing to do → a displaced depth camera (derivation, code, check)
 # → what the task head reads → the pre-registered study and its verdict → inside the attention at the
@@ -382,8 +384,9 @@ if pairs_td:
 # %%
 lines = ["**Segmentation (depth displaced).** " + reg.conclusion_markdown(summary),
          "**Translation (texture displaced).** " + reg.conclusion_markdown(summary_t)]
-lines.append(f"Inside the attention (seed 0, {EPOCHS} epochs): depth's attention to RGB moved {shift:+.2f} tokens between "
-             f"the two levels, where the partners moved {expected[labels[1]] - expected[labels[0]]:+.2f}.")
+lines.append(f"Segmentation, inside the attention (a lab run of section 5, seed 0, {EPOCHS} epochs): depth's attention "
+             f"to RGB moved {shift:+.2f} tokens between the two levels, where the partners moved "
+             f"{expected[labels[1]] - expected[labels[0]]:+.2f}.")
 best_toy = toy["share of the bound"].idxmax()
 lines.append(f"On the alignment toy the paper's layer reaches {toy.loc['paper (gamma per head)', 'share of the bound']:.0%} "
              f"of what one layer can; the best variant ({best_toy}) {toy.loc[best_toy, 'share of the bound']:.0%}.")
@@ -408,9 +411,10 @@ for model, row in STUDY_VARIANTS.items():
     # the study's differences are MANGO minus the variant: "worse" there means the variant is better
     in_study = summary["mango_minus"].get(top, {}).get(model, {}).get("verdict")
     verdicts.append((model, on_toy, in_study == "worse"))
+    in_words = {"worse": "the variant better", "better": "the variant worse"}.get(in_study, "no difference shown")
     lines.append(f"`{model}`: on the toy {'ahead of' if on_toy else 'not ahead of'} the paper's layer "
                  f"({toy.loc[row, 'share of the bound']:.0%} of the bound against {paper_share:.0%}); in the study at "
-                 f"{top}: {'the variant better' if in_study == 'worse' else 'the variant worse' if in_study == 'better' else 'no difference shown'}.")
+                 f"{top}: {in_words}.")
 promote = [m for m, toy_ok, study_ok in verdicts if toy_ok and study_ok]
 lines.append(f"A variant becomes MANGO's default only if it helps on the toy and in the study: {', '.join(promote)}."
              if promote else
