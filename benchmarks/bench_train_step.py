@@ -73,8 +73,8 @@ def main() -> None:
 
     p = get_preset(args.preset)
     size, bs = p.image_size, p.batch_size
-    # MANGO's default differentiates the likelihood a second time, for the flow only; mango-nll-encoders is the same
-    # model with the paper's joint objective (one backward pass), so the pair shows what that second backward costs
+    # MANGO's default keeps the likelihood's gradient out of the encoders (a nested pass back through the flow, input
+    # gradients only); mango-nll-encoders is the same model with the paper's joint objective, so the pair shows its cost
     variants = {"concat": ("concat", {}), "mango": ("mango", {}),
                 "mango-nll-encoders": ("mango", {"flow_nll_to_encoders": True}), "mango (before)": ("mango", BEFORE)}
     a, b, y = segmentation_batch(p, device)

@@ -2,7 +2,7 @@
 
 The fusion is a normalizing flow over the tokens of both modalities (``MultiscaleMango``). The head reads
 the flow's transformed features of both modalities. The flow is also a density model of the fused
-features: its bits/dim (the NLL) is added to the task loss through ``flow_only_gradient``, so the NLL
+features: its bits/dim (the NLL) is added to the task loss through ``FlowOnlyLikelihood``, so the NLL
 trains the flow and never the encoders (which could otherwise lower it by collapsing their features; the
 task loss still trains them).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mango_lite import FlowConfig, MultiscaleMango, flow_only_gradient
+from mango_lite import FlowConfig, FlowOnlyLikelihood, MultiscaleMango
 
 
 class TwoModalityClassifier(nn.Module):
@@ -35,10 +35,11 @@ class TwoModalityClassifier(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, classes) and the flow's NLL (bits/dim, a scalar whose gradient reaches the flow only)."""
-        enc = self.flow.encode((self.encode_a(a), self.encode_b(b)))
+        flow_only = FlowOnlyLikelihood()  # the NLL trains the flow; the encoders get the task's gradient only
+        enc = self.flow.encode(flow_only.inputs(self.encode_a(a), self.encode_b(b)))
         # features[s]: (B, 2, D_s, h_s, w_s), both modalities after the flow at scale s; pooled for the head
         pooled = torch.cat([f.flatten(1, 2).mean((2, 3)) for f in enc.features], dim=1)
-        nll = flow_only_gradient(enc.bits_per_dim.mean(), [p for p in self.flow.parameters() if p.requires_grad])
+        nll = flow_only.likelihood(enc.bits_per_dim.mean())
         return self.head(pooled), nll
 
     def loss(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -29,14 +29,14 @@ from .flows import (
     Squeeze,
 )
 from .models.config import ModelConfig
-from .models.fusion import flow_only_gradient
+from .models.fusion import FlowOnlyLikelihood
 from .presets import Preset
 from .utils import seed_everything
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ICA", "ActNorm", "Coupling", "FlowConfig", "InvertibleCrossAttention", "InvertibleLinearLU", "MangoBlock", "MangoFlow",
-    "ModelConfig", "MultiscaleMango", "Preset", "Split", "Squeeze", "flow_only_gradient", "get_preset", "seed_everything",
-    "__version__",
+    "ICA", "ActNorm", "Coupling", "FlowConfig", "FlowOnlyLikelihood", "InvertibleCrossAttention", "InvertibleLinearLU",
+    "MangoBlock", "MangoFlow", "ModelConfig", "MultiscaleMango", "Preset", "Split", "Squeeze", "get_preset",
+    "seed_everything", "__version__",
 ]

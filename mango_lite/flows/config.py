@@ -69,7 +69,7 @@ class FlowConfig:
         conditioner: "tokens" or "grid" (3x3 on each modality's map; needs the grid).
         noise: std of the Gaussian noise added to the features in training (bounds the bits/dim below).
         nll_to_encoders: ``True`` (the paper's joint objective): the NLL's gradient reaches the encoders;
-            ``False``: it trains the flow only (:func:`~mango_lite.models.fusion.flow_only_gradient`).
+            ``False``: it trains the flow only (:class:`~mango_lite.models.fusion.FlowOnlyLikelihood`).
     """
 
     heads: int = 1

@@ -27,6 +27,7 @@ query/key and coupling widths so MANGO stays within about 2x of the baselines): 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "CrossAttentionFusion",
     "UnimodalFusion",
     "MultiHeadAttention",
+    "FlowOnlyLikelihood",
 ]
 
 @dataclass
@@ -174,8 +176,8 @@ class MangoFusion(nn.Module):
     kept), any of its fields also as keywords. This module reads ``noise`` and ``nll_to_encoders``; the flow
     reads the rest. With ``gamma_mode`` "token" or "modality", :meth:`gammas` and ``gamma_mean`` report each
     layer's per-head part of gamma (:attr:`~mango_lite.flows.InvertibleCrossAttention.gamma`), not the per-row
-    values. ``nll_to_encoders=False``: ``flow_bpd``'s gradient is taken with respect to the flow's parameters
-    only (:func:`flow_only_gradient`, on the same forward pass), so the NLL term trains the flow but sends no
+    values. ``nll_to_encoders=False``: ``flow_bpd``'s gradient reaches the flow's parameters only
+    (:class:`FlowOnlyLikelihood`, on the same forward pass), so the NLL term trains the flow but sends no
     gradient into the encoders (the task loss still does). ``hidden`` / ``qk_dim`` (``None``: the flow's
     defaults, which grow 4x per squeeze; :func:`~mango_lite.models.build_model` caps both so the flow's size
     stays near the baselines').
@@ -223,12 +225,15 @@ class MangoFusion(nn.Module):
         # inverse must undo the forward, which bf16 matmuls do not (the GPU window measures both)
         with torch.autocast(fa.device.type, enabled=False):
             fa32, fb32 = fa.float(), fb.float()
+            # the likelihood of the same features, its gradient kept out of the encoders: it shapes the flow,
+            # never the encoders (which could otherwise lower it by collapsing the features)
+            flow_only = FlowOnlyLikelihood() if not self.nll_to_encoders and torch.is_grad_enabled() else None
+            if flow_only is not None:
+                fa32, fb32 = flow_only.inputs(fa32, fb32)
             enc = self.flow.encode((fa32, fb32))
             bpd = enc.bits_per_dim.mean()
-            if not self.nll_to_encoders and torch.is_grad_enabled() and (fa.requires_grad or fb.requires_grad):
-                # the likelihood of the same features, its gradient stopped at the flow's input: it shapes the
-                # flow, never the encoders (which could otherwise lower it by collapsing the features)
-                bpd = flow_only_gradient(bpd, [p for p in self.flow.parameters() if p.requires_grad])
+            if flow_only is not None:
+                bpd = flow_only.likelihood(bpd)
         feats = [proj(f.flatten(1, 2)) for proj, f in zip(self.proj, enc.features)]
         with torch.no_grad():  # the same features under N(0, I): what "no flow at all" would score
             nats = 0.5 * math.log(2 * math.pi) + 0.25 * (fa.square().mean() + fb.square().mean())  # mean of both
@@ -242,40 +247,88 @@ class MangoFusion(nn.Module):
         return FusionOutput(feats, aux)
 
 
-class _FlowOnlyGradient(torch.autograd.Function):
-    """Identity on a loss value whose backward sends its gradient to the given parameters only.
-
-    ``forward(ctx, held, *params)``: ``held[0]`` is the loss with its graph; it is passed inside a list so
-    that autograd records no edge to it, only to ``params``. ``backward`` differentiates the held loss
-    with respect to ``params`` (a nested pass over the shared graph, kept alive for the outer pass) and
-    returns those gradients; nothing flows on towards the loss's other inputs."""
+class _WatchedInput(torch.autograd.Function):
+    """Identity on one flow input; its backward removes the likelihood's part of the gradient it receives."""
 
     @staticmethod
-    def forward(ctx, held, *params):  # type: ignore[no-untyped-def, override]
-        ctx.held = held
-        ctx.save_for_backward(*params)
-        return held[0].detach().clone()
+    def forward(ctx, x, keeper, index):  # type: ignore[no-untyped-def, override]
+        # a weak reference: the keeper holds this node's output, so a strong one would make a cycle; the
+        # likelihood's node keeps the keeper alive while there is a likelihood gradient to remove
+        ctx.keeper, ctx.index = weakref.ref(keeper), index
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
+        keeper = ctx.keeper()
+        part = None if keeper is None else keeper.take(ctx.index)
+        return (grad if part is None else grad - part), None, None
+
+
+class _Likelihood(torch.autograd.Function):
+    """Identity on the likelihood; its backward first measures the likelihood's gradient at the watched inputs
+    (a nested pass that computes input gradients only), then lets the gradient on into the flow."""
+
+    @staticmethod
+    def forward(ctx, loss, keeper):  # type: ignore[no-untyped-def, override]
+        ctx.keeper = keeper
+        ctx.held = [loss]  # in a list: the nested pass below needs the tensor with its graph
+        return loss.view_as(loss)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
         (loss,) = ctx.held
         ctx.held = None
-        grads = torch.autograd.grad(loss, ctx.saved_tensors, grad, retain_graph=True, allow_unused=True)
-        return (None, *grads)
+        ctx.keeper.measure(loss, grad)
+        return grad, None
 
 
-def flow_only_gradient(loss: Tensor, params: Sequence[Tensor]) -> Tensor:
-    """``loss`` (a scalar with graph) unchanged in value, but its gradient reaches ``params`` only.
+class FlowOnlyLikelihood:
+    """Let a flow's likelihood train the flow while its gradient never reaches the flow's inputs (the encoders,
+    which could otherwise lower it by collapsing their features).
 
-    MANGO's likelihood must train the flow and never the encoders. Evaluating it a second time on
-    detached features would cost a second flow forward; differentiating the *same* forward with
-    respect to the flow's parameters alone costs only the backward. The shared graph's first pass is the
-    outer backward's own: this node was created after the flow's forward, so the engine (which runs
-    later-created nodes first) reaches it before the flow's nodes free their buffers."""
-    params = list(params)
-    if not params or not loss.requires_grad:
-        return loss
-    return _FlowOnlyGradient.apply([loss], *params)
+        flow_only = FlowOnlyLikelihood()
+        enc = flow.encode(flow_only.inputs(fa, fb))            # the one forward pass
+        nll = flow_only.likelihood(enc.bits_per_dim.mean())
+        (task(enc.features) + weight * nll).backward()        # the flow gets both gradients, fa and fb the task's only
+
+    One backward pass carries the task's and the likelihood's gradients through the flow together, so every
+    flow parameter gets their sum. The likelihood's node runs before any flow node (it was created after the
+    flow's forward) and measures the likelihood's gradient at the watched inputs in a nested pass that
+    computes input gradients only, no parameter gradients; the watched inputs subtract it from what reaches
+    them, so the encoders receive the task's gradient alone. Differentiating the likelihood a second time
+    for the flow's parameters instead (what mango_lite did before) costs a whole second backward pass; the
+    nested pass here skips every weight gradient, about half of it (``benchmarks/bench_train_step.py``). The
+    gradients equal those of the two separate passes up to rounding (tested in float64). One object serves
+    one forward pass."""
+
+    def __init__(self) -> None:
+        self._inputs: list[Tensor] = []
+        self._parts: dict[int, Tensor | None] = {}
+
+    def inputs(self, *xs: Tensor) -> tuple[Tensor, ...]:
+        """The flow's inputs, unchanged in value (those that need no gradient returned as they are)."""
+        return tuple(self._watch(x) for x in xs)
+
+    def _watch(self, x: Tensor) -> Tensor:
+        if not x.requires_grad:
+            return x
+        out = _WatchedInput.apply(x, self, len(self._inputs))
+        self._inputs.append(out)
+        return out
+
+    def likelihood(self, loss: Tensor) -> Tensor:
+        """``loss`` unchanged in value; its gradient reaches the flow but not the inputs given to :meth:`inputs`."""
+        if not self._inputs or not loss.requires_grad:
+            return loss
+        return _Likelihood.apply(loss, self)
+
+    def measure(self, loss: Tensor, grad: Tensor) -> None:
+        parts = torch.autograd.grad(loss, self._inputs, grad, retain_graph=True, allow_unused=True)
+        self._parts = dict(enumerate(parts))
+        self._inputs = []  # the watched tensors are not needed again; free them with the graph
+
+    def take(self, index: int) -> Tensor | None:
+        return self._parts.pop(index, None)
 
 
 # ------------------------------------------------------------------------------------------ baselines

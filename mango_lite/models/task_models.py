@@ -231,8 +231,8 @@ def build_model(config: ModelConfig, *, pos_weight: Tensor | None = None) -> Tas
     The flow defaults are the changes of the mechanisms study (``python -m mango_lite mechanisms``) that the
     selection split kept (``python -m mango_lite select-defaults``, results/selection/summary-defaults.md):
     alternating triangles, 2-D positional codes on Q/K, 3x3 grid conditioner, the NLL kept out of the
-    encoders (it trains the flow only, which costs a second backward pass through the flow in training, none
-    when ``flow_weight`` is 0); gamma rate 1 (the study's rate 10 lost on the selection split's mean).
+    encoders (it trains the flow only, which costs a nested pass back through the flow in training, input
+    gradients only, none when ``flow_weight`` is 0); gamma rate 1 (the study's rate 10 lost on the selection split's mean).
     :meth:`ModelConfig.paper_layout` gives the paper's layout.
     """
     if not isinstance(config, ModelConfig):

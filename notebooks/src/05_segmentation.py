@@ -545,8 +545,8 @@ bullets.append(
     f"every squeeze (4x channels per squeeze against the baselines' 2x). Even with its coupling and query/key widths "
     f"capped, MANGO has {ratio('params (k)'):.1f}x the parameters of concat ({ours.loc['mango', 'params (k)'] / 1e3:.2f} M vs "
     f"{ours.loc['concat', 'params (k)'] / 1e3:.2f} M), {ratio('train time (s)'):.1f}x its training time and "
-    f"{ratio('inference (ms/img)'):.1f}x its inference time per image. Part of the training time is a second backward "
-    "pass: the likelihood term trains the flow but not the encoders (`nll_to_encoders=False`). The paper itself notes "
+    f"{ratio('inference (ms/img)'):.1f}x its inference time per image. Part of the training time is a nested pass "
+    "back through the flow: the likelihood term trains the flow but not the encoders (`nll_to_encoders=False`). The paper itself notes "
     "(Table 8) that MANGO's cost exceeds lighter schemes such as TokenFusion. The runs share the machine, so read wall "
     "times as ratios.")
 
