@@ -683,6 +683,17 @@ def test_flow_only_likelihood_passes_values_and_leaves_other_gradients_alone():
     (z.sum() + nll).backward()
     assert torch.allclose(x.grad, w.detach())  # the likelihood's 2 w^2 x removed
     assert torch.allclose(w.grad, x.detach() + 2 * w.detach() * x.detach() ** 2)
+    import weakref
+
+    alive = weakref.ref(flow_only)  # no reference cycle: freed with the graph, without the garbage collector
+    del flow_only, xw, z, nll
+    assert alive() is None
+    unused = FlowOnlyLikelihood()  # nor when no backward ever runs
+    (xw,) = unused.inputs(x)
+    nll = unused.likelihood((w * xw).sum())
+    alive = weakref.ref(unused)
+    del unused, xw, nll
+    assert alive() is None
     lone = FlowOnlyLikelihood()
     loss = (w * x).sum()
     assert lone.likelihood(loss) is loss

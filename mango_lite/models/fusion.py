@@ -251,16 +251,16 @@ class _WatchedInput(torch.autograd.Function):
     """Identity on one flow input; its backward removes the likelihood's part of the gradient it receives."""
 
     @staticmethod
-    def forward(ctx, x, keeper, index):  # type: ignore[no-untyped-def, override]
-        # a weak reference: the keeper holds this node's output, so a strong one would make a cycle; the
-        # likelihood's node keeps the keeper alive while there is a likelihood gradient to remove
-        ctx.keeper, ctx.index = weakref.ref(keeper), index
+    def forward(ctx, x, owner, index):  # type: ignore[no-untyped-def, override]
+        # a weak reference: the owner holds this node's output, so a strong one would make a cycle; the
+        # likelihood's node keeps the owner alive while there is a likelihood gradient to remove
+        ctx.owner, ctx.index = weakref.ref(owner), index
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
-        keeper = ctx.keeper()
-        part = None if keeper is None else keeper.take(ctx.index)
+        owner = ctx.owner()
+        part = None if owner is None else owner._take(ctx.index)
         return (grad if part is None else grad - part), None, None
 
 
@@ -269,8 +269,8 @@ class _Likelihood(torch.autograd.Function):
     (a nested pass that computes input gradients only), then lets the gradient on into the flow."""
 
     @staticmethod
-    def forward(ctx, loss, keeper):  # type: ignore[no-untyped-def, override]
-        ctx.keeper = keeper
+    def forward(ctx, loss, owner):  # type: ignore[no-untyped-def, override]
+        ctx.owner = owner
         ctx.held = [loss]  # in a list: the nested pass below needs the tensor with its graph
         return loss.view_as(loss)
 
@@ -278,7 +278,7 @@ class _Likelihood(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
         (loss,) = ctx.held
         ctx.held = None
-        ctx.keeper.measure(loss, grad)
+        ctx.owner._measure(loss, grad)
         return grad, None
 
 
@@ -322,12 +322,12 @@ class FlowOnlyLikelihood:
             return loss
         return _Likelihood.apply(loss, self)
 
-    def measure(self, loss: Tensor, grad: Tensor) -> None:
+    def _measure(self, loss: Tensor, grad: Tensor) -> None:
         parts = torch.autograd.grad(loss, self._inputs, grad, retain_graph=True, allow_unused=True)
         self._parts = dict(enumerate(parts))
         self._inputs = []  # the watched tensors are not needed again; free them with the graph
 
-    def take(self, index: int) -> Tensor | None:
+    def _take(self, index: int) -> Tensor | None:
         return self._parts.pop(index, None)
 
 
