@@ -833,3 +833,27 @@ def test_cli_writes_the_replication_and_capacity_readings(tmp_path, capsys):
     assert main(["mechanisms", "--capacity", "--out", str(tmp_path / "first")]) == 0
     assert "**attention beyond capacity**" in (tmp_path / "first" / "capacity.md").read_text()
     assert "Attention or capacity?" in capsys.readouterr().out
+
+
+def test_flow_only_likelihood_survives_torch_compile():
+    """Under torch.compile (AOTAutograd traces the backward) the likelihood's gradient must still be kept out of
+    the encoders: the same gradients as eager, in float64 (a traced backward once froze the part to remove)."""
+    from mango_lite.models.fusion import FlowOnlyLikelihood
+
+    def gradients(compiled):
+        model, a, b = _encoders_flow_head()
+
+        def step(a, b):
+            flow_only = FlowOnlyLikelihood()
+            fa, fb = flow_only.inputs(model["enc_a"](a), model["enc_b"](b))
+            enc = model["flow"].encode((fa, fb))
+            task = model["head"](enc.features[0].flatten(1, 2).mean((2, 3))).square().mean()
+            return task + 0.7 * flow_only.likelihood(enc.bits_per_dim.mean())
+
+        (torch.compile(step, backend="aot_eager") if compiled else step)(a, b).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    torch._dynamo.reset()
+    eager, compiled = gradients(False), gradients(True)
+    for n in eager:
+        assert torch.allclose(compiled[n], eager[n], rtol=1e-10, atol=1e-12 * float(eager[n].abs().max())), n

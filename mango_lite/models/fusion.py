@@ -305,6 +305,10 @@ class FlowOnlyLikelihood:
         self._inputs: list[Tensor] = []
         self._parts: dict[int, Tensor | None] = {}
 
+    # torch.compile must not trace these two: their autograd nodes pass tensors between backward calls through
+    # this object, which a traced backward would freeze at trace time (the encoders then got the likelihood's
+    # gradient too); left out of the graph, they run eagerly between the compiled parts (tested)
+    @torch.compiler.disable
     def inputs(self, *xs: Tensor) -> tuple[Tensor, ...]:
         """The flow's inputs, unchanged in value (those that need no gradient returned as they are)."""
         return tuple(self._watch(x) for x in xs)
@@ -316,6 +320,7 @@ class FlowOnlyLikelihood:
         self._inputs.append(out)
         return out
 
+    @torch.compiler.disable
     def likelihood(self, loss: Tensor) -> Tensor:
         """``loss`` unchanged in value; its gradient reaches the flow but not the inputs given to :meth:`inputs`."""
         if not self._inputs or not loss.requires_grad:
