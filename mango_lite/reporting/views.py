@@ -165,7 +165,8 @@ def train_step(bench: Mapping[str, Any]) -> str:
         m, c = models["mango"], models["concat"]
         flop_ratio = m["forward_gflops"] / c["forward_gflops"]
         lines.append(f"MANGO's forward pass does {flop_ratio:.2f}× concat's arithmetic (matmuls and convolutions, "
-                     "`FlopCounterMode`; its backward passes scale with it, and the flow-only one adds more): were both "
+                     "`FlopCounterMode`; the backward pass scales with it, and keeping the likelihood out of the encoders adds "
+                     "a nested one): were both "
                      f"run at the same FLOPs per millisecond, MANGO's step would still be about {flop_ratio:.1f}× "
                      "concat's"
                      + (f", above the goal of {goal:g}×: the goal needs a model with fewer FLOPs, not only faster "
