@@ -79,7 +79,8 @@ SEGMENTATION = StudyTask("segmentation", "nyudv2", "miou", "test mIoU (%)", "mIo
 #: the translation study (results/registration/translation-shade_texture_to_rgb/PROTOCOL.md): the texture
 #: (edge_texture) is seen from the second camera, the target RGB and the shading stay in the first frame
 TRANSLATION = StudyTask("translation", "taskonomy", "mae_x10", "test MAE x10 (lower is better)", "MAE x10", False,
-                        PRIMARY + ("concat", "concat-context"), (0.0, 8.0), pair="shade_texture_to_rgb",
+                        # mango-nll1 added after the first 24 runs (PROTOCOL.md, Deviations)
+                        PRIMARY + ("concat", "concat-context", "mango-nll1"), (0.0, 8.0), pair="shade_texture_to_rgb",
                         displaced="texture", decimals=3, change_decimals=3)
 STUDY_TASKS = {t.key: t for t in (SEGMENTATION, TRANSLATION)}
 # the segmentation study's names, kept for its callers
@@ -256,8 +257,25 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
 
 
 # ------------------------------------------------------------------------------------------ attention
-def attention_offsets(out: str | Path, model: str = "mango", samples: int = 16, cache_dir: str | Path | None = None,
-                      device: str | None = "cpu") -> dict[str, Any]:
+def attention_models(plan: dict[str, Any]) -> list[str]:
+    """The models of a plan whose attention can be measured: MANGO and its variants, not the gamma = 0 control."""
+    return [m for m in plan["models"] if m.startswith("mango") and m != "mango-noattn"]
+
+
+def attention_offsets(out: str | Path, models: Sequence[str] | None = None, samples: int = 16,
+                      cache_dir: str | Path | None = None, device: str | None = "cpu") -> dict[str, Any]:
+    """:func:`model_attention_offsets` of every model in ``models`` (default: :func:`attention_models` of the
+    plan), written together to ``attention.json`` as ``{model: result}``."""
+    out = Path(out)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    result = {m: model_attention_offsets(out, m, samples, cache_dir, device)
+              for m in (attention_models(plan) if models is None else models)}
+    atomic_write_json(out / "attention.json", result)
+    return result
+
+
+def model_attention_offsets(out: str | Path, model: str = "mango", samples: int = 16,
+                            cache_dir: str | Path | None = None, device: str | None = "cpu") -> dict[str, Any]:
     """Where the attention of the study's own trained ``model`` runs looks, at every level and seed whose
     last-epoch checkpoint is still on disk (the epoch the study reports; checkpoints are not committed, so
     this runs where the study was trained). Over the first ``samples`` test images and the IMCA layers of
@@ -267,7 +285,7 @@ def attention_offsets(out: str | Path, model: str = "mango", samples: int = 16, 
 
     Per run: the mean offset of that mass (``b_to_a_mean_dc``, tokens), the offset the disparity predicts,
     and the mass on it; then, per seed, the shift of the mean offset from the aligned level to each other
-    level against the shift of the partners, with a t interval over seeds. Writes ``attention.json``."""
+    level against the shift of the partners, with a t interval over seeds."""
     import torch
 
     from ..engine.checkpoint import CHECKPOINT_DIR
@@ -315,26 +333,32 @@ def attention_offsets(out: str | Path, model: str = "mango", samples: int = 16, 
         shifts[lv] = {**{k: v for k, v in res.to_dict().items() if k != "verdict"}, "seeds": [int(s) for s in common],
                       "partners_moved": float(np.mean([per_run[lv][s]["expected_dc"] - per_run[zero][s]["expected_dc"]
                                                        for s in common]))}
-    result = {"model": model, "samples": samples, "displaced": st.displaced, "task": st.key, "runs": per_run,
-              "shift_from_aligned": shifts}
-    atomic_write_json(out / "attention.json", result)
-    return result
+    return {"model": model, "samples": samples, "displaced": st.displaced, "task": st.key, "runs": per_run,
+            "shift_from_aligned": shifts}
 
 
 def _net_device(net: Any) -> Any:
     return next(net.parameters()).device
 
 
-def attention_markdown(att: dict[str, Any]) -> str:
-    """One sentence per level: how far the displaced modality's attention moved, against its partners."""
+def attention_markdown(attention: dict[str, Any]) -> str:
+    """One sentence per model and level (``attention``: :func:`attention_offsets`' result): how far the displaced
+    modality's attention moved, against its partners, and what the interval says."""
     lines = []
-    for lv, d in att["shift_from_aligned"].items():
-        ci = f" [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else ""
-        lines.append(f"Inside the attention ({att['model']}'s own runs, {d['n']} seed(s), last epoch, {att['samples']} test "
-                     f"images): from the aligned level to {lv} the {att['displaced']} tokens' attention to the other "
-                     f"modality moved {d['mean']:+.2f} tokens{ci}, where their partners moved {d['partners_moved']:+.2f}"
-                     + (": the interval excludes the partners' move, so the attention did not follow them."
-                        if d["n"] > 1 and not d["low"] <= d["partners_moved"] <= d["high"] else "."))
+    for att in attention.values():
+        for lv, d in att["shift_from_aligned"].items():
+            ci = f" [{d['low']:+.2f}, {d['high']:+.2f}]" if d["n"] > 1 else ""
+            reached = d["low"] <= d["partners_moved"] <= d["high"]
+            verdict = ("" if d["n"] < 2 else
+                       ": the interval excludes the partners' move, so the attention did not follow them" if not reached
+                       and d["low"] <= 0 else
+                       ": it moved towards them, but the interval excludes the partners' move" if not reached else
+                       ": it moved with them (the interval excludes 0 and holds the partners' move)" if d["low"] > 0 else
+                       ": the interval holds both 0 and the partners' move (not decided)")
+            lines.append(f"Inside the attention (`{att['model']}`'s own runs, {d['n']} seed(s), last epoch, {att['samples']} "
+                         f"test images): from the aligned level to {lv} the {att['displaced']} tokens' attention to the "
+                         f"other modality moved {d['mean']:+.2f} tokens{ci}, where their partners moved "
+                         f"{d['partners_moved']:+.2f}{verdict}.")
     return "\n\n".join(lines) + ("\n" if lines else "")
 
 

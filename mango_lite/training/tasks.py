@@ -77,6 +77,10 @@ STUDY_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     # each, training.parameters): its couplings 408 wide instead of 4 x width = 128 take the place of the ~0.93 M
     # query and key weights that gamma = 0 leaves untrained (results/mechanisms/segmentation-nyudv2-capacity)
     "mango-noattn-h408": ("mango", {"flow_gamma": 0.0, "flow_learn_gamma": False, "flow_hidden": 408}),
+    # MANGO whose likelihood weighs as much as the task loss (weight 1 instead of a task's chosen 0.01-0.1; still
+    # kept out of the encoders): does the signal that makes ICA find partners on the alignment toy do so in a
+    # task model? (results/registration-translation/PROTOCOL.md, Deviations)
+    "mango-nll1": ("mango", {"flow_weight": 1.0}),
 }
 SEGMENTATION_DATASETS = TASKS["segmentation"].datasets
 TASK_DATASETS = {name: task.datasets for name, task in TASKS.items()}
