@@ -209,8 +209,11 @@ assert set(gain) == set(summary["table"]), "the primary pair must be finished at
 # in `results/registration-translation/PROTOCOL.md`, committed before its runs) asks the same question on
 # Shade+Texture→RGB: RGB is roughly albedo times shading, and the texture input (the edges of the albedo)
 # is seen from the displaced camera, at median disparities of 0 and 8 px, with MANGO, its control, concat
-# and the large-context concat, three seeds each. The metric is the test MAE×10, lower is better; every
-# difference below is signed so that positive means MANGO better.
+# and the large-context concat, three seeds each. After those runs, a dated deviation of its protocol added
+# `mango-nll1`, MANGO with the likelihood weighted 1 instead of 0.01: on the toy of notebook 03 the likelihood
+# alone taught ICA to find shifted partners, so does a strong likelihood make the task model's attention
+# follow the displaced texture? The metric is the test MAE×10, lower is better; every difference below is
+# signed so that positive means MANGO better.
 
 # %%
 STUDY_T = session.root / "results" / "registration-translation"
