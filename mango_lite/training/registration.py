@@ -6,16 +6,21 @@ needs. This study misregisters the depth stand-in by a stereo baseline (:mod:`ma
 misregistration`: each point shifted by its disparity f b / z, hidden pixels missing) at four levels of
 median disparity, and trains MANGO, its no-attention control and the fusion baselines on each level with
 several seeds. Its hypothesis, levels, models, metric and decision rules are fixed in
-``results/registration/PROTOCOL.md``, committed before the first run; this module carries them out.
+``results/registration/PROTOCOL.md``, committed before the first run; this module carries them out. A
+second study (:data:`TRANSLATION`, ``results/registration-translation/PROTOCOL.md``) asks the same of image
+translation, Shade+Texture -> RGB with the texture displaced; a :class:`StudyTask` says what each trains
+and scores, and every function reads it from the study's ``plan.json``.
 
 * :func:`study_plan`: the runs (level x model x seed), the baselines that give each level, as JSON.
 * :func:`run_study`: trains the runs not yet finished (resumable; worker processes, one torch thread each),
   the primary comparison (MANGO and its no-attention control) first.
+* :func:`attention_offsets`: where each MANGO model's trained attention looks at each level, from the runs'
+  own checkpoints, against where the displaced partners moved.
 * :func:`summarize`: per level and model the test metric over seeds; the paired per-seed differences of
   MANGO against every other model with their t intervals; the slope of the attention's gain over the
   levels; the protocol's verdicts, computed. Writes ``summary.json`` and ``summary.md``.
 
-Reported numbers come from the test split (NYUDv2's ``val`` list, never used for a choice); best-checkpoint
+Reported numbers come from the test split (the stand-in's ``val`` list, never used for a choice); best-checkpoint
 selection sees a held-out part of the training split (``Preset.selection_split``), and the reported
 metric is the last epoch's, so no number is chosen on the split it is reported on.
 """
@@ -76,7 +81,7 @@ class StudyTask:
 
 
 SEGMENTATION = StudyTask("segmentation", "nyudv2", "miou", "test mIoU (%)", "mIoU", True, MODELS, DISPARITY_LEVELS_PX)
-#: the translation study (results/registration/translation-shade_texture_to_rgb/PROTOCOL.md): the texture
+#: the translation study (results/registration-translation/PROTOCOL.md): the texture
 #: (edge_texture) is seen from the second camera, the target RGB and the shading stay in the first frame
 TRANSLATION = StudyTask("translation", "taskonomy", "mae_x10", "test MAE x10 (lower is better)", "MAE x10", False,
                         # mango-nll1 added after the first 24 runs (PROTOCOL.md, Deviations)
