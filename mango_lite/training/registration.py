@@ -88,8 +88,8 @@ TRANSLATION = StudyTask("translation", "taskonomy", "mae_x10", "test MAE x10 (lo
                         PRIMARY + ("concat", "concat-context", "mango-nll1"), (0.0, 8.0), pair="shade_texture_to_rgb",
                         displaced="texture", decimals=3, change_decimals=3)
 STUDY_TASKS = {t.key: t for t in (SEGMENTATION, TRANSLATION)}
-# the segmentation study's names, kept for its callers
-TASK, DATASET, METRIC, METRIC_LABEL = SEGMENTATION.task, SEGMENTATION.dataset, SEGMENTATION.metric, SEGMENTATION.metric_label
+# the segmentation study's names, kept for its callers (notebook 04b)
+TASK, DATASET, METRIC = SEGMENTATION.task, SEGMENTATION.dataset, SEGMENTATION.metric
 
 
 def default_folder(study: str | StudyTask | None = None) -> Path:
@@ -176,6 +176,16 @@ def run_dir(out: str | Path, run: dict[str, Any]) -> Path:
     return Path(out) / "runs" / level_name(run["level_px"]) / run["model"] / f"seed{run['seed']}"
 
 
+def _read_plan(out: Path) -> dict[str, Any]:
+    return json.loads((out / "plan.json").read_text(encoding="utf-8"))
+
+
+def _level_presets(plan: dict[str, Any]) -> dict[float, Preset]:
+    """The preset each level of ``plan`` trains with: the plan's base preset, its baseline, a selection split."""
+    base = Preset(**plan["preset_config"])
+    return {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
+
+
 def _spec(st: StudyTask, preset: Preset, model: str, seed: int, epochs: int | None = None) -> RunSpec:
     return RunSpec(st.task, model, preset, seed=seed, dataset=st.dataset, pair=st.pair, epochs=epochs)
 
@@ -198,8 +208,7 @@ def run_study(out: str | Path, preset: str | Preset = "cpu", models: Sequence[st
     st = study_task(study)
     plan = study_plan(preset, models, seeds, levels_px, st)
     atomic_write_json(out / "plan.json", plan)
-    base = resolve_preset(preset)
-    presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
+    presets = _level_presets(plan)
     todo = [r for r in plan["runs"] if _finished(run_dir(out, r), st, presets[r["level_px"]], r["model"], r["seed"]) is None]
     left_after = max(0, len(todo) - max_runs) if max_runs is not None else 0
     todo = todo[:max_runs] if max_runs is not None else todo
@@ -263,65 +272,73 @@ def train_at_levels(out: str | Path, preset: str | Preset = "cpu", levels_px: Se
 
 # ------------------------------------------------------------------------------------------ attention
 def attention_models(plan: dict[str, Any]) -> list[str]:
-    """The models of a plan whose attention can be measured: MANGO and its variants, not the gamma = 0 control."""
-    return [m for m in plan["models"] if m.startswith("mango") and m != "mango-noattn"]
+    """The models of a plan whose attention can be measured: MANGO and its variants, not those with gamma fixed
+    at 0 (whose attention mixes nothing)."""
+    from .tasks import control_overrides, resolve_model
+
+    task, pair = plan["task"], plan.get("pair")
+    return [m for m in plan["models"]
+            if resolve_model(task, m, pair) == "mango" and control_overrides(m).get("flow_gamma") != 0.0]
 
 
 def attention_offsets(out: str | Path, models: Sequence[str] | None = None, samples: int = 16,
                       cache_dir: str | Path | None = None, device: str | None = "cpu") -> dict[str, Any]:
-    """:func:`model_attention_offsets` of every model in ``models`` (default: :func:`attention_models` of the
-    plan), written together to ``attention.json`` as ``{model: result}``."""
+    """Where the attention of the study's own trained runs looks, for every model in ``models`` (default:
+    :func:`attention_models` of the plan), at every level and seed whose last-epoch checkpoint is still on
+    disk (the epoch the study reports; checkpoints are not committed, so this runs where the study was
+    trained). Over the first ``samples`` test images and the IMCA layers of the flow's first token grid,
+    :func:`~mango_lite.models.cross_modal_offsets` gives the attention mass of the displaced modality's
+    tokens on the other modality's tokens by column offset; a displaced token's partner sits
+    ``median disparity * grid width / image size`` tokens to the right.
+
+    Per model and run: the mean offset of that mass (``b_to_a_mean_dc``, tokens), the offset the disparity
+    predicts, and the mass on it; then, per seed, the shift of the mean offset from the aligned level to each
+    other level against the shift of the partners, with a t interval over seeds. Written to
+    ``attention.json`` as ``{model: result}``."""
+    import torch
+
+    from .tasks import build_task_data
+
     out = Path(out)
-    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
-    result = {m: model_attention_offsets(out, m, samples, cache_dir, device)
+    plan = _read_plan(out)
+    st = task_of_plan(plan)
+    presets = _level_presets(plan)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    batches = {}  # level -> (modality A, modality B, the data's median disparity): one read per level for every model
+    for lv, preset in presets.items():
+        data = build_task_data(st.task, preset, pair=st.pair, dataset=st.dataset,
+                               info=prepare_data(st.dataset, preset, cache_dir=cache))
+        items = [data.test[i] for i in range(min(samples, len(data.test)))]
+        batches[lv] = (torch.stack([it[data.a_key] for it in items]), torch.stack([it[data.b_key] for it in items]),
+                       float(data.info.meta.get("median_disparity_px", 0.0)))
+    result = {m: {"model": m, "samples": samples, "displaced": st.displaced, "task": st.key,
+                  **_attention_of(out, plan, st, presets, batches, m, device)}
               for m in (attention_models(plan) if models is None else models)}
     atomic_write_json(out / "attention.json", result)
     return result
 
 
-def model_attention_offsets(out: str | Path, model: str = "mango", samples: int = 16,
-                            cache_dir: str | Path | None = None, device: str | None = "cpu") -> dict[str, Any]:
-    """Where the attention of the study's own trained ``model`` runs looks, at every level and seed whose
-    last-epoch checkpoint is still on disk (the epoch the study reports; checkpoints are not committed, so
-    this runs where the study was trained). Over the first ``samples`` test images and the IMCA layers of
-    the flow's first token grid, :func:`~mango_lite.models.cross_modal_offsets` gives the attention mass of
-    the displaced modality's tokens on the other modality's tokens by column offset; a displaced token's
-    partner sits ``median disparity * grid width / image size`` tokens to the right.
-
-    Per run: the mean offset of that mass (``b_to_a_mean_dc``, tokens), the offset the disparity predicts,
-    and the mass on it; then, per seed, the shift of the mean offset from the aligned level to each other
-    level against the shift of the partners, with a t interval over seeds."""
-    import torch
-
+def _attention_of(out: Path, plan: dict[str, Any], st: StudyTask, presets: dict[float, Preset],
+                  batches: dict[float, tuple[Any, Any, float]], model: str, device: str | None) -> dict[str, Any]:
+    """:func:`attention_offsets`' ``runs`` and ``shift_from_aligned`` of one model."""
     from ..engine.checkpoint import CHECKPOINT_DIR
     from ..metrics.paired import paired_difference
     from ..models import attention_maps, cross_modal_offsets
-    from .tasks import build_task_data, load_model
+    from .tasks import load_model
 
-    out = Path(out)
-    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
-    st = task_of_plan(plan)
-    base = Preset(**plan["preset_config"])
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     per_run: dict[str, dict[str, Any]] = {}
-    for lv, b in zip(plan["levels_px"], plan["baselines_m"]):
-        preset = study_preset(base, b)
-        data = None
+    for lv, preset in presets.items():
+        batch_a, batch_b, disparity = batches[lv]
         for seed in plan["seeds"]:
             folder = run_dir(out, {"level_px": lv, "model": model, "seed": seed})
             ckpts = sorted((folder / CHECKPOINT_DIR).glob("epoch_*.pt"))
             if not ckpts or _finished(folder, st, preset, model, seed) is None:  # only finished runs: their last epoch
                 continue
-            if data is None:
-                data = build_task_data(st.task, preset, pair=st.pair, dataset=st.dataset,
-                                       info=prepare_data(st.dataset, preset, cache_dir=cache))
-                items = [data.test[i] for i in range(min(samples, len(data.test)))]
-                batch_a = torch.stack([it[data.a_key] for it in items])
-                batch_b = torch.stack([it[data.b_key] for it in items])
             net, _, _ = load_model(ckpts[-1], device=device)
+            on = next(net.parameters()).device
             grid = tuple(int(x) // 2 for x in net.fusion.size)  # the flow's first token grid (one squeeze)
-            got = cross_modal_offsets(attention_maps(net, batch_a.to(_net_device(net)), batch_b.to(_net_device(net))), grid)
-            expected = float(data.info.meta.get("median_disparity_px", 0.0)) * grid[1] / preset.image_size
+            got = cross_modal_offsets(attention_maps(net, batch_a.to(on), batch_b.to(on)), grid)
+            expected = disparity * grid[1] / preset.image_size
             per_run.setdefault(level_name(lv), {})[str(seed)] = {
                 "b_to_a_mean_dc": got["b_to_a_mean_dc"], "a_to_b_mean_dc": got["a_to_b_mean_dc"],
                 "expected_dc": expected, "mass_at_expected": float(got["b_to_a"].get(int(round(expected)), 0.0)),
@@ -338,12 +355,7 @@ def model_attention_offsets(out: str | Path, model: str = "mango", samples: int 
         shifts[lv] = {**{k: v for k, v in res.to_dict().items() if k != "verdict"}, "seeds": [int(s) for s in common],
                       "partners_moved": float(np.mean([per_run[lv][s]["expected_dc"] - per_run[zero][s]["expected_dc"]
                                                        for s in common]))}
-    return {"model": model, "samples": samples, "displaced": st.displaced, "task": st.key, "runs": per_run,
-            "shift_from_aligned": shifts}
-
-
-def _net_device(net: Any) -> Any:
-    return next(net.parameters()).device
+    return {"runs": per_run, "shift_from_aligned": shifts}
 
 
 def attention_markdown(attention: dict[str, Any]) -> str:
@@ -372,10 +384,9 @@ def collect(out: str | Path) -> dict[str, Any]:
     """The finished runs under ``out/runs`` that belong to ``out/plan.json``: ``{level: {model: {seed: metrics}}}``,
     plus each run's trainable parameters and wall time."""
     out = Path(out)
-    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    plan = _read_plan(out)
     st = task_of_plan(plan)
-    base = Preset(**plan["preset_config"])
-    presets = {lv: study_preset(base, b) for lv, b in zip(plan["levels_px"], plan["baselines_m"])}
+    presets = _level_presets(plan)
     runs: dict[float, dict[str, dict[int, dict[str, Any]]]] = {}
     for r in plan["runs"]:
         m = _finished(run_dir(out, r), st, presets[r["level_px"]], r["model"], r["seed"])
@@ -508,30 +519,30 @@ def _verdicts(plan: dict[str, Any], paired: dict[str, Any], trend: dict[str, Any
     def ready(model: str) -> bool:
         return model in at_top and at_top[model]["n"] == full
 
-    def variant_verdict(model: str) -> str | None:
+    def verdict(model: str, variant: bool) -> str | None:
         if not ready(model):
             return None
-        return {"better": "worse", "worse": "better"}.get(at_top[model]["verdict"], "no difference shown")
+        said = at_top[model]["verdict"]
+        # an ICA variant is read the other way round: "better" means the variant beats MANGO
+        return {"better": "worse", "worse": "better"}.get(said, "no difference shown") if variant else said
 
     gain = at_top["mango-noattn"] if ready("mango-noattn") else None
     rises = None if trend is None or len(trend["seeds"]) < full else trend["verdict"] == "rises"
     h1 = None if gain is None or rises is None else bool(gain["low"] > 0 and rises)
     refuted = None if gain is None else bool(gain["high"] <= 0 or (rises is not None and trend["high"] <= 0))
     planned = set(plan["models"])
-    secondary = {  # only the comparisons of models this study trains
-        "mango_vs_concat_context_at_largest_level": ("concat-context", lambda: at_top["concat-context"]["verdict"]),
-        "mango_vs_crossattn_at_largest_level": ("crossattn", lambda: at_top["crossattn"]["verdict"]),
-        # the ICA variants are read the other way round: "better" means the variant beats MANGO
-        "mango_gamma_token_vs_mango_at_largest_level": ("mango-gamma-token", lambda: variant_verdict("mango-gamma-token")),
-        "mango_gamma_token_diag_vs_mango_at_largest_level": ("mango-gamma-token-diag",
-                                                             lambda: variant_verdict("mango-gamma-token-diag")),
+    secondary = {  # key -> (model, is an ICA variant); only the comparisons of models this study trains
+        "mango_vs_concat_context_at_largest_level": ("concat-context", False),
+        "mango_vs_crossattn_at_largest_level": ("crossattn", False),
+        "mango_gamma_token_vs_mango_at_largest_level": ("mango-gamma-token", True),
+        "mango_gamma_token_diag_vs_mango_at_largest_level": ("mango-gamma-token-diag", True),
     }
     return {
         "largest_level": top,
         "attention_gain_at_largest_level": None if gain is None else gain["verdict"],
         "attention_gain_trend": None if rises is None else trend["verdict"],
         "hypothesis": (None if h1 is None else "confirmed" if h1 else "refuted" if refuted else "not shown"),
-        **{key: (verdict() if ready(model) else None) for key, (model, verdict) in secondary.items() if model in planned},
+        **{key: verdict(model, variant) for key, (model, variant) in secondary.items() if model in planned},
         "aligned_level": zero,
         "aligned_models": sorted(table.get(zero, {})),
     }
