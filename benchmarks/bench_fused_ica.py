@@ -49,6 +49,18 @@ def _step(m, x, repeat: int = 1):
         (y.sum() + ld.sum()).backward()
 
 
+def _forward(m, x, repeat: int = 1):
+    for _ in range(repeat):
+        m(x)
+
+
+def _sdpa_forward(m, x, repeat: int = 1):
+    from mango_lite.flows import reference
+
+    for _ in range(repeat):
+        reference.fused_causal_attention(m, x)
+
+
 def _sdpa_step(m, x, repeat: int = 1):
     from mango_lite.flows import reference
 
@@ -68,10 +80,14 @@ def case_time(tokens: int, dim: int, batch: int, pairs: int, device: torch.devic
     sync = _sync(device)
     a = interleaved(lambda: _step(fused, x, repeat), lambda: _step(ref, x, repeat), pairs, sync=sync)
     b = interleaved(lambda: _step(fused, x, repeat), lambda: _sdpa_step(fused, x, repeat), pairs, sync=sync)
+    with torch.no_grad():  # the forward alone (sampling, evaluation): output and log-det against the attention
+        c = interleaved(lambda: _forward(fused, x, repeat), lambda: _sdpa_forward(fused, x, repeat), pairs, sync=sync)
     return {"tokens": tokens, "dim": dim, "batch": batch, "pairs": pairs, "repeat": repeat,
             "fused_s": a["a_s"] / repeat, "materialised_s": a["b_s"] / repeat, "sdpa_s": b["b_s"] / repeat,
             "fused_over_materialised": [a["ratio"], a["ratio_min"], a["ratio_max"]],
-            "fused_over_sdpa": [b["ratio"], b["ratio_min"], b["ratio_max"]]}
+            "fused_over_sdpa": [b["ratio"], b["ratio_min"], b["ratio_max"]],
+            "fused_forward_s": c["a_s"] / repeat, "sdpa_forward_s": c["b_s"] / repeat,
+            "forward_fused_over_sdpa": [c["ratio"], c["ratio_min"], c["ratio_max"]]}
 
 
 def saved_for_backward_mib(kind: str, tokens: int, dim: int, batch: int,
@@ -169,10 +185,11 @@ def main() -> None:
                                        for k in ("materialised", "fused", "sdpa")}
         r["peak_step_mib"] = {k: peak_step_mib(k, t, dim, batch, device) for k in ("materialised", "fused", "sdpa")}
         rows.append(r)
-        f, s = r["fused_over_materialised"], r["fused_over_sdpa"]
+        f, s, w = r["fused_over_materialised"], r["fused_over_sdpa"], r["forward_fused_over_sdpa"]
         print(f"T={t:5d}: fused {r['fused_s'] * 1e3:8.2f} ms  materialised {r['materialised_s'] * 1e3:8.2f} ms  "
               f"sdpa {r['sdpa_s'] * 1e3:8.2f} ms | fused/materialised {f[0]:.2f} [{f[1]:.2f}-{f[2]:.2f}]  "
-              f"fused/sdpa {s[0]:.2f} [{s[1]:.2f}-{s[2]:.2f}] | saved for backward, MiB: "
+              f"fused/sdpa {s[0]:.2f} [{s[1]:.2f}-{s[2]:.2f}] | forward alone, fused/sdpa {w[0]:.2f} "
+              f"[{w[1]:.2f}-{w[2]:.2f}] | saved for backward, MiB: "
               + "  ".join(f"{k} {v:.1f}" for k, v in r["saved_for_backward_mib"].items()))
     from mango_lite.utils import atomic_write_json, device_name
 

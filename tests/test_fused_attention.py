@@ -10,6 +10,7 @@ import torch
 
 from mango_lite import ICA, MultiscaleMango
 from mango_lite.flows import perturb_parameters, use_fused_attention
+from mango_lite.flows import fused_attention
 from mango_lite.flows.fused_attention import masked_attention_terms, masked_lse_reference
 from tests.conftest import jacobian_logdet
 
@@ -86,6 +87,44 @@ def test_attention_terms_are_the_product_and_the_diagonal_of_the_masked_softmax(
     lse = masked_lse_reference(q.detach(), k.detach(), chunk=4)
     tril = torch.ones(9, 9, dtype=torch.bool).tril()
     assert torch.allclose(lse, (q @ k.transpose(-1, -2)).masked_fill(~tril, float("-inf")).logsumexp(-1), atol=1e-12)
+
+
+def _materialised_terms(q, k, v, upper):
+    logits = q @ k.transpose(-1, -2)
+    t = logits.shape[-1]
+    keep = torch.ones(t, t, dtype=torch.bool)
+    s = torch.softmax(logits.masked_fill(~(keep.triu() if upper else keep.tril()), float("-inf")), -1)
+    return s @ v, torch.diagonal(s, dim1=-2, dim2=-1)
+
+
+@pytest.mark.parametrize("path", ["single pass", "portable"])
+@pytest.mark.parametrize("weights", ["product and diagonal", "product only", "diagonal only"])
+@pytest.mark.parametrize("widths", [(4, 4), (3, 5), (6, 2)])
+def test_attention_terms_have_the_gradients_of_the_materialised_softmax(path, weights, widths, monkeypatch):
+    """Both routes (one fused forward and one fused backward with lse's gradient folded into it, and the
+    portable two-product one) give the gradients of S V and of S's diagonal, alone and together, in float64;
+    the query/key width may differ from the values'."""
+    if path == "portable":
+        monkeypatch.setattr(fused_attention, "_single_pass_terms", lambda q, k, v: None)
+    elif fused_attention._single_pass_terms(*(torch.zeros(1, 1, 2, 2, dtype=D64) for _ in range(3))) is None:
+        pytest.skip("this build has no CPU flash kernel pair")
+    g = torch.Generator().manual_seed(5)
+    d_qk, d_v = widths
+    q, k, v = (torch.randn(2, 3, 9, d, dtype=D64, generator=g, requires_grad=True) for d in (d_qk, d_qk, d_v))
+    w_sv, w_diag = torch.randn(2, 3, 9, d_v, dtype=D64, generator=g), torch.randn(2, 3, 9, dtype=D64, generator=g)
+    use_sv, use_diag = weights != "diagonal only", weights != "product only"
+    for upper in (True, False):
+        results = []
+        for terms in (masked_attention_terms, _materialised_terms):
+            sv, diag = terms(q, k, v, upper)
+            loss = use_sv * (sv * w_sv).sum() + use_diag * (torch.log1p(0.7 * diag) * w_diag).sum()
+            results.append((sv.detach(), diag.detach(), torch.autograd.grad(loss, (q, k, v), allow_unused=True)))
+        (sv1, d1, g1), (sv0, d0, g0) = results
+        assert torch.allclose(sv1, sv0, atol=1e-12, rtol=0) and torch.allclose(d1, d0, atol=1e-12, rtol=0)
+        for name, a, b in zip("qkv", g1, g0):
+            b = torch.zeros_like(a) if b is None else b
+            a = torch.zeros_like(b) if a is None else a
+            assert torch.allclose(a, b, atol=1e-11, rtol=1e-10), f"{path} {weights} d{name}: {(a - b).abs().max():.3g}"
 
 
 def test_self_logit_and_recording_keep_the_materialised_path_and_a_whole_flow_switches():

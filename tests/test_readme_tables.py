@@ -103,6 +103,25 @@ def test_benchmark_views_render_medians_with_their_spread():
     assert "above the goal" not in train_step(bench)
 
 
+def test_fused_ica_view_reads_the_forward_and_the_goal():
+    from mango_lite.reporting.views import fused_ica
+
+    row = {"tokens": 1024, "dim": 64, "batch": 4, "pairs": 7, "repeat": 1, "fused_s": 0.05, "materialised_s": 0.09,
+           "sdpa_s": 0.04, "fused_over_materialised": [0.55, 0.5, 0.6], "fused_over_sdpa": [1.2, 1.1, 1.3],
+           "saved_for_backward_mib": {"materialised": 27.0, "fused": 12.0, "sdpa": 9.0}}
+    res = {"device": "cpu", "threads": 1, "torch": "x", "rows": [row]}
+    md = fused_ica(res)  # a file written before the forward was timed alone: no column, no goal line
+    assert "forward alone" not in md and "Goal" not in md and "| 1024 | 50.0 ms | 90.0 ms | 40.0 ms |" in md
+    row["forward_fused_over_sdpa"] = [1.12, 1.05, 1.2]
+    md = fused_ica(res)
+    assert "| 1.20× [1.10-1.30] | 1.12× [1.05-1.20] | 27.0 / 12.0 / 9.0 |" in md
+    assert "at 1024 tokens: 1.12×, met; with the backward, 1.20×." in md
+    row["forward_fused_over_sdpa"] = [1.25, 1.1, 1.4]
+    assert "1.25×, met (its spread reaches past it)" in fused_ica(res)
+    row["forward_fused_over_sdpa"] = [1.5, 1.4, 1.6]
+    assert "1.50×, not met;" in fused_ica(res)
+
+
 def test_reproduction_time_view_and_its_comparison():
     """The main job's time as time_reproduction.py writes it, and its run-by-run comparison."""
     import importlib.util
