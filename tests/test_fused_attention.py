@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from mango_lite import ICA, MultiscaleMango
-from mango_lite.flows import perturb_parameters, use_fused_attention
-from mango_lite.flows import fused_attention
+from mango_lite.flows import fused_attention, perturb_parameters, use_fused_attention
 from mango_lite.flows.fused_attention import masked_attention_terms, masked_lse_reference
 from tests.conftest import jacobian_logdet
 
