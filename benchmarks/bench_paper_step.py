@@ -3,7 +3,8 @@
 Both models are built as ``train --preset paper`` builds them (segmentation, NYUDv2 shapes, batch 8 at
 256 px), with the encoders trained from scratch: pretrained weights are not part of the repository, and the
 encoders are the same in both models, so the ratio is the fusions'. The two steps are interleaved
-(:func:`mango_lite.timing.interleaved`) and the ratio reported as median [min - max] over the pairs. One run =
+(:func:`mango_lite.timing.interleaved`) and the ratio reported as median [min - max] over the pairs; each
+model's forward FLOPs and the peak memory of one step are recorded beside it. One run =
 the preset's 100 epochs over NYUDv2's 795 (SUN RGB-D's 5,285) training images at that step time.
 
     python benchmarks/bench_paper_step.py --out benchmarks/results/bench_paper_step_cpu.json
@@ -39,7 +40,8 @@ def main() -> None:
     print(f"paper preset, segmentation, batch {r['batch']} at {r['image_size']} px on {r['device']}, "
           f"{r['threads']} threads:")
     for name, m in r["models"].items():
-        print(f"  {name:12s} {m['step_ms'] / 1e3:8.2f} s per step   {m['params'] / 1e6:6.2f} M params")
+        print(f"  {name:12s} {m['step_ms'] / 1e3:8.2f} s per step   {m['params'] / 1e6:6.2f} M params   "
+              f"{m['forward_gflops']:6.1f} forward GFLOPs   peak step memory {m['peak_step_mib']:7.0f} MiB")
     print(f"  MANGO / TokenFusion {q['ratio']:.2f}x [{q['ratio_min']:.2f}-{q['ratio_max']:.2f}]")
     for ds, minutes in r["run_minutes"].items():
         print(f"  one {ds} run of MANGO: {minutes / 60:.1f} h")

@@ -83,9 +83,21 @@ def test_train_steps_time_mango_against_tokenfusion_and_price_one_run():
     assert r["models"]["mango"]["params"] > r["models"]["tokenfusion"]["params"]
     # one run = ceil(train images / batch) steps per epoch, the preset's epochs
     assert r["run_minutes"]["nyudv2"] == pytest.approx(math.ceil(795 / 16) * 2 * r["models"]["mango"]["step_ms"] / 6e4)
+    # each model's forward FLOPs at the batch, counted on the model as built; its step's peak memory measured
+    from mango_lite.engine.cost import forward_flops
+    from mango_lite.training.cost import preset_model
+
+    a, b = torch.randn(16, 3, 32, 32), torch.randn(16, 1, 32, 32)
+    for name in ("mango", "tokenfusion"):
+        torch.manual_seed(0)
+        built = preset_model("segmentation", name, "quick").train()
+        assert r["models"][name]["forward_gflops"] == pytest.approx(forward_flops(built, a, b) / 1e9)
+        assert r["models"][name]["peak_step_mib"] > 0
     md = acc.window_markdown({"device": "cpu", "torch": torch.__version__, "git_commit": None, "started": "now",
                               "dry_run": True, "train_steps": [r]})
     assert "| quick | 16, 32 |" in md and "MANGO / TokenFusion" in md
+    flops = r["models"]["mango"]["forward_gflops"] / r["models"]["tokenfusion"]["forward_gflops"]
+    assert f"| {flops:.2f}x |" in md
 
 
 def test_ddp_check_runs_one_mango_run_on_two_processes(tmp_path):

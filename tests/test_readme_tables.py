@@ -98,9 +98,11 @@ def test_benchmark_views_render_medians_with_their_spread():
     bench["models"]["concat"]["forward_gflops"], bench["models"]["mango"]["forward_gflops"] = 0.5, 2.2
     md = train_step(bench)
     assert "| mango | 900 | 3.00× [2.50-4.00] | 1.50 M | 2.20 (4.40×) |" in md
-    assert "MANGO's forward pass does 4.40× concat's arithmetic" in md and "above the goal of 2×" in md
-    bench["models"]["mango"]["forward_gflops"] = 0.9
-    assert "above the goal" not in train_step(bench)
+    # 4.40x the FLOPs in a 3.00x step: 1.47x concat's FLOPs per ms; a 2x step would need 2.20x
+    assert "does 4.40× concat's arithmetic" in md and "step of 3.00× it runs 1.47× concat's FLOPs per millisecond" in md
+    assert "the goal's step of 2× would need 2.20×." in md
+    bench["models"]["mango"]["ratio_to_concat"] = 1.8
+    assert "would need" not in train_step(bench)
 
 
 def test_fused_ica_view_reads_the_forward_and_the_goal():
@@ -120,6 +122,27 @@ def test_fused_ica_view_reads_the_forward_and_the_goal():
     assert "1.25×, met (its spread reaches past it)" in fused_ica(res)
     row["forward_fused_over_sdpa"] = [1.5, 1.4, 1.6]
     assert "1.50×, not met;" in fused_ica(res)
+
+
+def test_paper_step_view_reads_flops_memory_and_goals():
+    from mango_lite.reporting.views import paper_step
+
+    bench = {"preset": "paper", "device": "cpu", "threads": 2, "torch": "x", "batch": 8, "image_size": 256,
+             "encoders": "from scratch", "pairs": 3, "run_minutes": {"nyudv2": 600.0, "sunrgbd": 3600.0},
+             "first_over": {"tokenfusion": {"ratio": 4.0, "ratio_min": 3.5, "ratio_max": 4.5}},
+             "models": {"mango": {"step_ms": 4000.0, "params": 2e7}, "tokenfusion": {"step_ms": 1000.0, "params": 3e6}}}
+    md = paper_step(bench)  # a file written before the FLOP count: the step line alone
+    assert "4.00× [3.50-4.50]" in md and "NYUDv2 10 h" in md and "GFLOPs" not in md
+    bench["models"]["mango"].update(forward_gflops=20.0, peak_step_mib=3000.0)
+    bench["models"]["tokenfusion"].update(forward_gflops=4.0, peak_step_mib=1000.0)
+    md = paper_step(bench)
+    assert "MANGO 20.0 GFLOPs, TokenFusion 4.0 (5.00×" in md and "(3.00×)" in md
+    assert "at most 3× TokenFusion's, 4.00×, not met; peak training memory at most 2×, 3.00×, not met" in md
+    assert "runs 1.25× TokenFusion's FLOPs per millisecond; the goal's step of 3× would need 1.67×." in md
+    bench["models"]["mango"].update(forward_gflops=8.0, peak_step_mib=1500.0)
+    bench["first_over"]["tokenfusion"]["ratio"] = 2.5
+    md = paper_step(bench)
+    assert "2.50×, met; peak training memory at most 2×, 1.50×, met" in md and "would need" not in md
 
 
 def test_reproduction_time_view_and_its_comparison():

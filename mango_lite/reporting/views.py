@@ -140,6 +140,18 @@ def seed_spread(summary: Mapping[str, Any], model: str = "mango", reference: str
     return "\n".join(lines) + "\n"
 
 
+def flop_reading(reference: str, flop_ratio: float, step_ratio: float, goal: float | None) -> str:
+    """What a step ratio means given the forward FLOPs: MANGO's arithmetic per millisecond against the reference
+    model's (``flop_ratio / step_ratio``), and what the goal's step ratio would need."""
+    rate = flop_ratio / step_ratio
+    text = (f"MANGO's forward pass does {flop_ratio:.2f}× {reference}'s arithmetic (matmuls and convolutions, "
+            "`FlopCounterMode`; the backward scales with it), so at a step of "
+            f"{step_ratio:.2f}× it runs {rate:.2f}× {reference}'s FLOPs per millisecond")
+    if goal and step_ratio > goal:
+        text += f"; the goal's step of {goal:g}× would need {flop_ratio / goal:.2f}×"
+    return text + "."
+
+
 def train_step(bench: Mapping[str, Any]) -> str:
     """One row per model: median step time and its ratio to concat with the spread over rounds."""
     models = bench["models"]
@@ -163,14 +175,7 @@ def train_step(bench: Mapping[str, Any]) -> str:
         lines.append(f"Goal: at most {goal:g}× concat; met by {', '.join(met) if met else 'no MANGO variant'}.")
     if flops and "mango" in models:
         m, c = models["mango"], models["concat"]
-        flop_ratio = m["forward_gflops"] / c["forward_gflops"]
-        lines.append(f"MANGO's forward pass does {flop_ratio:.2f}× concat's arithmetic (matmuls and convolutions, "
-                     "`FlopCounterMode`; the backward pass scales with it, and keeping the likelihood out of the encoders adds "
-                     "a nested one): were both "
-                     f"run at the same FLOPs per millisecond, MANGO's step would still be about {flop_ratio:.1f}× "
-                     "concat's"
-                     + (f", above the goal of {goal:g}×: the goal needs a model with fewer FLOPs, not only faster "
-                        "kernels." if goal and flop_ratio > goal else "."))
+        lines.append(flop_reading("concat", m["forward_gflops"] / c["forward_gflops"], m["ratio_to_concat"], goal))
     return "\n".join(lines) + "\n"
 
 
@@ -255,18 +260,37 @@ def ddp_bench(bench: Mapping[str, Any]) -> str:
             f"loss within {100 * bench['val_loss_rel_diff_max']:.1f} % of one process's.\n")
 
 
+#: issue goals at the paper preset: MANGO's step and its peak training memory at most these times TokenFusion's
+PAPER_STEP_GOAL, PAPER_MEMORY_GOAL = 3.0, 2.0
+
+
 def paper_step(bench: Mapping[str, Any]) -> str:
     """``benchmarks/bench_paper_step.py --out``: MANGO's and TokenFusion's step at the paper preset and the
-    time of one real-data run at that speed."""
+    time of one real-data run at that speed; where the file has them, each model's forward FLOPs and the peak
+    memory of one step, the goals' readings and what the FLOP count means for the step (:func:`flop_reading`)."""
     m, t = bench["models"]["mango"], bench["models"]["tokenfusion"]
     q = bench["first_over"]["tokenfusion"]
     runs = bench["run_minutes"]
-    return (f"- preset `{bench['preset']}` on {bench['device']} ({bench['threads']} threads, torch {bench['torch']}), "
+    text = (f"- preset `{bench['preset']}` on {bench['device']} ({bench['threads']} threads, torch {bench['torch']}), "
             f"segmentation at batch {bench['batch']}, {bench['image_size']} px, encoders {bench['encoders']}: "
             f"MANGO {m['step_ms'] / 1e3:.2f} s per step, TokenFusion {t['step_ms'] / 1e3:.2f} s "
             f"(MANGO / TokenFusion {q['ratio']:.2f}× [{q['ratio_min']:.2f}-{q['ratio_max']:.2f}] over "
             f"{bench['pairs']} interleaved pairs); one MANGO run at this speed: NYUDv2 {runs['nyudv2'] / 60:.0f} h, "
             f"SUN RGB-D {runs['sunrgbd'] / 60:.0f} h.\n")
+    if "forward_gflops" not in m or "forward_gflops" not in t:  # files written before the FLOP count
+        return text
+    flops = m["forward_gflops"] / t["forward_gflops"]
+    memory = m["peak_step_mib"] / t["peak_step_mib"] if t.get("peak_step_mib") else float("nan")
+    step_goal = "met" if q["ratio"] <= PAPER_STEP_GOAL else "not met"
+    memory_goal = "met" if memory <= PAPER_MEMORY_GOAL else "not met"
+    text += (f"- Forward pass: MANGO {m['forward_gflops']:.1f} GFLOPs, TokenFusion {t['forward_gflops']:.1f} "
+             f"({flops:.2f}×; `FlopCounterMode`, matmuls and convolutions). Peak memory of one step above what "
+             f"was held before it: MANGO {m['peak_step_mib']:.0f} MiB, TokenFusion {t['peak_step_mib']:.0f} MiB "
+             f"({memory:.2f}×).\n"
+             f"- Goals: step at most {PAPER_STEP_GOAL:g}× TokenFusion's, {q['ratio']:.2f}×, {step_goal}; peak "
+             f"training memory at most {PAPER_MEMORY_GOAL:g}×, {memory:.2f}×, {memory_goal}.\n- ")
+    text += flop_reading("TokenFusion", flops, q["ratio"], PAPER_STEP_GOAL) + "\n"
+    return text
 
 
 def notebook_runtimes(folder: Path) -> str:

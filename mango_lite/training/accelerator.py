@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +325,11 @@ def process_group_check(device: torch.device) -> dict[str, Any]:
     return row
 
 
+def _over(m: Mapping[str, Any], t: Mapping[str, Any], key: str) -> str:
+    """``m[key] / t[key]`` as ``1.23x``, ``-`` where a report written before that measurement lacks it."""
+    return f"{m[key] / t[key]:.2f}x" if m.get(key) and t.get(key) else "-"
+
+
 def window_markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU window: {report['device']}", "",
              f"torch {report['torch']}, git {str(report.get('git_commit'))[:10]}, {report['started']}"
@@ -371,11 +376,14 @@ def window_markdown(report: dict[str, Any]) -> str:
         for r in report["train_steps"]:
             q = r["first_over"].get("tokenfusion", {})
             runs = r["run_minutes"]
-            rows.append([r["preset"], f"{r['batch']}, {r['image_size']}", f"{r['models']['mango']['step_ms']:.0f}",
-                         f"{r['models']['tokenfusion']['step_ms']:.0f}", f"{q.get('ratio', float('nan')):.2f} "
+            m, t = r["models"]["mango"], r["models"]["tokenfusion"]
+            rows.append([r["preset"], f"{r['batch']}, {r['image_size']}", f"{m['step_ms']:.0f}",
+                         f"{t['step_ms']:.0f}", f"{q.get('ratio', float('nan')):.2f} "
                          f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}]",
+                         _over(m, t, "forward_gflops"), _over(m, t, "peak_step_mib"),
                          f"{runs['nyudv2']:.0f} min", f"{runs['sunrgbd']:.0f} min"])
-        lines += table(["preset", "batch, px", "MANGO (ms)", "TokenFusion (ms)", "MANGO / TokenFusion", "one NYUDv2 run",
+        lines += table(["preset", "batch, px", "MANGO (ms)", "TokenFusion (ms)", "MANGO / TokenFusion",
+                        "forward FLOPs, MANGO / TokenFusion", "peak step memory, MANGO / TokenFusion", "one NYUDv2 run",
                         "one SUN RGB-D run"], rows)
         lines.append("")
     if report.get("ddp_check"):

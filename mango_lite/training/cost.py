@@ -180,9 +180,13 @@ def train_step_timings(device: str | torch.device, preset: Any, models: Sequence
     size on ``device``, interleaved (:func:`mango_lite.timing.interleaved`, the first model against each
     other one), bf16 autocast on CUDA when ``amp``. Segmentation models get NYUDv2's shapes.
 
-    Returns ``{"preset", "device", "batch", "image_size", "models": {name: {"step_ms", "params"}},
-    "first_over": {name: {"ratio", "ratio_min", "ratio_max"}} (the first model's step over ``name``'s),
-    "run_minutes": {dataset: minutes of one run of the first model at the preset's epochs}}``."""
+    Returns ``{"preset", "device", "batch", "image_size", "models": {name: {"step_ms", "params",
+    "forward_gflops", "peak_step_mib"}}, "first_over": {name: {"ratio", "ratio_min", "ratio_max"}} (the first
+    model's step over ``name``'s), "run_minutes": {dataset: minutes of one run of the first model at the preset's
+    epochs}}``. ``forward_gflops``: one forward pass at the batch (``FlopCounterMode``); ``peak_step_mib``: the
+    peak memory one step allocates above what was held before it (activations kept for the backward, gradients,
+    temporaries; :func:`mango_lite.engine.cost.peak_memory_bytes`), measured after the timed steps, so the
+    optimizer's state already exists."""
     from ..timing import interleaved
     from ..utils import device_name
     from .runspec import resolve_preset
@@ -197,9 +201,11 @@ def train_step_timings(device: str | torch.device, preset: Any, models: Sequence
     y = torch.randint(0, outputs, (bs, size, size), generator=g).to(dev)
     use_amp = amp and dev.type == "cuda"
 
+    nets: dict[str, nn.Module] = {}
+
     def stepper(name: str) -> tuple[Callable[[], None], int]:
         torch.manual_seed(0)
-        net = preset_model(task, name, preset).to(dev).train()
+        net = nets[name] = preset_model(task, name, preset).to(dev).train()
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-12)
 
         def step() -> None:
@@ -224,6 +230,10 @@ def train_step_timings(device: str | torch.device, preset: Any, models: Sequence
         out["first_over"][name] = {"ratio": r["ratio"], "ratio_min": r["ratio_min"], "ratio_max": r["ratio_max"]}
     out["models"][first] = {"step_ms": statistics.median(first_ms) if first_ms else float("nan"),
                             "params": steps[first][1]}
+    for name in models:
+        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
+            out["models"][name]["forward_gflops"] = forward_flops(nets[name], a, b) / 1e9
+        out["models"][name]["peak_step_mib"] = peak_memory_bytes(steps[name][0], dev) / 2**20
     ms = out["models"][first]["step_ms"]
     out["run_minutes"] = {ds: math.ceil(n / bs) * int(preset.epochs) * ms / 6e4
                           for ds, n in REAL_TRAIN_SIZES.items() if ds in ("nyudv2", "sunrgbd")}
