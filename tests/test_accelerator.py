@@ -77,7 +77,8 @@ def test_timed_reproduction_stops_when_the_budget_cannot_hold_another_group(monk
 
 def test_train_steps_time_mango_against_tokenfusion_and_price_one_run():
     (r,) = acc.train_steps(torch.device("cpu"), dry_run=True)
-    assert r["preset"] == "quick" and r["first"] == "mango" and set(r["models"]) == {"mango", "tokenfusion"}
+    assert r["preset"] == "quick" and r["first"] == "mango"
+    assert set(r["models"]) == {"mango", "tokenfusion", "mango+checkpointed"}
     q = r["first_over"]["tokenfusion"]
     assert q["ratio_min"] <= q["ratio"] <= q["ratio_max"]
     assert r["models"]["mango"]["params"] > r["models"]["tokenfusion"]["params"]
@@ -85,19 +86,23 @@ def test_train_steps_time_mango_against_tokenfusion_and_price_one_run():
     assert r["run_minutes"]["nyudv2"] == pytest.approx(math.ceil(795 / 16) * 2 * r["models"]["mango"]["step_ms"] / 6e4)
     # each model's forward FLOPs at the batch, counted on the model as built; its step's peak memory measured
     from mango_lite.engine.cost import forward_flops
-    from mango_lite.training.cost import preset_model
+    from mango_lite.training.cost import preset_model, train_step_timings
 
     a, b = torch.randn(16, 3, 32, 32), torch.randn(16, 1, 32, 32)
     for name in ("mango", "tokenfusion"):
         torch.manual_seed(0)
         built = preset_model("segmentation", name, "quick").train()
+        if name == "mango":  # checkpointing recomputes activations, it does not change the arithmetic of a forward
+            assert r["models"]["mango+checkpointed"]["forward_gflops"] == r["models"]["mango"]["forward_gflops"]
         assert r["models"][name]["forward_gflops"] == pytest.approx(forward_flops(built, a, b) / 1e9)
         assert r["models"][name]["peak_step_mib"] > 0
     md = acc.window_markdown({"device": "cpu", "torch": torch.__version__, "git_commit": None, "started": "now",
                               "dry_run": True, "train_steps": [r]})
     assert "| quick | 16, 32 |" in md and "MANGO / TokenFusion" in md
     flops = r["models"]["mango"]["forward_gflops"] / r["models"]["tokenfusion"]["forward_gflops"]
-    assert f"| {flops:.2f}x |" in md
+    assert f"| {flops:.2f}x |" in md and "quick: MANGO with activation checkpointing, peak step memory" in md
+    with pytest.raises(ValueError, match="'\\+checkpointed'"):
+        train_step_timings("cpu", "quick", models=("mango", "mango+compiled"), pairs=1)
 
 
 def test_ddp_check_runs_one_mango_run_on_two_processes(tmp_path):

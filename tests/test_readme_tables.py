@@ -143,6 +143,12 @@ def test_paper_step_view_reads_flops_memory_and_goals():
     bench["first_over"]["tokenfusion"]["ratio"] = 2.5
     md = paper_step(bench)
     assert "2.50×, met; peak training memory at most 2×, 1.50×, met" in md and "would need" not in md
+    bench["models"]["mango+checkpointed"] = {"step_ms": 3125.0, "params": 2e7, "forward_gflops": 8.0,
+                                             "peak_step_mib": 500.0}
+    bench["first_over"]["mango+checkpointed"] = {"ratio": 0.8, "ratio_min": 0.75, "ratio_max": 0.9}
+    md = paper_step(bench)  # MANGO's step is 0.8x the checkpointed one's: checkpointing makes it 1.25x slower
+    assert "peak 500 MiB, 0.50× TokenFusion's (goal 2×, met); its step 1.25× MANGO's [1.11-1.33]" in md
+    assert "about 3.1× TokenFusion's" in md
 
 
 def test_reproduction_time_view_and_its_comparison():

@@ -2,7 +2,7 @@
 
 from .actnorm import ActNorm
 from .base import FlowSequence, InvertibleModule, standard_normal_log_prob
-from .block import MangoBlock, layers_for
+from .block import MangoBlock, layers_for, use_activation_checkpointing
 from .config import DEFAULT_LAYERS, FlowConfig
 from .coupling import Coupling
 from .cross_coupling import CrossModalCoupling, CrossModalGlow, live_parameter_count
@@ -27,6 +27,6 @@ __all__ = [
     "InvertibleLinearLU", "InvertibleModule", "LICAPartition", "MMCAPartition", "MangoBlock", "MangoFlow",
     "MultiscaleEncoding", "MultiscaleMango", "PARTITIONS", "Partition", "Split", "Squeeze", "Unsqueeze",
     "from_tokens", "layers_for", "live_parameter_count", "make_partition", "perturb_parameters", "record_attention",
-    "squeeze2d", "standard_normal_log_prob", "use_fused_attention",
+    "squeeze2d", "standard_normal_log_prob", "use_activation_checkpointing", "use_fused_attention",
     "to_tokens", "unsqueeze2d",
 ]

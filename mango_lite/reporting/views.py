@@ -290,6 +290,15 @@ def paper_step(bench: Mapping[str, Any]) -> str:
              f"- Goals: step at most {PAPER_STEP_GOAL:g}× TokenFusion's, {q['ratio']:.2f}×, {step_goal}; peak "
              f"training memory at most {PAPER_MEMORY_GOAL:g}×, {memory:.2f}×, {memory_goal}.\n- ")
     text += flop_reading("TokenFusion", flops, q["ratio"], PAPER_STEP_GOAL) + "\n"
+    ck, ck_over = bench["models"].get("mango+checkpointed"), bench["first_over"].get("mango+checkpointed")
+    if ck and ck_over and t.get("peak_step_mib"):
+        slower = 1 / ck_over["ratio"]  # first_over = MANGO's step over the checkpointed one's
+        ck_memory = ck["peak_step_mib"] / t["peak_step_mib"]
+        text += (f"- With activation checkpointing (`use_activation_checkpointing`, each MANGO block's activations "
+                 f"recomputed in the backward): peak {ck['peak_step_mib']:.0f} MiB, {ck_memory:.2f}× TokenFusion's "
+                 f"(goal {PAPER_MEMORY_GOAL:g}×, {'met' if ck_memory <= PAPER_MEMORY_GOAL else 'not met'}); its step "
+                 f"{slower:.2f}× MANGO's [{1 / ck_over['ratio_max']:.2f}-{1 / ck_over['ratio_min']:.2f}] (interleaved), "
+                 f"so about {q['ratio'] * slower:.1f}× TokenFusion's (the product of the two medians).\n")
     return text
 
 

@@ -257,10 +257,12 @@ def train_steps(device: torch.device, dry_run: bool = False) -> list[dict[str, A
     from ..presets import get_preset
     from .cost import train_step_timings
 
+    with_checkpointing = ("mango", "tokenfusion", "mango+checkpointed")  # the paper preset's memory goal
     if dry_run:
-        return [train_step_timings(device, "quick", pairs=2)]
+        return [train_step_timings(device, "quick", models=with_checkpointing, pairs=2)]
     return [train_step_timings(device, "gpu", pairs=5),
-            train_step_timings(device, get_preset("paper").with_encoders(encoder="conv"), pairs=3)]
+            train_step_timings(device, get_preset("paper").with_encoders(encoder="conv"), models=with_checkpointing,
+                               pairs=3)]
 
 
 def ddp_check(device: torch.device, out: Path, dry_run: bool = False, timeout_s: float = 240.0) -> dict[str, Any]:
@@ -385,6 +387,12 @@ def window_markdown(report: dict[str, Any]) -> str:
         lines += table(["preset", "batch, px", "MANGO (ms)", "TokenFusion (ms)", "MANGO / TokenFusion",
                         "forward FLOPs, MANGO / TokenFusion", "peak step memory, MANGO / TokenFusion", "one NYUDv2 run",
                         "one SUN RGB-D run"], rows)
+        for r in report["train_steps"]:
+            ck, ck_over = r["models"].get("mango+checkpointed"), r["first_over"].get("mango+checkpointed")
+            if ck and ck_over:
+                lines += ["", f"{r['preset']}: MANGO with activation checkpointing, peak step memory "
+                          f"{_over(ck, r['models']['tokenfusion'], 'peak_step_mib')} TokenFusion's; its step "
+                          f"{1 / ck_over['ratio']:.2f}x MANGO's (interleaved)."]
         lines.append("")
     if report.get("ddp_check"):
         r = report["ddp_check"]

@@ -109,6 +109,9 @@ def _add_train_parser(sub: Any, fmt: Any) -> None:
                    help="stand-ins of segmentation (NYUDv2) and translation: metres between the cameras of the two "
                         "inputs, misregistering the second by its disparity f*b/z (default 0: pixel-aligned)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
+    p.add_argument("--checkpoint-flow", action="store_true",
+                   help="MANGO: recompute the flow's activations in the backward instead of keeping them (less "
+                        "memory, a slower step, the same gradients)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_arguments(p)
@@ -366,7 +369,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..viz.plots import write_run_curves
 
     options = RunOptions(device=args.device, resume=args.resume, overwrite=args.overwrite, cache_dir=cache,
-                         num_workers=args.workers, progress=_progress(args), after_fit=(write_run_curves,))
+                         num_workers=args.workers, progress=_progress(args), checkpoint_flow=args.checkpoint_flow,
+                         after_fit=(write_run_curves,))
     res = train_task(spec, args.out, options=options)
     from ..engine.distributed import state
 

@@ -178,7 +178,9 @@ def train_step_timings(device: str | torch.device, preset: Any, models: Sequence
                        task: str = "segmentation", pairs: int = 5, amp: bool = True) -> dict[str, Any]:
     """One optimizer step (forward, loss, backward, AdamW) of each of ``models`` at ``preset``'s batch and image
     size on ``device``, interleaved (:func:`mango_lite.timing.interleaved`, the first model against each
-    other one), bf16 autocast on CUDA when ``amp``. Segmentation models get NYUDv2's shapes.
+    other one), bf16 autocast on CUDA when ``amp``. Segmentation models get NYUDv2's shapes. A name may end in
+    ``+checkpointed``: that fusion with its flow's activations recomputed in the backward
+    (:func:`mango_lite.flows.use_activation_checkpointing`).
 
     Returns ``{"preset", "device", "batch", "image_size", "models": {name: {"step_ms", "params",
     "forward_gflops", "peak_step_mib"}}, "first_over": {name: {"ratio", "ratio_min", "ratio_max"}} (the first
@@ -204,8 +206,15 @@ def train_step_timings(device: str | torch.device, preset: Any, models: Sequence
     nets: dict[str, nn.Module] = {}
 
     def stepper(name: str) -> tuple[Callable[[], None], int]:
+        fusion, _, variant = name.partition("+")
+        if variant not in ("", "checkpointed"):
+            raise ValueError(f"train_step_timings: a model is a fusion name, optionally with '+checkpointed', got {name!r}")
         torch.manual_seed(0)
-        net = nets[name] = preset_model(task, name, preset).to(dev).train()
+        net = nets[name] = preset_model(task, fusion, preset).to(dev).train()
+        if variant:
+            from ..flows import use_activation_checkpointing
+
+            use_activation_checkpointing(net)
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-12)
 
         def step() -> None:

@@ -124,6 +124,8 @@ class RunOptions:
     ``keep_checkpoints``: what stays on disk (``best.pt``; the newest per-epoch checkpoints, <= 0 all).
     ``progress`` (tqdm bars; None: in a terminal or notebook), ``verbose`` (a line per epoch), ``num_workers``
     (DataLoader workers), ``cache_dir`` (where stand-in data are generated; None: the default cache).
+    ``checkpoint_flow``: MANGO's flow keeps only its blocks' inputs for the backward and recomputes the rest there
+    (:func:`mango_lite.flows.use_activation_checkpointing`: less memory, a slower step, the same gradients).
     ``after_fit``: callables given the finished :class:`~mango_lite.training.Trainer` on the main process, e.g.
     :func:`mango_lite.viz.plots.write_run_curves` for ``curves.png`` (module-level functions, so a worker
     process receives them); the library adds none itself."""
@@ -138,6 +140,7 @@ class RunOptions:
     verbose: bool = True
     num_workers: int = 0
     cache_dir: str | None = None
+    checkpoint_flow: bool = False
     after_fit: tuple[Callable[[Any], Any], ...] = ()
 
     def __post_init__(self) -> None:

@@ -676,6 +676,10 @@ def train_task(
     kwargs = run_model_kwargs(task, model, data, preset, spec.model_overrides or None)
     seed_everything(seed)  # model initialisation depends on the seed only
     net = build_task_model(task, fusion, kwargs)
+    if options.checkpoint_flow:
+        from ..flows import use_activation_checkpointing
+
+        use_activation_checkpointing(net)  # a no-op for models without a MANGO flow
     cfg = TrainConfig(**_task_config(preset, task, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr),
                       seed=seed, device=device, progress=options.progress, verbose=options.verbose,
                       save_best=options.save_best, keep_checkpoints=options.keep_checkpoints,
