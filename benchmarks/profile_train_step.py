@@ -1,7 +1,8 @@
 """Where MANGO's training step spends its time, by phase, by module and by operator, on one device.
 
-The models are built as ``bench_train_step.py`` builds them (segmentation, NYUDv2-sized inputs, the preset's
-batch). Three views of the same step:
+The models are built as ``train`` builds them at the preset (segmentation, NYUDv2-sized inputs, the preset's
+batch; at ``paper`` with the encoders trained from scratch, as ``bench_paper_step.py``). Four views of the same
+step:
 
 * **phases** (no hooks): forward, loss, backward (MANGO's includes the flow-only likelihood's second
   backward) and the optimizer, each bracketed by device synchronisation; medians over the timed steps, for
@@ -10,9 +11,13 @@ batch). Three views of the same step:
   flow by layer type (ICA, coupling, ActNorm, ...), from forward hooks that synchronise the device. The
   hooks cost time themselves, so read the shares, not the totals;
 * **operators**: ``torch.profiler`` over a few steps: kernels launched per step and the operators with the
-  most self time on the device (CPU time on the CPU).
+  most self time on the device (CPU time on the CPU);
+* **dispatched operators**: every operator one step sends to the backend, views left out (on a GPU each of
+  the rest is a kernel launch, so this counts launches on any device), by phase, and per flow layer of each
+  type in the forward: what a layer costs in launches where the device waits for them.
 
     python benchmarks/profile_train_step.py --preset cpu
+    python benchmarks/profile_train_step.py --preset paper --steps 3 --out benchmarks/results/profile_train_step_paper_cpu.json
     python benchmarks/profile_train_step.py --preset gpu --device cuda --out results/gpu/profile_train_step_gpu.json
 """
 
@@ -27,9 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_train_step import device_sync, segmentation_batch, segmentation_model  # benchmarks/ (this script's folder)
+from bench_train_step import device_sync, segmentation_batch  # benchmarks/ (this script's folder)
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mango_lite.presets import get_preset
+from mango_lite.training.cost import preset_model
 from mango_lite.utils import atomic_write_json, device_name
 
 
@@ -149,6 +156,62 @@ def operator_table(model: torch.nn.Module, batch: tuple, steps: int, device: tor
                            "share": self_time(e) / total if total else None} for e in rows]}
 
 
+class _DispatchCounter(TorchDispatchMode):
+    """Counts the non-view operators dispatched below autograd, under the label the hooks set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = "forward"
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if not func.is_view:
+            self.counts[self.label] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_operators(model: torch.nn.Module, batch: tuple) -> dict:
+    """Non-view operators of one optimizer step, by phase (forward with the loss, backward, optimizer), and in the
+    forward per flow layer of each type (ICA by partition): a GPU launches one kernel for each."""
+    a, b, y = batch
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    layers: dict[str, list[torch.nn.Module]] = defaultdict(list)
+    for m in model.modules():
+        name = type(m).__name__
+        if name == "InvertibleCrossAttention":
+            layers[f"ICA {m.partition_name}"].append(m)
+        elif name in ("ActNorm", "Coupling"):
+            layers[name].append(m)
+    counter = _DispatchCounter()
+    handles = []
+    for label, mods in layers.items():
+        for m in mods:
+            def pre(*_, label=label) -> None:
+                counter.label = label
+
+            def post(*_) -> None:
+                counter.label = "forward"
+
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    model.loss(model(a, b), y)[0].backward()  # ActNorm's initialisation and the optimizer's state, not counted
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    with counter:
+        loss, _ = model.loss(model(a, b), y)
+        counter.label = "backward"
+        loss.backward()
+        counter.label = "optimizer"
+        opt.step()
+    for h in handles:
+        h.remove()
+    c = counter.counts
+    per_layer = {label: c.get(label, 0) / len(mods) for label, mods in sorted(layers.items())}
+    forward = c.get("forward", 0) + sum(c.get(label, 0) for label in layers)
+    return {"forward": forward, "backward": c.get("backward", 0), "optimizer": c.get("optimizer", 0),
+            "step": forward + c.get("backward", 0) + c.get("optimizer", 0), "per_layer_forward": per_layer,
+            "layers": {label: len(mods) for label, mods in sorted(layers.items())}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cpu")
@@ -159,6 +222,12 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device(args.device)
     p = get_preset(args.preset)
+    if p.name == "paper":  # no pretrained weights travel with the repository: encoders from scratch in both models
+        p = p.with_encoders(encoder="conv")
+
+    def build(fusion: str) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return preset_model("segmentation", fusion, p).to(device).train()
 
     sync = device_sync(device)
 
@@ -167,10 +236,11 @@ def main() -> None:
     report = {"preset": p.name, "batch": bs, "image_size": size, "device": device_name(device), "torch": torch.__version__,
               "steps": args.steps, "phases": {}}
     for fusion in ("concat", "mango"):
-        report["phases"][fusion] = phase_times(segmentation_model(fusion, p, device), batch, args.steps, 2, sync)
-    mango = segmentation_model("mango", p, device)
+        report["phases"][fusion] = phase_times(build(fusion), batch, args.steps, 2, sync)
+    mango = build("mango")
     report["modules"] = module_times(mango, batch, args.steps, sync)
     report["operators"] = operator_table(mango, batch, max(2, args.steps // 2), device)
+    report["dispatched"] = {fusion: dispatched_operators(build(fusion), batch) for fusion in ("concat", "mango")}
     print(f"MANGO's training step at preset {p.name} (batch {bs}, {size} px) on {report['device']}")
     for fusion, ph in report["phases"].items():
         print(f"  {fusion:7s} " + "  ".join(f"{k} {v:7.1f} ms" for k, v in ph.items()))
@@ -182,6 +252,11 @@ def main() -> None:
     print(f"  operators by {ops['time_kind']}{kernels}")
     for o in ops["operators"]:
         print(f"    {o['name'][:48]:48s} {o['ms_per_step']:8.2f} ms  {o['calls_per_step']:7.0f} calls  {100 * o['share']:5.1f} %")
+    for fusion, d in report["dispatched"].items():
+        print(f"  {fusion}: {d['step']} operators dispatched per step (views left out): forward {d['forward']}, "
+              f"backward {d['backward']}, optimizer {d['optimizer']}")
+    per_layer = report["dispatched"]["mango"]["per_layer_forward"]
+    print("  MANGO's forward, operators per flow layer: " + ", ".join(f"{k} {v:.0f}" for k, v in per_layer.items()))
     if args.out:
         atomic_write_json(Path(args.out), json.loads(json.dumps(report, default=float)))
         print(f"wrote {args.out}")

@@ -220,7 +220,14 @@ def test_profile_and_compile_views_compute_their_readings():
             "operators": {"time_kind": "self device time", "kernels_per_step": 20000,
                           "operators": [{"name": "aten::bmm", "calls_per_step": 1200, "ms_per_step": 10.0, "share": 0.1}]}}
     md = train_profile(prof)
-    assert "| mango | 100.0 | 2.0 | 290.0 | 8.0 | 400.0 |" in md
+    assert "| mango | 100.0 | 2.0 | 290.0 | 8.0 | 400.0 |" in md and "dispatched" not in md
+    prof["dispatched"] = {"concat": {"step": 1000, "forward": 300, "backward": 600, "optimizer": 100},
+                          "mango": {"step": 5000, "forward": 1500, "backward": 3000, "optimizer": 500,
+                                    "per_layer_forward": {"ICA mmca": 40.0, "ActNorm": 12.0},
+                                    "layers": {"ICA mmca": 8, "ActNorm": 9}}}
+    assert ("MANGO 5000 (forward 1500, backward 3000, optimizer 500), concat 1000 (5.0×); in MANGO's forward, per "
+            "layer: ICA mmca 40 (8 layers), ActNorm 12 (9 layers).") in train_profile(prof)
+    md = train_profile({k: v for k, v in prof.items() if k != "dispatched"})
     # shares of the top-level parts' sum (100 ms); the device busy = 10 ms / 0.1 = 100 ms of the 400 ms step
     assert "fusion 90 %" in md and "InvertibleCrossAttention 60 %" in md
     assert "busy (sum of self device time) 100 ms of MANGO's 400 ms step (25 %)" in md

@@ -411,6 +411,14 @@ def train_profile(res: Mapping[str, Any]) -> str:
                         f"({100 * busy / step:.0f} %); ")
         lines.append(f"- {kernels}largest {ops['time_kind']}: " + ", ".join(
             f"`{o['name'][:40]}` {100 * o['share']:.1f} % ({o['calls_per_step']:.0f} calls)" for o in top) + ".")
+    disp = res.get("dispatched") or {}
+    if "mango" in disp and "concat" in disp:
+        m, c = disp["mango"], disp["concat"]
+        lines.append(f"- Operators dispatched per step, views left out (one kernel launch each on a GPU): MANGO "
+                     f"{m['step']} (forward {m['forward']}, backward {m['backward']}, optimizer {m['optimizer']}), "
+                     f"concat {c['step']} ({m['step'] / c['step']:.1f}×); in MANGO's forward, per layer: "
+                     + ", ".join(f"{k} {v:.0f} ({m['layers'][k]} layers)" for k, v in m["per_layer_forward"].items())
+                     + ".")
     return "\n".join(lines) + "\n"
 
 
