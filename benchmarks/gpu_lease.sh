@@ -2,9 +2,11 @@
 # One lent GPU, used once: every measurement the project wants from a GPU, in order, each under its own time
 # limit, so that the lease ends with files even when a step overruns. Writes into OUT (default results/gpu):
 #   gpu_window.{json,md}          flow checks on the device, ICA (materialised and fused) against fused attention,
-#                                 MANGO's step against TokenFusion's at the gpu and paper presets, the process group
+#                                 MANGO's step against TokenFusion's at the gpu and paper presets (FLOPs, peak
+#                                 memory, and at paper MANGO with its flow checkpointed), the process group
 #   bench_fused_ica_gpu.json      one ICA training step: fused / materialised / fused causal SDPA, memory
 #   bench_train_step_gpu.json     MANGO's training step against concat's at the gpu preset
+#   profile_train_step_gpu.json   where that step goes: phases, modules, operators, kernels per step and per layer
 #   replication.tgz               the pre-registered replication of the attention control on segmentation
 #                                 (results/mechanisms/segmentation-nyudv2-replication/PROTOCOL.md), checkpoints left out
 #   lease.log                     what each step printed
@@ -29,9 +31,10 @@ run() {  # run LIMIT_SECONDS CMD...: one step, its output appended to lease.log,
 }
 if [ -n "${REHEARSAL:-}" ]; then
     DEV=cpu; WINDOW="--dry-run"; FUSED="--quick --pairs 2"; STEP="--preset quick --rounds 2 --warmup 1"
+    PROFILE="--preset quick --steps 2"
     STUDY_PRESET=quick; SEEDS="${SEEDS:-3 4}"
 else
-    DEV=cuda; WINDOW=""; FUSED=""; STEP="--preset gpu --rounds 9"
+    DEV=cuda; WINDOW=""; FUSED=""; STEP="--preset gpu --rounds 9"; PROFILE="--preset gpu --steps 3"
     STUDY_PRESET=cpu; SEEDS="${SEEDS:-3 4 5 6 7 8 9 10}"
 fi
 log "lease: $($PY -c 'import torch; from mango_lite.utils import device_name; print(device_name(torch.device("'$DEV'")), "torch", torch.__version__)')"
@@ -39,6 +42,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 run 150 $PY -m mango_lite gpu-window --out "$OUT" --no-reproduction $WINDOW --minutes 4
 run 80 $PY benchmarks/bench_fused_ica.py --device $DEV $FUSED --out "$OUT/bench_fused_ica_gpu.json"
 run 80 $PY benchmarks/bench_train_step.py --device $DEV $STEP --out "$OUT/bench_train_step_gpu.json"
+run 60 $PY benchmarks/profile_train_step.py --device $DEV $PROFILE --out "$OUT/profile_train_step_gpu.json"
 # the replication: one process per seed (mango, then mango-noattn), the data generated once beforehand
 run 60 $PY -c "from mango_lite.training.tasks import build_task_data; build_task_data('segmentation', '$STUDY_PRESET', dataset='nyudv2', cache_dir='$WORK/data')"
 LEFT=$(( START + TOTAL_SECONDS - $(date +%s) - 40 ))  # 40 s to merge and pack
