@@ -428,6 +428,8 @@ class InvertibleCrossAttention(InvertibleModule):
             self._record(s, g)
         y2 = self._unheads(v + g * sv)  # (I + diag(gamma) S) X2, gamma applied on (T, d) not (T, T)
         y, ld_merge = self.partition.merge(x1, y2)
+        if self.partition.volume_preserving:  # MMCA, IMCA: the partition's log-dets are 0; two kernels fewer
+            return y, logdet
         return y, ld_part + logdet + ld_merge
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -447,6 +449,8 @@ class InvertibleCrossAttention(InvertibleModule):
         work = torch.promote_types(torch.promote_types(a.dtype, v.dtype), torch.float32)
         x2 = torch.linalg.solve_triangular(a.to(work), v.to(work), upper=self.upper).to(v.dtype)
         x, ld_merge = self.partition.merge(y1, self._unheads(x2))
+        if self.partition.volume_preserving:
+            return x, -logdet
         return x, ld_part - logdet + ld_merge
 
 

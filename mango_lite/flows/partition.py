@@ -34,6 +34,8 @@ class Partition(nn.Module):
     """Base: ``partition(x) -> (x1, x2, logdet)`` and ``merge(x1, x2) -> (x, logdet)``."""
 
     name: str = ""
+    #: True where partition and merge are permutations (log-det 0): a layer may then leave their log-dets out
+    volume_preserving: bool = False
 
     def __init__(self, tokens: int, dim: int) -> None:
         super().__init__()
@@ -61,6 +63,8 @@ class Partition(nn.Module):
 class PermutationPartition(Partition):
     """A partition that is a fixed permutation of tokens (log|det| = 0)."""
 
+    volume_preserving = True
+
     def __init__(self, tokens: int, dim: int, index1: Tensor, index2: Tensor) -> None:
         super().__init__(tokens, dim)
         perm = torch.cat([index1, index2])
@@ -68,6 +72,8 @@ class PermutationPartition(Partition):
             raise ValueError("partition indices must cover every token exactly once")
         self.register_buffer("perm", perm)
         self.register_buffer("perm_inv", torch.argsort(perm))
+        # the zero log-det, returned as a broadcast view of one stored zero: no kernel launched per call
+        self.register_buffer("zero", torch.zeros(()), persistent=False)
         # MMCA's halves are whole modalities: X1 and X2 are then slices (views, no gather) and the merge
         # one concatenation, instead of two gathers of all 2T tokens per layer
         self.x1_first = torch.equal(perm, torch.arange(2 * tokens))
@@ -76,18 +82,22 @@ class PermutationPartition(Partition):
     def partition(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         t = self.tokens
         if self.x1_first:
-            return x[:, :t], x[:, t:], x.new_zeros(x.shape[0])
+            return x[:, :t], x[:, t:], self._zero_logdet(x)
         if self.swapped:
-            return x[:, t:], x[:, :t], x.new_zeros(x.shape[0])
+            return x[:, t:], x[:, :t], self._zero_logdet(x)
         xp = x.index_select(1, self.perm)
-        return xp[:, :t], xp[:, t:], x.new_zeros(x.shape[0])
+        return xp[:, :t], xp[:, t:], self._zero_logdet(x)
+
+    def _zero_logdet(self, x: Tensor) -> Tensor:
+        """Zeros (B,) in x's dtype: a read-only broadcast view (do not write into it)."""
+        return self.zero.to(x.dtype).expand(x.shape[0])
 
     def merge(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         if self.x1_first or self.swapped:
             x = torch.cat([x1, x2] if self.x1_first else [x2, x1], 1)
         else:
             x = torch.cat([x1, x2], 1).index_select(1, self.perm_inv)
-        return x, x.new_zeros(x.shape[0])
+        return x, self._zero_logdet(x)
 
     def token_index(self) -> Tensor:
         return self.perm.view(2, self.tokens)

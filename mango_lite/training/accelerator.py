@@ -332,6 +332,34 @@ def _over(m: Mapping[str, Any], t: Mapping[str, Any], key: str) -> str:
     return f"{m[key] / t[key]:.2f}x" if m.get(key) and t.get(key) else "-"
 
 
+def _train_steps_markdown(steps: list[dict[str, Any]]) -> list[str]:
+    """The window's training-step section: one row per preset, and MANGO checkpointed where it was timed."""
+    lines = ["## Training step: MANGO against TokenFusion (segmentation, NYUDv2 shapes)", "",
+             f"Goal: MANGO's step at most {GOAL_STEP_OVER_TOKENFUSION}x TokenFusion's at the gpu preset. One run "
+             "= the preset's epochs over NYUDv2's 795 / SUN RGB-D's 5,285 training images.", ""]
+    rows = []
+    for r in steps:
+        q = r["first_over"].get("tokenfusion", {})
+        runs = r["run_minutes"]
+        m, t = r["models"]["mango"], r["models"]["tokenfusion"]
+        rows.append([r["preset"], f"{r['batch']}, {r['image_size']}", f"{m['step_ms']:.0f}",
+                     f"{t['step_ms']:.0f}", f"{q.get('ratio', float('nan')):.2f} "
+                     f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}]",
+                     _over(m, t, "forward_gflops"), _over(m, t, "peak_step_mib"),
+                     f"{runs['nyudv2']:.0f} min", f"{runs['sunrgbd']:.0f} min"])
+    lines += table(["preset", "batch, px", "MANGO (ms)", "TokenFusion (ms)", "MANGO / TokenFusion",
+                    "forward FLOPs, MANGO / TokenFusion", "peak step memory, MANGO / TokenFusion", "one NYUDv2 run",
+                    "one SUN RGB-D run"], rows)
+    for r in steps:
+        ck, ck_over = r["models"].get("mango+checkpointed"), r["first_over"].get("mango+checkpointed")
+        if ck and ck_over:
+            lines += ["", f"{r['preset']}: MANGO with activation checkpointing, peak step memory "
+                      f"{_over(ck, r['models']['tokenfusion'], 'peak_step_mib')} TokenFusion's; its step "
+                      f"{1 / ck_over['ratio']:.2f}x MANGO's (interleaved)."]
+    lines.append("")
+    return lines
+
+
 def window_markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU window: {report['device']}", "",
              f"torch {report['torch']}, git {str(report.get('git_commit'))[:10]}, {report['started']}"
@@ -371,29 +399,7 @@ def window_markdown(report: dict[str, Any]) -> str:
                         "inverse / fwd", "peak MiB ICA / fused / SDPA / inverse"], rows)
         lines.append("")
     if report.get("train_steps"):
-        lines += ["## Training step: MANGO against TokenFusion (segmentation, NYUDv2 shapes)", "",
-                  f"Goal: MANGO's step at most {GOAL_STEP_OVER_TOKENFUSION}x TokenFusion's at the gpu preset. One run "
-                  "= the preset's epochs over NYUDv2's 795 / SUN RGB-D's 5,285 training images.", ""]
-        rows = []
-        for r in report["train_steps"]:
-            q = r["first_over"].get("tokenfusion", {})
-            runs = r["run_minutes"]
-            m, t = r["models"]["mango"], r["models"]["tokenfusion"]
-            rows.append([r["preset"], f"{r['batch']}, {r['image_size']}", f"{m['step_ms']:.0f}",
-                         f"{t['step_ms']:.0f}", f"{q.get('ratio', float('nan')):.2f} "
-                         f"[{q.get('ratio_min', float('nan')):.2f}-{q.get('ratio_max', float('nan')):.2f}]",
-                         _over(m, t, "forward_gflops"), _over(m, t, "peak_step_mib"),
-                         f"{runs['nyudv2']:.0f} min", f"{runs['sunrgbd']:.0f} min"])
-        lines += table(["preset", "batch, px", "MANGO (ms)", "TokenFusion (ms)", "MANGO / TokenFusion",
-                        "forward FLOPs, MANGO / TokenFusion", "peak step memory, MANGO / TokenFusion", "one NYUDv2 run",
-                        "one SUN RGB-D run"], rows)
-        for r in report["train_steps"]:
-            ck, ck_over = r["models"].get("mango+checkpointed"), r["first_over"].get("mango+checkpointed")
-            if ck and ck_over:
-                lines += ["", f"{r['preset']}: MANGO with activation checkpointing, peak step memory "
-                          f"{_over(ck, r['models']['tokenfusion'], 'peak_step_mib')} TokenFusion's; its step "
-                          f"{1 / ck_over['ratio']:.2f}x MANGO's (interleaved)."]
-        lines.append("")
+        lines += _train_steps_markdown(report["train_steps"])
     if report.get("ddp_check"):
         r = report["ddp_check"]
         lines += ["## Two processes, one run (torchrun, MANGO, quick preset, 1 epoch)", "",
