@@ -8,7 +8,8 @@
 # (`mango_lite.ICA`). By the end you should be able to write the layer's Jacobian on a napkin.
 #
 # Arc: why flows need two things (an inverse and a log-det) → the ICA construction → its Jacobian →
-# the triangular mask → exact log-det and inverse → checks → a word on conditioning → conventions.
+# the triangular mask → exact log-det and inverse → checks → a word on conditioning → training without
+# the T × T matrix → conventions.
 
 # %%
 import math
@@ -325,7 +326,89 @@ interact_with_static(conditioning, [dict(gamma=0.1, log_temperature=0.0), dict(g
                      gamma=(-0.95, 0.95, 0.05), log_temperature=(-3.0, 1.0, 0.25))
 
 # %% [markdown]
-# ## 7. Direction conventions in other libraries
+# ## 7. Training without the $T \times T$ matrix
+#
+# Everything above formed $S$, a $T\times T$ matrix per head and sample, and autograd keeps it for the
+# backward pass: at $T = 1024$ tokens that is 4 MiB per sample, head and layer in float32. Yet the forward
+# needs only two things from $S$: the product $S X_2$ and the diagonal $s_{ii}$ for the log-det. Write the
+# logits $l_{ij} = q_i\cdot k_j$ (temperature folded into $q$) and the row log-sum-exp over the allowed
+# tokens, $\mathrm{lse}_i = \log\sum_{j} e^{l_{ij}}$. Then
+#
+# $$s_{ii} = e^{\,q_i\cdot k_i - \mathrm{lse}_i}.$$
+#
+# A fused attention kernel (FlashAttention; PyTorch's `scaled_dot_product_attention`) computes $S V$ block
+# by block without holding $S$, keeps $\mathrm{lse}$ for its backward, and recomputes the blocks there.
+# The log-det needs the *gradient* of $\mathrm{lse}$ too: $\partial\,\mathrm{lse}_i / \partial l_{ij} = s_{ij}$, so
+# a loss with $g_i = \partial L/\partial\,\mathrm{lse}_i$ adds $g_i s_{ij}$ to the gradient of logit $l_{ij}$.
+# The kernel's backward already computes that gradient, for the output, as
+#
+# $$\frac{\partial L}{\partial l_{ij}} = s_{ij}\,(dO_i\cdot v_j - \Delta_i), \qquad \Delta_i = dO_i\cdot o_i ,$$
+#
+# reading $o_i$ from the output it is handed. Add one value column that is zero, hand the backward $-g_i$
+# as that column's output and 1 as its output gradient: the column contributes $0$ to $dO_i\cdot v_j$ and
+# $-g_i$ to $\Delta_i$, so the same kernel returns the gradients of $S V$ and of $\mathrm{lse}$ together.
+# One fused forward and one fused backward per layer, and nothing of size $T\times T$ kept
+# (`use_fused_attention(model)`; `mango_lite/flows/fused_attention.py`).
+#
+# The check: the two terms and their gradients against the materialised softmax, in float64, for both
+# triangles; then a whole layer switched to the fused path, with its parameters moved away from their
+# initial values.
+
+# %%
+from mango_lite.flows import perturb_parameters, use_fused_attention
+from mango_lite.flows.fused_attention import masked_attention_terms
+
+g64 = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(2, 1, 12, 8, dtype=torch.float64, generator=g64, requires_grad=True) for _ in range(3))
+w_out, w_diag = torch.randn(2, 1, 12, 8, dtype=torch.float64), torch.randn(2, 1, 12, dtype=torch.float64)
+keep = torch.ones(12, 12, dtype=torch.bool)
+worst = 0.0
+for upper in (True, False):
+    s_full = torch.softmax((q @ k.transpose(-1, -2)).masked_fill(~(keep.triu() if upper else keep.tril()), float("-inf")), -1)
+    fused_terms = masked_attention_terms(q, k, v, upper)
+    dense_terms = (s_full @ v, torch.diagonal(s_full, dim1=-2, dim2=-1))
+    grads = [torch.autograd.grad((sv * w_out).sum() + (torch.log1p(0.5 * d) * w_diag).sum(), (q, k, v))
+             for sv, d in (fused_terms, dense_terms)]
+    worst = max([worst, *((a - b).abs().max().item() for a, b in zip(fused_terms, dense_terms)),
+                 *((a - b).abs().max().item() for a, b in zip(*grads))])
+print(f"S V, diag(S) and their gradients, fused against materialised: largest difference {worst:.1e}")
+assert worst < 1e-10
+
+dense_layer = ICA(dim=8, tokens=256, partition="imca").double()
+perturb_parameters(dense_layer, 0.3, torch.Generator().manual_seed(1))
+fused_layer = ICA(dim=8, tokens=256, partition="imca").double()
+fused_layer.load_state_dict(dense_layer.state_dict())
+use_fused_attention(fused_layer)
+x_big = torch.randn(2, 512, 8, dtype=torch.float64)
+
+
+def kept_for_backward_mib(module) -> float:
+    """MiB of the distinct tensors autograd keeps from one forward for the backward."""
+    kept = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x_big.clone().requires_grad_())
+    return sum(kept.values()) / 2**20
+
+
+(y_d, ld_d), (y_f, ld_f) = dense_layer(x_big), fused_layer(x_big)
+print(f"whole layer, T = 256: output {(y_f - y_d).abs().max().item():.1e}, log-det {(ld_f - ld_d).abs().max().item():.1e}; "
+      f"kept for the backward: materialised {kept_for_backward_mib(dense_layer):.2f} MiB, "
+      f"fused {kept_for_backward_mib(fused_layer):.2f} MiB")
+assert (y_f - y_d).abs().max() < 1e-12 and (ld_f - ld_d).abs().max() < 1e-10
+assert kept_for_backward_mib(fused_layer) < 0.5 * kept_for_backward_mib(dense_layer)
+
+# %% [markdown]
+# The fused path is off by default: for the small token grids of the task models here the materialised
+# $S$ is cheap, and the inverse still needs $A$ itself (one triangular solve). How the two paths compare in
+# time and memory at 256 and 1024 tokens, against PyTorch's own fused causal attention with the same
+# projections, is measured by `benchmarks/bench_fused_ica.py` (README, *Measured performance*).
+#
+# ## 8. Direction conventions in other libraries
 #
 # Sign and direction bugs are the most common flow bug (normflows#27, pytorch-flows#16, glow-tts#17).
 # This is how the libraries a reader may know compare with mango_lite:
@@ -347,6 +430,8 @@ interact_with_static(conditioning, [dict(gamma=0.1, log_temperature=0.0), dict(g
 #   exact and verified above against autograd (the published factor $T$ instead of $D$ is not).
 # * Inverse = recompute $A$ from $Y_1$ + one triangular solve.
 # * $|\gamma|<1$ gives a hard conditioning bound; notebook 02 shows what it does for a 96-layer stack.
+# * Training needs only $S X_2$ and $\mathrm{diag}(S) = e^{q_i\cdot k_i - \mathrm{lse}_i}$: one fused attention forward
+#   and one fused backward, the log-sum-exp's gradient folded into the kernel's $\Delta_i$; no $T\times T$ matrix kept.
 #
 # ## Exercises
 #
