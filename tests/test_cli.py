@@ -415,3 +415,31 @@ def test_plan_states_the_time_one_after_another_and_with_workers(tmp_path):
     assert "estimated time: 10 min one run after another, about 5 min in 2 worker processes" in lines[-1]
     one = rp._plan_lines(get_preset("quick"), torch.device("cpu"), 0, tmp_path, groups, (600.0, "cpu (2 cores)"), 1)
     assert "worker processes" not in one[-1]
+
+
+def test_checkpoint_flow_reaches_the_run_options_of_train_and_reproduce(capsys, tmp_path, monkeypatch) -> None:
+    """``--checkpoint-flow`` on ``train`` and ``reproduce``: the runs' RunOptions carry it (off without the flag)."""
+    reproduce_module = importlib.import_module("mango_lite.training.reproduce")  # the package exports a function so named
+    tasks_module = importlib.import_module("mango_lite.training.tasks")
+
+    seen: list[tuple[str, bool]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(spec, out, options=None, **kwargs):
+        seen.append(("train", options.checkpoint_flow))
+        raise Stop
+
+    def fake_reproduce(*args, checkpoint_flow=False, **kwargs):
+        seen.append(("reproduce", checkpoint_flow))
+        raise Stop
+
+    monkeypatch.setattr(tasks_module, "train_task", fake_train)
+    monkeypatch.setattr(reproduce_module, "reproduce", fake_reproduce)
+    for flag in ([], ["--checkpoint-flow"]):
+        with pytest.raises(Stop):
+            main(["train", "--task", "segmentation", "--model", "mango", "--out", str(tmp_path / "t"), *flag])
+        with pytest.raises(Stop):
+            main(["reproduce", "--out", str(tmp_path / "r"), *flag])
+    assert seen == [("train", False), ("reproduce", False), ("train", True), ("reproduce", True)]

@@ -17,6 +17,13 @@ from ..presets import IMAGE_ENCODERS, PRESET_NAMES, Preset, get_preset
 from .tasks import PAIRS, SEGMENTATION_DATASETS, TASK_NAMES
 
 
+def add_checkpoint_flow_argument(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint-flow`` (:class:`~mango_lite.training.RunOptions`'s ``checkpoint_flow``)."""
+    p.add_argument("--checkpoint-flow", action="store_true",
+                   help="MANGO: recompute the flow's activations in the backward instead of keeping them (less "
+                        "memory, a slower step, the same numbers)")
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
@@ -109,9 +116,7 @@ def _add_train_parser(sub: Any, fmt: Any) -> None:
                    help="stand-ins of segmentation (NYUDv2) and translation: metres between the cameras of the two "
                         "inputs, misregistering the second by its disparity f*b/z (default 0: pixel-aligned)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
-    p.add_argument("--checkpoint-flow", action="store_true",
-                   help="MANGO: recompute the flow's activations in the backward instead of keeping them (less "
-                        "memory, a slower step, the same gradients)")
+    add_checkpoint_flow_argument(p)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_arguments(p)
@@ -168,6 +173,7 @@ def _add_reproduce_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per cluster job")
     p.add_argument("--cpus-per-job", type=int, default=2, help="CPU cores per cluster job")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA (full float32)")
+    add_checkpoint_flow_argument(p)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_arguments(p)
@@ -411,7 +417,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     res = reproduce(preset, args.out, data_root=args.data_root, cache_dir=args.data_cache, device=args.device,
                     seed=args.seed, tasks=args.tasks, models=args.models, pairs=args.pairs, resume=args.resume,
                     overwrite=args.overwrite, allow_stand_ins=args.allow_stand_ins, jobs=args.jobs, cluster=cluster,
-                    amp=not args.no_amp, num_workers=args.workers, progress=_progress(args))
+                    amp=not args.no_amp, num_workers=args.workers, progress=_progress(args),
+                    checkpoint_flow=args.checkpoint_flow)
     out = Path(args.out) if args.out else Path("results") / preset.name
     failed = [f"{k}:{m}" for k, e in res["results"].items() for m, v in e["models"].items() if "error" in v]
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {res['wall_time_s']:.0f}s"

@@ -232,6 +232,7 @@ def reproduce(
     progress: bool | None = None,
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
+    checkpoint_flow: bool = False,
 ) -> dict[str, Any]:
     """Run the reproduction (see module docstring) and return the results.json content.
 
@@ -252,7 +253,7 @@ def reproduce(
     by ``seed`` alone, so its numbers do not depend on ``jobs``; a worker's log goes to ``train.log`` in
     its run folder. ``cluster``: instead, submit the runs as a Slurm job array through submitit
     (:func:`~mango_lite.training.executor.execute`; ``{"executor": "local"}`` runs them as local jobs) and
-    collect them here."""
+    collect them here. ``checkpoint_flow``: as in :class:`~mango_lite.training.RunOptions` (the same numbers)."""
     from tqdm.auto import tqdm
 
     from .run_costs import load_run_costs
@@ -274,16 +275,15 @@ def reproduce(
     overall = tqdm(total=len(runs), desc="reproduce", unit="run", disable=progress is False or not verbose,
                    position=0, leave=True, dynamic_ncols=True)
     # 1. data and the runs still to do (finished runs of an earlier attempt are kept under --resume)
-    options = RunOptions(device=device, resume=resume, overwrite=True, save_best=False, keep_checkpoints=1,
-                         progress=progress, verbose=verbose, num_workers=num_workers, after_fit=_run_figures())
+    options = RunOptions(device=device, resume=resume, overwrite=True, save_best=False, keep_checkpoints=1, progress=progress,
+                         verbose=verbose, num_workers=num_workers, checkpoint_flow=checkpoint_flow, after_fit=_run_figures())
     tds: dict[str, TaskData] = {}
     pending = _pending_runs(groups, preset, seed, amp, options, out, data_root,
                             Path(cache_dir) if cache_dir is not None else out / "data", results, tds, overall, log)
     workers = 0 if not pending else job_count(jobs, len(pending), dev)
     if workers > 1 and cluster is None:
         log(f"  {len(pending)} runs to train in {workers} worker processes (one torch thread each)")
-    progress_of = _RunRecorder(results, groups, pending, out, costs.get(preset.name) or {}, estimate, workers,
-                               overall, t0, log)
+    progress_of = _RunRecorder(results, groups, pending, out, costs.get(preset.name) or {}, estimate, workers, overall, t0, log)
     try:  # 2. train them: one after another in this process, in worker processes, or as cluster jobs
         train_runs(pending, workers=0 if workers == 1 and cluster is None else workers, cluster=cluster,
                    cluster_folder=out / "submitit", data={key: tds[key[0]] for key in pending}, log=log,
