@@ -94,23 +94,13 @@ def saved_for_backward_mib(kind: str, tokens: int, dim: int, batch: int,
                            device: torch.device = CPU) -> float:
     """MiB of the tensors autograd keeps from the forward for the backward (distinct storages, counted by a
     saved-tensors hook): the training memory a layer holds, which grows as T^2 when S is materialised."""
+    from mango_lite.engine.cost import saved_for_backward_bytes
+    from mango_lite.flows import reference
+
     m = _layer(tokens, dim, kind == "fused", device)
     x = torch.randn(batch, 2 * tokens, dim, device=device, requires_grad=True)
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        if kind == "sdpa":
-            from mango_lite.flows import reference
-
-            reference.fused_causal_attention(m, x)
-        else:
-            m(x)
-    return sum(seen.values()) / 2**20
+    forward = (lambda: reference.fused_causal_attention(m, x)) if kind == "sdpa" else (lambda: m(x))
+    return saved_for_backward_bytes(forward) / 2**20
 
 
 def peak_step_mib(kind: str, tokens: int, dim: int, batch: int, device: torch.device) -> float | None:

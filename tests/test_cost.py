@@ -143,3 +143,13 @@ def test_ablation_rows_name_a_reference_rows_partitions_when_given():
                                   "concat (reference)": {"metrics": {"miou": 7.3}}})
     assert [r["partitions"] for r in rows] == ["mmca", "mmca+imca+lica", "-"]
     assert [r["miou"] for r in rows] == [7.5, 7.7, 7.3]
+
+
+def test_saved_for_backward_counts_each_saved_storage_once() -> None:
+    from mango_lite.engine.cost import saved_for_backward_bytes
+
+    x = torch.randn(1000, requires_grad=True)
+    assert saved_for_backward_bytes(lambda: torch.exp(x)) == 4000  # exp keeps its output
+    assert saved_for_backward_bytes(lambda: x * x) == 4000  # x, kept twice, is one storage
+    with torch.no_grad():
+        assert saved_for_backward_bytes(lambda: torch.exp(x)) == 0

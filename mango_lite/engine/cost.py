@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from ..errors import MangoLiteError
 from ..utils import device_name, pick_device
 
-__all__ = ["measure_cost", "peak_memory_bytes", "forward_flops", "COST_KEYS"]
+__all__ = ["measure_cost", "peak_memory_bytes", "saved_for_backward_bytes", "forward_flops", "COST_KEYS"]
 
 COST_KEYS = ("params", "forward_gflops", "train_step_ms", "infer_ms", "peak_train_mb", "peak_infer_mb")
 _MB = 1024.0**2
@@ -186,6 +186,22 @@ def forward_flops(model: nn.Module, batch_a: Any, batch_b: Any = None) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         _call(model, batch_a, batch_b)
     return int(counter.get_total_flops())
+
+
+def saved_for_backward_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes of the tensors autograd keeps for the backward while ``fn()`` runs (a forward pass), each storage
+    counted once (a saved-tensors hook): the training memory a module holds between its forward and its
+    backward, on any device and independent of the allocator."""
+    storages: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
 
 
 # ---------------------------------------------------------------------------------- measure

@@ -56,15 +56,9 @@ def masked_lse_reference(q: Tensor, k: Tensor, chunk: int = _ROW_CHUNK) -> Tenso
 
 def _keys_product_and_lse(q: Tensor, k: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
     """(S values, lse) of the causal softmax of q k^T; the product differentiable in ``values`` only when q
-    and k come detached. One fused pass on the CPU (the flash kernel returns the log-sum-exp) and on CUDA
-    (the memory-efficient kernel does, in float32 and half precision); elsewhere the public fused attention
-    and a chunked log-sum-exp."""
-    if q.device.type == "cpu" and q.shape[-1] == values.shape[-1]:
-        try:
-            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, values, 0.0, True, scale=1.0)
-            return out, lse
-        except (RuntimeError, AttributeError):  # an older build or an unsupported dtype: the portable path
-            pass
+    and k come detached. One fused pass on CUDA (the memory-efficient kernel returns the log-sum-exp, in
+    float32 and half precision); elsewhere the public fused attention and a chunked log-sum-exp (the CPU's
+    flash kernel serves :func:`_single_pass_terms` instead)."""
     if q.device.type == "cuda" and q.dtype in (torch.float32, torch.float16, torch.bfloat16):
         try:  # the memory-efficient kernel returns the log-sum-exp (padded to a multiple of 32 rows)
             out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(

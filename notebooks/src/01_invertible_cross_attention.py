@@ -355,6 +355,7 @@ interact_with_static(conditioning, [dict(gamma=0.1, log_temperature=0.0), dict(g
 # initial values.
 
 # %%
+from mango_lite.engine.cost import saved_for_backward_bytes
 from mango_lite.flows import perturb_parameters, use_fused_attention
 from mango_lite.flows.fused_attention import masked_attention_terms
 
@@ -383,16 +384,8 @@ x_big = torch.randn(2, 512, 8, dtype=torch.float64)
 
 
 def kept_for_backward_mib(module) -> float:
-    """MiB of the distinct tensors autograd keeps from one forward for the backward."""
-    kept = {}
-
-    def pack(t):
-        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x_big.clone().requires_grad_())
-    return sum(kept.values()) / 2**20
+    """MiB of the distinct tensors autograd keeps from one forward of ``module`` for the backward."""
+    return saved_for_backward_bytes(lambda: module(x_big.clone().requires_grad_())) / 2**20
 
 
 (y_d, ld_d), (y_f, ld_f) = dense_layer(x_big), fused_layer(x_big)
